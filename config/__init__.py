@@ -1,0 +1,1 @@
+"""Configuration: the typed schema, example configs, prompts and task instructions."""

@@ -1,0 +1,286 @@
+"""The evaluation configuration: one typed model, validated once, used everywhere.
+
+Why: a control-vs-treatment comparison is only honest when every stage reads the same settings.
+Invalid configs fail fast with one line (``ConfigError``), never a traceback.
+
+Path rule (documented in docs/configuration.md): every relative path in a config resolves against
+the *working directory* the command runs in (the project root in all documented commands).
+Absolute paths, POSIX or Windows drive-letter style, are kept as written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.errors import ConfigError, format_validation_error
+
+Backend = Literal["local", "fireworks"]
+LocalEngine = Literal["llama_cpp", "ollama", "openai_compat", "dry_run"]
+DATASETS = ("squad_v2", "triviaqa", "nq_open")
+
+
+class _Strict(BaseModel):
+    """Base: unknown keys are errors (we suggest the closest valid key in the message)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class MaxNewTokens(_Strict):
+    closed_book: int = Field(64, ge=1, le=131072)
+    open_book: int = Field(128, ge=1, le=131072)
+
+
+class Sizes(_Strict):
+    """Items per dataset after the seeded shuffle: 0 = none, null = all."""
+
+    squad_v2: int | None = Field(200, ge=0)
+    triviaqa: int | None = Field(100, ge=0)
+    nq_open: int | None = Field(100, ge=0)
+
+
+class DataSources(_Strict):
+    """Where each dataset comes from: ``sample`` (bundled), ``hub`` (download once) or a file path."""
+
+    squad_v2: str = "sample"
+    triviaqa: str = "sample"
+    nq_open: str = "sample"
+
+
+class Paths(_Strict):
+    data_dir: Path = Path("data")
+    raw_dir: Path = Path("data/raw")
+    prepared_dir: Path = Path("data/prepared")
+    batch_inputs_dir: Path = Path("data/batch_inputs")
+    experiments_dir: Path = Path("experiments")
+
+
+class Pricing(_Strict):
+    """USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half)."""
+
+    input_per_mtok: float = Field(0.15, ge=0)
+    output_per_mtok: float = Field(0.60, ge=0)
+    batch_discount: float = Field(0.5, ge=0, le=1)
+    cached_input_multiplier: float = Field(1.0, ge=0, le=1)
+
+
+class Unsupported(_Strict):
+    strategy: Literal["baseline", "overlap"] = "baseline"
+    threshold: float = Field(0.5, ge=0, le=1)
+    min_token_overlap: int = Field(1, ge=0)
+
+
+class PromptSet(_Strict):
+    control: Path
+    treatment: Path
+
+
+class TaskInstructions(_Strict):
+    open_book: Path = Path("config/task_instructions/open_book.txt")
+    closed_book: Path = Path("config/task_instructions/closed_book.txt")
+
+
+class StatsConfig(_Strict):
+    bootstrap_samples: int = Field(5000, ge=100, le=1_000_000)
+    permutation_samples: int = Field(5000, ge=100, le=1_000_000)
+    seed: int = 1234
+    enable_fdr: bool = True
+    risk_thresholds: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    tost_margins: dict[str, float] = Field(default_factory=lambda: {"em": 0.02, "f1": 0.02})
+    tost_alpha: float = Field(0.05, gt=0, lt=1)
+
+
+class TrialSpec(_Strict):
+    """One trial: every field left out inherits the top-level value."""
+
+    id: str | None = None
+    model: str | None = None
+    prompt_set: str | None = None
+    temps: list[float] | None = None
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    max_new_tokens: MaxNewTokens | None = None
+
+
+class Sweep(_Strict):
+    """Cartesian product of the listed values; empty lists inherit the top-level value."""
+
+    models: list[str] = Field(default_factory=list)
+    prompt_sets: list[str] = Field(default_factory=list)
+    top_p: list[float] = Field(default_factory=list)
+    top_k: list[int] = Field(default_factory=list)
+    max_new_tokens: list[MaxNewTokens] = Field(default_factory=list)
+
+
+class FireworksSettings(_Strict):
+    poll_interval_s: float = Field(30.0, gt=0)
+    max_part_bytes: int = Field(150_000_000, gt=1000)
+    request_deadline_s: float = Field(600.0, gt=0)
+
+
+class EvalConfig(_Strict):
+    backend: Backend = "local"
+    local_engine: LocalEngine = "llama_cpp"
+    local_endpoint: str | None = None
+    local_model: str | None = None
+    model_id: str = "accounts/fireworks/models/gpt-oss-120b"
+    n_ctx: int = Field(4096, ge=256, le=1_048_576)
+    n_gpu_layers: int = Field(-1, ge=-1)
+    n_threads: int | None = Field(None, ge=1)
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
+    max_concurrent_requests: int = Field(1, ge=1, le=64)
+    keep_alive: str = "30m"
+    request_timeout_s: float = Field(600.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=20)
+    retry_backoff_s: float = Field(2.0, ge=0)
+    temps: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    samples_per_item: dict[str, int] = Field(default_factory=lambda: {"0.0": 1})
+    max_new_tokens: MaxNewTokens = Field(default_factory=MaxNewTokens)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = 42
+    data_seed: int = 42
+    sizes: Sizes = Field(default_factory=Sizes)
+    data: DataSources = Field(default_factory=DataSources)
+    paths: Paths = Field(default_factory=Paths)
+    pricing: Pricing = Field(default_factory=Pricing)
+    unsupported: Unsupported = Field(default_factory=Unsupported)
+    task_instructions: TaskInstructions = Field(default_factory=TaskInstructions)
+    prompt_sets: dict[str, PromptSet] = Field(
+        default_factory=lambda: {
+            "default": PromptSet(
+                control=Path("config/prompts/control_system.txt"),
+                treatment=Path("config/prompts/treatment_system.txt"),
+            )
+        },
+        min_length=1,
+    )
+    default_prompt_set: str = "default"
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    sweep: Sweep | None = None
+    trials: list[TrialSpec] = Field(default_factory=list)
+    enable_local_telemetry: bool = True
+    prevent_sleep: bool = True
+    tokenizer: str | None = None
+    fireworks: FireworksSettings = Field(default_factory=FireworksSettings)
+
+    @field_validator("temps")
+    @classmethod
+    def _temps_valid(cls, temps: list[float]) -> list[float]:
+        for t in temps:
+            if not 0.0 <= t <= 2.0:
+                raise ValueError(f"temperature {t} outside 0..2")
+        if len({repr(float(t)) for t in temps}) != len(temps):
+            raise ValueError("duplicate temperature")
+        return [float(t) for t in temps]
+
+    @field_validator("samples_per_item", mode="before")
+    @classmethod
+    def _samples_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, n in value.items():
+                try:
+                    label = repr(float(key))
+                except (TypeError, ValueError):
+                    raise ValueError(f"key {key!r} is not a temperature") from None
+                out[label] = n
+            return out
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> EvalConfig:
+        for label, n in self.samples_per_item.items():
+            if n < 1:
+                raise ValueError(f"samples_per_item[{label}] must be >= 1")
+        temps_everywhere = set(self.temps)
+        for trial in self.trials:
+            temps_everywhere.update(trial.temps or [])
+        for t in sorted(temps_everywhere):
+            if repr(float(t)) not in self.samples_per_item:
+                raise ValueError(f"temperature {t} has no samples_per_item entry (add '{t}': 1)")
+        if self.default_prompt_set not in self.prompt_sets:
+            raise ValueError(
+                f"default_prompt_set {self.default_prompt_set!r} is not one of {sorted(self.prompt_sets)}"
+            )
+        named = [t.prompt_set for t in self.trials if t.prompt_set]
+        if self.sweep:
+            named += self.sweep.prompt_sets
+        for name in named:
+            if name not in self.prompt_sets:
+                raise ValueError(f"prompt set {name!r} is not defined in prompt_sets")
+        if self.trials and self.sweep:
+            raise ValueError("use either 'trials' or 'sweep', not both")
+        if self.backend == "local" and self.local_engine in ("ollama", "openai_compat"):
+            if not self.local_endpoint:
+                raise ValueError(f"local_engine {self.local_engine} needs local_endpoint")
+        if self.backend == "local" and self.local_engine != "dry_run" and not self.local_model:
+            raise ValueError(f"local_engine {self.local_engine} needs local_model")
+        return self
+
+    def samples_for(self, temp: float) -> int:
+        """K samples per item at this temperature (keys are repr(float(T)))."""
+        return self.samples_per_item[repr(float(temp))]
+
+    def model_name(self) -> str:
+        """The model a trial uses when it does not name one."""
+        if self.backend == "fireworks":
+            return self.model_id
+        return self.local_model or "dry-run"
+
+
+def _check_files(cfg: EvalConfig) -> None:
+    """Prompt and instruction files must exist before anything runs (error names the field)."""
+    for name, pset in cfg.prompt_sets.items():
+        for cond in ("control", "treatment"):
+            p = getattr(pset, cond)
+            if not p.is_file():
+                raise ConfigError(f"prompt_sets.{name}.{cond}: file not found: {p}")
+    for kind in ("open_book", "closed_book"):
+        p = getattr(cfg.task_instructions, kind)
+        if not p.is_file():
+            raise ConfigError(f"task_instructions.{kind}: file not found: {p}")
+
+
+def validate_config_dict(raw: Any, source: str = "<dict>", check_files: bool = True) -> EvalConfig:
+    """Validate an already-parsed mapping; raises ConfigError with a one-line message."""
+    from pydantic import ValidationError
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config error: {source}: <root>: expected a mapping, got {type(raw).__name__}")
+    try:
+        cfg = EvalConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, EvalConfig)) from None
+    if check_files:
+        try:
+            _check_files(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"config error: {source}: {exc}") from None
+    return cfg
+
+
+def load_config(path: str | Path, check_files: bool = True) -> EvalConfig:
+    """Read a YAML config file and validate it. Raises ConfigError (one line) on any problem."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config error: {p}: <file>: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config error: {p}: <file>: cannot read ({exc.__class__.__name__})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "<yaml>"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config error: {p}: {where}: {problem}") from None
+    return validate_config_dict(raw, str(p), check_files=check_files)

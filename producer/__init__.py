@@ -1,0 +1,1 @@
+"""The enqueue side and the CLI."""

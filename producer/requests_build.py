@@ -1,0 +1,75 @@
+"""Every request of a trial, in prefix-aware order (CONTRACT section 2).
+
+Why: one place turns (trial, items) into request bodies, so the local queue, the batch input files
+and the Fireworks jobs send exactly the same thing. Requests come out grouped by temperature, then
+condition (all control, then all treatment), so consecutive requests share the system prompt and an
+engine's prefix cache is reused (ARCHITECTURE fact 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from config.contract import CONDITIONS, DATASET_TYPE, build_custom_id, temp_label
+from config.schema import EvalConfig
+from producer.messages import PromptTexts, render_messages
+from producer.trials import Trial
+
+
+@dataclass(frozen=True)
+class Request:
+    custom_id: str
+    trial: str
+    model: str
+    condition: str
+    temp: str
+    type: str
+    body: dict[str, Any]
+
+    def to_batch_row(self) -> dict[str, Any]:
+        """The batch input JSONL row: ``{"custom_id", "body"}``."""
+        return {"custom_id": self.custom_id, "body": self.body}
+
+
+def request_body(
+    cfg: EvalConfig, trial: Trial, messages: list[dict[str, str]], temp: float, type_: str
+) -> dict[str, Any]:
+    """Body with absent optional values omitted."""
+    body: dict[str, Any] = {
+        "messages": messages,
+        "max_tokens": trial.max_tokens_for(type_),
+        "temperature": float(temp),
+    }
+    if trial.top_p is not None:
+        body["top_p"] = trial.top_p
+    if trial.top_k is not None:
+        body["top_k"] = trial.top_k
+    if cfg.stop:
+        body["stop"] = list(cfg.stop)
+    if cfg.seed is not None:
+        body["seed"] = cfg.seed
+    return body
+
+
+def iter_trial_requests(
+    cfg: EvalConfig,
+    trial: Trial,
+    items: Iterable[dict[str, Any]],
+    texts: PromptTexts,
+    conditions: Iterable[str] = CONDITIONS,
+) -> Iterator[Request]:
+    """Requests of one trial: temperature → condition → item → sample (prefix-aware order)."""
+    items = list(items)
+    for temp in trial.temps:
+        label = temp_label(temp)
+        k = cfg.samples_for(temp)
+        for condition in conditions:
+            for item in items:
+                type_ = DATASET_TYPE[item["dataset"]]
+                messages = render_messages(texts, item, condition, type_)
+                body = request_body(cfg, trial, messages, temp, type_)
+                for s in range(k):
+                    cid = build_custom_id(item["dataset"], item["id"], condition, label, s, type_)
+                    yield Request(cid, trial.slug, trial.model, condition, label, type_, body)

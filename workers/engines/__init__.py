@@ -1,0 +1,1 @@
+"""Inference engines, registered by the config's ``local_engine`` name."""

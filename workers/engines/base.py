@@ -1,0 +1,84 @@
+"""The one small interface every inference engine implements.
+
+Why: switching engine must be a config change only. Engines turn ``messages`` + ``GenerationParams``
+into an ``EngineResult``; they raise ``TransientEngineError`` for failures worth retrying (timeouts,
+5xx, dropped connections) and ``PermanentEngineError`` for the rest (bad request, unknown model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class EngineError(Exception):
+    """Base class; the message must be one line, safe to show (no secrets)."""
+
+
+class TransientEngineError(EngineError):
+    """Retry with backoff (connection refused/reset, timeout, HTTP 408/429/5xx)."""
+
+
+class PermanentEngineError(EngineError):
+    """Do not retry (HTTP 4xx other than 408/429, model missing, prompt too long)."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings for one request (from the request body of CONTRACT section 2)."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> GenerationParams:
+        return cls(
+            max_tokens=int(body["max_tokens"]),
+            temperature=float(body["temperature"]),
+            top_p=body.get("top_p"),
+            top_k=body.get("top_k"),
+            stop=tuple(body.get("stop") or ()),
+            seed=body.get("seed"),
+        )
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    estimated: bool = False
+
+    def __post_init__(self) -> None:
+        if self.total_tokens is None and self.prompt_tokens is not None and self.completion_tokens is not None:
+            self.total_tokens = self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class EngineResult:
+    text: str
+    finish_reason: str | None
+    usage: Usage
+    request_id: str
+    latency_s: float
+    engine: dict[str, Any] = field(default_factory=dict)  # engine facts: name, model, timings, cache...
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """An inference engine. One instance per worker process; not shared across threads unless
+    ``thread_safe`` is True (HTTP engines), in which case up to max_concurrent_requests calls overlap."""
+
+    name: str
+    thread_safe: bool
+
+    def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult: ...
+
+    def close(self) -> None: ...
