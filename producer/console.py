@@ -1,0 +1,57 @@
+"""Console output that never crashes: one-line errors, and no UnicodeEncodeError on cp1252 consoles."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+class UserError(Exception):
+    """A problem the user can fix; shown as one line, exit status ``exit_code``."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+def make_console_safe() -> None:
+    """Replace unencodable characters instead of raising (Windows cp1252 consoles)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
+
+
+def fail(message: str, exit_code: int = 2) -> None:
+    """Print ``message`` on one line to stderr and exit."""
+    click.echo(" ".join(str(message).split()), err=True)
+    sys.exit(exit_code)
+
+
+def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for CLI commands: known user errors become one line and an exit status."""
+    from config.errors import ConfigError
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            msg = str(exc)
+            fail(msg if msg.startswith("config error:") else f"config error: {msg}", 2)
+        except UserError as exc:
+            fail(f"error: {exc}", exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper

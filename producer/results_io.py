@@ -1,0 +1,145 @@
+"""Raw results rows (CONTRACT section 3) and predictions.csv (CONTRACT section 4).
+
+Why: every backend (in-process llama.cpp, HTTP engines, Fireworks batch output, results fetched by
+hand) ends in the same two files; this module is the only writer and reader of both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from config.atomic import write_csv_atomic
+from config.contract import PREDICTIONS_COLUMNS, CustomIdError, parse_custom_id
+
+
+class ResultsFormatError(ValueError):
+    """A malformed or duplicate raw results row; the message names the file and line."""
+
+
+def raw_result_row(
+    custom_id: str,
+    text: str,
+    finish_reason: str | None,
+    usage: dict[str, Any] | None,
+    request_id: str | None,
+    latency_s: float | None = None,
+    engine: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build one raw results row in the contract's shape."""
+    usage = dict(usage or {})
+    body_usage = {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    if body_usage["total_tokens"] is None and None not in (body_usage["prompt_tokens"], body_usage["completion_tokens"]):
+        body_usage["total_tokens"] = body_usage["prompt_tokens"] + body_usage["completion_tokens"]
+    return {
+        "custom_id": custom_id,
+        "response": {
+            "request_id": request_id,
+            "body": {
+                "id": request_id,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish_reason,
+                    }
+                ],
+                "usage": body_usage,
+            },
+        },
+        "engine": engine or {},
+        "latency_s": latency_s,
+    }
+
+
+def normalise_raw_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Accept our shape or a Fireworks output row (``response`` is the chat completion itself)."""
+    if not isinstance(row, dict) or "custom_id" not in row:
+        raise ResultsFormatError("row has no custom_id")
+    response = row.get("response")
+    if not isinstance(response, dict):
+        raise ResultsFormatError("row has no response object")
+    if "body" in response and isinstance(response["body"], dict):
+        return row
+    # Fireworks / OpenAI batch: response is the chat completion.
+    choice = (response.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    return raw_result_row(
+        custom_id=row["custom_id"],
+        text=message.get("content") or choice.get("text") or "",
+        finish_reason=choice.get("finish_reason"),
+        usage=response.get("usage"),
+        request_id=response.get("id"),
+        latency_s=row.get("latency_s"),
+        engine=row.get("engine") or {"backend": "fireworks"},
+    )
+
+
+def read_raw_results(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield normalised rows; malformed JSON, bad or duplicate custom_ids fail with the line number."""
+    seen: set[str] = set()
+    with Path(path).open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = normalise_raw_row(json.loads(line))
+                parse_custom_id(row["custom_id"])
+            except json.JSONDecodeError as exc:
+                raise ResultsFormatError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
+            except (ResultsFormatError, CustomIdError) as exc:
+                raise ResultsFormatError(f"{path}: line {lineno}: {exc}") from None
+            cid = row["custom_id"]
+            if cid in seen:
+                raise ResultsFormatError(f"{path}: line {lineno}: duplicate custom_id {cid!r}")
+            seen.add(cid)
+            yield row
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def prediction_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One predictions.csv row from a normalised raw results row."""
+    cid = parse_custom_id(row["custom_id"])
+    body = row["response"]["body"]
+    choice = (body.get("choices") or [{}])[0]
+    usage = body.get("usage") or {}
+    prompt = _int_or_none(usage.get("prompt_tokens"))
+    completion = _int_or_none(usage.get("completion_tokens"))
+    total = _int_or_none(usage.get("total_tokens"))
+    if prompt is not None and completion is not None:
+        total = prompt + completion
+    return {
+        "custom_id": str(cid),
+        "dataset": cid.dataset,
+        "item_id": cid.item_id,
+        "condition": cid.condition,
+        "temp": cid.temp,
+        "sample_index": cid.sample_index,
+        "type": cid.type,
+        "request_id": row["response"].get("request_id") or body.get("id") or "",
+        "finish_reason": choice.get("finish_reason") or "",
+        "response_text": ((choice.get("message") or {}).get("content") or "").strip(),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+    }
+
+
+def write_predictions_csv(rows: Iterable[dict[str, Any]], path: Path) -> int:
+    """Write predictions.csv atomically, sorted by custom_id; returns the row count."""
+    preds = sorted((prediction_row(r) for r in rows), key=lambda p: p["custom_id"])
+    ids = [p["custom_id"] for p in preds]
+    if len(ids) != len(set(ids)):
+        raise ResultsFormatError("duplicate custom_id in results")
+    write_csv_atomic(path, PREDICTIONS_COLUMNS, preds)
+    return len(preds)
