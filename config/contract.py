@@ -52,6 +52,21 @@ def temp_label(temp: float) -> str:
     return repr(float(temp))
 
 
+def item_key(dataset: str, item_id: str) -> str:
+    """``dataset|item_id``: the pairing key of per_item_scores.csv (CONTRACT section 5)."""
+    if "|" in str(dataset) or "|" in str(item_id):
+        raise CustomIdError(f"item id {item_id!r} or dataset {dataset!r} contains '|'")
+    return f"{dataset}|{item_id}"
+
+
+def parse_item_key(key: str) -> tuple[str, str]:
+    """(dataset, item_id) from an item_key built by :func:`item_key`."""
+    dataset, sep, item_id = str(key).partition("|")
+    if not sep or not dataset or not item_id or "|" in item_id:
+        raise CustomIdError(f"item_key {key!r} is not dataset|item_id")
+    return dataset, item_id
+
+
 class CustomIdError(ValueError):
     """A custom_id that does not follow the contract."""
 

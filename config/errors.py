@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+_FIELD_PATH = re.compile(r"[A-Za-z_][\w]*(\.[\w.\-]+)*")
 
 
 class ConfigError(Exception):
@@ -54,7 +57,11 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
     msg = str(err.get("msg", "invalid value")).replace("\n", " ")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if "input" in err and err.get("type") != "missing":
+    if not loc:  # model-level checks name their field as "<field path>: <message>"
+        head, sep, rest = msg.partition(": ")
+        if sep and _FIELD_PATH.fullmatch(head):
+            path, msg = head, rest
+    if loc and "input" in err and err.get("type") != "missing":  # root errors would echo the whole config
         shown = repr(err["input"])
         if len(shown) <= 60:
             msg = f"{msg} (got {shown})"

@@ -22,6 +22,18 @@ LocalEngine = Literal["llama_cpp", "ollama", "openai_compat", "dry_run"]
 DATASETS = ("squad_v2", "triviaqa", "nq_open")
 
 
+def _check_temps(temps: list[float]) -> list[float]:
+    """Temperatures in 0..2, distinct as written in custom_ids (repr(float(T)))."""
+    if not temps:
+        raise ValueError("at least one temperature is needed")
+    for t in temps:
+        if not 0.0 <= t <= 2.0:
+            raise ValueError(f"temperature {t} outside 0..2")
+    if len({repr(float(t)) for t in temps}) != len(temps):
+        raise ValueError("duplicate temperature")
+    return [float(t) for t in temps]
+
+
 class _Strict(BaseModel):
     """Base: unknown keys are errors (we suggest the closest valid key in the message)."""
 
@@ -103,6 +115,11 @@ class TrialSpec(_Strict):
     top_k: int | None = Field(None, ge=0)
     max_new_tokens: MaxNewTokens | None = None
 
+    @field_validator("temps")
+    @classmethod
+    def _temps_valid(cls, temps: list[float] | None) -> list[float] | None:
+        return None if temps is None else _check_temps(temps)
+
 
 class Sweep(_Strict):
     """Cartesian product of the listed values; empty lists inherit the top-level value."""
@@ -170,12 +187,7 @@ class EvalConfig(_Strict):
     @field_validator("temps")
     @classmethod
     def _temps_valid(cls, temps: list[float]) -> list[float]:
-        for t in temps:
-            if not 0.0 <= t <= 2.0:
-                raise ValueError(f"temperature {t} outside 0..2")
-        if len({repr(float(t)) for t in temps}) != len(temps):
-            raise ValueError("duplicate temperature")
-        return [float(t) for t in temps]
+        return _check_temps(temps)
 
     @field_validator("samples_per_item", mode="before")
     @classmethod
@@ -195,30 +207,30 @@ class EvalConfig(_Strict):
     def _cross_checks(self) -> EvalConfig:
         for label, n in self.samples_per_item.items():
             if n < 1:
-                raise ValueError(f"samples_per_item[{label}] must be >= 1")
+                raise ValueError(f"samples_per_item.{label}: must be >= 1")
         temps_everywhere = set(self.temps)
         for trial in self.trials:
             temps_everywhere.update(trial.temps or [])
         for t in sorted(temps_everywhere):
             if repr(float(t)) not in self.samples_per_item:
-                raise ValueError(f"temperature {t} has no samples_per_item entry (add '{t}': 1)")
+                raise ValueError(f"samples_per_item: temperature {t} has no entry (add \"{t}\": 1)")
         if self.default_prompt_set not in self.prompt_sets:
             raise ValueError(
-                f"default_prompt_set {self.default_prompt_set!r} is not one of {sorted(self.prompt_sets)}"
+                f"default_prompt_set: {self.default_prompt_set!r} is not one of {sorted(self.prompt_sets)}"
             )
         named = [t.prompt_set for t in self.trials if t.prompt_set]
         if self.sweep:
             named += self.sweep.prompt_sets
         for name in named:
             if name not in self.prompt_sets:
-                raise ValueError(f"prompt set {name!r} is not defined in prompt_sets")
+                raise ValueError(f"prompt_sets: prompt set {name!r} is used but not defined")
         if self.trials and self.sweep:
-            raise ValueError("use either 'trials' or 'sweep', not both")
+            raise ValueError("trials: use either 'trials' or 'sweep', not both")
         if self.backend == "local" and self.local_engine in ("ollama", "openai_compat"):
             if not self.local_endpoint:
-                raise ValueError(f"local_engine {self.local_engine} needs local_endpoint")
+                raise ValueError(f"local_endpoint: local_engine {self.local_engine} needs local_endpoint")
         if self.backend == "local" and self.local_engine != "dry_run" and not self.local_model:
-            raise ValueError(f"local_engine {self.local_engine} needs local_model")
+            raise ValueError(f"local_model: local_engine {self.local_engine} needs local_model")
         return self
 
     def samples_for(self, temp: float) -> int:
@@ -277,6 +289,7 @@ def load_config(path: str | Path, check_files: bool = True) -> EvalConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config error: {p}: <file>: cannot read ({exc.__class__.__name__})") from None
     try:
+        _reject_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), p)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -284,3 +297,24 @@ def load_config(path: str | Path, check_files: bool = True) -> EvalConfig:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"config error: {p}: {where}: {problem}") from None
     return validate_config_dict(raw, str(p), check_files=check_files)
+
+
+def _reject_duplicate_keys(node: Any, source: Path, path: str = "") -> None:
+    """YAML silently keeps the last of two equal keys; a duplicated prompt set would vanish. Refuse it."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(getattr(key_node, "value", ""))
+            here = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key != "<<" and key in seen:
+                raise ConfigError(
+                    f"config error: {source}: {here}: duplicate key on line {line} (first on line {seen[key]})"
+                )
+            seen[key] = line
+            _reject_duplicate_keys(value_node, source, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, child in enumerate(node.value):
+            _reject_duplicate_keys(child, source, f"{path}[{i}]")

@@ -1,1 +1,15 @@
-"""The enqueue side and the CLI."""
+"""The enqueue side and the CLI.
+
+``producer.huey`` (the SqliteHuey instance, for ``huey_consumer producer.huey``) is loaded lazily so
+that ``python -m producer --help`` and stages that need no queue never open or create ``queue/``.
+"""
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "huey":
+        from producer.huey_app import huey
+
+        return huey
+    raise AttributeError(f"module 'producer' has no attribute {name!r}")

@@ -12,6 +12,11 @@ COMMANDS: dict[str, str] = {
     "prepare": "producer.cmd_prepare:prepare",
     "build": "producer.cmd_build:build",
     "plan": "producer.cmd_plan:plan",
+    "enqueue": "producer.cmd_enqueue:enqueue",
+    "status": "producer.cmd_status:status",
+    "run": "producer.cmd_run:run",
+    "stop": "producer.cmd_stop:stop",
+    "parse": "producer.cmd_parse:parse",
 }
 
 

@@ -1,0 +1,37 @@
+"""``python -m producer enqueue``: register a run and queue its work (idempotent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from config.schema import EvalConfig
+from producer.config_option import config_option, data_option, limit_items_option
+from producer.console import make_console_safe, one_line_errors
+
+dry_run_option = click.option("--dry-run", is_flag=True, help="Use the dry_run engine (no model): the whole flow offline.")
+retry_failed_option = click.option("--retry-failed", is_flag=True, help="Send failed requests of the run again.")
+
+
+@click.command()
+@config_option
+@data_option
+@limit_items_option
+@click.option("--run-id", default=None, help="Run id (default: resume the unfinished run of this config, else new).")
+@dry_run_option
+@retry_failed_option
+@one_line_errors
+def enqueue(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None,
+            run_id: str | None, dry_run: bool, retry_failed: bool) -> None:
+    """Prepare if needed, register the run in the ledger and queue every missing request."""
+    from producer.enqueue import enqueue_run
+
+    make_console_safe()
+    s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed)
+    verb = "registered" if s.created else "resumed"
+    click.echo(f"run {s.run_id} {verb}: {s.total} requests in {len(s.trials)} trial(s), engine {s.engine}; "
+               f"{s.enqueued} chunk message(s) queued")
+    click.echo(f"results: {s.run_dir}")
+    click.echo("start workers: python -m workers -w 2   (Linux/macOS also: huey_consumer producer.huey -w 2 -k process)")
+    click.echo(f"watch: python -m producer status --run-id {s.run_id} --watch")

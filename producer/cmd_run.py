@@ -1,0 +1,105 @@
+"""``python -m producer run``: enqueue, start the worker pool, show progress, wait, export, report paths."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from config.schema import EvalConfig
+from producer.cmd_enqueue import dry_run_option, retry_failed_option
+from producer.config_option import config_option, data_option, limit_items_option
+from producer.console import make_console_safe, one_line_errors
+from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
+
+PROGRESS_EVERY_S = 1.0
+
+
+def _progress_line(st: dict) -> str:
+    from producer.ledger.status import format_eta
+
+    tot = st["totals"]
+    finished = tot["done"] + tot["failed"]
+    width = 28
+    filled = int(width * finished / tot["total"]) if tot["total"] else width
+    bar = "#" * filled + "-" * (width - filled)
+    failed = f" failed {tot['failed']}" if tot["failed"] else ""
+    return (f"[{bar}] {finished}/{tot['total']}{failed}  {st['requests_per_min']:.1f} req/min"
+            f"  ETA {format_eta(st['eta_s'])}")
+
+
+def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
+    """Supervise the pool and show progress until every trial of the run is exported."""
+    from producer.ledger.db import connect
+    from producer.ledger.status import run_status
+
+    conn = connect(readonly=True)
+    tty = sys.stdout.isatty()
+    last_print = 0.0
+    while True:
+        pool.supervise()
+        st = run_status(conn, run_id)
+        now = time.monotonic()
+        if not quiet and (tty or now - last_print >= 10 or st["state"] == "done"):
+            line = _progress_line(st)
+            click.echo(("\r" + line) if tty else line, nl=not tty)
+            last_print = now
+        if st["state"] == "done":
+            if tty and not quiet:
+                click.echo("")
+            return st
+        time.sleep(PROGRESS_EVERY_S)
+
+
+@click.command()
+@config_option
+@data_option
+@limit_items_option
+@click.option("--workers", "-w", "workers", type=click.IntRange(min=1, max=64), default=2, show_default=True)
+@click.option("--run-id", default=None, help="Run id for a new run (default: generated).")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID",
+              help="Continue a stopped or crashed run with the settings it was created with.")
+@dry_run_option
+@retry_failed_option
+@allow_sleep_option
+@click.option("-v", "--verbose", is_flag=True, help="Log worker activity.")
+@one_line_errors
+def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None, workers: int,
+        run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, allow_sleep: bool,
+        verbose: bool) -> None:
+    """Run a whole local evaluation: results, predictions.csv and the report of every trial."""
+    from producer.enqueue import enqueue_run, resume_run
+    from workers.pool import WorkerPool
+
+    make_console_safe()
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s")
+    if resume:
+        s = resume_run(resume, retry_failed)
+    else:
+        s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed)
+    click.echo(f"run {s.run_id}: {s.total} requests, {len(s.trials)} trial(s), engine {s.engine}, "
+               f"{workers} worker(s)")
+    pool = WorkerPool(workers, level)
+    with keep_awake(should_prevent_sleep(cfg.prevent_sleep, allow_sleep)):
+        pool.start()
+        try:
+            st = wait_for_run(s.run_id, pool)
+        except KeyboardInterrupt:
+            click.echo("")
+            click.echo("stopping: current requests finish, the rest stays queued ...")
+            pool.stop()
+            click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")
+            raise SystemExit(130) from None
+        pool.stop()
+    tot = st["totals"]
+    click.echo(f"done: {tot['done']} results, {tot['failed']} failed")
+    for name, t in st["trials"].items():
+        click.echo(f"  {name}: {Path(st['run_dir']) / name / 'results'}"
+                   + (f"  (analysis {t['analysis']})" if t.get("analysis") not in (None, "done") else ""))
+    if tot["failed"]:
+        click.echo(f"  failed requests: errors.jsonl in each results folder; retry: "
+                   f"python -m producer run --resume {s.run_id} --retry-failed")

@@ -1,0 +1,48 @@
+"""``python -m producer status``: where a run stands (read-only; never blocks workers)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from producer.console import UserError, make_console_safe, one_line_errors
+
+
+def _open_readonly():
+    from producer.ledger.db import connect
+    from producer.queue_paths import ledger_path
+
+    path = ledger_path()
+    if not path.exists():
+        raise UserError(f"no ledger at {path}: enqueue a run first (python -m producer enqueue)")
+    return connect(path, readonly=True)
+
+
+@click.command()
+@click.option("--run-id", default=None, help="Run id (default: the latest run).")
+@click.option("--watch", is_flag=True, help="Refresh every few seconds until Ctrl+C.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=5.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@one_line_errors
+def status(run_id: str | None, watch: bool, interval: float, as_json: bool) -> None:
+    """Per trial and condition: done, running, queued, pending, failed; rate, ETA, workers, queue depth."""
+    from producer.ledger.queries import latest_run
+    from producer.ledger.status import format_status, run_status
+
+    make_console_safe()
+    conn = _open_readonly()
+    run_id = run_id or latest_run(conn)
+    if run_id is None:
+        raise UserError("no runs in the ledger yet")
+    while True:
+        try:
+            st = run_status(conn, run_id)
+        except KeyError:
+            raise UserError(f"unknown run id {run_id!r}") from None
+        click.echo(json.dumps(st, indent=2) if as_json else format_status(st))
+        if not watch or st["state"] == "done":
+            return
+        time.sleep(interval)
+        click.echo("")

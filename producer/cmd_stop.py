@@ -1,0 +1,33 @@
+"""``python -m producer stop``: cooperative stop; ``run --resume`` / ``enqueue --run-id`` continue it."""
+
+from __future__ import annotations
+
+import click
+
+from producer.console import UserError, make_console_safe, one_line_errors
+
+
+@click.command()
+@click.option("--run-id", default=None, help="Run id (default: the latest unfinished run).")
+@one_line_errors
+def stop(run_id: str | None) -> None:
+    """Workers finish their current request, give the rest back and take no more of this run."""
+    from producer.ledger import connect
+    from producer.ledger.queries import get_run, latest_run
+    from producer.ledger.writes import set_stop
+
+    make_console_safe()
+    conn = connect()
+    run_id = run_id or latest_run(conn, unfinished=True)
+    if run_id is None or get_run(conn, run_id) is None:
+        raise UserError("no such run (or nothing unfinished to stop)")
+    set_stop(conn, run_id, True)
+    run = get_run(conn, run_id)
+    try:
+        from producer.layout import RunLayout
+        from producer.manifests import set_stop_flag
+
+        set_stop_flag(RunLayout(__import__("pathlib").Path(run["experiments_dir"]), run_id), True)
+    except (ImportError, OSError):
+        pass
+    click.echo(f"run {run_id}: stop requested; resume with: python -m producer run --resume {run_id}")

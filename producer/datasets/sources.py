@@ -1,0 +1,80 @@
+"""Where each dataset comes from: ``sample`` (bundled), ``hub`` (official download), a URL or a file.
+
+Why: the config (``data: {squad_v2: sample|hub|<path>}``) and ``--data name=path`` overrides resolve
+through this one function, so prepare and plan agree on what would be read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config.schema import DATASETS, EvalConfig
+from producer.datasets.errors import DataError
+from producer.datasets.formats import LOADERS
+from producer.datasets.hub import HUB_URLS, ensure_downloaded, file_name_for
+
+SOURCE_KINDS = ("sample", "hub", "url", "file")
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+SAMPLE_FILES = {
+    "squad_v2": "squad_v2_sample.json",
+    "triviaqa": "triviaqa_sample.json",
+    "nq_open": "nq_open_sample.jsonl",
+}
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    dataset: str
+    kind: str  # sample | hub | url | file
+    path: Path  # where the file is (or will be, for hub/url)
+    url: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "path": str(self.path)}
+        if self.url:
+            out["url"] = self.url
+        return out
+
+    @property
+    def available(self) -> bool:
+        """True when the file can be read without a download."""
+        return self.path.is_file()
+
+
+def parse_data_overrides(values: list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """``["nq_open=path", ...]`` -> ``{"nq_open": "path"}``; unknown dataset names are errors."""
+    out: dict[str, str] = {}
+    for value in values or ():
+        name, sep, spec = value.partition("=")
+        name, spec = name.strip(), spec.strip()
+        if not sep or not spec:
+            raise DataError(f"--data {value!r}: expected NAME=SOURCE, e.g. nq_open=data/NQ-open.dev.jsonl")
+        if name not in DATASETS:
+            raise DataError(f"--data {value!r}: unknown dataset {name!r} (one of {', '.join(DATASETS)})")
+        out[name] = spec
+    return out
+
+
+def resolve_source(cfg: EvalConfig, dataset: str, overrides: dict[str, str] | None = None) -> DatasetSource:
+    spec = (overrides or {}).get(dataset) or getattr(cfg.data, dataset)
+    if spec == "sample":
+        return DatasetSource(dataset, "sample", SAMPLES_DIR / SAMPLE_FILES[dataset])
+    if spec == "hub":
+        url = HUB_URLS[dataset]
+        return DatasetSource(dataset, "hub", Path(cfg.paths.raw_dir) / dataset / file_name_for(url), url)
+    if spec.startswith(("http://", "https://")):
+        return DatasetSource(dataset, "url", Path(cfg.paths.raw_dir) / dataset / file_name_for(spec), spec)
+    return DatasetSource(dataset, "file", Path(spec))
+
+
+def load_items(source: DatasetSource, download: bool = True) -> list[dict[str, Any]] | None:
+    """All items of one source in file order; None when a hub/url file is absent and download is False."""
+    path = source.path
+    if source.kind in ("hub", "url"):
+        if not path.is_file():
+            if not download:
+                return None
+            ensure_downloaded(source.url or "", path, source.dataset)
+    return LOADERS[source.dataset](path)

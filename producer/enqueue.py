@@ -1,0 +1,195 @@
+"""Register a run in the ledger and queue its work: idempotent, crash-safe, one transaction.
+
+Why: a producer killed mid-enqueue must leave either nothing or a complete run, and running enqueue
+again must add only what is missing. Requests are built by ``iter_trial_requests`` (the one builder)
+and cut into chunks of consecutive requests of one trial, temperature and condition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.schema import EvalConfig
+from producer.console import UserError
+from producer.layout import RunLayout
+from producer.ledger import connect
+from producer.ledger.queries import get_run, latest_run, request_count
+from producer.ledger.writes import NewRequest, register_run, retry_failed, set_stop
+
+CHUNK_SIZE = 16  # requests per inference task: small enough to lose little on a crash
+
+
+@dataclass
+class EnqueueSummary:
+    run_id: str
+    created: bool
+    total: int
+    registered: int
+    enqueued: int
+    run_dir: Path
+    trials: list[str] = field(default_factory=list)
+    engine: str = ""
+
+
+def run_fingerprint(cfg: EvalConfig, limit_items: int | None, engine: str) -> str:
+    from producer.manifests import config_fingerprint
+
+    text = json.dumps([config_fingerprint(cfg), limit_items, engine])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def new_run_id(fingerprint: str) -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + fingerprint[:6]
+
+
+def absolute_snapshot(cfg: EvalConfig) -> dict[str, Any]:
+    """The config as JSON with every file path absolute: workers may run from another folder."""
+    from workers.engines.model_files import KNOWN_MODELS
+
+    data = cfg.model_dump(mode="json")
+    for key, value in data["paths"].items():
+        data["paths"][key] = str(Path(value).resolve())
+    for pset in data["prompt_sets"].values():
+        for cond in ("control", "treatment"):
+            pset[cond] = str(Path(pset[cond]).resolve())
+    for kind in ("open_book", "closed_book"):
+        data["task_instructions"][kind] = str(Path(data["task_instructions"][kind]).resolve())
+    model = data.get("local_model")
+    if model and model.lower() not in KNOWN_MODELS and Path(model).expanduser().is_file():
+        data["local_model"] = str(Path(model).expanduser().resolve())
+    return data
+
+
+def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int = CHUNK_SIZE
+                     ) -> Iterator[NewRequest]:
+    """Every request of every trial, in prefix-aware order, numbered into chunks."""
+    from producer.messages import load_prompt_texts
+    from producer.requests_build import iter_trial_requests
+    from producer.trials import expand_trials
+
+    chunk, in_chunk, seq, group = -1, 0, 0, None
+    for trial in expand_trials(cfg):
+        texts = load_prompt_texts(cfg, trial.prompt_set)
+        for req in iter_trial_requests(cfg, trial, items, texts):
+            key = (req.trial, req.temp, req.condition, req.model)
+            if key != group or in_chunk >= chunk_size:
+                chunk, in_chunk, group = chunk + 1, 0, key
+            in_chunk += 1
+            seq += 1
+            yield NewRequest(req.trial, chunk, seq, req.custom_id, req.model, req.condition, req.temp,
+                             req.type, req.body)
+
+
+def _snapshot_prepared(prepared: Any, run_dir: Path) -> Path:
+    """Freeze the run's items next to its results: a later ``prepare`` cannot change what it scores."""
+    target = run_dir / "prepared"
+    target.mkdir(parents=True, exist_ok=True)
+    for src in (prepared.open_book, prepared.closed_book, prepared.manifest):
+        if Path(src).is_file() and not (target / Path(src).name).is_file():
+            tmp = target / (Path(src).name + ".tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(target / Path(src).name)
+    return target
+
+
+def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | None, items: list[dict]) -> None:
+    from producer import manifests
+    from producer.trials import expand_trials
+
+    manifests.write_effective_config(layout, cfg)
+    manifests.init_run_state(layout, cfg, config_path)
+    manifests.update_phase(layout, "prepare", "done")
+    manifests.update_phase(layout, "build", "done")
+    for trial in expand_trials(cfg):
+        manifests.write_trial_manifest(layout, cfg, trial, items)
+
+
+def enqueue_run(
+    cfg: EvalConfig,
+    config_path: Path | None = None,
+    run_id: str | None = None,
+    limit_items: int | None = None,
+    dry_run: bool = False,
+    data_overrides: dict[str, str] | None = None,
+    retry_failed_requests: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+) -> EnqueueSummary:
+    """Prepare if needed, register the run (once), and send a message for every open chunk."""
+    from producer.config_option import apply_data_overrides
+    from producer.reconcile import reconcile
+
+    if cfg.backend != "local":
+        raise UserError("the local queue runs backend 'local'; use the fireworks commands for backend 'fireworks'")
+    cfg = apply_data_overrides(cfg, data_overrides)
+    engine = "dry_run" if dry_run else cfg.local_engine
+    fingerprint = run_fingerprint(cfg, limit_items, engine)
+    conn = connect()
+    if run_id is not None:
+        existing = get_run(conn, run_id)
+        if existing is not None and existing["fingerprint"] != fingerprint:
+            raise UserError(
+                f"run {run_id} was created with another config, --limit-items or engine; "
+                "resume it with the same settings or start a new run id"
+            )
+    else:
+        run_id = latest_run(conn, fingerprint, unfinished=True) or new_run_id(fingerprint)
+    layout = RunLayout(Path(cfg.paths.experiments_dir).resolve(), run_id)
+    existing = get_run(conn, run_id)
+    created = existing is None
+    registered = 0
+    if created:
+        from producer.prepare import ensure_prepared
+        from producer.trials import expand_trials
+
+        prepared = ensure_prepared(cfg, data_overrides, limit_items)
+        items = prepared.items
+        prepared_dir = _snapshot_prepared(prepared, layout.run_dir)
+        _write_manifests(cfg, layout, config_path, items)
+        requests = list(chunked_requests(cfg, items, chunk_size))
+        totals: dict[str, int] = {}
+        for r in requests:
+            totals[r.trial] = totals.get(r.trial, 0) + 1
+        trials = [{"trial": t.slug, "model": t.model, "total": totals.get(t.slug, 0)} for t in expand_trials(cfg)]
+        run_row = {
+            "run_id": run_id,
+            "config_path": str(config_path) if config_path else None,
+            "config_json": json.dumps(absolute_snapshot(cfg)),
+            "fingerprint": fingerprint,
+            "engine": engine,
+            "limit_items": limit_items,
+            "experiments_dir": str(layout.experiments_dir),
+            "prepared_dir": str(prepared_dir),
+        }
+        registered = register_run(conn, run_row, trials, requests)
+    else:
+        set_stop(conn, run_id, False)
+        if retry_failed_requests:
+            retry_failed(conn, run_id)
+    report = reconcile(run_id)
+    trial_names = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
+    return EnqueueSummary(run_id, created, request_count(conn, run_id), registered, report.enqueued,
+                          layout.run_dir, trial_names, engine)
+
+
+def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSummary:
+    """Continue a stopped or crashed run with the settings it was created with."""
+    from producer.reconcile import reconcile
+
+    conn = connect()
+    run = get_run(conn, run_id)
+    if run is None:
+        raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
+    set_stop(conn, run_id, False)
+    if retry_failed_requests:
+        retry_failed(conn, run_id)
+    report = reconcile(run_id)
+    trial_names = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
+    return EnqueueSummary(run_id, False, request_count(conn, run_id), 0, report.enqueued,
+                          Path(run["experiments_dir"]) / f"run_{run_id}", trial_names, run["engine"])

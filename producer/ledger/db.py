@@ -1,0 +1,139 @@
+"""The ledger's schema and connections: the durable source of truth for what a run has done.
+
+Why: Huey's dequeue is destructive (ARCHITECTURE fact 3), so Huey only carries work; this SQLite
+file records every expected request, its state and its one result. WAL mode, a busy timeout and
+short transactions let the producer, ``status`` and several worker processes share it on Windows too
+(ARCHITECTURE fact 9).
+
+States of a request: ``pending`` (registered, no queue message) -> ``queued`` (a message exists) ->
+``running`` (claimed by a worker pid) -> ``done`` (a row in ``results``) or ``failed`` (last_error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from producer.queue_paths import ledger_path
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+OPEN_STATES = ("pending", "queued", "running")
+FINAL_STATES = ("done", "failed")
+
+DDL = (
+    """create table if not exists meta (key text primary key, value text not null)""",
+    """create table if not exists runs (
+        run_id text primary key, config_path text, config_json text not null, fingerprint text not null,
+        engine text not null, limit_items integer, experiments_dir text not null, prepared_dir text not null,
+        state text not null default 'active', stop_requested integer not null default 0,
+        created_at real not null, updated_at real not null)""",
+    """create table if not exists trials (
+        run_id text not null, trial text not null, model text not null, total integer not null,
+        export_state text not null default 'pending', export_worker integer, exported_at real,
+        analysis_state text, analysis_error text, primary key (run_id, trial))""",
+    """create table if not exists texts (sha text primary key, text text not null)""",
+    """create table if not exists requests (
+        id integer primary key, run_id text not null, trial text not null, chunk integer not null,
+        seq integer not null, custom_id text not null, model text not null, condition text not null,
+        temp text not null, type text not null, system_sha text, body text not null,
+        state text not null default 'pending', attempts integer not null default 0, last_error text,
+        worker integer, heartbeat real, finished_at real,
+        scored integer not null default 0, em real, f1 real, abstained real, false_answer real,
+        unsupported real,
+        unique (run_id, trial, custom_id))""",
+    """create index if not exists requests_chunk on requests (run_id, chunk, state)""",
+    """create index if not exists requests_state on requests (state, run_id, chunk)""",
+    """create index if not exists requests_status on requests (run_id, trial, condition, state)""",
+    """create table if not exists results (
+        run_id text not null, trial text not null, custom_id text not null, text text not null,
+        finish_reason text, prompt_tokens integer, completion_tokens integer, total_tokens integer,
+        usage_estimated integer not null default 0, latency_s real, engine text, request_id text,
+        worker integer, created_at real not null, primary key (run_id, trial, custom_id))""",
+    """create index if not exists results_time on results (run_id, created_at)""",
+    """create table if not exists workers (
+        host text not null, pid integer not null, role text not null, started_at real not null,
+        heartbeat real not null, state text not null default 'alive', detail text,
+        primary key (host, pid))""",
+    """create table if not exists model_loads (
+        id integer primary key, host text not null, pid integer not null, model_path text not null,
+        settings text, loaded_at real not null)""",
+)
+
+_local = threading.local()
+_schema_ready: set[str] = set()
+_schema_lock = threading.Lock()
+
+
+def _configure(conn: sqlite3.Connection, readonly: bool) -> None:
+    conn.execute(f"pragma busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    if not readonly:
+        conn.execute("pragma journal_mode=wal")
+        conn.execute("pragma synchronous=normal")
+
+
+def _ensure_schema(conn: sqlite3.Connection, key: str) -> None:
+    with _schema_lock:
+        if key in _schema_ready:
+            return
+        with transaction(conn):
+            for sql in DDL:
+                conn.execute(sql)
+            conn.execute(
+                "insert or ignore into meta (key, value) values ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        _schema_ready.add(key)
+
+
+def connect(path: Path | None = None, readonly: bool = False) -> sqlite3.Connection:
+    """A connection for this process and thread (cached; fork- and thread-safe by keying on both)."""
+    path = Path(path or ledger_path())
+    key = f"{os.getpid()}:{path}:{readonly}"
+    cache = getattr(_local, "conns", None)
+    if cache is None:
+        cache = _local.conns = {}
+    conn = cache.get(key)
+    if conn is not None:
+        return conn
+    if readonly:
+        if not path.exists():
+            raise FileNotFoundError(path)
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                               isolation_level=None, check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    _configure(conn, readonly)
+    if not readonly:
+        _ensure_schema(conn, f"{os.getpid()}:{path}")
+    cache[key] = conn
+    return conn
+
+
+def close_all() -> None:
+    """Close this thread's cached connections (tests, and before a process exits)."""
+    cache = getattr(_local, "conns", None) or {}
+    for conn in cache.values():
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+    cache.clear()
+    _schema_ready.clear()
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A short write transaction (``begin immediate``: takes the write lock up front, no deadlock)."""
+    conn.execute("begin immediate")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    else:
+        conn.execute("commit")

@@ -1,0 +1,142 @@
+"""Reads the workers and the producer need (status has its own module: producer.ledger.status)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from producer.ledger.writes import HOST
+
+HEARTBEAT_S = 5.0
+HEARTBEAT_STALE_S = 30.0
+
+
+def get_run(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
+    return conn.execute("select * from runs where run_id = ?", (run_id,)).fetchone()
+
+
+def latest_run(conn: sqlite3.Connection, fingerprint: str | None = None, unfinished: bool = False) -> str | None:
+    sql = "select run_id from runs where 1 = 1"
+    args: list[Any] = []
+    if fingerprint is not None:
+        sql += " and fingerprint = ?"
+        args.append(fingerprint)
+    if unfinished:
+        sql += " and state != 'done'"
+    row = conn.execute(sql + " order by created_at desc limit 1", args).fetchone()
+    return row[0] if row else None
+
+
+def is_stopped(conn: sqlite3.Connection, run_id: str) -> bool:
+    row = conn.execute("select stop_requested from runs where run_id = ?", (run_id,)).fetchone()
+    return bool(row is None or row[0])
+
+
+def request_count(conn: sqlite3.Connection, run_id: str) -> int:
+    return conn.execute("select count(*) from requests where run_id = ?", (run_id,)).fetchone()[0]
+
+
+def open_chunks(conn: sqlite3.Connection, run_id: str | None = None) -> list[tuple[str, int]]:
+    """Chunks with requests that still need a message (pending or queued) in runs not stopped."""
+    sql = (
+        "select distinct r.run_id, r.chunk from requests r join runs u on u.run_id = r.run_id"
+        " where r.state in ('pending', 'queued') and u.stop_requested = 0"
+    )
+    args: tuple[Any, ...] = ()
+    if run_id is not None:
+        sql += " and r.run_id = ?"
+        args = (run_id,)
+    return [(r[0], r[1]) for r in conn.execute(sql + " order by r.run_id, r.chunk", args)]
+
+
+def unscored_chunks(conn: sqlite3.Connection, run_id: str | None = None) -> list[tuple[str, int]]:
+    sql = "select distinct run_id, chunk from requests where state = 'done' and scored = 0"
+    args: tuple[Any, ...] = ()
+    if run_id is not None:
+        sql += " and run_id = ?"
+        args = (run_id,)
+    return [(r[0], r[1]) for r in conn.execute(sql, args)]
+
+
+def trials_ready_to_export(conn: sqlite3.Connection, run_id: str | None = None) -> list[tuple[str, str]]:
+    """Trials with every request final and no export yet."""
+    sql = (
+        "select t.run_id, t.trial from trials t where t.export_state = 'pending' and not exists"
+        " (select 1 from requests r where r.run_id = t.run_id and r.trial = t.trial"
+        " and r.state in ('pending', 'queued', 'running'))"
+    )
+    args: tuple[Any, ...] = ()
+    if run_id is not None:
+        sql += " and t.run_id = ?"
+        args = (run_id,)
+    return [(r[0], r[1]) for r in conn.execute(sql, args)]
+
+
+def chunk_has_waiting_work(conn: sqlite3.Connection, run_id: str, chunk: int) -> bool:
+    """True when the chunk has requests waiting for the inference worker (run not stopped)."""
+    row = conn.execute(
+        "select 1 from requests r join runs u on u.run_id = r.run_id where r.run_id = ? and r.chunk = ?"
+        " and r.state in ('pending', 'queued') and u.stop_requested = 0 limit 1", (run_id, chunk),
+    ).fetchone()
+    return row is not None
+
+
+def trial_is_complete(conn: sqlite3.Connection, run_id: str, trial: str) -> bool:
+    row = conn.execute(
+        "select 1 from requests where run_id = ? and trial = ? and state in ('pending', 'queued', 'running')"
+        " limit 1", (run_id, trial),
+    ).fetchone()
+    return row is None
+
+
+def live_worker_pids(conn: sqlite3.Connection) -> set[int]:
+    """Pids on this host with a fresh heartbeat whose process still exists."""
+    import psutil
+
+    cutoff = time.time() - HEARTBEAT_STALE_S
+    rows = conn.execute(
+        "select pid from workers where host = ? and state = 'alive' and heartbeat >= ?", (HOST, cutoff)
+    ).fetchall()
+    live = set()
+    for (pid,) in rows:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                live.add(pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return live
+
+
+def result_rows(conn: sqlite3.Connection, run_id: str, trial: str) -> list[sqlite3.Row]:
+    return conn.execute(
+        "select * from results where run_id = ? and trial = ? order by custom_id", (run_id, trial)
+    ).fetchall()
+
+
+def failed_rows(conn: sqlite3.Connection, run_id: str, trial: str) -> list[sqlite3.Row]:
+    return conn.execute(
+        "select custom_id, attempts, last_error, finished_at from requests where run_id = ? and trial = ?"
+        " and state = 'failed' order by custom_id", (run_id, trial),
+    ).fetchall()
+
+
+def done_unscored(conn: sqlite3.Connection, run_id: str, chunk: int) -> list[sqlite3.Row]:
+    return conn.execute(
+        "select r.id, r.custom_id, r.type, s.text from requests r join results s on s.run_id = r.run_id"
+        " and s.trial = r.trial and s.custom_id = r.custom_id where r.run_id = ? and r.chunk = ?"
+        " and r.state = 'done' and r.scored = 0", (run_id, chunk),
+    ).fetchall()
+
+
+def run_config(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    row = get_run(conn, run_id)
+    if row is None:
+        raise KeyError(run_id)
+    return json.loads(row["config_json"])
+
+
+def model_load_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("select count(*) from model_loads").fetchone()[0]

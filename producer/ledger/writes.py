@@ -1,0 +1,290 @@
+"""Every write to the ledger, each one short transaction.
+
+Why: one module owns the state transitions, so "a result is written once" and "a claimed request
+belongs to one live worker" are enforced in one place (UNIQUE keys plus guarded UPDATEs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from producer.ledger.db import transaction
+
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """One expected request, as the producer registers it."""
+
+    trial: str
+    chunk: int
+    seq: int
+    custom_id: str
+    model: str
+    condition: str
+    temp: str
+    type: str
+    body: dict[str, Any]
+
+
+def _split_system(body: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    """Store each system prompt once (``texts``): long treatment prompts x 100,000 requests add up."""
+    messages = body.get("messages") or []
+    if messages and messages[0].get("role") == "system":
+        text = messages[0].get("content") or ""
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        slim = dict(body)
+        slim["messages"] = [{"role": "system", "content": None}] + list(messages[1:])
+        return sha, text, slim
+    return None, None, body
+
+
+def register_run(conn: sqlite3.Connection, run: dict[str, Any], trials: Sequence[dict[str, Any]],
+                 requests: Iterable[NewRequest]) -> int:
+    """Register a run, its trials and every expected request in ONE transaction; returns rows added.
+
+    Idempotent: rows already present are kept (insert-or-ignore), so a producer killed half-way
+    leaves either nothing or everything, and a second call adds only what is missing.
+    """
+    now = time.time()
+    added = 0
+    with transaction(conn):
+        conn.execute(
+            "insert or ignore into runs (run_id, config_path, config_json, fingerprint, engine, limit_items,"
+            " experiments_dir, prepared_dir, state, stop_requested, created_at, updated_at)"
+            " values (:run_id, :config_path, :config_json, :fingerprint, :engine, :limit_items,"
+            " :experiments_dir, :prepared_dir, 'active', 0, :now, :now)",
+            {**run, "now": now},
+        )
+        conn.executemany(
+            "insert or ignore into trials (run_id, trial, model, total) values (?, ?, ?, ?)",
+            [(run["run_id"], t["trial"], t["model"], t["total"]) for t in trials],
+        )
+        texts: dict[str, str] = {}
+        rows = []
+        for r in requests:
+            sha, text, body = _split_system(r.body)
+            if sha is not None:
+                texts[sha] = text or ""
+            rows.append((run["run_id"], r.trial, r.chunk, r.seq, r.custom_id, r.model, r.condition, r.temp,
+                         r.type, sha, json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
+        conn.executemany("insert or ignore into texts (sha, text) values (?, ?)", list(texts.items()))
+        before = conn.total_changes
+        conn.executemany(
+            "insert or ignore into requests (run_id, trial, chunk, seq, custom_id, model, condition, temp,"
+            " type, system_sha, body) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        added = conn.total_changes - before
+    return added
+
+
+def mark_chunks_queued(conn: sqlite3.Connection, run_id: str, chunks: Iterable[int]) -> None:
+    """After their Huey messages are committed: pending -> queued."""
+    with transaction(conn):
+        conn.executemany(
+            "update requests set state = 'queued' where run_id = ? and chunk = ? and state = 'pending'",
+            [(run_id, c) for c in chunks],
+        )
+
+
+def claim_chunk(conn: sqlite3.Connection, run_id: str, chunk: int, pid: int) -> list[sqlite3.Row]:
+    """Take the open requests of a chunk for this worker (skips done/failed/running ones)."""
+    now = time.time()
+    with transaction(conn):
+        stopped = conn.execute(
+            "select stop_requested from runs where run_id = ?", (run_id,)
+        ).fetchone()
+        if stopped is None or stopped[0]:
+            return []
+        conn.execute(
+            "update requests set state = 'running', worker = ?, heartbeat = ?"
+            " where run_id = ? and chunk = ? and state in ('pending', 'queued')",
+            (pid, now, run_id, chunk),
+        )
+        return conn.execute(
+            "select r.id, r.run_id, r.trial, r.custom_id, r.model, r.condition, r.temp, r.type, r.body,"
+            " r.attempts, t.text as system_text from requests r left join texts t on t.sha = r.system_sha"
+            " where r.run_id = ? and r.chunk = ? and r.state = 'running' and r.worker = ? order by r.seq",
+            (run_id, chunk, pid),
+        ).fetchall()
+
+
+def next_queued_chunk(conn: sqlite3.Connection) -> tuple[str, int] | None:
+    """The oldest queued chunk of a run that is not stopped (the inference worker drains these)."""
+    row = conn.execute(
+        "select r.run_id, r.chunk from requests r join runs u on u.run_id = r.run_id"
+        " where r.state = 'queued' and u.stop_requested = 0 order by r.run_id, r.chunk limit 1"
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def release_requests(conn: sqlite3.Connection, ids: Sequence[int], state: str = "queued") -> None:
+    """Give claimed requests back (clean stop): ``queued`` (a message is re-sent) or ``pending``."""
+    if not ids:
+        return
+    with transaction(conn):
+        conn.executemany(
+            "update requests set state = ?, worker = null where id = ? and state = 'running'",
+            [(state, i) for i in ids],
+        )
+
+
+def record_result(conn: sqlite3.Connection, req: sqlite3.Row, result: Any, attempts: int, pid: int) -> bool:
+    """Store the one result of a request (insert-or-ignore on its key) and mark it done.
+
+    Returns False when a result already existed: a task that ran twice cannot add a second row.
+    """
+    usage = result.usage
+    now = time.time()
+    with transaction(conn):
+        cur = conn.execute(
+            "insert or ignore into results (run_id, trial, custom_id, text, finish_reason, prompt_tokens,"
+            " completion_tokens, total_tokens, usage_estimated, latency_s, engine, request_id, worker,"
+            " created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (req["run_id"], req["trial"], req["custom_id"], result.text, result.finish_reason,
+             usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, int(bool(usage.estimated)),
+             result.latency_s, json.dumps(result.engine, ensure_ascii=False, default=str),
+             result.request_id, pid, now),
+        )
+        conn.execute(
+            "update requests set state = 'done', attempts = attempts + ?, last_error = null,"
+            " finished_at = ?, heartbeat = ? where id = ?",
+            (attempts, now, now, req["id"]),
+        )
+    return cur.rowcount == 1
+
+
+def record_failure(conn: sqlite3.Connection, req: sqlite3.Row, error: str, attempts: int) -> None:
+    """A request that failed for good: state failed with its one-line error (never a result row)."""
+    now = time.time()
+    with transaction(conn):
+        conn.execute(
+            "update requests set state = 'failed', attempts = attempts + ?, last_error = ?, finished_at = ?"
+            " where id = ? and state != 'done'",
+            (attempts, " ".join(str(error).split())[:2000], now, req["id"]),
+        )
+
+
+def record_scores(conn: sqlite3.Connection, scores: Iterable[tuple[int, dict[str, Any]]]) -> None:
+    rows = [(s.get("em"), s.get("f1"), s.get("abstained"), s.get("false_answer"), s.get("unsupported"), rid)
+            for rid, s in scores]
+    if not rows:
+        return
+    with transaction(conn):
+        conn.executemany(
+            "update requests set scored = 1, em = ?, f1 = ?, abstained = ?, false_answer = ?, unsupported = ?"
+            " where id = ?",
+            rows,
+        )
+
+
+def set_stop(conn: sqlite3.Connection, run_id: str, stop: bool) -> int:
+    with transaction(conn):
+        cur = conn.execute(
+            "update runs set stop_requested = ?, state = case when state = 'done' then state"
+            " when ? then 'stopped' else 'active' end, updated_at = ? where run_id = ?",
+            (int(stop), int(stop), time.time(), run_id),
+        )
+        if stop:  # work not yet taken is no longer queued: resume re-sends it
+            conn.execute("update requests set state = 'pending' where run_id = ? and state = 'queued'", (run_id,))
+    return cur.rowcount
+
+
+def retry_failed(conn: sqlite3.Connection, run_id: str) -> int:
+    """Failed requests become pending again (``enqueue --retry-failed``); their trial is re-exported."""
+    with transaction(conn):
+        cur = conn.execute(
+            "update requests set state = 'pending', worker = null where run_id = ? and state = 'failed'",
+            (run_id,),
+        )
+        if cur.rowcount:
+            conn.execute(
+                "update trials set export_state = 'pending' where run_id = ? and trial in"
+                " (select distinct trial from requests where run_id = ? and state = 'pending')",
+                (run_id, run_id),
+            )
+            conn.execute("update runs set state = 'active' where run_id = ?", (run_id,))
+    return cur.rowcount
+
+
+def heartbeat_worker(conn: sqlite3.Connection, pid: int, role: str, detail: str | None = None,
+                     state: str = "alive") -> None:
+    now = time.time()
+    with transaction(conn):
+        conn.execute(
+            "insert into workers (host, pid, role, started_at, heartbeat, state, detail)"
+            " values (?, ?, ?, ?, ?, ?, ?) on conflict (host, pid) do update set role = excluded.role,"
+            " heartbeat = excluded.heartbeat, state = excluded.state,"
+            " detail = coalesce(excluded.detail, workers.detail)",
+            (HOST, pid, role, now, now, state, detail),
+        )
+        conn.execute("update requests set heartbeat = ? where state = 'running' and worker = ?", (now, pid))
+
+
+def record_model_load(conn: sqlite3.Connection, pid: int, model_path: str, settings: dict[str, Any]) -> None:
+    with transaction(conn):
+        conn.execute(
+            "insert into model_loads (host, pid, model_path, settings, loaded_at) values (?, ?, ?, ?, ?)",
+            (HOST, pid, model_path, json.dumps(settings, sort_keys=True, default=str), time.time()),
+        )
+
+
+def claim_export(conn: sqlite3.Connection, run_id: str, trial: str, pid: int) -> bool:
+    """The one worker that exports a finished trial (pending -> running) wins; others skip."""
+    with transaction(conn):
+        open_left = conn.execute(
+            "select count(*) from requests where run_id = ? and trial = ? and state in"
+            " ('pending', 'queued', 'running')", (run_id, trial),
+        ).fetchone()[0]
+        if open_left:
+            return False
+        cur = conn.execute(
+            "update trials set export_state = 'running', export_worker = ? where run_id = ? and trial = ?"
+            " and export_state = 'pending'", (pid, run_id, trial),
+        )
+        return cur.rowcount == 1
+
+
+def finish_export(conn: sqlite3.Connection, run_id: str, trial: str, state: str = "done",
+                  analysis_state: str | None = None, analysis_error: str | None = None) -> None:
+    with transaction(conn):
+        conn.execute(
+            "update trials set export_state = ?, exported_at = ?, analysis_state = coalesce(?, analysis_state),"
+            " analysis_error = ? where run_id = ? and trial = ?",
+            (state, time.time(), analysis_state, analysis_error, run_id, trial),
+        )
+        left = conn.execute(
+            "select count(*) from trials where run_id = ? and export_state != 'done'", (run_id,)
+        ).fetchone()[0]
+        if not left:
+            conn.execute("update runs set state = 'done', updated_at = ? where run_id = ?", (time.time(), run_id))
+
+
+def reset_dead_work(conn: sqlite3.Connection, live_pids: set[int]) -> int:
+    """Work held by dead workers goes back to the queue (requests -> queued, exports -> pending)."""
+    marks = ",".join("?" * len(live_pids)) or "null"
+    pids = list(live_pids)
+    with transaction(conn):
+        cur = conn.execute(
+            f"update requests set state = 'queued', worker = null where state = 'running'"
+            f" and (worker is null or worker not in ({marks}))", pids,
+        )
+        n = cur.rowcount
+        conn.execute(
+            f"update trials set export_state = 'pending', export_worker = null where export_state = 'running'"
+            f" and (export_worker is null or export_worker not in ({marks}))", pids,
+        )
+        conn.execute(
+            f"update workers set state = 'dead' where host = ? and state = 'alive' and pid not in ({marks})",
+            [HOST, *pids],
+        )
+    return n

@@ -1,0 +1,306 @@
+"""Run manifests (CONTRACT section 9): config fingerprint, effective config, run_state, trial_manifest.
+
+Why: a resumed or compared run must prove which settings and prompts produced it. Every write is
+atomic (config.atomic) and read-modify-write updates hold a small lock file, so the producer and
+worker processes can update the same manifest without losing each other's changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from config.atomic import write_json_atomic, write_text_atomic
+from config.contract import CONDITIONS, DATASET_TYPE, temp_label
+from config.schema import EvalConfig
+from producer.layout import RunLayout
+from producer.trials import Trial
+
+PHASES = ("prepare", "build", "submit", "poll", "parse", "score", "stats", "costs", "report")
+STATUSES = ("pending", "running", "done", "failed", "skipped")
+LOCAL_STAGES = ("generated", "parsed", "scored", "stats", "costs", "report")
+FIREWORKS_STAGES = ("downloaded", "parsed", "scored", "stats", "costs", "report")
+LOCK_STALE_S = 30.0
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _prompt_files(cfg: EvalConfig) -> list[Path]:
+    paths = [cfg.task_instructions.open_book, cfg.task_instructions.closed_book]
+    for name in sorted(cfg.prompt_sets):
+        paths += [cfg.prompt_sets[name].control, cfg.prompt_sets[name].treatment]
+    return paths
+
+
+def config_fingerprint(cfg: EvalConfig) -> str:
+    """sha256 of the canonical config JSON plus the contents of every prompt and instruction file."""
+    h = hashlib.sha256()
+    h.update(json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    for path in _prompt_files(cfg):
+        h.update(b"\0" + Path(path).as_posix().encode("utf-8") + b"\0")
+        try:
+            h.update(Path(path).read_bytes())
+        except OSError:
+            h.update(b"<missing>")
+    return h.hexdigest()
+
+
+def write_effective_config(layout: RunLayout, cfg: EvalConfig) -> Path:
+    """``effective_config.yaml``: the config after defaults and CLI overrides, loadable again."""
+    import yaml
+
+    body = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    header = f"# effective configuration of run {layout.run_id}\n# config_fingerprint: {config_fingerprint(cfg)}\n"
+    return write_text_atomic(layout.effective_config, header + body)
+
+
+# --- locking and JSON read-modify-write ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _locked(path: Path, timeout_s: float = 10.0) -> Iterator[None]:
+    """Exclusive lock via an O_EXCL lock file next to ``path`` (portable; stale locks are broken)."""
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+            break
+        except FileExistsError:
+            try:
+                if time.time() - lock.stat().st_mtime > LOCK_STALE_S:
+                    lock.unlink(missing_ok=True)
+                    continue
+            except OSError:
+                continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not lock {path} (remove {lock} if no run is active)") from None
+            time.sleep(0.02)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ``{}`` when the file does not exist yet."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _update_json(path: Path, change) -> dict[str, Any]:
+    with _locked(Path(path)):
+        data = read_json(path)
+        change(data)
+        data["updated_at"] = now_iso()
+        write_json_atomic(path, data)
+    return data
+
+
+# --- run_state.json ---------------------------------------------------------------------------
+
+
+def init_run_state(layout: RunLayout, cfg: EvalConfig, config_path: Path | str | None = None) -> dict[str, Any]:
+    """Create ``run_state.json`` (or refresh its fingerprint), keeping phases already recorded."""
+
+    def change(state: dict[str, Any]) -> None:
+        state.setdefault("schema_version", 1)
+        state["run_id"] = layout.run_id
+        state.setdefault("created_at", now_iso())
+        state["config_fingerprint"] = config_fingerprint(cfg)
+        if config_path is not None:
+            state["config_path"] = Path(config_path).as_posix()
+        state.setdefault("stop_requested", False)
+        state["phase_order"] = list(PHASES)
+        phases = state.setdefault("phases", {})
+        for phase in PHASES:
+            phases.setdefault(phase, {"status": "pending", "updated_at": None})
+
+    return _update_json(layout.run_state, change)
+
+
+def read_run_state(layout: RunLayout) -> dict[str, Any]:
+    return read_json(layout.run_state)
+
+
+def update_phase(layout: RunLayout, phase: str, status: str, **extra: Any) -> dict[str, Any]:
+    """Record a phase transition with timestamps (``started_at`` on running, ``finished_at`` on end)."""
+    if status not in STATUSES:
+        raise ValueError(f"phase status {status!r} not in {STATUSES}")
+
+    def change(state: dict[str, Any]) -> None:
+        entry = state.setdefault("phases", {}).setdefault(phase, {})
+        stamp = now_iso()
+        entry["status"] = status
+        entry["updated_at"] = stamp
+        if status == "running":
+            entry["started_at"] = stamp
+            entry.pop("finished_at", None)
+        elif status in ("done", "failed", "skipped"):
+            entry["finished_at"] = stamp
+        entry.update(extra)
+
+    return _update_json(layout.run_state, change)
+
+
+def set_stop_flag(layout: RunLayout, stop: bool = True) -> dict[str, Any]:
+    def change(state: dict[str, Any]) -> None:
+        state["stop_requested"] = bool(stop)
+        state["stop_updated_at"] = now_iso()
+
+    return _update_json(layout.run_state, change)
+
+
+def stop_requested(layout: RunLayout) -> bool:
+    return bool(read_run_state(layout).get("stop_requested", False))
+
+
+# --- trial_manifest.json ----------------------------------------------------------------------
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (~4 characters per token for English); used when no tokenizer is loaded."""
+    return max(1, round(len(text) / 4)) if text else 0
+
+
+def _prompt_entry(path: Path) -> dict[str, Any]:
+    text = Path(path).read_text(encoding="utf-8").strip()
+    return {
+        "path": Path(path).as_posix(),
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "chars": len(text),
+        "tokens": estimate_tokens(text),
+        "tokens_estimated": True,
+    }
+
+
+def request_counts(cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Requests per (temp, condition), split by type: what the trial is expected to produce."""
+    by_type = {"open": 0, "closed": 0}
+    for item in items:
+        by_type[DATASET_TYPE[item["dataset"]]] += 1
+    counts: dict[str, dict[str, Any]] = {}
+    for temp in trial.temps:
+        k = cfg.samples_for(temp)
+        per_cond = {"items": sum(by_type.values()), "open": by_type["open"] * k, "closed": by_type["closed"] * k}
+        per_cond["requests"] = per_cond["open"] + per_cond["closed"]
+        counts[temp_label(temp)] = {cond: dict(per_cond) for cond in CONDITIONS}
+    return counts
+
+
+def engine_settings(cfg: EvalConfig, model: str) -> dict[str, Any]:
+    """Backend and engine settings a reader needs to judge the run (no secrets)."""
+    if cfg.backend == "fireworks":
+        return {"backend": "fireworks", "model": model, "fireworks": cfg.fireworks.model_dump(mode="json")}
+    return {
+        "backend": "local",
+        "engine": cfg.local_engine,
+        "model": model,
+        "endpoint": cfg.local_endpoint,
+        "n_ctx": cfg.n_ctx,
+        "n_gpu_layers": cfg.n_gpu_layers,
+        "n_threads": cfg.n_threads,
+        "kv_cache_type": cfg.kv_cache_type,
+        "max_concurrent_requests": cfg.max_concurrent_requests,
+        "keep_alive": cfg.keep_alive,
+    }
+
+
+def build_trial_manifest(
+    cfg: EvalConfig, trial: Trial, run_id: str, items: Iterable[dict[str, Any]]
+) -> dict[str, Any]:
+    pset = cfg.prompt_sets[trial.prompt_set]
+    stages = FIREWORKS_STAGES if cfg.backend == "fireworks" else LOCAL_STAGES
+    stamp = now_iso()
+    return {
+        "schema_version": 2,
+        "run_id": run_id,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "config_fingerprint": config_fingerprint(cfg),
+        "trial": {
+            "slug": trial.slug,
+            "model": trial.model,
+            "prompt_set": trial.prompt_set,
+            "temps": [temp_label(t) for t in trial.temps],
+            "top_p": trial.top_p,
+            "top_k": trial.top_k,
+            "max_new_tokens": trial.max_new_tokens.model_dump(mode="json"),
+            "stop": list(cfg.stop),
+            "seed": cfg.seed,
+        },
+        "prompts": {
+            "prompt_set": trial.prompt_set,
+            "token_counts": "estimated",
+            "control": _prompt_entry(pset.control),
+            "treatment": _prompt_entry(pset.treatment),
+            "open_book_instruction": _prompt_entry(cfg.task_instructions.open_book),
+            "closed_book_instruction": _prompt_entry(cfg.task_instructions.closed_book),
+        },
+        "temps": [temp_label(t) for t in trial.temps],
+        "samples_per_item": {temp_label(t): cfg.samples_for(t) for t in trial.temps},
+        "engine": engine_settings(cfg, trial.model),
+        "counts": request_counts(cfg, trial, items),
+        "stage_status": {s: {"status": "pending", "updated_at": None, "artifacts": []} for s in stages},
+    }
+
+
+def write_trial_manifest(
+    layout: RunLayout, cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]]
+) -> Path:
+    """Write ``<slug>/results/trial_manifest.json``, keeping stage_status and created_at if it exists."""
+    path = layout.artifact(trial.slug, "trial_manifest.json")
+    fresh = build_trial_manifest(cfg, trial, layout.run_id, items)
+    with _locked(path):
+        old = read_json(path)
+        if old:
+            fresh["created_at"] = old.get("created_at", fresh["created_at"])
+            fresh["stage_status"].update(old.get("stage_status", {}))
+            for key, value in old.items():  # fields other modules added stay
+                fresh.setdefault(key, value)
+        write_json_atomic(path, fresh)
+    return path
+
+
+def update_stage(
+    path: Path | str, stage: str, status: str, artifacts: Iterable[Path | str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Set ``stage_status[stage]`` = {status, updated_at, artifacts} in a trial manifest (atomic, locked)."""
+    if status not in STATUSES:
+        raise ValueError(f"stage status {status!r} not in {STATUSES}")
+
+    def change(data: dict[str, Any]) -> None:
+        entry = data.setdefault("stage_status", {}).setdefault(stage, {})
+        entry["status"] = status
+        entry["updated_at"] = now_iso()
+        if artifacts is not None:
+            entry["artifacts"] = [Path(a).as_posix() for a in artifacts]
+        else:
+            entry.setdefault("artifacts", [])
+        entry.update(extra)
+
+    return _update_json(Path(path), change)
+
+
+def mark_usage_estimated(path: Path | str, estimated: bool = True) -> dict[str, Any]:
+    """Token columns of predictions.csv came from estimates, not engine usage (CONTRACT section 4)."""
+
+    def change(data: dict[str, Any]) -> None:
+        data["usage_estimated"] = bool(estimated)
+
+    return _update_json(Path(path), change)

@@ -1,0 +1,170 @@
+"""The dry plan of a run: read-only, so ``plan`` can be run anywhere, offline, any number of times.
+
+Why: before a long or paid run, the user sees exactly what would be sent (trials, items, requests,
+prompt tokens per condition) without a single file being created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.contract import CONDITIONS, DATASET_TYPE, temp_label
+from config.schema import DATASETS, EvalConfig
+from producer.manifests import PHASES, estimate_tokens
+from producer.messages import load_prompt_texts, render_messages
+from producer.trials import Trial, expand_trials
+
+PHASE_NOTES_LOCAL = {"submit": "enqueue on the local queue", "poll": "workers generate"}
+PHASE_NOTES_FIREWORKS = {"submit": "upload + create batch jobs", "poll": "wait for jobs, download"}
+
+
+@dataclass
+class DatasetPlan:
+    name: str
+    source: dict[str, Any]
+    available: int | None  # None: unknown until downloaded
+    selected: int | None
+    cap: int | None = None  # configured size (None = all): bounds an unknown dataset
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    cfg: EvalConfig
+    config_path: Path
+    datasets: list[DatasetPlan]
+    trials: list[Trial]
+    limit_items: int | None
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return [item for d in self.datasets for item in d.items]
+
+    @property
+    def complete(self) -> bool:
+        return all(d.selected is not None for d in self.datasets)
+
+    def unknown_note(self, per_item: int) -> str:
+        """What datasets not yet downloaded add: an upper bound when their sizes are capped."""
+        unknown = [d for d in self.datasets if d.selected is None]
+        if not unknown:
+            return ""
+        if any(d.cap is None for d in unknown):
+            return " (+ all items of datasets not yet downloaded)"
+        return f" (+ up to {sum(d.cap for d in unknown) * per_item:,} for datasets not yet downloaded)"
+
+
+def make_plan(
+    cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str] | None = None, limit_items: int | None = None
+) -> Plan:
+    """Count items in memory (sample and local files are read; hub files are never downloaded)."""
+    from producer.datasets.sources import load_items, resolve_source
+    from producer.prepare import select_items, target_size
+
+    datasets = []
+    for ds in DATASETS:
+        size = target_size(cfg, ds, limit_items)
+        src = resolve_source(cfg, ds, data_overrides)
+        if size == 0:
+            datasets.append(DatasetPlan(ds, src.describe(), None, 0))
+            continue
+        loaded = load_items(src, download=False)
+        if loaded is None:
+            datasets.append(DatasetPlan(ds, src.describe(), None, None, cap=size))
+            continue
+        chosen = select_items(loaded, ds, cfg.data_seed, size)
+        datasets.append(DatasetPlan(ds, src.describe(), len(loaded), len(chosen), cap=size, items=chosen))
+    return Plan(cfg, config_path, datasets, expand_trials(cfg), limit_items)
+
+
+def _fmt(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"
+
+
+def _trial_lines(plan: Plan, trial: Trial) -> list[str]:
+    cfg = plan.cfg
+    texts = load_prompt_texts(cfg, trial.prompt_set)
+    mx = trial.max_new_tokens
+    lines = [
+        f"  trial {trial.slug}: model {trial.model}, prompt set {trial.prompt_set}, "
+        f"temps {', '.join(temp_label(t) for t in trial.temps)}, top_p {trial.top_p if trial.top_p is not None else '-'}, "
+        f"top_k {trial.top_k if trial.top_k is not None else '-'}, max_new_tokens closed {mx.closed_book} / open {mx.open_book}"
+    ]
+    # prompt tokens per condition for one pass over the items (estimated: ~4 characters per token)
+    per_condition: dict[str, int] = {}
+    for condition in CONDITIONS:
+        total = 0
+        for item in plan.items:
+            msgs = render_messages(texts, item, condition, DATASET_TYPE[item["dataset"]])
+            total += sum(estimate_tokens(m["content"]) for m in msgs)
+        per_condition[condition] = total
+    n_items = len(plan.items)
+    for temp in trial.temps:
+        k = cfg.samples_for(temp)
+        suffix = plan.unknown_note(k) if not plan.complete else ""
+        parts = []
+        for condition in CONDITIONS:
+            parts.append(
+                f"{condition} {n_items * k:,} requests, ~{per_condition[condition] * k:,} prompt tokens"
+            )
+        lines.append(f"    temp {temp_label(temp)} (samples_per_item {k}): {'; '.join(parts)}{suffix}")
+    return lines
+
+
+def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
+    """The plan as text; ``extra_lines`` (e.g. the VRAM budget) go before the closing line."""
+    cfg = plan.cfg
+    out = [f"config: {plan.config_path}"]
+    if cfg.backend == "fireworks":
+        out.append(f"backend: fireworks batch API, model {cfg.model_id}")
+        notes = PHASE_NOTES_FIREWORKS
+    else:
+        engine = f"backend: local, engine {cfg.local_engine}, model {cfg.local_model or '-'}"
+        if cfg.local_engine in ("ollama", "openai_compat"):
+            engine += f" at {cfg.local_endpoint}"
+        engine += (
+            f" (n_ctx {cfg.n_ctx}, n_gpu_layers {cfg.n_gpu_layers}, n_threads {cfg.n_threads or 'auto'}, "
+            f"max_concurrent_requests {cfg.max_concurrent_requests})"
+        )
+        out.append(engine)
+        notes = PHASE_NOTES_LOCAL
+    out.append("prompt sets:")
+    for name, pset in cfg.prompt_sets.items():
+        used = " (default)" if name == cfg.default_prompt_set else ""
+        tok = {c: estimate_tokens(Path(getattr(pset, c)).read_text(encoding="utf-8").strip()) for c in CONDITIONS}
+        out.append(
+            f"  {name}{used}: control {pset.control} (~{tok['control']:,} tokens), "
+            f"treatment {pset.treatment} (~{tok['treatment']:,} tokens)"
+        )
+    out.append(
+        f"temperatures: {', '.join(temp_label(t) for t in cfg.temps)}; samples_per_item: "
+        + ", ".join(f"{k}={v}" for k, v in cfg.samples_per_item.items())
+    )
+    limit = f", --limit-items {plan.limit_items}" if plan.limit_items is not None else ""
+    out.append(f"datasets (data_seed {cfg.data_seed}{limit}):")
+    for d in plan.datasets:
+        where = d.source["kind"] if d.source["kind"] == "sample" else f"{d.source['kind']} {d.source.get('url') or d.source['path']}"
+        kind = DATASET_TYPE[d.name]
+        if d.selected == 0:
+            out.append(f"  {d.name:<9} {kind:<6} 0 items (size 0)")
+        elif d.selected is None:
+            cap = "all items" if d.cap is None else f"up to {d.cap:,} items"
+            out.append(f"  {d.name:<9} {kind:<6} size unknown until downloaded, {cap} ({where})")
+        else:
+            out.append(f"  {d.name:<9} {kind:<6} {d.selected:,} of {_fmt(d.available)} items ({where})")
+    out.append(f"trials: {len(plan.trials)}")
+    total = 0
+    per_item = 0  # requests per item over all trials, temps and conditions
+    for trial in plan.trials:
+        out.extend(_trial_lines(plan, trial))
+        per_item += sum(cfg.samples_for(t) * len(CONDITIONS) for t in trial.temps)
+    total = len(plan.items) * per_item
+    unknown = plan.unknown_note(per_item)
+    out.append(f"total requests: {total:,}{unknown} (prompt tokens are estimates, ~4 characters per token)")
+    phase_names = [f"{p} ({notes[p]})" if p in notes else p for p in PHASES]
+    out.append("phases: " + " -> ".join(phase_names))
+    out.extend(extra_lines or [])
+    out.append("plan only: nothing was written")
+    return "\n".join(out)

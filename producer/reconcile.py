@@ -1,0 +1,51 @@
+"""Reconcile the ledger with the queue (ARCHITECTURE fact 3): nothing lost, nothing run twice.
+
+Runs at ``enqueue``, ``run``/``--resume``, pool start-up, after a crashed child and every minute
+under ``huey_consumer``. Work held by dead workers goes back to ``queued``; every open chunk without
+a message gets one; finished chunks and trials get their scoring and export messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from producer.huey_app import enqueue_many, queued_task_args
+from producer.ledger import connect
+from producer.ledger.queries import live_worker_pids, open_chunks, trials_ready_to_export, unscored_chunks
+from producer.ledger.writes import mark_chunks_queued, reset_dead_work
+
+
+@dataclass
+class ReconcileReport:
+    reset: int = 0
+    enqueued: int = 0
+    exports: int = 0
+    scores: int = 0
+
+
+def reconcile(run_id: str | None = None) -> ReconcileReport:
+    from workers import tasks
+
+    conn = connect()
+    report = ReconcileReport()
+    report.reset = reset_dead_work(conn, live_worker_pids(conn))
+
+    in_queue = queued_task_args("infer_chunk")
+    chunks = open_chunks(conn, run_id)
+    missing = [(r, c) for r, c in chunks if (r, c) not in in_queue]
+    report.enqueued = enqueue_many(tasks.infer_chunk.s(r, c) for r, c in missing)
+    by_run: dict[str, list[int]] = {}
+    for r, c in chunks:
+        by_run.setdefault(r, []).append(c)
+    for r, cs in by_run.items():
+        mark_chunks_queued(conn, r, cs)
+
+    in_queue = queued_task_args("score_chunk")
+    report.scores = enqueue_many(
+        tasks.score_chunk.s(r, c) for r, c in unscored_chunks(conn, run_id) if (r, c) not in in_queue
+    )
+    in_queue = queued_task_args("export_trial")
+    report.exports = enqueue_many(
+        tasks.export_trial.s(r, t) for r, t in trials_ready_to_export(conn, run_id) if (r, t) not in in_queue
+    )
+    return report

@@ -1,0 +1,104 @@
+"""costs.json from predictions.csv token usage and the configured prices (CONTRACT section 8).
+
+    python -m scoring.costs --pred_csv P --out_path O [--config C] [--manifest trial_manifest.json]
+
+Prices are USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half), applied
+when the run used Fireworks' batch API. For a local run nothing is billed: ``usd`` is the *equivalent
+cloud cost* of the same tokens at the configured on-demand prices (``usd_kind`` says which), and
+``usd_if_batch`` gives the batch-API equivalent. When cached prompt tokens are known they are charged at
+``cached_input_multiplier`` times the input price.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from config.atomic import write_json_atomic
+from config.schema import EvalConfig, Pricing, load_config
+from producer.console import UserError, make_console_safe, one_line_errors
+
+TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _usd(prompt: int, completion: int, cached: int, pricing: Pricing, multiplier: float) -> float:
+    uncached = prompt - cached
+    cost = (uncached * pricing.input_per_mtok + cached * pricing.input_per_mtok * pricing.cached_input_multiplier
+            + completion * pricing.output_per_mtok) / 1_000_000
+    return cost * multiplier
+
+
+def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
+                  cached_prompt_tokens: int | None = None, usage_estimated: bool | None = None) -> dict[str, Any]:
+    """Token totals and USD for one trial's predictions.csv."""
+    try:
+        df = pd.read_csv(pred_csv, usecols=list(TOKEN_COLUMNS), dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read token columns of {pred_csv}: {exc.__class__.__name__}") from None
+    nums = df.apply(lambda col: pd.to_numeric(col.replace("", None), errors="coerce"))
+    prompt = int(nums["prompt_tokens"].fillna(0).sum())
+    completion = int(nums["completion_tokens"].fillna(0).sum())
+    known = nums["prompt_tokens"].notna() | nums["completion_tokens"].notna()
+    cached = min(int(cached_prompt_tokens or 0), prompt)
+    batch = backend == "fireworks"
+    multiplier = pricing.batch_discount if batch else 1.0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "usd": _usd(prompt, completion, cached, pricing, multiplier),
+        "usd_kind": "billed_estimate" if batch else "equivalent_cloud_cost",
+        "usd_if_batch": _usd(prompt, completion, cached, pricing, pricing.batch_discount),
+        "batch_discount_applied": batch,
+        "usage_records": int(known.sum()),
+        "rows": int(len(df)),
+        "rows_without_usage": int((~known).sum()),
+        "cached_prompt_tokens": cached_prompt_tokens,
+        "usage_estimated": usage_estimated,
+        "backend": backend,
+        "pricing": pricing.model_dump(mode="json"),
+    }
+
+
+def usage_estimated_from_manifest(manifest: Path | None) -> bool | None:
+    """The trial manifest's ``usage_estimated`` flag (token counts estimated, not engine-reported)."""
+    if manifest is None or not Path(manifest).is_file():
+        return None
+    try:
+        data = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("usage_estimated", data.get("tokens_estimated")) if isinstance(data, dict) else None
+    return bool(value) if value is not None else None
+
+
+def write_costs(pred_csv: Path, out_path: Path, cfg: EvalConfig | None = None, manifest: Path | None = None) -> Path:
+    pricing = cfg.pricing if cfg is not None else Pricing()
+    backend = cfg.backend if cfg is not None else "local"
+    data = compute_costs(Path(pred_csv), pricing, backend, usage_estimated=usage_estimated_from_manifest(manifest))
+    return write_json_atomic(Path(out_path), data)
+
+
+@click.command()
+@click.option("--pred_csv", required=True, type=click.Path(path_type=Path), help="predictions.csv")
+@click.option("--out_path", required=True, type=click.Path(path_type=Path), help="costs.json to write")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="config YAML (pricing and backend); defaults when omitted")
+@click.option("--manifest", type=click.Path(path_type=Path), default=None, help="trial_manifest.json (optional)")
+@one_line_errors
+def main(pred_csv: Path, out_path: Path, config_path: Path | None, manifest: Path | None) -> None:
+    """Token totals and USD cost of a trial."""
+    make_console_safe()
+    if not pred_csv.is_file():
+        raise UserError(f"predictions not found: {pred_csv}")
+    cfg = load_config(config_path, check_files=False) if config_path else None
+    path = write_costs(pred_csv, out_path, cfg, manifest)
+    click.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

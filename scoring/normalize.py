@@ -1,0 +1,69 @@
+"""Answer normalisation, exact match and token F1 (CONTRACT section 6).
+
+Why: every backend and every scorer must agree on what "the same answer" means. Normalisation is the
+SQuAD recipe extended to Unicode punctuation (’ “ ” – … are removed, not just ASCII).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from functools import lru_cache
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", flags=re.UNICODE)
+# Every code point whose Unicode category starts with "P" (punctuation), ASCII included.
+# Planes 0 and 1 hold every assigned punctuation character (no P* code point lies above U+1FFFF).
+_PUNCT_TABLE = {cp: None for cp in range(0x20000) if unicodedata.category(chr(cp)).startswith("P")}
+# ASCII symbols that SQuAD's string.punctuation also strips but Unicode files under "S" ($+<=>^`|~).
+_PUNCT_TABLE.update({ord(ch): None for ch in "$+<=>^`|~"})
+
+
+@lru_cache(maxsize=262_144)
+def normalize_answer(text: str) -> str:
+    """Lower-case, remove punctuation (ASCII and Unicode), remove articles, collapse whitespace."""
+    text = (text or "").lower().translate(_PUNCT_TABLE)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+@lru_cache(maxsize=262_144)
+def _tokens(normalized: str) -> tuple[str, ...]:
+    return tuple(normalized.split())
+
+
+def exact_match(prediction: str, golds: Iterable[str]) -> float:
+    """1.0 when the normalised prediction equals any normalised gold answer, else 0.0."""
+    if isinstance(golds, str):
+        golds = [golds]
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(g) for g in golds))
+
+
+def _f1_tokens(pred: tuple[str, ...], gold: tuple[str, ...]) -> float:
+    if not pred or not gold:
+        return float(pred == gold)
+    common = Counter(pred) & Counter(gold)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred)
+    recall = same / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1_score(prediction: str, golds: Iterable[str]) -> float:
+    """Token-multiset F1 between normalised prediction and each gold; the maximum over golds.
+
+    No gold answers gives 0.0 (the unanswerable case is handled by the rules, not here).
+    """
+    if isinstance(golds, str):
+        golds = [golds]
+    pred = _tokens(normalize_answer(prediction))
+    best = 0.0
+    for gold in golds:
+        best = max(best, _f1_tokens(pred, _tokens(normalize_answer(gold))))
+        if best == 1.0:
+            break
+    return best

@@ -1,0 +1,94 @@
+"""One trial's report: ``report.md``, a self-contained ``report.html`` and PNG figures.
+
+Usage: ``python -m scoring.report --results_dir experiments/run_X/<slug>/results`` (reports go to the
+sibling ``reports/`` folder, CONTRACT section 9). Missing artifacts show as "not available"; the report
+never fails because a run was incomplete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config.atomic import write_text_atomic
+from scoring.report_data import load_report_data
+from scoring.report_html import to_html
+from scoring.report_md import to_markdown
+from scoring.report_sections import build_document
+from scoring.report_text import Figure, Para
+
+FIGURE_PATTERNS = ("forest_*.png", "risk_coverage_*.png", "telemetry.png")
+
+
+def default_reports_dir(results_dir: Path) -> Path:
+    """``<slug>/results`` -> ``<slug>/reports``."""
+    return Path(results_dir).parent / "reports"
+
+
+def _manifest_from_config(cfg: Any) -> dict[str, Any]:
+    """Settings from the config when the trial manifest is missing (marked as such)."""
+    return {"source": "config (trial_manifest.json missing)", "backend": cfg.backend,
+            "model": cfg.local_model if cfg.backend == "local" else cfg.model_id,
+            "local_engine": cfg.local_engine, "temps": list(cfg.temps),
+            "samples_per_item": dict(cfg.samples_per_item), "top_p": cfg.top_p, "top_k": cfg.top_k,
+            "seed": cfg.seed}
+
+
+def write_report(results_dir: Path, reports_dir: Path | None = None, cfg: Any = None, *,
+                 figures: bool = True) -> dict[str, Any]:
+    """Write the report for one trial; returns the paths written and the first-screen sentences.
+
+    ``figures=False`` skips the PNGs (tables and text only; quicker when only the numbers matter).
+    """
+    results_dir = Path(results_dir)
+    reports_dir = Path(reports_dir) if reports_dir is not None else default_reports_dir(results_dir)
+    fig_dir = reports_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in FIGURE_PATTERNS:  # no stale figure from an earlier render
+        for old in fig_dir.glob(pattern):
+            old.unlink(missing_ok=True)
+    data = load_report_data(results_dir)
+    if data.manifest is None and cfg is not None:
+        data.manifest = _manifest_from_config(cfg)
+    slug = results_dir.parent.name or results_dir.name
+    title = f"Excellence Experiment report: {slug}"
+    doc = build_document(data, fig_dir if figures else None, title)
+    md_path = write_text_atomic(reports_dir / "report.md", to_markdown(doc, reports_dir))
+    html_path = write_text_atomic(reports_dir / "report.html", to_html(doc, title))
+    return {"report_md": md_path, "report_html": html_path,
+            "figures": [b.path for b in doc if isinstance(b, Figure)],
+            "headline": [b.text for b in doc if isinstance(b, Para) and b.kind in ("headline", "subhead")]}
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--results_dir", required=True, type=click.Path(path_type=Path), help="A trial's results/ folder.")
+@click.option("--reports_dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write (default: the sibling reports/ folder).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Optional config, used for settings when trial_manifest.json is missing.")
+def main(results_dir: Path, reports_dir: Path | None, config_path: Path | None) -> None:
+    """Render report.md and report.html for one trial."""
+    from producer.console import UserError, make_console_safe, one_line_errors
+
+    make_console_safe()
+
+    @one_line_errors
+    def run() -> None:
+        if not results_dir.is_dir():
+            raise UserError(f"results folder not found: {results_dir}")
+        cfg = None
+        if config_path is not None:
+            from config.schema import load_config
+
+            cfg = load_config(config_path, check_files=False)
+        out = write_report(results_dir, reports_dir, cfg)
+        click.echo(f"wrote {out['report_html']}")
+        click.echo(f"wrote {out['report_md']}")
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

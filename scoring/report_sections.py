@@ -1,0 +1,301 @@
+"""The report's sections, in reading order, as renderer-neutral blocks (report_text).
+
+Why: markdown and HTML must say the same thing; building the content once keeps them in step.
+Order: answer, settings, results per temperature and type, figures, data quality, costs and speed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from scoring import figures
+from scoring.report_data import ReportData
+from scoring.report_sig import blocks, effect_rows, num, selective_curves, temps
+from scoring.report_text import (
+    METRIC_LABELS,
+    NA,
+    Block,
+    Figure,
+    Heading,
+    Para,
+    Table,
+    describe,
+    fmt_num,
+    fmt_p,
+    fmt_pct,
+    fmt_pts,
+    headline,
+    mcnemar_sentence,
+    results_table,
+    subgroup_table,
+)
+
+SECRET_KEY = re.compile(r"api_?key|secret|password|authori[sz]ation|bearer", re.IGNORECASE)
+SETTING_KEYS = ("run_id", "trial", "slug", "model", "backend", "engine", "local_engine", "prompt_set", "temps",
+                "samples_per_item", "top_p", "top_k", "max_new_tokens", "seed", "n_ctx", "created_at")
+
+
+def _setting(value: Any) -> str:
+    if value is None:
+        return "not set"
+    return value if isinstance(value, str) else fmt_num(value)
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return _setting(value)
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict) and all(isinstance(v, (str, int, float, bool)) or v is None for v in value.values()):
+        return ", ".join(f"{k}: {_setting(v)}" for k, v in value.items()
+                         if not SECRET_KEY.search(str(k)))
+    return None
+
+
+def _flatten_settings(manifest: dict[str, Any]) -> list[list[str]]:
+    """Top-level scalars plus one level of nested settings (trial, engine, backend), secrets dropped."""
+    rows, seen = [], set()
+    skip = {"prompts", "counts", "stage_status", "schema_version"}
+    ordered = [k for k in SETTING_KEYS if k in manifest] + [k for k in manifest if k not in SETTING_KEYS]
+    for key in ordered:
+        if key in skip or SECRET_KEY.search(key):
+            continue
+        value = manifest[key]
+        if isinstance(value, dict) and _scalar(value) is None:
+            for sub, subval in value.items():
+                text = _scalar(subval)
+                if text is not None and not SECRET_KEY.search(str(sub)) and f"{key}.{sub}" not in seen:
+                    seen.add(f"{key}.{sub}")
+                    rows.append([f"{key}.{sub}", text])
+            continue
+        text = _scalar(value)
+        if text is not None:
+            rows.append([key, text])
+    return rows
+
+
+def _prompt_rows(manifest: dict[str, Any]) -> list[list[str]]:
+    prompts = manifest.get("prompts")
+    rows = []
+    if not isinstance(prompts, dict):
+        return rows
+    for cond in ("control", "treatment"):
+        p = prompts.get(cond)
+        if not isinstance(p, dict):
+            continue
+        tokens = next((p[k] for k in ("tokens", "token_count", "n_tokens", "prompt_tokens") if k in p), None)
+        est = next((p[k] for k in p if "estimated" in k), None)
+        token_text = fmt_num(tokens) + (" (estimated)" if est else "")
+        rows.append([cond, str(p.get("path") or p.get("file") or NA), str(p.get("sha256") or NA), token_text])
+    return rows
+
+
+def _estimated_flags(obj: Any, path: str = "") -> list[str]:
+    """Every manifest key mentioning 'estimated' with a true value (token counts not from the engine)."""
+    found = []
+    if isinstance(obj, dict):
+        for key, val in obj.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "estimated" in str(key).lower() and val not in (False, 0, None, "", [], {}):
+                found.append(f"{here} = {val}" if not isinstance(val, (dict, list)) else here)
+            else:
+                found += _estimated_flags(val, here)
+    return found
+
+
+def settings_section(data: ReportData) -> list[Block]:
+    out: list[Block] = [Heading("Run settings")]
+    if data.manifest is None:
+        out.append(Para(f"trial_manifest.json: {NA}.", "note"))
+        if data.significance:
+            out.append(Table(["setting", "value"], [["temps", ", ".join(temps(data.significance))]]))
+        return out
+    out.append(Table(["setting", "value"], _flatten_settings(data.manifest)))
+    prompt_rows = _prompt_rows(data.manifest)
+    if prompt_rows:
+        out.append(Table(["condition", "system prompt", "sha256", "tokens"], prompt_rows,
+                         caption="Only the system prompt differs between conditions.", code_columns={2}))
+    else:
+        out.append(Para(f"Prompt hashes and token counts: {NA}.", "note"))
+    return out
+
+
+def _effect_ci(obj: Any) -> str:
+    if not isinstance(obj, dict) or obj.get("estimate") is None:
+        return NA
+    ci = obj.get("ci_95") or [None, None]
+    text = fmt_pts(num(obj.get("estimate")))
+    if isinstance(ci, list) and len(ci) == 2 and None not in ci:
+        text += f" ({fmt_pts(num(ci[0]))} to {fmt_pts(num(ci[1]))})"
+    return text
+
+
+def further_stats(block: dict[str, Any]) -> list[Block]:
+    """TOST non-inferiority and the across-dataset meta-analysis, as small tables when present."""
+    out: list[Block] = []
+    tost = block.get("tost")
+    if isinstance(tost, dict) and tost:
+        rows = [[METRIC_LABELS.get(m, m), fmt_pts(num(t.get("margin")), signed=False),
+                 fmt_pts(num(t.get("delta_mean"))), fmt_pts(num(t.get("ci_lower_one_sided"))),
+                 fmt_p(num(t.get("p_lower", t.get("p_value")))), fmt_num(t.get("non_inferior")),
+                 fmt_num(t.get("equivalent"))]
+                for m, t in tost.items() if isinstance(t, dict)]
+        out.append(Table(["metric", "margin (pts)", "delta (pts)", "one-sided lower bound (pts)", "p (non-inferiority)",
+                          "non-inferior", "equivalent"], rows,
+                         caption="TOST: treatment is non-inferior when its lower bound stays above -margin."))
+    meta = block.get("meta")
+    if meta is None and isinstance(block.get("subgroups"), dict):
+        meta = block["subgroups"].get("meta")
+    if isinstance(meta, dict):
+        rows = [[METRIC_LABELS.get(m, m), fmt_num(v.get("k")), _effect_ci(v.get("fixed")), _effect_ci(v.get("random")),
+                 fmt_num(num(v.get("I2")), 3), fmt_num(num(v.get("tau2")), 4), fmt_p(num(v.get("Q_p_value")))]
+                for m, v in meta.items() if isinstance(v, dict) and v.get("fixed") is not None]
+        if rows:
+            out.append(Table(["metric", "datasets", "fixed effect (pts, 95% CI)", "random effects (pts, 95% CI)",
+                              "I2", "tau2", "Q p"], rows, caption="Meta-analysis of the dataset subgroups."))
+    return out
+
+
+def results_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
+    out: list[Block] = [Heading("Results: control vs treatment")]
+    sig = data.significance
+    if not sig:
+        return out + [Para(f"significance.json: {NA}.", "note")]
+    rows = effect_rows(sig)
+    for temp, type_, block in blocks(sig):
+        out.append(Heading(f"Temperature {temp}, {type_}-book ({fmt_num(block.get('n_items'))} paired items)", 3))
+        out.append(results_table(rows, data.means, temp, type_))
+        sub = subgroup_table(rows, temp, type_)
+        if sub is not None:
+            out.append(sub)
+        text = mcnemar_sentence(block)
+        if text:
+            out.append(Para(text))
+        out += further_stats(block)
+    if fig_dir is None:
+        return out
+    out.append(Heading("Figures"))
+    any_fig = False
+    for temp in temps(sig):
+        path = figures.forest_plot(rows, temp, fig_dir / f"forest_t{temp}.png")
+        if path:
+            any_fig = True
+            out.append(Figure(path, f"Paired deltas with 95% intervals, temperature {temp}."))
+    for temp, type_, block in blocks(sig):
+        curves = selective_curves(block)
+        path = figures.risk_coverage_plot(curves, f"Risk vs coverage, temperature {temp}, {type_}-book",
+                                          fig_dir / f"risk_coverage_t{temp}_{type_}.png")
+        if path:
+            any_fig = True
+            out.append(Figure(path, f"Risk-coverage, temperature {temp}, {type_}-book.", half=True))
+    if not any_fig:
+        out.append(Para(f"Figures: {NA} (no deltas or selective-risk data).", "note"))
+    return out
+
+
+def quality_section(data: ReportData) -> list[Block]:
+    out: list[Block] = [Heading("Data quality")]
+    if data.pairing:
+        out.append(Table(["temp", "type", "control items", "treatment items", "paired", "pairing rate"],
+                         [[p["temp"], p["type"], fmt_num(p["control_items"]), fmt_num(p["treatment_items"]),
+                           fmt_num(p["paired"]), fmt_pct(p["rate"])] for p in data.pairing]))
+    else:
+        out.append(Para(f"Pairing rate: {NA} (per_item_scores.csv missing).", "note"))
+    if data.errors is not None:
+        kind = "warning" if data.errors["failed"] else "normal"
+        out.append(Para(f"Failed requests (no result after retries, from {data.errors['path']}): "
+                        f"{fmt_num(data.errors['failed'])}. A failed request is missing, not wrong.", kind))
+        if data.errors["examples"]:
+            out.append(Table(["custom_id", "last error"], [[e["custom_id"], e["error"]] for e in data.errors["examples"]],
+                             code_columns={0, 1}))
+    else:
+        out.append(Para("Failed requests: no error log in the results folder (none recorded).", "note"))
+    counts = (data.manifest or {}).get("counts")
+    if isinstance(counts, dict) and counts:
+        rows = [[str(k), describe(v) if isinstance(v, dict) else fmt_num(v)] for k, v in counts.items()]
+        out.append(Table(["temp / condition", "counts (trial manifest)"], rows))
+    pred = data.predictions
+    if pred is None:
+        out.append(Para(f"predictions.csv: {NA}.", "note"))
+    else:
+        share = pred["length"] / pred["rows"] if pred["rows"] else None
+        reasons = ", ".join(f"{k}: {fmt_num(v)}" for k, v in sorted(pred["finish_reasons"].items()))
+        kind = "warning" if pred["length"] else "normal"
+        out.append(Para(f"Responses cut off by the token limit (finish_reason length): {fmt_num(pred['length'])} of "
+                        f"{fmt_num(pred['rows'])} ({fmt_pct(share)}); they are scored as written. "
+                        f"All finish reasons: {reasons or NA}.", kind))
+        if pred["length_examples"]:
+            out.append(Table(["custom_id", "response (first 300 characters)"],
+                             [[e["custom_id"], e["text"]] for e in pred["length_examples"]],
+                             caption="Examples of cut-off responses (model text).", code_columns={0, 1}))
+    flags = _estimated_flags(data.manifest) if data.manifest else []
+    if flags:
+        out.append(Para("Token counts are estimated (the engine reported no usage): " + "; ".join(flags) + ".", "warning"))
+    elif data.manifest is not None:
+        out.append(Para("Token counts: reported by the engine (no estimated counts flagged in the manifest)."))
+    for problem in data.problems:
+        out.append(Para(f"Unreadable artifact: {problem}.", "warning"))
+    return out
+
+
+def _is_local(data: ReportData) -> bool:
+    backend = str((data.manifest or {}).get("backend", "")).lower()
+    return data.local_costs is not None or backend == "local"
+
+
+def costs_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
+    out: list[Block] = [Heading("Costs and speed")]
+    c = data.costs
+    if c is None:
+        out.append(Para(f"costs.json: {NA}.", "note"))
+    else:
+        usd = c.get("usd")
+        label = "equivalent cloud cost (local run: nothing was paid)" if _is_local(data) else "cost"
+        usd_text = NA if usd is None else f"${usd:,.4f}" if isinstance(usd, (int, float)) else str(usd)
+        rows = [[label, f"{usd_text} USD"]]
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens", "usage_records", "batch_discount_applied"):
+            if key in c:
+                rows.append([key.replace("_", " "), fmt_num(c[key])])
+        if isinstance(c.get("pricing"), dict):
+            rows.append(["pricing", describe(c["pricing"])])
+        out.append(Table(["item", "value"], rows))
+    lc = data.local_costs
+    if lc is not None:
+        keys = (("requests", "requests"), ("requests_per_minute", "requests per minute"),
+                ("items_per_minute", "items per minute"), ("completion_tokens_per_s", "completion tokens/s"),
+                ("prompt_tokens_per_s", "prompt tokens/s"), ("latency_p50_s", "latency p50 (s)"),
+                ("latency_p95_s", "latency p95 (s)"), ("latency_p99_s", "latency p99 (s)"),
+                ("latency_mean_s", "latency mean (s)"), ("wall_time_s", "wall time (s)"),
+                ("gpu_name", "GPU"), ("gpu_mem_max_mib", "GPU memory max (MiB)"),
+                ("gpu_mem_mean_mib", "GPU memory mean (MiB)"), ("gpu_util_mean_pct", "GPU utilisation mean (%)"),
+                ("power_mean_w", "power mean (W)"), ("cpu_mean_pct", "worker CPU mean (%)"),
+                ("rss_max_mib", "worker RAM max (MiB)"))
+        rows = [[label, fmt_num(lc[k])] for k, label in keys if k in lc]
+        if lc.get("nvml_available") is False:
+            rows.append(["GPU telemetry", f"{NA} ({lc.get('nvml_reason') or 'NVML unavailable'})"])
+        out.append(Table(["local speed", "value"], rows))
+    elif _is_local(data):
+        out.append(Para(f"local_costs.json: {NA}.", "note"))
+    if data.telemetry is not None and fig_dir is not None:
+        path = figures.telemetry_plot(data.telemetry, fig_dir / "telemetry.png")
+        if path:
+            out.append(Figure(path, "Tokens per second and GPU memory over the run (telemetry.csv)."))
+    return out
+
+
+def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[Block]:
+    """All blocks in reading order; the first screen holds the answer. ``fig_dir`` None: no figures."""
+    rows = effect_rows(data.significance) if data.significance else []
+    doc: list[Block] = [Heading(title, 1)]
+    sentences = headline(rows, data.significance, data.means)
+    doc += [Para(s, "headline" if i == 0 else "subhead") for i, s in enumerate(sentences)]
+    doc.append(Para("Delta = treatment - control on the same items (paired), in percentage points. "
+                    "q = Benjamini-Hochberg adjusted p across every test of this trial; significant means q < 0.05.",
+                    "note"))
+    doc += settings_section(data)
+    doc += results_section(data, fig_dir)
+    doc += quality_section(data)
+    doc += costs_section(data, fig_dir)
+    return doc

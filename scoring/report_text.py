@@ -1,0 +1,212 @@
+"""Words and numbers of the report: number formats, the first-screen sentence, and the document blocks.
+
+Why: the report exists to answer one question in one sentence ("did treatment change the
+false-answer rate, by how much, how sure are we"); that sentence is generated here from the data, with
+wording that matches the direction and significance of the effect. Renderers (markdown, HTML) only lay
+out the blocks defined here; they never compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scoring.report_sig import EffectRow, find_effect, temps
+
+NA = "not available"
+METRIC_LABELS = {"em": "EM", "f1": "F1", "abstain_rate": "abstain", "false_answer_rate": "false answer",
+                 "unsupported_rate": "unsupported"}
+METRIC_PHRASES = {"em": "exact-match rate", "f1": "F1 score", "abstain_rate": "abstention rate",
+                  "false_answer_rate": "false-answer rate", "unsupported_rate": "unsupported-answer rate"}
+# +1: higher is better, -1: lower is better, 0: no preferred direction.
+METRIC_GOOD = {"em": 1, "f1": 1, "false_answer_rate": -1, "unsupported_rate": -1, "abstain_rate": 0}
+TYPE_PHRASES = {"open": "open-book questions (SQuAD v2)", "closed": "closed-book questions (TriviaQA, NQ-Open)"}
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Para:
+    text: str
+    kind: str = "normal"  # normal | headline | note | warning
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    code_columns: set[int] = field(default_factory=set)  # columns holding model text or ids
+
+
+@dataclass
+class Figure:
+    path: Path
+    caption: str
+    half: bool = False  # small figures sit two to a row in HTML
+
+
+Block = Heading | Para | Table | Figure
+
+
+def fmt_pct(x: float | None) -> str:
+    return NA if x is None else f"{100 * x:.1f}%"
+
+
+def fmt_pts(x: float | None, signed: bool = True) -> str:
+    if x is None:
+        return NA
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return NA
+    if p == 0:
+        return "0"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def fmt_num(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return NA
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x != 0 and (abs(x) >= 1e6 or abs(x) < 10 ** -digits):
+            return f"{x:.3g}"
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def fmt_ci(row: EffectRow) -> str:
+    if row.ci_low is None or row.ci_high is None:
+        return NA
+    return f"{fmt_pts(row.ci_low)} to {fmt_pts(row.ci_high)}"
+
+
+def row_means(row: EffectRow, means: pd.DataFrame | None) -> tuple[float | None, float | None]:
+    """Control and treatment means of one effect: from significance.json when recorded, else per_item_scores."""
+    if row.control_mean is not None and row.treatment_mean is not None:
+        return row.control_mean, row.treatment_mean
+    if row.dataset is not None:
+        return None, None
+    return condition_means(means, row.temp, row.type, row.metric)
+
+
+def condition_means(means: pd.DataFrame | None, temp: str, type_: str, metric: str) -> tuple[float | None, float | None]:
+    """Control and treatment means over paired items (from per_item_scores.csv)."""
+    if means is None or means.empty or metric not in means.columns:
+        return None, None
+    sel = means[(means["temp"] == temp) & (means["type"] == type_)]
+    out = []
+    for cond in ("control", "treatment"):
+        vals = sel.loc[sel["condition"] == cond, metric]
+        value = vals.iloc[0] if len(vals) else None
+        out.append(None if value is None or pd.isna(value) else float(value))
+    return out[0], out[1]
+
+
+def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: bool = True) -> str:
+    """One plain-English sentence: direction, size in points, interval, q (or p), paired items."""
+    phrase = METRIC_PHRASES.get(row.metric, row.metric)
+    where = TYPE_PHRASES.get(row.type, f"{row.type} questions")
+    lead = f"At temperature {row.temp}, treatment" if prefix_temp else "Treatment"
+    if row.delta is None:
+        return f"{lead} has no estimate for the {phrase} on {where}: no paired items."
+    control, treatment = row_means(row, means)
+    moved = f", from {fmt_pct(control)} to {fmt_pct(treatment)}" if control is not None and treatment is not None else ""
+    pname = "q" if row.q_value is not None else "p"
+    stats = f"95% CI {fmt_ci(row)} points, {pname} = {fmt_p(row.decisive_p)}"
+    if row.n_items is not None:
+        stats += f", {row.n_items:,} paired items"
+    size = f"{abs(100 * row.delta):.1f} points"
+    if row.significant and row.delta != 0:
+        verb = "lowered" if row.delta < 0 else "raised"
+        good = METRIC_GOOD.get(row.metric, 0) * (1 if row.delta > 0 else -1)
+        judgement = " - an improvement" if good > 0 else (" - a worsening" if good < 0 else "")
+        caution = ""
+        if row.ci_low is not None and row.ci_high is not None and row.ci_low <= 0 <= row.ci_high:
+            caution = " The bootstrap interval includes zero, so treat this with care."
+        return f"{lead} {verb} the {phrase} on {where} by {size}{moved} ({stats}){judgement}.{caution}"
+    return (f"{lead} made no significant change to the {phrase} on {where}: "
+            f"{fmt_pts(row.delta)} points{moved} ({stats}).")
+
+
+def headline(rows: list[EffectRow], sig: dict[str, Any] | None, means: pd.DataFrame | None) -> list[str]:
+    """The first-screen sentences: false answers on open-book questions, then EM on closed-book ones."""
+    if not sig:
+        return ["No statistics are available for this trial yet (significance.json is missing), "
+                "so there is no answer to report."]
+    out = []
+    temp_labels = temps(sig)
+    for temp in temp_labels:
+        for type_, metric in (("open", "false_answer_rate"), ("closed", "em")):
+            row = find_effect(rows, temp, type_, metric)
+            if row is not None:
+                out.append(effect_sentence(row, means, prefix_temp=True))
+    return out or ["significance.json holds no comparable results (no paired items)."]
+
+
+def results_table(rows: list[EffectRow], means: pd.DataFrame | None, temp: str, type_: str) -> Table:
+    """Control vs treatment per metric with the paired delta, interval, p and q values."""
+    body = []
+    for r in rows:
+        if r.temp != temp or r.type != type_ or r.dataset is not None:
+            continue
+        control, treatment = row_means(r, means)
+        mark = " *" if r.significant else ""
+        body.append([METRIC_LABELS.get(r.metric, r.metric), fmt_pct(control), fmt_pct(treatment),
+                     fmt_pts(r.delta) + mark, fmt_ci(r), fmt_p(r.p_value), fmt_p(r.q_value),
+                     fmt_p(r.perm_p), fmt_num(r.n_items)])
+    return Table(["metric", "control", "treatment", "delta (pts)", "95% CI (pts)", "p (Wilcoxon)", "q (BH)",
+                  "p (permutation)", "paired items"], body,
+                 caption="Means over paired items; delta = treatment - control; * = q < 0.05 (p when FDR is off).")
+
+
+def subgroup_table(rows: list[EffectRow], temp: str, type_: str) -> Table | None:
+    body = [[r.dataset or "", METRIC_LABELS.get(r.metric, r.metric), fmt_pts(r.delta) + (" *" if r.significant else ""),
+             fmt_ci(r), fmt_p(r.p_value), fmt_p(r.q_value), fmt_num(r.n_items)]
+            for r in rows if r.temp == temp and r.type == type_ and r.dataset is not None]
+    if not body:
+        return None
+    return Table(["dataset", "metric", "delta (pts)", "95% CI (pts)", "p (Wilcoxon)", "q (BH)", "paired items"], body,
+                 caption="The same comparison within each dataset.")
+
+
+def describe(obj: Any, depth: int = 0) -> str:
+    """A compact 'key = value' rendering of a statistics sub-object (meta, tost, mcnemar)."""
+    if isinstance(obj, dict):
+        parts = []
+        for key, val in obj.items():
+            if isinstance(val, dict) and depth < 1:
+                parts.append(f"{key}: ({describe(val, depth + 1)})")
+            elif isinstance(val, (list, tuple)) and all(isinstance(v, (int, float)) or v is None for v in val):
+                parts.append(f"{key} = [{', '.join(fmt_num(v, 3) for v in val)}]")
+            elif not isinstance(val, (dict, list)):
+                parts.append(f"{key} = {fmt_num(val, 3)}")
+        return ", ".join(parts)
+    return fmt_num(obj, 3)
+
+
+def mcnemar_sentence(block: dict[str, Any]) -> str | None:
+    m = block.get("mcnemar")
+    if not isinstance(m, dict):
+        return None
+    b, c = m.get("b"), m.get("c")
+    text = (f"McNemar on EM (item right when mean EM >= 0.5): treatment fixed {fmt_num(b)} items that control got "
+            f"wrong and broke {fmt_num(c)} that control got right; exact p = {fmt_p(m.get('p_exact'))}")
+    if m.get("q_value") is not None:
+        text += f", q = {fmt_p(m.get('q_value'))}"
+    if m.get("odds_ratio") is not None:
+        text += f", odds ratio {fmt_num(m.get('odds_ratio'), 3)}"
+    return text + "."

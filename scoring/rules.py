@@ -1,0 +1,56 @@
+"""Score one response (CONTRACT section 6). Pure: the queue's CPU scoring tasks and the stage CLI share it.
+
+Result keys: em, f1, abstained, false_answer, unsupported. Closed-book sets f1, false_answer and
+unsupported to None (not applicable). Open-book:
+- unanswerable + abstain -> em = f1 = 1, abstained = 1, false_answer = 0, unsupported = 0;
+- unanswerable + any answer -> em = f1 = 0, false_answer = 1, unsupported by the passage check;
+- answerable -> em, f1 against the golds; false_answer = 0 (a wrong answer to an answerable question
+  is wrong, not a false answer); unsupported by the passage check unless the response abstained.
+An empty response (nothing left after normalisation) counts as an abstention, as in SQuAD v2, where the
+empty prediction means "no answer". A ``length`` finish is scored as written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.schema import Unsupported
+from scoring.abstention import is_abstention
+from scoring.normalize import exact_match, f1_score, normalize_answer
+from scoring.unsupported import unsupported_flag
+
+
+def golds_of(item: dict[str, Any]) -> list[str]:
+    answers = item.get("answers") or []
+    return [answers] if isinstance(answers, str) else [str(a) for a in answers]
+
+
+def abstains(text: str) -> bool:
+    """The response says it does not know, or says nothing at all."""
+    return is_abstention(text) or not normalize_answer(text)
+
+
+def score_response(item: dict[str, Any], text: str, type_: str, unsupported: Unsupported | None = None) -> dict[str, Any]:
+    """Score ``text`` against ``item`` (CONTRACT section 1 shape) for ``type_`` "open" or "closed"."""
+    text = text or ""
+    golds = golds_of(item)
+    abstained = abstains(text)
+    if type_ == "closed":
+        return {"em": exact_match(text, golds) if golds else 0.0, "f1": None, "abstained": int(abstained),
+                "false_answer": None, "unsupported": None}
+    if type_ != "open":
+        raise ValueError(f"type must be 'open' or 'closed', got {type_!r}")
+    cfg = unsupported or Unsupported()
+    unanswerable = bool(item.get("is_unanswerable", not golds))
+    if abstained:
+        flag = 0
+    else:
+        flag = unsupported_flag(text, str(item.get("context") or ""), cfg)
+    if unanswerable:
+        em = f1 = 1.0 if abstained else 0.0
+        false_answer = 0 if abstained else 1
+    else:
+        em = exact_match(text, golds)
+        f1 = f1_score(text, golds)
+        false_answer = 0
+    return {"em": em, "f1": f1, "abstained": int(abstained), "false_answer": false_answer, "unsupported": flag}

@@ -1,0 +1,157 @@
+"""Stage CLI and builder for significance.json (CONTRACT section 7, schema_version 2).
+
+    python -m scoring.stats --per_item_csv P --config C --out_path O
+
+Pairs control and treatment per (temp, type) on item_key; everything is seeded from ``stats.seed`` and
+the block's label, so a rerun gives the same file. See docs/statistics.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+
+from config.atomic import write_json_atomic
+from config.contract import parse_item_key
+from config.schema import StatsConfig, load_config
+from producer.console import UserError, make_console_safe, one_line_errors
+from scoring.aggregate import ScoringInputError, read_per_item_csv
+from scoring.fdr import apply_fdr
+from scoring.stats_meta import meta_analysis, selective_risk_curve, tost
+from scoring.stats_paired import HALDANE, mcnemar, metric_block
+
+SCHEMA_VERSION = 2
+METRICS = {"open": ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate"),
+           "closed": ("em", "abstain_rate")}
+TOST_METRICS = ("em", "f1")
+RIGHT_THRESHOLD = 0.5
+
+
+def _seed(cfg: StatsConfig, *labels: str) -> np.random.SeedSequence:
+    return np.random.SeedSequence([cfg.seed & 0xFFFFFFFF, zlib.crc32("|".join(labels).encode("utf-8"))])
+
+
+def paired_frame(per_item: pd.DataFrame, temp: str, type_: str) -> pd.DataFrame:
+    """Items with both conditions for (temp, type): columns <metric>_control, <metric>_treatment, dataset."""
+    sub = per_item[(per_item["temp"] == temp) & (per_item["type"] == type_)]
+    metrics = list(METRICS[type_])
+    wide = sub.pivot(index="item_key", columns="condition", values=metrics)
+    needed = [(m, c) for m in metrics for c in ("control", "treatment")]
+    for col in needed:
+        if col not in wide.columns:
+            wide[col] = np.nan
+    both = wide[("em", "control")].notna() & wide[("em", "treatment")].notna()
+    wide = wide.loc[both, needed]
+    wide.columns = [f"{m}_{c}" for m, c in wide.columns]
+    wide = wide.sort_index()
+    wide["dataset"] = wide.index.map(lambda k: parse_item_key(k)[0])
+    return wide
+
+
+def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[str, ...]) -> dict[str, Any]:
+    """The BLOCK of CONTRACT section 7 (without subgroups/meta) for paired items in ``frame``."""
+    ctl_right = frame["em_control"].to_numpy(float) >= RIGHT_THRESHOLD
+    trt_right = frame["em_treatment"].to_numpy(float) >= RIGHT_THRESHOLD
+    metrics = {}
+    for metric in METRICS[type_]:
+        metrics[metric] = metric_block(frame[f"{metric}_control"].to_numpy(float),
+                                       frame[f"{metric}_treatment"].to_numpy(float),
+                                       cfg.bootstrap_samples, cfg.permutation_samples,
+                                       _seed(cfg, *label, metric))
+    selective = {cond: selective_risk_curve(frame[f"abstain_rate_{cond}"].to_numpy(float),
+                                            frame[f"em_{cond}"].to_numpy(float), cfg.risk_thresholds)
+                 for cond in ("control", "treatment")}
+    tost_block = {}
+    for metric in TOST_METRICS:
+        if metric in METRICS[type_] and metric in cfg.tost_margins:
+            d = frame[f"{metric}_treatment"].to_numpy(float) - frame[f"{metric}_control"].to_numpy(float)
+            tost_block[metric] = tost(d, float(cfg.tost_margins[metric]), cfg.tost_alpha)
+    return {"n_items": int(len(frame)), "mcnemar": mcnemar(ctl_right, trt_right), "metrics": metrics,
+            "selective_risk": selective, "tost": tost_block}
+
+
+def _meta(subgroups: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame], type_: str) -> dict[str, Any]:
+    out = {}
+    for metric in METRICS[type_]:
+        effects = {}
+        for name, frame in frames.items():
+            d = (frame[f"{metric}_treatment"] - frame[f"{metric}_control"]).to_numpy(float)
+            d = d[np.isfinite(d)]
+            var = float(np.var(d, ddof=1) / len(d)) if len(d) > 1 else None
+            effects[name] = (float(d.mean()) if len(d) else None, var, len(d))
+        out[metric] = meta_analysis(effects)
+    return out
+
+
+def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, Any]:
+    """significance.json as a dict (strict-JSON-safe after config.atomic.to_strict_json)."""
+    temps = sorted(per_item["temp"].astype(str).unique(), key=float)
+    results: dict[str, dict[str, Any]] = {}
+    duplicates: list[tuple[dict[str, Any], str]] = []
+    for temp in temps:
+        results[temp] = {}
+        for type_ in ("open", "closed"):
+            frame = paired_frame(per_item, temp, type_)
+            if frame.empty:
+                continue
+            block = block_stats(frame, type_, cfg, (temp, type_))
+            frames = {str(name): f for name, f in frame.groupby("dataset", sort=True)}
+            subgroups: dict[str, Any] = {}
+            for name, sub in frames.items():
+                if len(frames) == 1:
+                    duplicates.append((block, name))  # identical items: filled after FDR
+                    continue
+                subgroups[name] = block_stats(sub, type_, cfg, (temp, type_, name))
+            block["subgroups"] = {"dataset": subgroups}
+            block["meta"] = _meta(subgroups, frames, type_)
+            results[temp][type_] = block
+    n_tests = apply_fdr(results, cfg.enable_fdr)
+    for block, name in duplicates:
+        block["subgroups"]["dataset"][name] = {k: copy.deepcopy(v) for k, v in block.items()
+                                               if k not in ("subgroups", "meta")}
+    stats_config = cfg.model_dump(mode="json")
+    stats_config.update({
+        "right_when_mean_em_at_least": RIGHT_THRESHOLD,
+        "bootstrap": "paired percentile bootstrap over items (2.5 and 97.5 percentiles)",
+        "permutation": "two-sided sign-flip of paired deltas, p = (1 + #{|T*| >= |T|}) / (R + 1)",
+        "odds_ratio": f"b / c, Wald CI on log OR; Haldane +{HALDANE} to b and c when either is 0",
+        "wilcoxon": "scipy.stats.wilcoxon, zero_method='wilcox', two-sided; all-zero deltas: W 0, p 1.0",
+        "fdr": {"method": "fdr_bh", "enabled": cfg.enable_fdr, "n_tests": n_tests,
+                "family": "every McNemar p_exact and Wilcoxon p_value in this file, dataset subgroups "
+                          "included (a subgroup identical to its type is not counted twice)"},
+    })
+    return {"schema_version": SCHEMA_VERSION, "temps": temps, "stats_config": stats_config, "results": results}
+
+
+def run_stats(per_item_csv: Path, cfg: StatsConfig, out_path: Path) -> Path:
+    per_item = read_per_item_csv(Path(per_item_csv))
+    return write_json_atomic(Path(out_path), build_significance(per_item, cfg))
+
+
+@click.command()
+@click.option("--per_item_csv", required=True, type=click.Path(path_type=Path), help="per_item_scores.csv")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="config YAML (its `stats` section); defaults when omitted")
+@click.option("--out_path", required=True, type=click.Path(path_type=Path), help="significance.json to write")
+@one_line_errors
+def main(per_item_csv: Path, config_path: Path | None, out_path: Path) -> None:
+    """Paired statistics of treatment vs control into significance.json."""
+    make_console_safe()
+    if not per_item_csv.is_file():
+        raise UserError(f"per-item scores not found: {per_item_csv}")
+    cfg = load_config(config_path, check_files=False).stats if config_path else StatsConfig()
+    try:
+        path = run_stats(per_item_csv, cfg, out_path)
+    except ScoringInputError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Multi-trial summary for a run with several trials (a sweep over prompt sets, models or sampling).
+
+Usage: ``python -m scoring.summary --run_dir experiments/run_<ID>`` writes ``summary.md`` and a
+self-contained ``summary.html`` in the run folder. Each trial's treatment effect (treatment - control
+on that trial's paired items) is compared side by side per condition, temperature and metric; control
+and treatment are never pooled across trials. Benjamini-Hochberg FDR is applied again across every
+test of every trial (q across trials), since a sweep multiplies the number of tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config.atomic import write_text_atomic
+from scoring import figures
+from scoring.fdr import bh_qvalues
+from scoring.report_data import load_per_item, paired_means, read_json
+from scoring.report_html import to_html
+from scoring.report_md import to_markdown
+from scoring.report_sig import ALPHA, EffectRow, all_tests, effect_rows
+from scoring.report_text import (
+    METRIC_LABELS,
+    METRIC_PHRASES,
+    TYPE_PHRASES,
+    Block,
+    Figure,
+    Heading,
+    Para,
+    Table,
+    fmt_ci,
+    fmt_num,
+    fmt_p,
+    fmt_pct,
+    fmt_pts,
+    row_means,
+)
+
+
+@dataclass
+class TrialResult:
+    slug: str
+    settings: str
+    rows: list[EffectRow]
+    means: Any  # DataFrame of paired means per condition, or None
+    tests: list[tuple[tuple[str, str, str | None, str], float | None]]  # the trial's whole BH family
+
+
+def find_trials(run_dir: Path) -> list[Path]:
+    """Every ``<slug>/results`` folder of the run that holds a significance.json, in name order."""
+    return sorted(p.parent for p in Path(run_dir).glob("*/results/significance.json"))
+
+
+def _trial_settings(manifest: dict[str, Any] | None) -> str:
+    if not manifest:
+        return "not available"
+    trial = manifest.get("trial") if isinstance(manifest.get("trial"), dict) else {}
+    parts = []
+    for key in ("model", "prompt_set", "top_p", "top_k", "max_new_tokens"):
+        value = trial.get(key, manifest.get(key))
+        if value is not None:
+            parts.append(f"{key}: {value}")
+    return ", ".join(parts) or "not available"
+
+
+def load_trials(run_dir: Path) -> tuple[list[TrialResult], list[str]]:
+    trials, problems = [], []
+    for results in find_trials(run_dir):
+        sig = read_json(results / "significance.json", problems)
+        if not sig:
+            continue
+        per_item = load_per_item(results / "per_item_scores.csv", problems)
+        means = paired_means(per_item)[0] if per_item is not None and not per_item.empty else None
+        manifest = read_json(results / "trial_manifest.json", problems)
+        trials.append(TrialResult(results.parent.name, _trial_settings(manifest),
+                                  effect_rows(sig, with_subgroups=False), means, all_tests(sig)))
+    return trials, problems
+
+
+def across_trial_q(trials: list[TrialResult]) -> dict[tuple[str, int], float | None]:
+    """BH q-value of each (trial slug, row index), the family being every test of every trial
+    (metrics, McNemar and dataset subgroups, as in each trial's own FDR)."""
+    family = [((t.slug, key), p) for t in trials for key, p in t.tests if p is not None]
+    qs = dict(zip([k for k, _ in family], (float(q) for q in bh_qvalues([p for _, p in family])), strict=True))
+    return {(t.slug, i): qs.get((t.slug, (r.temp, r.type, r.dataset, r.metric)))
+            for t in trials for i, r in enumerate(t.rows)}
+
+
+def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
+    """The summary's blocks: headline counts, one table and one forest plot per (type, metric)."""
+    run_dir = Path(run_dir)
+    trials, problems = load_trials(run_dir)
+    title = f"Excellence Experiment summary: {run_dir.name}"
+    doc: list[Block] = [Heading(title, 1)]
+    if not trials:
+        return doc + [Para("No trial of this run has a significance.json yet: nothing to compare.", "headline")]
+    q_run = across_trial_q(trials)
+    combos: list[tuple[str, str]] = []
+    for t in trials:
+        for r in t.rows:
+            if (r.type, r.metric) not in combos:
+                combos.append((r.type, r.metric))
+    for type_, metric in combos:
+        hits = [(t, i, r) for t in trials for i, r in enumerate(t.rows) if r.type == type_ and r.metric == metric]
+        if metric == "false_answer_rate" or (metric == "em" and type_ == "closed"):
+            lower = sum(1 for t, i, r in hits if r.delta is not None and r.delta < 0 and (q_run[(t.slug, i)] or 1) < ALPHA)
+            higher = sum(1 for t, i, r in hits if r.delta is not None and r.delta > 0 and (q_run[(t.slug, i)] or 1) < ALPHA)
+            what = (f"treatment lowered it significantly in {lower} and raised it in {higher}" if lower or higher
+                    else "treatment made no significant change in any")
+            doc.append(Para(f"{METRIC_PHRASES[metric].capitalize()} on {TYPE_PHRASES[type_]}: {what} of {len(hits)} "
+                            f"trial x temperature comparisons (q across trials < {ALPHA}).", "headline" if len(doc) == 1 else "subhead"))
+    doc.append(Para(f"{len(trials)} trials. Each delta is treatment - control within one trial (paired items); "
+                    "control and treatment are never pooled across trials. 'q (trial)' is the trial's own BH q-value; "
+                    "'q (run)' applies Benjamini-Hochberg again across every test of every trial.", "note"))
+    doc.append(Heading("Trials"))
+    doc.append(Table(["trial", "settings"], [[t.slug, t.settings] for t in trials]))
+    for type_, metric in combos:
+        label = f"{METRIC_LABELS.get(metric, metric)}, {type_}-book"
+        doc.append(Heading(label))
+        body, f_labels, deltas, lows, highs, sigs = [], [], [], [], [], []
+        for t in trials:
+            for i, r in enumerate(t.rows):
+                if r.type != type_ or r.metric != metric:
+                    continue
+                control, treatment = row_means(r, t.means)
+                q = q_run[(t.slug, i)]
+                significant = q is not None and q < ALPHA
+                body.append([t.slug, r.temp, fmt_pct(control), fmt_pct(treatment),
+                             fmt_pts(r.delta) + (" *" if significant else ""), fmt_ci(r), fmt_p(r.p_value),
+                             fmt_p(r.q_value), fmt_p(q), fmt_num(r.n_items)])
+                if r.delta is not None:
+                    f_labels.append(f"{t.slug} @ {r.temp}")
+                    deltas.append(100 * r.delta)
+                    lows.append(None if r.ci_low is None else 100 * r.ci_low)
+                    highs.append(None if r.ci_high is None else 100 * r.ci_high)
+                    sigs.append(significant)
+        doc.append(Table(["trial", "temp", "control", "treatment", "delta (pts)", "95% CI (pts)", "p (Wilcoxon)",
+                          "q (trial)", "q (run)", "paired items"], body,
+                         caption="Means over each trial's paired items; * = q (run) < 0.05."))
+        path = figures.forest(f_labels, deltas, lows, highs, sigs, f"{label}: treatment effect per trial (red: q (run) < 0.05)",
+                              fig_dir / f"summary_{type_}_{metric}.png")
+        if path:
+            doc.append(Figure(path, f"{label}: paired delta per trial and temperature."))
+    for problem in problems:
+        doc.append(Para(f"Unreadable artifact: {problem}.", "warning"))
+    return doc
+
+
+def write_run_summary(run_dir: Path) -> Path:
+    """Write ``summary.md``, ``summary.html`` and ``summary_figures/`` in ``run_dir``; returns the HTML path."""
+    run_dir = Path(run_dir)
+    fig_dir = run_dir / "summary_figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for old in fig_dir.glob("summary_*.png"):
+        old.unlink(missing_ok=True)
+    doc = build_summary(run_dir, fig_dir)
+    title = doc[0].text if isinstance(doc[0], Heading) else "summary"
+    write_text_atomic(run_dir / "summary.md", to_markdown(doc, run_dir))
+    return write_text_atomic(run_dir / "summary.html", to_html(doc, title))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--run_dir", required=True, type=click.Path(path_type=Path), help="experiments/run_<ID> folder.")
+def main(run_dir: Path) -> None:
+    """Compare treatment effects across the trials of one run."""
+    from producer.console import UserError, make_console_safe, one_line_errors
+
+    make_console_safe()
+
+    @one_line_errors
+    def run() -> None:
+        if not run_dir.is_dir():
+            raise UserError(f"run folder not found: {run_dir}")
+        out = write_run_summary(run_dir)
+        click.echo(f"wrote {out}")
+        click.echo(f"wrote {out.with_suffix('.md')}")
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

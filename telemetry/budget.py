@@ -1,0 +1,132 @@
+"""The VRAM budget for a config: what ``producer plan`` and ``producer doctor`` print.
+
+Why: one function turns an ``EvalConfig`` (engine, model, n_ctx, kv_cache_type, parallelism) into the
+budget lines and, when it does not fit, a warning with a fix. The model facts come from the GGUF file
+(llama_cpp engine, or a local_model that is a .gguf path) or from Ollama's ``/api/show``; free VRAM
+from NVML. Every failure is a line of text, never an exception: a budget is advice, not a gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.schema import EvalConfig
+from telemetry.gguf import GGUFError
+from telemetry.nvml import free_vram_mib
+from telemetry.vram import Settings, VramBudget, VramError, estimate, shape_from_gguf, shape_from_ollama_show
+
+
+@dataclass
+class BudgetReport:
+    """``budget`` is None when it could not be computed (``lines`` says why)."""
+
+    budget: VramBudget | None
+    lines: list[str] = field(default_factory=list)
+    status: str = "skip"  # ok | warn | skip
+
+    @property
+    def warning(self) -> str | None:
+        return self.budget.warning() if self.budget is not None else None
+
+
+def resolve_gguf(model: str) -> Path | None:
+    """A GGUF path for a local model name or path (H2's locator first, then the path itself)."""
+    try:
+        from workers.engines.model_files import resolve_model_path  # the queue's GGUF locator
+
+        p = Path(resolve_model_path(model))
+        if p.is_file():
+            return p
+    except Exception:
+        pass
+    p = Path(model).expanduser()
+    return p if p.is_file() and p.suffix.lower() == ".gguf" else None
+
+
+def ollama_shape(endpoint: str, model: str, timeout_s: float = 10.0):
+    """Model facts from a running Ollama: ``POST /api/show`` (model_info) + ``GET /api/tags`` (size)."""
+    import requests
+
+    base = endpoint.rstrip("/")
+    if base.endswith("/v1"):
+        base = base[:-3]
+    try:
+        resp = requests.post(f"{base}/api/show", json={"model": model}, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise VramError(f"Ollama not reachable at {base}: {exc.__class__.__name__}") from None
+    if resp.status_code != 200:
+        raise VramError(f"Ollama /api/show {model!r}: HTTP {resp.status_code}")
+    size = None
+    try:
+        tags = requests.get(f"{base}/api/tags", timeout=timeout_s).json()
+        for m in tags.get("models", []):
+            if model in (m.get("name"), m.get("model")):
+                size = int(m["size"]) if m.get("size") is not None else None
+    except Exception:
+        pass
+    return shape_from_ollama_show(resp.json(), size_bytes=size, name=model)
+
+
+def parallel_slots(cfg: EvalConfig) -> int:
+    """In-process llama.cpp runs one sequence; HTTP servers hold max_concurrent_requests slots."""
+    return 1 if cfg.local_engine == "llama_cpp" else cfg.max_concurrent_requests
+
+
+def config_budget(cfg: EvalConfig, model: str | None = None, free_mib: float | None = None,
+                  nvml_library: Any = None, query_nvml: bool = True, free_reason: str | None = None) -> BudgetReport:
+    """The budget for the config's (or ``model``'s) local run; never raises."""
+    if cfg.backend != "local" or cfg.local_engine == "dry_run":
+        return BudgetReport(None, ["VRAM budget: not applicable (no local GPU model)"])
+    model = model or cfg.local_model or ""
+    try:
+        if cfg.local_engine == "ollama":
+            shape = ollama_shape(cfg.local_endpoint or "http://127.0.0.1:11434", model)
+        else:
+            path = resolve_gguf(model)
+            if path is None:
+                why = "the model file was not found" if cfg.local_engine == "llama_cpp" else \
+                    "set local_model to the server's .gguf path to get one"
+                return BudgetReport(None, [f"VRAM budget: skipped for {model!r} ({why})"])
+            shape = shape_from_gguf(path)
+    except (GGUFError, VramError) as exc:
+        return BudgetReport(None, [f"VRAM budget: skipped ({exc})"])
+    except Exception as exc:  # connection refused, bad JSON...
+        return BudgetReport(None, [f"VRAM budget: skipped ({exc.__class__.__name__}: {str(exc)[:120]})"])
+    if cfg.n_gpu_layers == 0:
+        ram = estimate(shape, Settings(n_ctx=cfg.n_ctx, slots=parallel_slots(cfg), cache_type=cfg.kv_cache_type))
+        return BudgetReport(None, [
+            f"VRAM budget: n_gpu_layers 0, {shape.name or model} runs on the CPU (RAM: weights "
+            f"{ram.weights_mib:.0f} MiB + KV cache {ram.kv_mib:.0f} MiB + compute {ram.compute_mib:.0f} MiB)"
+        ])
+    reason = free_reason
+    if free_mib is None and query_nvml:
+        free_mib, reason = free_vram_mib(nvml_library)
+    settings = Settings(n_ctx=cfg.n_ctx, slots=parallel_slots(cfg), cache_type=cfg.kv_cache_type,
+                        n_gpu_layers=cfg.n_gpu_layers)
+    budget = estimate(shape, settings, free_mib=free_mib, free_reason=reason)
+    lines = budget.lines()
+    if shape.n_ctx_train and cfg.n_ctx > shape.n_ctx_train:
+        lines.append(f"  note: n_ctx {cfg.n_ctx} exceeds the model's trained context {shape.n_ctx_train}")
+    if cfg.local_engine == "ollama" and parallel_slots(cfg) > 1:
+        lines.append("  note: Ollama needs OLLAMA_NUM_PARALLEL >= max_concurrent_requests (default 1)")
+    if cfg.local_engine == "openai_compat" and parallel_slots(cfg) > 1:
+        lines.append(f"  note: start llama-server with -np {parallel_slots(cfg)} -c "
+                     f"{cfg.n_ctx * parallel_slots(cfg)} (its -c is shared by all slots)")
+    status = "warn" if budget.fits is False else ("ok" if budget.fits else "skip")
+    return BudgetReport(budget, lines, status)
+
+
+def vram_lines(cfg: EvalConfig, nvml_library: Any = None) -> list[str]:
+    """Budget lines for every distinct local model of the config's trials (``plan`` and ``doctor``)."""
+    from producer.trials import expand_trials
+
+    if cfg.backend != "local" or cfg.local_engine == "dry_run":
+        return []
+    free_mib, reason = free_vram_mib(nvml_library)
+    models = list(dict.fromkeys(t.model for t in expand_trials(cfg)))
+    lines: list[str] = []
+    for model in models:
+        lines += config_budget(cfg, model, free_mib=free_mib, query_nvml=False, free_reason=reason).lines
+    return lines

@@ -1,0 +1,68 @@
+"""``plan`` prints what a run would do for every example config, offline, and writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.foundation_support import FIXTURES, make_workdir, run_cli, snapshot
+
+PHASES = "prepare -> build -> submit"
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["config/eval_config.demo.yaml", "eval_config.yaml", "local.yaml", "local.llamacpp.yaml"],
+)
+def test_plan_runs_offline_and_writes_nothing(ref: str, tmp_path: Path) -> None:
+    work = make_workdir(tmp_path)
+    before = snapshot(work)
+    proc = run_cli(["plan", "--config", ref], cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(work) == before  # no file or folder appeared or changed
+    out = proc.stdout
+    for heading in ("backend:", "prompt sets:", "temperatures:", "datasets", "trials:", "total requests:"):
+        assert heading in out
+    assert out.rstrip().endswith("nothing was written")
+    phases = next(line for line in out.splitlines() if line.startswith("phases: "))
+    names = [p.split(" (")[0] for p in phases[len("phases: "):].split(" -> ")]
+    assert names == ["prepare", "build", "submit", "poll", "parse", "score", "stats", "costs", "report"]
+
+
+def test_plan_counts_for_demo(tmp_path: Path) -> None:
+    proc = run_cli(["plan", "--config", "demo"], cwd=make_workdir(tmp_path))
+    out = proc.stdout
+    assert "squad_v2  open   12 of 34 items (sample)" in out
+    assert "triviaqa  closed 6 of 25 items (sample)" in out
+    assert "control 24 requests" in out and "treatment 24 requests" in out
+    assert "total requests: 48" in out
+    assert "engine llama_cpp, model smollm2" in out
+
+
+def test_plan_limit_items_and_file_override(tmp_path: Path) -> None:
+    work = make_workdir(tmp_path)
+    before = snapshot(work)
+    nq = FIXTURES / "NQ-open.dev.mini.jsonl"
+    proc = run_cli(["plan", "--config", "demo", "--limit-items", "3", "--data", f"nq_open={nq}"], cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert "nq_open   closed 3 of 4 items (file" in proc.stdout
+    assert "total requests: 18" in proc.stdout
+    assert snapshot(work) == before
+
+
+def test_plan_hub_without_files_says_size_unknown(tmp_path: Path) -> None:
+    proc = run_cli(["plan", "--config", "local.yaml"], cwd=make_workdir(tmp_path))
+    assert proc.returncode == 0
+    assert "squad_v2  open   size unknown until downloaded, up to 200 items" in proc.stdout
+    assert "engine ollama, model llama3.1:8b-instruct-q4_K_M at http://127.0.0.1:11434" in proc.stdout
+
+
+def test_plan_fireworks_sweep_lists_both_prompt_sets(tmp_path: Path) -> None:
+    proc = run_cli(["plan", "--config", "eval_config.yaml", "--data", "squad_v2=sample",
+                    "--data", "triviaqa=sample", "--data", "nq_open=sample"], cwd=make_workdir(tmp_path))
+    out = proc.stdout
+    assert "trials: 2" in out and "prompt set operational_only" in out
+    assert "submit (upload + create batch jobs)" in out
+    # 84 items; temps 0.0 (K=1) and 0.7 (K=5): (1 + 5) * 2 conditions * 2 trials = 24 requests per item
+    assert "total requests: 2,016" in out

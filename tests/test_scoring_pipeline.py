@@ -1,0 +1,140 @@
+"""per_item_scores.csv, costs.json and analyse_trial from real files (CONTRACT sections 4, 5, 8)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from config.atomic import write_csv_atomic, write_jsonl_atomic
+from config.contract import PER_ITEM_COLUMNS, PREDICTIONS_COLUMNS, build_custom_id
+from config.schema import EvalConfig, Pricing
+from scoring.costs import compute_costs
+from scoring.costs import main as costs_main
+from scoring.pipeline import analyse_trial
+from scoring.score_predictions import main as score_main
+
+OPEN = [
+    {"dataset": "squad_v2", "id": "s1", "context": "Harold built the castle in 1200.", "question": "Who?",
+     "answers": ["Harold"], "is_unanswerable": False},
+    {"dataset": "squad_v2", "id": "s2", "context": "The castle stands on a hill.", "question": "When burnt?",
+     "answers": [], "is_unanswerable": True},
+]
+CLOSED = [
+    {"dataset": "triviaqa", "id": "t1", "question": "Capital of France?", "answers": ["Paris"]},
+    {"dataset": "nq_open", "id": "n1", "question": "Letter?", "answers": ["x"]},
+]
+TEXTS = {  # (item, condition) -> responses for samples 0..2 at T=0.7; T=0.0 uses the first
+    ("s1", "control"): ["Harold", "Edward", "Harold"],
+    ("s1", "treatment"): ["Harold", "Harold", "Harold"],
+    ("s2", "control"): ["In 1300", "I don't know.", "A fire"],
+    ("s2", "treatment"): ["I don’t know.", "I don't know", "I do not know."],
+    ("t1", "control"): ["Paris", "Lyon", "Unknown"],
+    ("t1", "treatment"): ["Paris", "Paris", "Paris"],
+    ("n1", "control"): ["x", "x", "x"],
+    ("n1", "treatment"): ["y", "x", "I'm not sure."],
+}
+
+
+def make_inputs(root: Path) -> tuple[Path, Path]:
+    prepared = root / "prepared"
+    write_jsonl_atomic(prepared / "open_book.jsonl", OPEN)
+    write_jsonl_atomic(prepared / "closed_book.jsonl", CLOSED)
+    rows = []
+    for (item_id, cond), texts in TEXTS.items():
+        ds = {"s": "squad_v2", "t": "triviaqa", "n": "nq_open"}[item_id[0]]
+        type_ = "open" if ds == "squad_v2" else "closed"
+        for temp, k in (("0.0", 1), ("0.7", 3)):
+            for s in range(k):
+                cid = build_custom_id(ds, item_id, cond, temp, s, type_)
+                tokens = ("", "", "") if item_id == "n1" and s == 0 else (100, 5, 105)
+                rows.append([cid, ds, item_id, cond, temp, s, type_, f"r{len(rows)}", "stop", texts[s], *tokens])
+    results = root / "results"
+    write_csv_atomic(results / "predictions.csv", PREDICTIONS_COLUMNS, rows)
+    return prepared, results
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_score_cli_writes_contract_columns(tmp_path: Path) -> None:
+    prepared, results = make_inputs(tmp_path)
+    res = CliRunner().invoke(score_main, ["--pred_csv", str(results / "predictions.csv"),
+                                          "--prepared_dir", str(prepared), "--out_dir", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    rows = read_rows(tmp_path / "o" / "per_item_scores.csv")
+    assert tuple(rows[0].keys()) == PER_ITEM_COLUMNS == tuple(sorted(PER_ITEM_COLUMNS))
+    assert len(rows) == 4 * 2 * 2  # items x conditions x temps
+    by = {(r["item_key"], r["condition"], r["temp"]): r for r in rows}
+    s2c = by[("squad_v2|s2", "control", "0.7")]
+    assert float(s2c["em"]) == pytest.approx(1 / 3) and float(s2c["false_answer_rate"]) == pytest.approx(2 / 3)
+    assert float(s2c["em_std"]) == pytest.approx(0.5773502691896257)  # sample SD (n-1) of 0,1,0
+    s2t = by[("squad_v2|s2", "treatment", "0.7")]
+    assert (s2t["em"], s2t["abstain_rate"], s2t["false_answer_rate"], s2t["em_std"]) == ("1.0", "1.0", "0.0", "0.0")
+    single = by[("squad_v2|s1", "control", "0.0")]
+    assert single["em_std"] == "0.0" and single["f1_std"] == "0.0"  # K = 1
+    closed = by[("nq_open|n1", "treatment", "0.7")]
+    assert closed["type"] == "closed"
+    for col in ("f1", "f1_std", "false_answer_rate", "false_answer_rate_std", "unsupported_rate",
+                "unsupported_rate_std"):
+        assert closed[col] == ""
+    assert float(closed["abstain_rate"]) == pytest.approx(1 / 3)
+
+
+def test_score_cli_unknown_item_is_one_line_error(tmp_path: Path) -> None:
+    prepared, results = make_inputs(tmp_path)
+    write_jsonl_atomic(prepared / "closed_book.jsonl", CLOSED[:1])
+    res = CliRunner().invoke(score_main, ["--pred_csv", str(results / "predictions.csv"),
+                                          "--prepared_dir", str(prepared), "--out_dir", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "nq_open|n1" in res.output and "Traceback" not in res.output and res.output.count("\n") == 1
+    missing = CliRunner().invoke(score_main, ["--pred_csv", str(tmp_path / "nope.csv"),
+                                              "--prepared_dir", str(prepared), "--out_dir", str(tmp_path)])
+    assert missing.exit_code == 2 and "predictions not found" in missing.output
+
+
+def test_costs(tmp_path: Path) -> None:
+    _, results = make_inputs(tmp_path)
+    pricing = Pricing(input_per_mtok=1.0, output_per_mtok=2.0, batch_discount=0.5)
+    local = compute_costs(results / "predictions.csv", pricing, "local")
+    # 32 rows; none for (n1 sample 0 at both temps, both conditions -> 4)
+    assert local["usage_records"] == 28 and local["rows_without_usage"] == 4
+    assert local["prompt_tokens"] == 2800 and local["completion_tokens"] == 140 and local["total_tokens"] == 2940
+    assert local["usd"] == pytest.approx((2800 * 1.0 + 140 * 2.0) / 1e6)
+    assert local["usd_kind"] == "equivalent_cloud_cost" and local["batch_discount_applied"] is False
+    fw = compute_costs(results / "predictions.csv", pricing, "fireworks")
+    assert fw["usd"] == pytest.approx(local["usd"] * 0.5) and fw["batch_discount_applied"] is True
+    cached = compute_costs(results / "predictions.csv", Pricing(input_per_mtok=1.0, output_per_mtok=0.0,
+                                                                 cached_input_multiplier=0.25),
+                           "local", cached_prompt_tokens=800)
+    assert cached["usd"] == pytest.approx((2000 + 800 * 0.25) / 1e6)
+    res = CliRunner().invoke(costs_main, ["--pred_csv", str(results / "predictions.csv"),
+                                          "--out_path", str(tmp_path / "costs.json")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "costs.json").read_text(encoding="utf-8"))
+    assert {"prompt_tokens", "completion_tokens", "total_tokens", "usd", "batch_discount_applied",
+            "usage_records", "pricing"} <= set(data)
+
+
+def test_analyse_trial_end_to_end(tmp_path: Path) -> None:
+    prepared, results = make_inputs(tmp_path)
+    cfg = EvalConfig.model_validate({"local_engine": "dry_run",
+                                   "stats": {"bootstrap_samples": 200, "permutation_samples": 200}})
+    out = analyse_trial(results, prepared, cfg)
+    assert set(out) == {"scored", "stats", "costs", "report"} and out["report"] is None
+    sig = json.loads((results / "significance.json").read_text(encoding="utf-8"),
+                     parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert sig["schema_version"] == 2 and sig["temps"] == ["0.0", "0.7"]
+    open_block = sig["results"]["0.7"]["open"]
+    assert open_block["n_items"] == 2
+    assert open_block["metrics"]["false_answer_rate"]["delta_mean"] == pytest.approx((0 - 2 / 3) / 2)
+    closed = sig["results"]["0.0"]["closed"]
+    assert set(closed["metrics"]) == {"em", "abstain_rate"}
+    assert set(closed["subgroups"]["dataset"]) == {"triviaqa", "nq_open"}
+    assert closed["subgroups"]["dataset"]["nq_open"]["n_items"] == 1  # n = 1 subgroup still reported
+    assert (results / "costs.json").is_file() and (results / "per_item_scores.csv").is_file()

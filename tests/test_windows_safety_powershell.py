@@ -1,0 +1,180 @@
+"""The PowerShell scripts parse, and every task in tools/tasks.ps1 names a real entry point.
+
+PowerShell itself cannot be installed here, so the scripts are parsed with tree-sitter's PowerShell
+grammar (the `tree-sitter-language-pack` wheel bundles it). The task table is read from the parse
+tree, not with regular expressions, and each command it names is checked against the real CLIs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from functools import cache
+from importlib import import_module
+from pathlib import Path
+
+import click
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / "tools"
+PS_SCRIPTS = sorted(TOOLS.glob("*.ps1"))
+
+# The issue's task list and the entry point each must call (module, subcommand or None).
+EXPECTED_TASKS: dict[str, tuple[str, str | None]] = {
+    "Doctor": ("producer", "doctor"),
+    "Plan": ("producer", "plan"),
+    "Smoke": ("producer", "run"),
+    "Data": ("producer", "prepare"),
+    "Build": ("producer", "build"),
+    "Enqueue": ("producer", "enqueue"),
+    "Workers": ("workers", None),
+    "Status": ("producer", "status"),
+    "Run": ("producer", "run"),
+    "Parse": ("producer", "parse"),
+    "Score": ("scoring.score_predictions", None),
+    "Stats": ("scoring.stats", None),
+    "Report": ("scoring.report", None),
+    "Archive": ("producer", "archive"),
+    "Test": ("pytest", None),
+}
+
+
+def _parser():
+    language_pack = pytest.importorskip("tree_sitter_language_pack")
+    return language_pack.get_parser("powershell")
+
+
+def _walk(node):
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def syntax_problems(source: bytes) -> list[str]:
+    """ERROR and MISSING nodes of the parse, as 'line:col: text' (empty when the script parses)."""
+    tree = _parser().parse(source)
+    problems = []
+    for node in _walk(tree.root_node):
+        if node.type == "ERROR" or node.is_missing:
+            row, col = node.start_point
+            text = source[node.start_byte : node.end_byte][:60].decode("utf-8", "replace")
+            problems.append(f"{row + 1}:{col + 1}: {node.type} {'(missing)' if node.is_missing else ''} {text!r}")
+    return problems
+
+
+def _text(source: bytes, node) -> str:
+    return source[node.start_byte : node.end_byte].decode("utf-8")
+
+
+@cache
+def task_table() -> dict[str, list[str]]:
+    """Task name -> the literal Python arguments of its ``Args`` block, from the parse tree.
+
+    Variables (``$Config``) are kept as their names so a test can check what is passed where.
+    """
+    source = (TOOLS / "tasks.ps1").read_bytes()
+    tree = _parser().parse(source)
+    tasks: dict[str, list[str]] = {}
+    for entry in _walk(tree.root_node):
+        if entry.type != "hash_entry" or _text(source, entry.children[0]) != "Args":
+            continue
+        task_entry = entry.parent
+        while task_entry is not None and task_entry.type != "hash_entry":
+            task_entry = task_entry.parent
+        assert task_entry is not None, "an Args block outside the task table"
+        name = _text(source, task_entry.children[0])
+        argv = []
+        for node in _walk(entry.children[2]):
+            if node.type in ("expandable_string_literal", "verbatim_string_literal"):
+                argv.append(_text(source, node)[1:-1])
+            elif node.type == "variable" and node.parent.type != "expandable_string_literal":
+                argv.append(_text(source, node))
+        tasks[name] = argv
+    return tasks
+
+
+def _module_and_command(argv: list[str]) -> tuple[str, str | None]:
+    assert "-m" in argv, f"no '-m module' in {argv}"
+    module = argv[argv.index("-m") + 1]
+    rest = argv[argv.index("-m") + 2 :]
+    sub = rest[0] if module == "producer" and rest else None
+    return module, sub
+
+
+@pytest.mark.parametrize("script", PS_SCRIPTS, ids=lambda p: p.name)
+def test_powershell_script_parses(script: Path) -> None:
+    problems = syntax_problems(script.read_bytes())
+    assert not problems, f"{script.name} has syntax errors:\n" + "\n".join(problems)
+
+
+def test_expected_scripts_exist() -> None:
+    assert {p.name for p in PS_SCRIPTS} >= {"bootstrap.ps1", "tasks.ps1"}
+
+
+def test_syntax_check_catches_a_broken_script() -> None:
+    """The checker itself must fail on real mistakes (unclosed brace, unclosed string)."""
+    good = (TOOLS / "tasks.ps1").read_bytes()
+    assert syntax_problems(b"function f {\n  Write-Host 'x'\n")
+    assert syntax_problems(good.replace(b"exit $LASTEXITCODE", b'exit "$LASTEXITCODE'))
+    assert syntax_problems(b"$x = @(1, 2\nWrite-Host $x\n")
+
+
+def test_task_names_match_the_issue_list() -> None:
+    assert list(task_table()) == list(EXPECTED_TASKS)
+
+
+@pytest.mark.parametrize("task", list(EXPECTED_TASKS))
+def test_task_calls_its_entry_point(task: str) -> None:
+    argv = task_table()[task]
+    assert _module_and_command(argv) == EXPECTED_TASKS[task], f"{task}: python {' '.join(argv)}"
+
+
+def _click_options(command: click.Command) -> set[str]:
+    opts: set[str] = set()
+    for param in command.params:
+        opts.update(getattr(param, "opts", []))
+        opts.update(getattr(param, "secondary_opts", []))
+    return opts
+
+
+def _options_in(argv: list[str]) -> list[str]:
+    return [a for a in argv if a.startswith("-") and a not in ("-m", "-X", "-W")]
+
+
+@pytest.mark.parametrize("task", [t for t, (m, _) in EXPECTED_TASKS.items() if m == "producer"])
+def test_producer_task_uses_registered_command_and_real_options(task: str) -> None:
+    """``producer <cmd>`` must be in producer/cli.py COMMANDS and accept every option the task passes."""
+    from producer.cli import COMMANDS
+
+    argv = task_table()[task]
+    _, sub = _module_and_command(argv)
+    assert sub in COMMANDS, f"{task}: 'producer {sub}' is not registered in producer/cli.py COMMANDS"
+    module, _, attr = COMMANDS[sub].partition(":")
+    command = getattr(import_module(module), attr)
+    missing = [o for o in _options_in(argv[argv.index(sub) + 1 :]) if o not in _click_options(command)]
+    assert not missing, f"{task}: producer {sub} does not accept {missing}"
+
+
+@pytest.mark.parametrize("task", ["Workers", "Score", "Stats", "Report"])
+def test_module_task_is_runnable_and_accepts_its_options(task: str) -> None:
+    """``python -m X`` needs a ``__main__`` guard; options the task passes must appear in ``--help``."""
+    argv = task_table()[task]
+    module, _ = _module_and_command(argv)
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"{task}: module {module} does not exist"
+    if spec.submodule_search_locations:  # a package: python -m runs its __main__
+        main_spec = importlib.util.find_spec(f"{module}.__main__")
+        assert main_spec is not None, f"{task}: package {module} has no __main__.py"
+        origin = Path(main_spec.origin)
+    else:
+        origin = Path(spec.origin)
+        assert 'if __name__ == "__main__":' in origin.read_text(encoding="utf-8"), f"{origin} has no main guard"
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+        encoding="utf-8", errors="replace", timeout=120,
+    )
+    assert proc.returncode == 0, f"python -m {module} --help failed: {proc.stderr[-500:]}"
+    missing = [o for o in _options_in(argv) if o not in proc.stdout]
+    assert not missing, f"{task}: python -m {module} --help does not mention {missing}"

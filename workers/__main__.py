@@ -1,0 +1,45 @@
+"""``python -m workers -w N [--config C]``: the spawn-safe worker pool (Windows, Linux, macOS).
+
+Exactly one child holds the in-process model (the model lock in the queue folder); the others score
+and export. Ctrl+C stops cleanly; a crashed child is restarted; start-up reconciles the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from producer.console import make_console_safe, one_line_errors
+from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-w", "--workers", "workers", type=click.IntRange(min=1, max=64), default=2, show_default=True,
+              help="Worker processes (one of them runs inference, the others score and export).")
+@click.option("--config", "config_ref", default=None, metavar="PATH|NAME",
+              help="Optional: validate this config and use its prevent_sleep setting. Engine settings come "
+                   "from each run's snapshot in the ledger.")
+@allow_sleep_option
+@click.option("-v", "--verbose", is_flag=True, help="Log every task.")
+@one_line_errors
+def main(workers: int, config_ref: str | None, allow_sleep: bool, verbose: bool) -> None:
+    """Start N worker processes that execute the queue until Ctrl+C."""
+    make_console_safe()
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    prevent = True
+    if config_ref is not None:
+        from producer.config_option import load_config_ref
+
+        cfg, _ = load_config_ref(config_ref)
+        prevent = cfg.prevent_sleep
+    from producer.queue_paths import pin_queue_dir
+    from workers.pool import WorkerPool
+
+    click.echo(f"queue: {pin_queue_dir()}  workers: {workers}  (Ctrl+C to stop)")
+    with keep_awake(should_prevent_sleep(prevent, allow_sleep)):
+        WorkerPool(workers, logging.INFO if verbose else logging.WARNING).run_forever()
+
+
+if __name__ == "__main__":
+    main()

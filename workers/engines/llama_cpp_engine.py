@@ -1,0 +1,129 @@
+"""In-process llama.cpp (llama-cpp-python): the GPU worker's engine.
+
+Why a module-level cache: loading weights takes seconds to minutes and VRAM is scarce, so a process
+loads a model once and reuses it across chunks and trials; asking for another model (or other
+settings) frees the previous one first (one GPU, one model: ARCHITECTURE fact 4). The model keeps
+the KV cache of the previous prompt, so requests sharing a system prompt reuse it (fact 5).
+Not thread-safe: one request at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from config.schema import EvalConfig
+from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError, Usage
+from workers.engines.model_files import resolve_model_path
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple, Any] = {}  # (path, settings...) -> llama_cpp.Llama; at most one entry
+LOADS = 0  # models loaded by this process (facts for tests and logs)
+
+
+def model_settings(cfg: EvalConfig) -> dict[str, Any]:
+    return {
+        "n_ctx": cfg.n_ctx,
+        "n_gpu_layers": cfg.n_gpu_layers,
+        "n_threads": cfg.n_threads,
+        "kv_cache_type": cfg.kv_cache_type,
+        "seed": cfg.seed,
+    }
+
+
+def _load(path: Path, settings: dict[str, Any]) -> tuple[Any, bool]:
+    """The cached model for (path, settings), loading it (and freeing any other) if needed."""
+    global LOADS
+    key = (str(path), *sorted(settings.items()))
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key], False
+        for old in list(_cache.values()):
+            old.close()
+        _cache.clear()
+        try:
+            import llama_cpp
+        except ImportError:
+            raise PermanentEngineError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
+        kwargs: dict[str, Any] = {
+            "model_path": str(path),
+            "n_ctx": settings["n_ctx"],
+            "n_gpu_layers": settings["n_gpu_layers"],
+            "verbose": False,
+        }
+        if settings["n_threads"]:
+            kwargs["n_threads"] = settings["n_threads"]
+        if settings["seed"] is not None:
+            kwargs["seed"] = settings["seed"]
+        if settings["kv_cache_type"] != "f16":
+            ggml = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}[settings["kv_cache_type"]]
+            kwargs.update(type_k=ggml, type_v=ggml, flash_attn=True)
+        try:
+            llm = llama_cpp.Llama(**kwargs)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise PermanentEngineError(f"cannot load model {path.name}: {exc}") from None
+        _cache[key] = llm
+        LOADS += 1
+        return llm, True
+
+
+def unload_all() -> None:
+    with _cache_lock:
+        for llm in _cache.values():
+            llm.close()
+        _cache.clear()
+
+
+class LlamaCppEngine:
+    name = "llama_cpp"
+    thread_safe = False
+
+    def __init__(self, cfg: EvalConfig, model: str | None = None) -> None:
+        self.model_ref = model or cfg.local_model or ""
+        self.model_path = resolve_model_path(self.model_ref)
+        self.settings = model_settings(cfg)
+        self.llm, loaded = _load(self.model_path, self.settings)
+        # load_facts is set only when this call loaded weights: the worker counts model loads with it
+        self.load_facts = {"model_path": str(self.model_path), **self.settings} if loaded else None
+        self._lock = threading.Lock()
+
+    def facts(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model_ref, "model_path": str(self.model_path),
+                "min_p": 0.0, **self.settings}
+
+    def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult:
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "temperature": params.temperature,
+            "max_tokens": params.max_tokens,
+            # unset means "no filter", the same as the HTTP engines (not llama-cpp-python's 0.95/40/0.05)
+            "top_p": params.top_p if params.top_p is not None else 1.0,
+            "top_k": params.top_k if params.top_k is not None else 0,
+            "min_p": 0.0,
+            "stop": list(params.stop),
+        }
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        start = time.perf_counter()
+        with self._lock:
+            try:
+                out = self.llm.create_chat_completion(**kwargs)
+            except ValueError as exc:  # e.g. prompt longer than n_ctx: retrying cannot help
+                raise PermanentEngineError(" ".join(str(exc).split())) from None
+        latency = time.perf_counter() - start
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return EngineResult(
+            text=(choice.get("message") or {}).get("content") or "",
+            finish_reason=choice.get("finish_reason"),
+            usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")),
+            request_id=str(out.get("id") or f"llamacpp-{uuid.uuid4().hex}"),
+            latency_s=latency,
+            engine=self.facts(),
+        )
+
+    def close(self) -> None:
+        """The model stays cached for the next trial; ``unload_all`` frees it."""

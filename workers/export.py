@@ -1,0 +1,115 @@
+"""The end of a trial: raw results JSONL, predictions.csv and errors.jsonl, written once, then analysis.
+
+Why a claimed step: the ledger lets exactly one worker export a finished trial (pending -> running ->
+done); a worker killed half-way leaves ``running`` with a dead pid, which reconcile turns back into
+``pending``. Files are written atomically, so a re-run after a crash rewrites the same content.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from config.atomic import write_jsonl_atomic
+from producer.layout import RunLayout
+from producer.ledger import connect
+from producer.ledger.queries import failed_rows, get_run, result_rows
+from producer.ledger.writes import claim_export, finish_export
+from producer.results_io import raw_result_row, write_predictions_csv
+
+log = logging.getLogger("workers")
+
+RAW_RESULTS = "raw_results.jsonl"
+PREDICTIONS = "predictions.csv"
+ERRORS = "errors.jsonl"
+
+
+def _raw_rows(rows: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        usage = {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"],
+                 "total_tokens": r["total_tokens"]}
+        engine = json.loads(r["engine"]) if r["engine"] else {}
+        if r["usage_estimated"]:
+            engine["usage_estimated"] = True
+        out.append(raw_result_row(r["custom_id"], r["text"], r["finish_reason"], usage, r["request_id"],
+                                  r["latency_s"], engine))
+    return out
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+def write_trial_files(run_id: str, trial: str) -> dict[str, Any]:
+    """Write the three files of a trial from the ledger; returns paths and counts."""
+    conn = connect()
+    run = get_run(conn, run_id)
+    layout = RunLayout(Path(run["experiments_dir"]), run_id)
+    results_dir = layout.results_dir(trial)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    raw = _raw_rows(result_rows(conn, run_id, trial))
+    write_jsonl_atomic(results_dir / RAW_RESULTS, raw)
+    n_pred = write_predictions_csv(raw, results_dir / PREDICTIONS)
+    errors = [{"custom_id": e["custom_id"], "attempts": e["attempts"], "error": e["last_error"],
+               "failed_at": _iso(e["finished_at"])} for e in failed_rows(conn, run_id, trial)]
+    write_jsonl_atomic(results_dir / ERRORS, errors)
+    estimated = any(r["engine"].get("usage_estimated") for r in raw)
+    return {"results_dir": results_dir, "reports_dir": layout.reports_dir(trial), "results": n_pred,
+            "failed": len(errors), "usage_estimated": estimated, "layout": layout}
+
+
+def _update_manifest(info: dict[str, Any]) -> None:
+    """Record the generated/parsed stages in trial_manifest.json (H1's helpers; absent -> skipped)."""
+    manifest = info["results_dir"] / "trial_manifest.json"
+    try:
+        from producer.manifests import mark_usage_estimated, update_stage
+    except ImportError:  # pragma: no cover - manifests module missing
+        return
+    rd = info["results_dir"]
+    update_stage(manifest, "generated", "done", [rd / RAW_RESULTS, rd / ERRORS],
+                 results=info["results"], failed=info["failed"])
+    update_stage(manifest, "parsed", "done", [rd / PREDICTIONS])
+    if info["usage_estimated"]:
+        mark_usage_estimated(manifest, True)
+
+
+def _analyse(run_id: str, info: dict[str, Any]) -> tuple[str, str | None]:
+    """scoring.pipeline.analyse_trial when it exists (scores, statistics, costs, report)."""
+    try:
+        pipeline = importlib.import_module("scoring.pipeline")
+    except ImportError:
+        log.warning("scoring.pipeline not available: trial exported without analysis")
+        return "skipped", None
+    from workers.inference import run_settings
+
+    cfg, _ = run_settings(run_id)
+    run = get_run(connect(), run_id)
+    try:
+        pipeline.analyse_trial(info["results_dir"], Path(run["prepared_dir"]), cfg, info["reports_dir"])
+    except Exception as exc:  # analysis can be re-run by hand; the exported results stand
+        log.exception("analysis of %s failed", info["results_dir"])
+        return "failed", f"{type(exc).__name__}: {exc}"
+    return "done", None
+
+
+def export_trial(run_id: str, trial: str) -> bool:
+    """Export a complete trial exactly once; False when not complete or another worker has it."""
+    conn = connect()
+    if not claim_export(conn, run_id, trial, os.getpid()):
+        return False
+    try:
+        info = write_trial_files(run_id, trial)
+        _update_manifest(info)
+    except Exception:
+        finish_export(conn, run_id, trial, state="pending")  # let a later reconcile try again
+        raise
+    log.info("exported %s: %s results, %s failed", info["results_dir"], info["results"], info["failed"])
+    state, error = _analyse(run_id, info)
+    finish_export(conn, run_id, trial, "done", analysis_state=state, analysis_error=error)
+    return True

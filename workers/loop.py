@@ -1,0 +1,68 @@
+"""One worker process's loop over the Huey queue (the body of every ``python -m workers`` child).
+
+Why our own loop instead of Huey's consumer: we need a clean stop between requests (Ctrl+C finishes
+the current request and gives the rest back), idle draining of the ledger by the inference worker,
+and no signal handling that assumes POSIX. Messages are executed with ``huey.execute`` so tasks run
+exactly as they do under ``huey_consumer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from workers import worker_state
+from workers.worker_state import STOP
+
+log = logging.getLogger("workers")
+
+POLL_S = 0.2
+SCHEDULE_EVERY_S = 0.5
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    STOP.set()
+
+
+def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None:
+    """Take and execute messages until ``stop_event`` (or Ctrl+C); ``max_idle_s`` ends an idle loop."""
+    from producer.huey_app import huey
+    from producer.ledger import connect
+    from producer.ledger.writes import heartbeat_worker
+    from workers.inference import drain
+
+    signal.signal(signal.SIGINT, _on_sigint)
+    worker_state.ensure_registered()
+    last_schedule = 0.0
+    idle_since = time.monotonic()
+    try:
+        while not STOP.is_set() and not (stop_event is not None and stop_event.is_set()):
+            now = time.monotonic()
+            if now - last_schedule >= SCHEDULE_EVERY_S:
+                last_schedule = now
+                for task in huey.read_schedule():
+                    huey.enqueue(task)
+            task = huey.dequeue()
+            if task is not None:
+                huey.execute(task)
+                idle_since = time.monotonic()
+                continue
+            if worker_state.try_inference_role() and drain():
+                idle_since = time.monotonic()
+                continue
+            if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                break
+            if stop_event is not None:
+                stop_event.wait(POLL_S)
+            else:
+                STOP.wait(POLL_S)
+    finally:
+        STOP.set()  # ends the heartbeat thread
+        worker_state.close_engines()
+        try:
+            heartbeat_worker(connect(), os.getpid(), worker_state.role(), state="stopped")
+        except Exception as exc:
+            log.warning("could not record worker stop: %s", exc)
