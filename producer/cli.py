@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "run": "producer.cmd_run:run",
     "stop": "producer.cmd_stop:stop",
     "parse": "producer.cmd_parse:parse",
+    "doctor": "producer.cmd_doctor:doctor",
+    "analyse": "scoring.cmd_analyse:analyse",
 }
 
 

@@ -125,8 +125,11 @@ def enqueue_run(
     from producer.config_option import apply_data_overrides
     from producer.reconcile import reconcile
 
-    if cfg.backend != "local":
-        raise UserError("the local queue runs backend 'local'; use the fireworks commands for backend 'fireworks'")
+    if cfg.backend == "fireworks":  # same ledger and queue; parts become Fireworks batch jobs (H6)
+        from workers.fireworks.enqueue import enqueue_fireworks_run
+
+        return enqueue_fireworks_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides,
+                                     retry_failed_requests)
     cfg = apply_data_overrides(cfg, data_overrides)
     engine = "dry_run" if dry_run else cfg.local_engine
     fingerprint = run_fingerprint(cfg, limit_items, engine)
@@ -187,7 +190,11 @@ def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSumma
     if run is None:
         raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
     set_stop(conn, run_id, False)
-    if retry_failed_requests:
+    if retry_failed_requests and str(run["engine"]).startswith("fireworks"):
+        from workers.fireworks.enqueue import retry_failed_parts
+
+        retry_failed_parts(run_id)
+    elif retry_failed_requests:
         retry_failed(conn, run_id)
     report = reconcile(run_id)
     trial_names = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]

@@ -47,4 +47,5 @@ def queued_task_args(task_name: str) -> set[tuple]:
 
 
 # The task modules must be imported whenever producer.huey is, so that huey_consumer knows them.
+import workers.fireworks.tasks  # noqa: E402,F401
 import workers.tasks  # noqa: E402,F401

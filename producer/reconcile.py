@@ -48,4 +48,7 @@ def reconcile(run_id: str | None = None) -> ReconcileReport:
     report.exports = enqueue_many(
         tasks.export_trial.s(r, t) for r, t in trials_ready_to_export(conn, run_id) if (r, t) not in in_queue
     )
+    from workers.fireworks.tasks import reconcile_fireworks  # lost submit/poll messages of batch parts
+
+    report.enqueued += reconcile_fireworks(run_id)
     return report

@@ -27,8 +27,9 @@ has ".", "!", "?", ";", "…" or a newline right after the phrase). A comma does
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
+
+from scoring.normalize import PUNCTUATION_CODEPOINTS
 
 _APOSTROPHES = {ord(c): "'" for c in "\u2019\u2018\u02bc\u2032\u00b4`"}
 _SOURCES = ("context", "passage", "text", "information", "document", "information given",
@@ -68,10 +69,14 @@ _LEADING_RE = re.compile(
     + r")[ \t]*(?:[.!?;\n]|\u2026)", flags=re.IGNORECASE)
 
 
+# apostrophe variants -> "'", every other punctuation character (category P*) -> space
+_MATCH_TABLE: dict[int, str] = dict.fromkeys(PUNCTUATION_CODEPOINTS, " ")
+_MATCH_TABLE.update(_APOSTROPHES)
+_MATCH_TABLE[ord("'")] = "'"
+
+
 def _match_form(text: str) -> str:
-    text = (text or "").lower().translate(_APOSTROPHES)
-    chars = [" " if (ch != "'" and unicodedata.category(ch).startswith("P")) else ch for ch in text]
-    return " ".join("".join(chars).split()).strip("' ")
+    return " ".join((text or "").lower().translate(_MATCH_TABLE).split()).strip("' ")
 
 
 @lru_cache(maxsize=262_144)

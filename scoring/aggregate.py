@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from config.atomic import write_csv_atomic
-from config.contract import PER_ITEM_COLUMNS, item_key
+from config.contract import CONDITIONS, PER_ITEM_COLUMNS, TYPES, item_key
 from config.schema import Unsupported
-from scoring.rules import score_response
+from scoring.rules import golds_of, score_parts
 
 METRIC_SOURCES = {  # per_item_scores column -> score_response key
     "em": "em",
@@ -39,7 +39,8 @@ def items_by_key(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def read_predictions(path: Path) -> pd.DataFrame:
     """predictions.csv as strings (no NaN guessing: an empty response stays "")."""
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        # object dtype: plain Python strings iterate far faster than Arrow-backed ones
+        df = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8")
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ScoringInputError(f"cannot read predictions {path}: {exc.__class__.__name__}") from None
     missing = {"dataset", "item_id", "condition", "temp", "type", "response_text"} - set(df.columns)
@@ -50,18 +51,28 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 def score_rows(preds: pd.DataFrame, items: dict[str, dict[str, Any]], unsupported: Unsupported) -> pd.DataFrame:
     """One row per prediction with item_key, type, condition, temp and the five raw scores."""
-    keys = [item_key(d, i) for d, i in zip(preds["dataset"], preds["item_id"], strict=True)]
+    for column, allowed in (("type", TYPES), ("condition", CONDITIONS)):
+        bad = sorted(set(preds[column].tolist()) - set(allowed))
+        if bad:
+            raise ScoringInputError(f"predictions: {column} {bad[0]!r} is not one of {list(allowed)}")
+    keys = [item_key(d, i) for d, i in zip(preds["dataset"].tolist(), preds["item_id"].tolist(), strict=True)]
     unknown = sorted({k for k in keys if k not in items})
     if unknown:
         raise ScoringInputError(
             f"{len(unknown)} predicted item(s) not in the prepared items (first: {unknown[0]!r}); "
             "was the run prepared with other settings?")
-    frame = pd.DataFrame({"item_key": keys, "type": preds["type"].to_numpy(),
-                          "condition": preds["condition"].to_numpy(), "temp": preds["temp"].to_numpy(),
-                          "response_text": preds["response_text"].to_numpy()})
+    frame = pd.DataFrame({"item_key": keys, "type": preds["type"].to_numpy(object),
+                          "condition": preds["condition"].to_numpy(object), "temp": preds["temp"].to_numpy(object),
+                          "response_text": preds["response_text"].to_numpy(object)}, dtype=object)
     distinct = frame[["item_key", "type", "response_text"]].drop_duplicates()
-    scored = [score_response(items[k], text, t, unsupported)
-              for k, t, text in zip(distinct["item_key"], distinct["type"], distinct["response_text"], strict=True)]
+    parts = {}
+    for key in set(distinct["item_key"].tolist()):
+        it = items[key]
+        golds = tuple(golds_of(it))
+        parts[key] = (golds, bool(it.get("is_unanswerable", not golds)), str(it.get("context") or ""))
+    scored = [score_parts(*parts[k], text, t, unsupported)
+              for k, t, text in zip(distinct["item_key"].tolist(), distinct["type"].tolist(),
+                                    distinct["response_text"].tolist(), strict=True)]
     table = pd.DataFrame.from_records(scored, index=distinct.index, columns=list(METRIC_SOURCES.values()))
     distinct = pd.concat([distinct, table.astype(float)], axis=1)
     return frame.merge(distinct, on=["item_key", "type", "response_text"], how="left", validate="many_to_one")

@@ -36,10 +36,10 @@ def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
                   cached_prompt_tokens: int | None = None, usage_estimated: bool | None = None) -> dict[str, Any]:
     """Token totals and USD for one trial's predictions.csv."""
     try:
-        df = pd.read_csv(pred_csv, usecols=list(TOKEN_COLUMNS), dtype=str, keep_default_na=False, encoding="utf-8")
+        df = pd.read_csv(pred_csv, usecols=list(TOKEN_COLUMNS), dtype=object, keep_default_na=False, encoding="utf-8")
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read token columns of {pred_csv}: {exc.__class__.__name__}") from None
-    nums = df.apply(lambda col: pd.to_numeric(col.replace("", None), errors="coerce"))
+    nums = pd.DataFrame({c: pd.to_numeric(df[c].astype(object), errors="coerce").astype(float) for c in TOKEN_COLUMNS})
     prompt = int(nums["prompt_tokens"].fillna(0).sum())
     completion = int(nums["completion_tokens"].fillna(0).sum())
     known = nums["prompt_tokens"].notna() | nums["completion_tokens"].notna()

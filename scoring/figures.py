@@ -84,11 +84,12 @@ def risk_coverage_plot(curves: dict[str, dict[str, Any]], title: str, path: Path
         ax.plot([p["coverage"] for p in pts], [p["risk"] for p in pts], marker=marker, color=colour, label=name)
     ax.set_xlabel("coverage (share of items answered)")
     ax.set_ylabel("risk (share answered wrongly)")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(bottom=0)
+    top = max(p["risk"] for c in curves.values() for p in c["points"])
+    ax.set_xlim(-0.02, 1.05)
+    ax.set_ylim(0, min(1.05, top * 1.25 + 0.05))  # headroom: points never sit on the frame
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path)
 
 

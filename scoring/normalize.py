@@ -15,9 +15,10 @@ from functools import lru_cache
 _ARTICLES = re.compile(r"\b(a|an|the)\b", flags=re.UNICODE)
 # Every code point whose Unicode category starts with "P" (punctuation), ASCII included.
 # Planes 0 and 1 hold every assigned punctuation character (no P* code point lies above U+1FFFF).
-_PUNCT_TABLE = {cp: None for cp in range(0x20000) if unicodedata.category(chr(cp)).startswith("P")}
+PUNCTUATION_CODEPOINTS = tuple(cp for cp in range(0x20000) if unicodedata.category(chr(cp)).startswith("P"))
+_PUNCT_TABLE: dict[int, str | None] = dict.fromkeys(PUNCTUATION_CODEPOINTS)
 # ASCII symbols that SQuAD's string.punctuation also strips but Unicode files under "S" ($+<=>^`|~).
-_PUNCT_TABLE.update({ord(ch): None for ch in "$+<=>^`|~"})
+_PUNCT_TABLE.update(dict.fromkeys(map(ord, "$+<=>^`|~")))
 
 
 @lru_cache(maxsize=262_144)

@@ -1,12 +1,15 @@
 """One trial's analysis: score -> stats -> costs -> report. The queue calls this when a trial ends.
 
 Why one function: the queue, the stage CLIs and `producer run` must produce the same artifacts in the
-same order; each stage writes atomically, so a crash leaves earlier artifacts intact.
+same order; each stage writes atomically, so a crash leaves earlier artifacts intact. When the results
+folder holds a trial_manifest.json, each stage's status (running, done, failed, skipped) and artifacts
+are recorded in its ``stage_status`` (CONTRACT section 9).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +24,55 @@ COSTS_NAME = "costs.json"
 MANIFEST_NAME = "trial_manifest.json"
 
 
+def _stage(manifest: Path, stage: str, work: Callable[[], list[Path]]) -> list[Path]:
+    """Run one stage, recording running/done/failed in the manifest when there is one."""
+    from producer.manifests import update_stage
+
+    record = manifest.is_file()
+    if record:
+        update_stage(manifest, stage, "running")
+    try:
+        artifacts = work()
+    except Exception as exc:
+        if record:
+            update_stage(manifest, stage, "failed", error=" ".join(f"{type(exc).__name__}: {exc}".split()))
+        raise
+    if record:
+        update_stage(manifest, stage, "done", artifacts)
+    return artifacts
+
+
 def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, reports_dir: Path | None = None) -> dict[str, Any]:
     """Write per_item_scores.csv, significance.json, costs.json (and the report when ``reports_dir``)
     into ``results_dir`` from its predictions.csv; returns {stage: artifact path (str) or None}."""
     results_dir = Path(results_dir)
+    manifest = results_dir / MANIFEST_NAME
     pred = results_dir / PREDICTIONS_NAME
     if not pred.is_file():
         from producer.console import UserError
 
         raise UserError(f"predictions not found: {pred} (run the parse stage first)")
-    out: dict[str, Any] = {}
-    out["scored"] = str(score_predictions(pred, Path(prepared_dir), results_dir, cfg))
-    out["stats"] = str(run_stats(results_dir / PER_ITEM_NAME, cfg.stats, results_dir / SIGNIFICANCE_NAME))
-    out["costs"] = str(write_costs(pred, results_dir / COSTS_NAME, cfg, results_dir / MANIFEST_NAME))
-    out["report"] = None
-    if reports_dir is not None and importlib.util.find_spec("scoring.report") is not None:
+    per_item = results_dir / PER_ITEM_NAME
+    sig = results_dir / SIGNIFICANCE_NAME
+    costs = results_dir / COSTS_NAME
+    _stage(manifest, "scored", lambda: [score_predictions(pred, Path(prepared_dir), results_dir, cfg)])
+    _stage(manifest, "stats", lambda: [run_stats(per_item, cfg.stats, sig)])
+    _stage(manifest, "costs", lambda: [write_costs(pred, costs, cfg, manifest)])
+    out: dict[str, Any] = {"scored": str(per_item), "stats": str(sig), "costs": str(costs), "report": None}
+    if reports_dir is None or importlib.util.find_spec("scoring.report") is None:
+        if manifest.is_file():
+            from producer.manifests import update_stage
+
+            update_stage(manifest, "report", "skipped")
+        return out
+
+    def report() -> list[Path]:
         from scoring.report import write_report
 
-        result = write_report(results_dir, Path(reports_dir), cfg)
-        out["report"] = str(result) if result is not None else str(reports_dir)
+        written = write_report(results_dir, Path(reports_dir), cfg)
+        paths = [v for v in (written or {}).values() if isinstance(v, Path)] if isinstance(written, dict) else []
+        return paths or [Path(reports_dir)]
+
+    _stage(manifest, "report", report)
+    out["report"] = str(reports_dir)
     return out

@@ -12,13 +12,6 @@ from typing import Any
 
 import click
 
-from config.atomic import write_text_atomic
-from scoring.report_data import load_report_data
-from scoring.report_html import to_html
-from scoring.report_md import to_markdown
-from scoring.report_sections import build_document
-from scoring.report_text import Figure, Para
-
 FIGURE_PATTERNS = ("forest_*.png", "risk_coverage_*.png", "telemetry.png")
 
 
@@ -42,6 +35,14 @@ def write_report(results_dir: Path, reports_dir: Path | None = None, cfg: Any = 
 
     ``figures=False`` skips the PNGs (tables and text only; quicker when only the numbers matter).
     """
+    # imported here so the CLI answers --help and bad paths without loading pandas and matplotlib
+    from config.atomic import write_text_atomic
+    from scoring.report_data import load_report_data
+    from scoring.report_html import to_html
+    from scoring.report_md import to_markdown
+    from scoring.report_sections import build_document
+    from scoring.report_text import Figure, Para
+
     results_dir = Path(results_dir)
     reports_dir = Path(reports_dir) if reports_dir is not None else default_reports_dir(results_dir)
     fig_dir = reports_dir / "figures"

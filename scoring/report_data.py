@@ -95,7 +95,15 @@ def paired_means(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
                     values = g[metric].dropna()
                     row[metric] = float(values.mean()) if len(values) else None
             rows.append(row)
+    pairing.sort(key=lambda p: (_temp_key(p["temp"]), 0 if p["type"] == "open" else 1))
     return pd.DataFrame(rows), pairing
+
+
+def _temp_key(label: str) -> float:
+    try:
+        return float(label)
+    except ValueError:
+        return float("inf")
 
 
 def summarise_predictions(path: Path, problems: list[str], examples: int = 3) -> dict[str, Any] | None:

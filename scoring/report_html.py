@@ -29,6 +29,7 @@ th{background:#f2f2f2}td{overflow-wrap:anywhere}
 tr:nth-child(even) td{background:#fbfbfb}
 td.code{font-family:Consolas,"DejaVu Sans Mono",monospace;font-size:.85em;white-space:pre-wrap;max-width:520px}
 caption{caption-side:bottom;text-align:left;color:#666;font-size:.85em;padding-top:3px}
+details{margin:6px 0}summary{cursor:pointer;color:#2c7fb8;font-size:.92em}
 figure{margin:14px 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figure.half{display:inline-block;width:48%;margin-right:1%;vertical-align:top}
 figcaption{color:#555;font-size:.88em}
@@ -56,6 +57,9 @@ def _table(block: Table) -> str:
         cells = "".join(f'<td class="code">{_esc(c)}</td>' if i in block.code_columns else f"<td>{_esc(c)}</td>"
                         for i, c in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
+    if block.collapsed:
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        return f"<details><summary>{_esc(block.caption or 'more')}</summary>{table}</details>"
     caption = f"<caption>{_esc(block.caption)}</caption>" if block.caption else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 

@@ -45,8 +45,7 @@ def to_markdown(doc: list[Block], base_dir: Path) -> str:
             lines.append("| " + " | ".join(md_cell(h) for h in block.headers) + " |")
             lines.append("|" + "|".join("---" for _ in block.headers) + "|")
             for row in block.rows:
-                cells = [f"`{md_cell(c)}`" if i in block.code_columns and c else md_cell(c) for i, c in enumerate(row)]
-                lines.append("| " + " | ".join(cells) + " |")
+                lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
             lines.append("")
             if block.caption:
                 lines += [f"_{md_text(block.caption)}_", ""]

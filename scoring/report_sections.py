@@ -12,6 +12,7 @@ from typing import Any
 
 from scoring import figures
 from scoring.report_data import ReportData
+from scoring.report_quality import quality_section
 from scoring.report_sig import blocks, effect_rows, num, selective_curves, temps
 from scoring.report_text import (
     METRIC_LABELS,
@@ -24,7 +25,6 @@ from scoring.report_text import (
     describe,
     fmt_num,
     fmt_p,
-    fmt_pct,
     fmt_pts,
     headline,
     mcnemar_sentence,
@@ -37,6 +37,11 @@ SETTING_KEYS = ("run_id", "trial", "slug", "model", "backend", "engine", "local_
                 "samples_per_item", "top_p", "top_k", "max_new_tokens", "seed", "n_ctx", "created_at")
 
 
+KEY_SETTINGS = ("run_id", "trial.model", "model", "backend", "engine.backend", "engine.engine", "local_engine",
+                "trial.prompt_set", "prompt_set", "temps", "samples_per_item", "trial.max_new_tokens", "trial.top_p",
+                "trial.top_k", "trial.seed", "engine.n_ctx", "engine.n_gpu_layers", "source")
+
+
 def _setting(value: Any) -> str:
     if value is None:
         return "not set"
@@ -46,6 +51,8 @@ def _setting(value: Any) -> str:
 def _scalar(value: Any) -> str | None:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return _setting(value)
+    if isinstance(value, list) and not value:
+        return "none"
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
         return ", ".join(str(v) for v in value)
     if isinstance(value, dict) and all(isinstance(v, (str, int, float, bool)) or v is None for v in value.values()):
@@ -63,7 +70,7 @@ def _flatten_settings(manifest: dict[str, Any]) -> list[list[str]]:
         if key in skip or SECRET_KEY.search(key):
             continue
         value = manifest[key]
-        if isinstance(value, dict) and _scalar(value) is None:
+        if isinstance(value, dict) and (_scalar(value) is None or len(value) > 3):
             for sub, subval in value.items():
                 text = _scalar(subval)
                 if text is not None and not SECRET_KEY.search(str(sub)) and f"{key}.{sub}" not in seen:
@@ -76,33 +83,24 @@ def _flatten_settings(manifest: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+PROMPT_ROWS = (("control", "control system prompt"), ("treatment", "treatment system prompt"),
+               ("open_book_instruction", "open-book instruction"), ("closed_book_instruction", "closed-book instruction"))
+
+
 def _prompt_rows(manifest: dict[str, Any]) -> list[list[str]]:
     prompts = manifest.get("prompts")
-    rows = []
+    rows: list[list[str]] = []
     if not isinstance(prompts, dict):
         return rows
-    for cond in ("control", "treatment"):
-        p = prompts.get(cond)
+    for key, label in PROMPT_ROWS:
+        p = prompts.get(key)
         if not isinstance(p, dict):
             continue
         tokens = next((p[k] for k in ("tokens", "token_count", "n_tokens", "prompt_tokens") if k in p), None)
-        est = next((p[k] for k in p if "estimated" in k), None)
-        token_text = fmt_num(tokens) + (" (estimated)" if est else "")
-        rows.append([cond, str(p.get("path") or p.get("file") or NA), str(p.get("sha256") or NA), token_text])
+        est = p.get("tokens_estimated") or prompts.get("token_counts") == "estimated"
+        token_text = fmt_num(tokens) + (" (estimated)" if est and tokens is not None else "")
+        rows.append([label, str(p.get("path") or p.get("file") or NA), str(p.get("sha256") or NA), token_text])
     return rows
-
-
-def _estimated_flags(obj: Any, path: str = "") -> list[str]:
-    """Every manifest key mentioning 'estimated' with a true value (token counts not from the engine)."""
-    found = []
-    if isinstance(obj, dict):
-        for key, val in obj.items():
-            here = f"{path}.{key}" if path else str(key)
-            if "estimated" in str(key).lower() and val not in (False, 0, None, "", [], {}):
-                found.append(f"{here} = {val}" if not isinstance(val, (dict, list)) else here)
-            else:
-                found += _estimated_flags(val, here)
-    return found
 
 
 def settings_section(data: ReportData) -> list[Block]:
@@ -112,11 +110,18 @@ def settings_section(data: ReportData) -> list[Block]:
         if data.significance:
             out.append(Table(["setting", "value"], [["temps", ", ".join(temps(data.significance))]]))
         return out
-    out.append(Table(["setting", "value"], _flatten_settings(data.manifest)))
+    rows = _flatten_settings(data.manifest)
+    key_rows = [r for r in rows if r[0] in KEY_SETTINGS]
+    key_rows.sort(key=lambda r: KEY_SETTINGS.index(r[0]))
+    other = [r for r in rows if r[0] not in KEY_SETTINGS]
+    out.append(Table(["setting", "value"], key_rows or rows))
+    if key_rows and other:
+        out.append(Table(["setting", "value"], other, caption=f"All other settings ({len(other)})", collapsed=True))
     prompt_rows = _prompt_rows(data.manifest)
     if prompt_rows:
-        out.append(Table(["condition", "system prompt", "sha256", "tokens"], prompt_rows,
-                         caption="Only the system prompt differs between conditions.", code_columns={2}))
+        out.append(Table(["prompt", "file", "sha256", "tokens"], prompt_rows,
+                         caption="Only the system prompt differs between conditions; the user message is identical.",
+                         code_columns={2}))
     else:
         out.append(Para(f"Prompt hashes and token counts: {NA}.", "note"))
     return out
@@ -195,51 +200,6 @@ def results_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
     return out
 
 
-def quality_section(data: ReportData) -> list[Block]:
-    out: list[Block] = [Heading("Data quality")]
-    if data.pairing:
-        out.append(Table(["temp", "type", "control items", "treatment items", "paired", "pairing rate"],
-                         [[p["temp"], p["type"], fmt_num(p["control_items"]), fmt_num(p["treatment_items"]),
-                           fmt_num(p["paired"]), fmt_pct(p["rate"])] for p in data.pairing]))
-    else:
-        out.append(Para(f"Pairing rate: {NA} (per_item_scores.csv missing).", "note"))
-    if data.errors is not None:
-        kind = "warning" if data.errors["failed"] else "normal"
-        out.append(Para(f"Failed requests (no result after retries, from {data.errors['path']}): "
-                        f"{fmt_num(data.errors['failed'])}. A failed request is missing, not wrong.", kind))
-        if data.errors["examples"]:
-            out.append(Table(["custom_id", "last error"], [[e["custom_id"], e["error"]] for e in data.errors["examples"]],
-                             code_columns={0, 1}))
-    else:
-        out.append(Para("Failed requests: no error log in the results folder (none recorded).", "note"))
-    counts = (data.manifest or {}).get("counts")
-    if isinstance(counts, dict) and counts:
-        rows = [[str(k), describe(v) if isinstance(v, dict) else fmt_num(v)] for k, v in counts.items()]
-        out.append(Table(["temp / condition", "counts (trial manifest)"], rows))
-    pred = data.predictions
-    if pred is None:
-        out.append(Para(f"predictions.csv: {NA}.", "note"))
-    else:
-        share = pred["length"] / pred["rows"] if pred["rows"] else None
-        reasons = ", ".join(f"{k}: {fmt_num(v)}" for k, v in sorted(pred["finish_reasons"].items()))
-        kind = "warning" if pred["length"] else "normal"
-        out.append(Para(f"Responses cut off by the token limit (finish_reason length): {fmt_num(pred['length'])} of "
-                        f"{fmt_num(pred['rows'])} ({fmt_pct(share)}); they are scored as written. "
-                        f"All finish reasons: {reasons or NA}.", kind))
-        if pred["length_examples"]:
-            out.append(Table(["custom_id", "response (first 300 characters)"],
-                             [[e["custom_id"], e["text"]] for e in pred["length_examples"]],
-                             caption="Examples of cut-off responses (model text).", code_columns={0, 1}))
-    flags = _estimated_flags(data.manifest) if data.manifest else []
-    if flags:
-        out.append(Para("Token counts are estimated (the engine reported no usage): " + "; ".join(flags) + ".", "warning"))
-    elif data.manifest is not None:
-        out.append(Para("Token counts: reported by the engine (no estimated counts flagged in the manifest)."))
-    for problem in data.problems:
-        out.append(Para(f"Unreadable artifact: {problem}.", "warning"))
-    return out
-
-
 def _is_local(data: ReportData) -> bool:
     backend = str((data.manifest or {}).get("backend", "")).lower()
     return data.local_costs is not None or backend == "local"
@@ -252,10 +212,15 @@ def costs_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
         out.append(Para(f"costs.json: {NA}.", "note"))
     else:
         usd = c.get("usd")
-        label = "equivalent cloud cost (local run: nothing was paid)" if _is_local(data) else "cost"
+        kind = c.get("usd_kind")
+        local = kind == "equivalent_cloud_cost" if kind else _is_local(data)
+        label = "equivalent cloud cost (local run: nothing was paid)" if local else "cost (batch API estimate)"
         usd_text = NA if usd is None else f"${usd:,.4f}" if isinstance(usd, (int, float)) else str(usd)
         rows = [[label, f"{usd_text} USD"]]
-        for key in ("prompt_tokens", "completion_tokens", "total_tokens", "usage_records", "batch_discount_applied"):
+        if isinstance(c.get("usd_if_batch"), (int, float)) and not c.get("batch_discount_applied"):
+            rows.append(["same tokens on the batch API", f"${c['usd_if_batch']:,.4f} USD"])
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens", "usage_records", "rows_without_usage",
+                    "usage_estimated", "batch_discount_applied"):
             if key in c:
                 rows.append([key.replace("_", " "), fmt_num(c[key])])
         if isinstance(c.get("pricing"), dict):

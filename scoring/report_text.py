@@ -44,6 +44,7 @@ class Table:
     rows: list[list[str]]
     caption: str = ""
     code_columns: set[int] = field(default_factory=set)  # columns holding model text or ids
+    collapsed: bool = False  # HTML: folded under its caption (<details>), markdown: shown as usual
 
 
 @dataclass

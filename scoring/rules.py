@@ -32,8 +32,15 @@ def abstains(text: str) -> bool:
 
 def score_response(item: dict[str, Any], text: str, type_: str, unsupported: Unsupported | None = None) -> dict[str, Any]:
     """Score ``text`` against ``item`` (CONTRACT section 1 shape) for ``type_`` "open" or "closed"."""
-    text = text or ""
     golds = golds_of(item)
+    unanswerable = bool(item.get("is_unanswerable", not golds))
+    return score_parts(tuple(golds), unanswerable, str(item.get("context") or ""), text, type_, unsupported)
+
+
+def score_parts(golds: tuple[str, ...], unanswerable: bool, context: str, text: str, type_: str,
+                unsupported: Unsupported | None = None) -> dict[str, Any]:
+    """score_response on an item already taken apart (the bulk scorer extracts each item once)."""
+    text = text or ""
     abstained = abstains(text)
     if type_ == "closed":
         return {"em": exact_match(text, golds) if golds else 0.0, "f1": None, "abstained": int(abstained),
@@ -41,11 +48,7 @@ def score_response(item: dict[str, Any], text: str, type_: str, unsupported: Uns
     if type_ != "open":
         raise ValueError(f"type must be 'open' or 'closed', got {type_!r}")
     cfg = unsupported or Unsupported()
-    unanswerable = bool(item.get("is_unanswerable", not golds))
-    if abstained:
-        flag = 0
-    else:
-        flag = unsupported_flag(text, str(item.get("context") or ""), cfg)
+    flag = 0 if abstained else unsupported_flag(text, context, cfg)
     if unanswerable:
         em = f1 = 1.0 if abstained else 0.0
         false_answer = 0 if abstained else 1

@@ -9,7 +9,9 @@ the block's label, so a rerun gives the same file. See docs/statistics.md for wh
 from __future__ import annotations
 
 import copy
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ METRICS = {"open": ("em", "f1", "abstain_rate", "false_answer_rate", "unsupporte
            "closed": ("em", "abstain_rate")}
 TOST_METRICS = ("em", "f1")
 RIGHT_THRESHOLD = 0.5
+WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
 def _seed(cfg: StatsConfig, *labels: str) -> np.random.SeedSequence:
@@ -40,6 +43,11 @@ def _seed(cfg: StatsConfig, *labels: str) -> np.random.SeedSequence:
 def paired_frame(per_item: pd.DataFrame, temp: str, type_: str) -> pd.DataFrame:
     """Items with both conditions for (temp, type): columns <metric>_control, <metric>_treatment, dataset."""
     sub = per_item[(per_item["temp"] == temp) & (per_item["type"] == type_)]
+    dup = sub.duplicated(["item_key", "condition"])
+    if dup.any():
+        first = sub[dup].iloc[0]
+        raise ScoringInputError(f"per-item scores repeat ({first['item_key']}, {first['condition']}, temp {temp}, "
+                                f"{type_}): one row per (item_key, type, condition, temp) expected")
     metrics = list(METRICS[type_])
     wide = sub.pivot(index="item_key", columns="condition", values=metrics)
     needed = [(m, c) for m in metrics for c in ("control", "treatment")]
@@ -58,12 +66,13 @@ def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[
     """The BLOCK of CONTRACT section 7 (without subgroups/meta) for paired items in ``frame``."""
     ctl_right = frame["em_control"].to_numpy(float) >= RIGHT_THRESHOLD
     trt_right = frame["em_treatment"].to_numpy(float) >= RIGHT_THRESHOLD
-    metrics = {}
-    for metric in METRICS[type_]:
-        metrics[metric] = metric_block(frame[f"{metric}_control"].to_numpy(float),
-                                       frame[f"{metric}_treatment"].to_numpy(float),
-                                       cfg.bootstrap_samples, cfg.permutation_samples,
-                                       _seed(cfg, *label, metric))
+    def one(metric: str) -> dict[str, Any]:
+        return metric_block(frame[f"{metric}_control"].to_numpy(float), frame[f"{metric}_treatment"].to_numpy(float),
+                            cfg.bootstrap_samples, cfg.permutation_samples, _seed(cfg, *label, metric))
+
+    # numpy releases the GIL in the heavy parts; each metric has its own seed, so order does not matter
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        metrics = dict(zip(METRICS[type_], pool.map(one, METRICS[type_]), strict=True))
     selective = {cond: selective_risk_curve(frame[f"abstain_rate_{cond}"].to_numpy(float),
                                             frame[f"em_{cond}"].to_numpy(float), cfg.risk_thresholds)
                  for cond in ("control", "treatment")}

@@ -28,7 +28,7 @@ def bootstrap_means(d: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarr
     """B bootstrap means of ``d`` (paired percentile bootstrap resamples items)."""
     n = len(d)
     values, counts = np.unique(d, return_counts=True)
-    if len(values) <= max(FEW_DISTINCT, n // 8):
+    if len(values) <= max(FEW_DISTINCT, n // 30):  # a binomial draw costs ~30 index draws
         draws = rng.multinomial(n, counts / n, size=b)
         return draws @ values / n
     out = np.empty(b)
@@ -36,7 +36,7 @@ def bootstrap_means(d: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarr
     for start in range(0, b, chunk):
         rows = min(chunk, b - start)
         idx = rng.integers(0, n, size=(rows, n), dtype=np.uint16 if n <= 2**16 else np.int64)
-        out[start:start + rows] = d[idx].mean(axis=1)
+        out[start:start + rows] = np.take(d, idx).sum(axis=1) / n
     return out
 
 
@@ -53,7 +53,7 @@ def signflip_sums(d: np.ndarray, r: int, rng: np.random.Generator) -> np.ndarray
     """R sums of d_i * s_i with independent fair signs s_i."""
     nz = d[d != 0]
     values, counts = np.unique(nz, return_counts=True)
-    if len(values) <= max(FEW_DISTINCT, len(nz) // 16):
+    if len(values) <= max(FEW_DISTINCT, len(nz) // 40):
         heads = rng.binomial(counts, 0.5, size=(r, len(values)))
         return (2 * heads - counts) @ values
     n = len(nz)
@@ -78,12 +78,35 @@ def perm_p_value(d: np.ndarray, r: int, rng: np.random.Generator) -> float | Non
     return float((1 + np.count_nonzero(sums >= observed - tol)) / (r + 1))
 
 
+SCIPY_PERMUTATION_MAX_N = 13  # scipy.stats.wilcoxon's "auto": exact sign-flip enumeration up to here
+
+
+def _wilcoxon_enumerated(d: np.ndarray) -> tuple[float, float]:
+    """What scipy.stats.wilcoxon(method="auto") computes for n <= 13 with zeros or ties (an exact
+    permutation test over all 2^n sign flips), vectorised: scipy evaluates the statistic per flip."""
+    nz = d[d != 0]
+    ranks = sps.rankdata(np.abs(nz))
+    observed = float(ranks[nz > 0].sum())
+    total = float(ranks.sum())
+    flips = (np.arange(2 ** len(nz))[:, None] >> np.arange(len(nz))) & 1
+    null = flips @ ranks
+    gamma = abs(np.finfo(float).eps * 100 * observed)
+    less = np.count_nonzero(null <= observed + gamma) / len(null)
+    greater = np.count_nonzero(null >= observed - gamma) / len(null)
+    return min(observed, total - observed), float(min(1.0, 2 * min(less, greater)))
+
+
 def wilcoxon_test(d: np.ndarray) -> dict[str, Any]:
     """scipy.stats.wilcoxon (zero_method "wilcox", two-sided). All-zero deltas: W = 0, p = 1.0 (no evidence)."""
     if len(d) == 0:
         return {"W": None, "p_value": None, "q_value": None}
-    if not np.any(d != 0):
+    nz = d[d != 0]
+    if nz.size == 0:
         return {"W": 0.0, "p_value": 1.0, "q_value": None}
+    ties = np.unique(np.abs(nz)).size < nz.size
+    if len(d) <= SCIPY_PERMUTATION_MAX_N and (ties or nz.size < d.size):
+        w, p = _wilcoxon_enumerated(d)
+        return {"W": w, "p_value": p, "q_value": None}
     res = sps.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
     return {"W": float(res.statistic), "p_value": float(res.pvalue), "q_value": None}
 

@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from config.atomic import write_text_atomic
-from scoring import figures
 from scoring.fdr import bh_qvalues
 from scoring.report_data import load_per_item, paired_means, read_json
 from scoring.report_html import to_html
@@ -91,6 +90,7 @@ def across_trial_q(trials: list[TrialResult]) -> dict[tuple[str, int], float | N
 
 def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
     """The summary's blocks: headline counts, one table and one forest plot per (type, metric)."""
+    from scoring import figures  # matplotlib only when there is something to draw
     run_dir = Path(run_dir)
     trials, problems = load_trials(run_dir)
     title = f"Excellence Experiment summary: {run_dir.name}"

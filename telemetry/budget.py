@@ -130,3 +130,28 @@ def vram_lines(cfg: EvalConfig, nvml_library: Any = None) -> list[str]:
     for model in models:
         lines += config_budget(cfg, model, free_mib=free_mib, query_nvml=False, free_reason=reason).lines
     return lines
+
+
+def vram_check(cfg: EvalConfig, nvml_library: Any = None) -> tuple[str, str]:
+    """One ``doctor`` line: (status, message), status ok | warn | skip. Warns with the fix."""
+    if cfg.backend != "local" or cfg.local_engine == "dry_run":
+        return "skip", "VRAM budget: not applicable (no local GPU model)"
+    from producer.trials import expand_trials
+
+    free_mib, reason = free_vram_mib(nvml_library)
+    worst: tuple[str, str] | None = None
+    for model in dict.fromkeys(t.model for t in expand_trials(cfg)):
+        report = config_budget(cfg, model, free_mib=free_mib, query_nvml=False, free_reason=reason)
+        b = report.budget
+        if b is None:
+            line = (report.status, report.lines[0])
+        elif report.status == "warn":
+            line = ("warn", f"VRAM budget: {b.model}: {b.warning()}")
+        elif report.status == "ok":
+            line = ("ok", f"VRAM budget: {b.model} needs {b.total_mib / 1024:.1f} GiB of "
+                          f"{(b.free_mib or 0) / 1024:.1f} GiB free ({b.settings.label()})")
+        else:
+            line = ("skip", f"VRAM budget: {b.model} needs {b.total_mib / 1024:.1f} GiB; free VRAM unknown ({reason})")
+        if worst is None or (line[0] == "warn" and worst[0] != "warn"):
+            worst = line
+    return worst or ("skip", "VRAM budget: no local model")

@@ -68,6 +68,7 @@ class TelemetrySampler:
         flush_every: int = 8,
         keep_last: int = 10_000,
         own_nvml: bool | None = None,
+        idle_stop_s: float | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
@@ -92,6 +93,8 @@ class TelemetrySampler:
         self._prompt_tokens = 0
         self._completion_tokens = 0
         self._sink_failed = False
+        self._idle_stop_s = idle_stop_s  # stop by itself when no request was noted for this long
+        self._last_note = time.monotonic()
         self.nvml_reason: str | None = None
         self.device_name: str | None = None
 
@@ -108,11 +111,17 @@ class TelemetrySampler:
     def note_request(self, prompt_tokens: int | None, completion_tokens: int | None) -> None:
         """Count one finished request (thread-safe; unknown counts add 0)."""
         with self._lock:
+            self._last_note = time.monotonic()
             self._requests += 1
             self._prompt_tokens += int(prompt_tokens or 0)
             self._completion_tokens += int(completion_tokens or 0)
 
     # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the sampling thread is alive (False after stop() or an idle stop)."""
+        return self._thread is not None and self._thread.is_alive()
+
     @property
     def nvml_available(self) -> bool:
         return self._nvml is not None and self._nvml.available
@@ -130,6 +139,7 @@ class TelemetrySampler:
         else:
             self.nvml_reason = "NVML unavailable: GPU telemetry disabled"
         self._stop.clear()
+        self._last_note = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="telemetry-sampler", daemon=True)
         self._thread.start()
         return self
@@ -207,6 +217,9 @@ class TelemetrySampler:
             except Exception as exc:  # never let telemetry kill the worker
                 log.warning("telemetry sample failed: %s", exc)
             if self._stop.is_set():
+                break
+            if self._idle_stop_s is not None and time.monotonic() - self._last_note > self._idle_stop_s:
+                self.flush()  # idle: the worker waits for work; stop sampling until the next request
                 break
             next_t += self.interval_s
             delay = next_t - time.monotonic()

@@ -54,9 +54,12 @@ CREATE INDEX IF NOT EXISTS {TABLE}_run_t ON {TABLE}(run_id, trial, t);
 class TelemetryStore:
     """Append and read samples for one ledger file. ``sink(run_id, trial)`` gives the sampler callback."""
 
-    def __init__(self, db_path: str | Path, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, db_path: str | Path, busy_timeout_s: float = 30.0, readonly: bool = False) -> None:
         self.db_path = Path(db_path)
         self.busy_timeout_s = busy_timeout_s
+        self.readonly = readonly
+        if readonly:  # status: never create or write anything
+            return
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         con = self._connect()
         try:
@@ -65,6 +68,9 @@ class TelemetryStore:
             con.close()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            uri = self.db_path.resolve().as_uri() + "?mode=ro"
+            return sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_s)
         con = sqlite3.connect(str(self.db_path), timeout=self.busy_timeout_s)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
@@ -145,3 +151,34 @@ def current_rates(samples: list[Sample]) -> dict[str, Any]:
         "gpu_mem_total_mib": last.gpu_mem_total_mib,
         "gpu_util_pct": last.gpu_util_pct,
     }
+
+
+def status_line(db_path: str | Path, run_id: str, window: int = 40) -> str | None:
+    """One line for ``producer status``: tokens/s over the last ~10 s, VRAM and utilisation now.
+
+    None when the run has no samples (telemetry off, not started, or an old ledger)."""
+    path = Path(db_path)
+    if not path.exists():
+        return None
+    try:
+        samples = TelemetryStore(path, readonly=True).latest(run_id, window)
+    except sqlite3.Error:  # no samples table yet (telemetry never ran), or a locked file
+        return None
+    if not samples:
+        return None
+    now = current_rates(samples)
+    parts = []
+    if now["tokens_per_s"] is not None:
+        parts.append(f"{now['tokens_per_s']:.1f} tokens/s")
+    if now["gpu_mem_used_mib"] is not None:
+        total = now["gpu_mem_total_mib"]
+        parts.append(f"VRAM {now['gpu_mem_used_mib'] / 1024:.1f}"
+                     + (f"/{total / 1024:.1f} GiB" if total else " GiB"))
+        if now["gpu_util_pct"] is not None:
+            parts.append(f"GPU {now['gpu_util_pct']:.0f}%")
+    else:
+        parts.append("GPU telemetry n/a")
+    last = samples[-1]
+    if last.rss_mib is not None:
+        parts.append(f"worker RAM {last.rss_mib:.0f} MiB")
+    return "telemetry: " + ", ".join(parts)

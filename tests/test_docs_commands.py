@@ -29,6 +29,7 @@ import click
 import pytest
 
 from producer.cli import COMMANDS
+from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 from tests.test_windows_safety_powershell import _parser, _text, _walk, task_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def _check_config_ref(value: str) -> str | None:
     from config.errors import ConfigError
     from producer.config_option import resolve_config_path
 
-    if value.startswith(("<", "$")):
+    if value.startswith(("<", "$")) or "..." in value or value.isupper():
         return None  # a placeholder the reader fills in
     portable = value.replace("\\", "/")
     cwd = Path.cwd()
@@ -177,7 +178,8 @@ def check_python_command(module: str, args: list[str]) -> list[str]:
     else:
         import importlib.util
 
-        if importlib.util.find_spec(module) is None:
+        # Only the top-level package: find_spec of a submodule would import (run) third-party code here.
+        if importlib.util.find_spec(module.split(".")[0]) is None:
             return [f"module {module} does not exist"]
         text = _module_help(module)
         problems += [f"python -m {module} --help does not list {o}" for o in _options(args) if o not in text]

@@ -48,8 +48,10 @@ def test_report_renders_from_fixture(results: Path) -> None:
     # first screen: the answer, before the settings
     assert md.index("treatment lowered the false-answer rate") < md.index("## Run settings")
     for text in ("| false answer | 39.0% | 19.0% | -20.0 *", "McNemar on EM", "pairing rate",
-                 "finish_reason length): 40 of 400 (10.0%)", "Failed requests", "equivalent cloud cost",
-                 "requests per minute | 405.80", "a9a9a9a9", "| treatment | config/prompts/treatment_system.txt"):
+                 "finish_reason length): 80 of 799 (10.0%)", "Failed requests", "equivalent cloud cost",
+                 "| 0.0 | control | 200 | 199 | 1 |", "requests per minute | 405.80", "a9a9a9a9",
+                 "| treatment system prompt | config/prompts/treatment_system.txt", "212 (estimated)",
+                 "Token counts: reported by the engine."):
         assert text in md, text
     assert "](figures/forest_t0.0.png)" in md
 
@@ -83,19 +85,20 @@ def test_html_is_self_contained(results: Path) -> None:
     assert refs and all(r.startswith("data:image/png;base64,") for r in refs), refs[:3]
     assert not re.search(r"https?://", html)
     assert "<script" not in html.lower() and "<link" not in html.lower() and "@import" not in html
+    assert "<details><summary>All other settings" in html  # secondary settings folded, no script needed
 
 
 def test_model_text_and_errors_are_escaped(results: Path) -> None:
     pred = results / "predictions.csv"
     text = pred.read_text(encoding="utf-8").replace("<b>Paris</b>", "<script>alert(1)</script>")
     pred.write_text(text, encoding="utf-8", newline="")
-    out = write_report(results, None)
+    out = write_report(results, None, figures=False)
     html = out["report_html"].read_text(encoding="utf-8")
     assert "<script" not in html
     assert "The answer is &lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html  # model text
     assert "timeout after 3 retries &lt;script&gt;x&lt;/script&gt;" in html  # error log
     md = out["report_md"].read_text(encoding="utf-8")
-    assert "<script" not in md and "&lt;script>alert(1)&lt;/script>" in md
+    assert "<script" not in md and "The answer is &lt;script>alert(1)&lt;/script> & more" in md
 
 
 def test_secrets_in_manifest_never_shown(results: Path) -> None:
@@ -176,3 +179,28 @@ def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr
     assert _png_size(shot) == (1280, 2000)
     assert shot.stat().st_size > 50_000  # a blank page compresses to a few KB
+
+
+def test_report_after_real_pipeline_on_tiny_run(tmp_path: Path) -> None:
+    """score -> stats -> costs -> report through scoring.pipeline on 4 items (n = 1 subgroups, null stats)."""
+    pipeline = pytest.importorskip("scoring.pipeline")
+    inputs = pytest.importorskip("tests.test_scoring_pipeline")
+    from config.schema import EvalConfig
+
+    prepared, results = inputs.make_inputs(tmp_path)
+    cfg = EvalConfig.model_validate({"local_engine": "dry_run",
+                                   "stats": {"bootstrap_samples": 200, "permutation_samples": 200}})
+    pipeline.analyse_trial(results, prepared, cfg, reports_dir=tmp_path / "reports")
+    md = (tmp_path / "reports" / "report.md").read_text(encoding="utf-8")
+    assert md.startswith("# Excellence Experiment report")
+    assert "false-answer rate on open-book questions" in md.split("## Run settings")[0]
+    assert "| false answer | 50.0% | " in md  # T=0.0: s2 answered falsely by control only
+    assert "equivalent cloud cost" in md and "rows without usage | 4" in md
+    html = (tmp_path / "reports" / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in html and "Traceback" not in html
+
+
+def test_headline_uses_p_when_fdr_is_off(results: Path) -> None:
+    _set_effect(results, -0.2, [-0.29, -0.12], None)  # enable_fdr: false leaves q_value null
+    first = write_report(results, None, figures=False)["headline"][0]
+    assert "treatment lowered the false-answer rate" in first and ", p = 8.8e-05," in first and "q =" not in first

@@ -45,9 +45,14 @@ def _make_run(tmp_path: Path) -> Path:
 
 def test_summary_compares_trials_with_fdr_across_them(tmp_path: Path) -> None:
     run = _make_run(tmp_path)
-    html_path = write_run_summary(run)
+    env = {"PYTHONIOENCODING": "cp1252", "PATH": "", "PYTHONPATH": str(ROOT)}
+    ok = subprocess.run([sys.executable, "-X", "warn_default_encoding", "-W", "error::EncodingWarning",
+                         "-m", "scoring.summary", "--run_dir", str(run)], capture_output=True,
+                        text=True, encoding="cp1252", env=env, cwd=ROOT, check=False)
+    assert ok.returncode == 0, ok.stderr
+    html_path = run / "summary.html"
+    assert f"wrote {html_path}" in ok.stdout
     md = (run / "summary.md").read_text(encoding="utf-8")
-    assert html_path == run / "summary.html"
     assert md.index("treatment lowered it significantly in 3 and raised it in 0 of 4") < md.index("## Trials")
     # each trial keeps its own control and treatment means (no pooling)
     assert "| smollm2-default | 0.0 | 39.0% | 19.0% | -20.0 *" in md
@@ -72,15 +77,12 @@ def test_summary_of_run_without_statistics(tmp_path: Path) -> None:
     (tmp_path / "run_x" / "t1" / "results").mkdir(parents=True)
     doc = build_summary(tmp_path / "run_x", tmp_path / "figs")
     assert "nothing to compare" in doc[1].text
+    html = write_run_summary(tmp_path / "run_x").read_text(encoding="utf-8")
+    assert "nothing to compare" in html
 
 
-def test_summary_cli(tmp_path: Path) -> None:
-    run = _make_run(tmp_path)
+def test_summary_cli_missing_run_is_one_line(tmp_path: Path) -> None:
     env = {"PYTHONIOENCODING": "cp1252", "PATH": "", "PYTHONPATH": str(ROOT)}
-    ok = subprocess.run([sys.executable, "-m", "scoring.summary", "--run_dir", str(run)], capture_output=True,
-                        text=True, encoding="cp1252", env=env, cwd=ROOT, check=False)
-    assert ok.returncode == 0, ok.stderr
-    assert "summary.html" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "scoring.summary", "--run_dir", str(tmp_path / "missing")],
                          capture_output=True, text=True, encoding="utf-8", env=env, cwd=ROOT, check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "run folder not found" in bad.stderr

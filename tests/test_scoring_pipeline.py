@@ -1,4 +1,4 @@
-"""per_item_scores.csv, costs.json and analyse_trial from real files (CONTRACT sections 4, 5, 8)."""
+"""per_item_scores.csv and analyse_trial from real files (CONTRACT sections 4, 5, 8)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from click.testing import CliRunner
 
 from config.atomic import write_csv_atomic, write_jsonl_atomic
 from config.contract import PER_ITEM_COLUMNS, PREDICTIONS_COLUMNS, build_custom_id
-from config.schema import EvalConfig, Pricing
-from scoring.costs import compute_costs
-from scoring.costs import main as costs_main
+from config.schema import EvalConfig
+from scoring.aggregate import ScoringInputError
 from scoring.pipeline import analyse_trial
 from scoring.score_predictions import main as score_main
 
@@ -93,32 +92,15 @@ def test_score_cli_unknown_item_is_one_line_error(tmp_path: Path) -> None:
                                           "--prepared_dir", str(prepared), "--out_dir", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "nq_open|n1" in res.output and "Traceback" not in res.output and res.output.count("\n") == 1
+    rows = read_rows(results / "predictions.csv")
+    rows[0]["type"] = "book"
+    write_csv_atomic(results / "bad.csv", PREDICTIONS_COLUMNS, rows)
+    bad = CliRunner().invoke(score_main, ["--pred_csv", str(results / "bad.csv"),
+                                          "--prepared_dir", str(prepared), "--out_dir", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "'book'" in bad.output and bad.output.count("\n") == 1
     missing = CliRunner().invoke(score_main, ["--pred_csv", str(tmp_path / "nope.csv"),
                                               "--prepared_dir", str(prepared), "--out_dir", str(tmp_path)])
     assert missing.exit_code == 2 and "predictions not found" in missing.output
-
-
-def test_costs(tmp_path: Path) -> None:
-    _, results = make_inputs(tmp_path)
-    pricing = Pricing(input_per_mtok=1.0, output_per_mtok=2.0, batch_discount=0.5)
-    local = compute_costs(results / "predictions.csv", pricing, "local")
-    # 32 rows; none for (n1 sample 0 at both temps, both conditions -> 4)
-    assert local["usage_records"] == 28 and local["rows_without_usage"] == 4
-    assert local["prompt_tokens"] == 2800 and local["completion_tokens"] == 140 and local["total_tokens"] == 2940
-    assert local["usd"] == pytest.approx((2800 * 1.0 + 140 * 2.0) / 1e6)
-    assert local["usd_kind"] == "equivalent_cloud_cost" and local["batch_discount_applied"] is False
-    fw = compute_costs(results / "predictions.csv", pricing, "fireworks")
-    assert fw["usd"] == pytest.approx(local["usd"] * 0.5) and fw["batch_discount_applied"] is True
-    cached = compute_costs(results / "predictions.csv", Pricing(input_per_mtok=1.0, output_per_mtok=0.0,
-                                                                 cached_input_multiplier=0.25),
-                           "local", cached_prompt_tokens=800)
-    assert cached["usd"] == pytest.approx((2000 + 800 * 0.25) / 1e6)
-    res = CliRunner().invoke(costs_main, ["--pred_csv", str(results / "predictions.csv"),
-                                          "--out_path", str(tmp_path / "costs.json")])
-    assert res.exit_code == 0, res.output
-    data = json.loads((tmp_path / "costs.json").read_text(encoding="utf-8"))
-    assert {"prompt_tokens", "completion_tokens", "total_tokens", "usd", "batch_discount_applied",
-            "usage_records", "pricing"} <= set(data)
 
 
 def test_analyse_trial_end_to_end(tmp_path: Path) -> None:
@@ -138,3 +120,37 @@ def test_analyse_trial_end_to_end(tmp_path: Path) -> None:
     assert set(closed["subgroups"]["dataset"]) == {"triviaqa", "nq_open"}
     assert closed["subgroups"]["dataset"]["nq_open"]["n_items"] == 1  # n = 1 subgroup still reported
     assert (results / "costs.json").is_file() and (results / "per_item_scores.csv").is_file()
+
+
+def test_analyse_trial_records_stages_in_manifest(tmp_path: Path) -> None:
+    prepared, results = make_inputs(tmp_path)
+    (results / "trial_manifest.json").write_text(json.dumps({"schema_version": 2, "usage_estimated": True}),
+                                                 encoding="utf-8")
+    cfg = EvalConfig.model_validate({"local_engine": "dry_run",
+                                     "stats": {"bootstrap_samples": 100, "permutation_samples": 100}})
+    analyse_trial(results, prepared, cfg)
+    manifest = json.loads((results / "trial_manifest.json").read_text(encoding="utf-8"))
+    stages = manifest["stage_status"]
+    assert [stages[s]["status"] for s in ("scored", "stats", "costs", "report")] == ["done", "done", "done", "skipped"]
+    assert stages["stats"]["artifacts"][0].endswith("significance.json")
+    costs = json.loads((results / "costs.json").read_text(encoding="utf-8"))
+    assert costs["usage_estimated"] is True
+    (prepared / "open_book.jsonl").write_text("", encoding="utf-8")  # items gone: scoring fails
+    with pytest.raises(ScoringInputError):
+        analyse_trial(results, prepared, cfg)
+    failed = json.loads((results / "trial_manifest.json").read_text(encoding="utf-8"))["stage_status"]["scored"]
+    assert failed["status"] == "failed" and "not in the prepared items" in failed["error"]
+
+
+def test_producer_analyse_command(tmp_path: Path) -> None:
+    from producer.cli import main as producer_main
+
+    prepared, results = make_inputs(tmp_path / "run_x" / "trial")
+    (tmp_path / "run_x" / "effective_config.yaml").write_text(
+        "local_engine: dry_run\nstats: {bootstrap_samples: 100, permutation_samples: 100}\n", encoding="utf-8")
+    res = CliRunner().invoke(producer_main, ["analyse", "--results_dir", str(results), "--prepared_dir",
+                                             str(prepared), "--no-report"])
+    assert res.exit_code == 0, res.output
+    assert "report: skipped" in res.output and (results / "significance.json").is_file()
+    res = CliRunner().invoke(producer_main, ["analyse", "--results_dir", str(tmp_path)])
+    assert res.exit_code == 2 and "effective_config.yaml" in res.output and res.output.count("\n") == 1

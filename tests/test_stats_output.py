@@ -127,7 +127,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("enable", [False])
 def test_fdr_off_leaves_q_null(enable: bool) -> None:
-    sig = build_significance(synthetic(n=30, temps=("0.0",)), StatsConfig(
+    sig = build_significance(synthetic(n=90, temps=("0.0",)), StatsConfig(
         bootstrap_samples=100, permutation_samples=100, enable_fdr=enable))
     block = sig["results"]["0.0"]["closed"]
     assert block["mcnemar"]["q_value"] is None and block["metrics"]["em"]["wilcoxon"]["q_value"] is None

@@ -68,6 +68,19 @@ def test_wilcoxon_matches_scipy(seed: int) -> None:
     assert ours["W"] == pytest.approx(ref.statistic) and ours["p_value"] == pytest.approx(ref.pvalue)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_wilcoxon_small_n_with_ties_and_zeros_matches_scipy(seed: int) -> None:
+    """n <= 13 with ties/zeros: scipy enumerates sign flips one by one; ours is vectorised, same numbers."""
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(1, 14))
+    d = rng.integers(-2, 3, n) / 2 if seed % 3 else np.round(rng.normal(size=n), 2)
+    if not np.any(d != 0):
+        return
+    ref = sps.wilcoxon(d, zero_method="wilcox")
+    ours = wilcoxon_test(d)
+    assert ours["W"] == pytest.approx(float(ref.statistic)) and ours["p_value"] == pytest.approx(float(ref.pvalue))
+
+
 def test_wilcoxon_all_zero_and_empty() -> None:
     assert wilcoxon_test(np.zeros(10)) == {"W": 0.0, "p_value": 1.0, "q_value": None}
     assert wilcoxon_test(np.array([]))["p_value"] is None

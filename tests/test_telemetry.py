@@ -255,3 +255,19 @@ def test_current_rates_and_counter_reset():
     # A restarted worker's counters drop: the window starts at the restart.
     assert current_rates([s(0, 900), s(1, 1000), s(2, 10), s(3, 40)])["tokens_per_s"] == pytest.approx(30)
     assert current_rates([])["tokens_per_s"] is None
+
+
+def test_status_line(tmp_path):
+    from telemetry.store import status_line
+
+    ledger = tmp_path / "ledger.sqlite3"
+    assert status_line(ledger, "r") is None
+    sqlite3.connect(ledger).close()  # a ledger without the samples table: read-only, no error, no table made
+    assert status_line(ledger, "r") is None
+    with sqlite3.connect(ledger) as con:
+        assert con.execute("select count(*) from sqlite_master").fetchone()[0] == 0
+    store = TelemetryStore(ledger)
+    assert status_line(ledger, "r") is None
+    rows = [Sample(100.0 + i, 6144.0, 16303.0, 90.0, 200.0, 60.0, 95.0, 900.0, i, 400 * i, 25 * i) for i in range(5)]
+    store.insert_many(rows, "r", "t")
+    assert status_line(ledger, "r") == "telemetry: 25.0 tokens/s, VRAM 6.0/15.9 GiB, GPU 90%, worker RAM 900 MiB"

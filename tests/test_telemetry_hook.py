@@ -62,3 +62,28 @@ def test_export_local_costs_uses_ledger_times_and_samples(tmp_path):
     assert json.loads((tmp_path / "local_costs.json").read_text(encoding="utf-8")) == data
     fw = validate_config_dict({"backend": "fireworks"}, check_files=False)
     assert export_local_costs(tmp_path / "fw", rows, "run-b", "t1", fw, ledger=ledger) is None
+
+
+def test_note_result_starts_retags_and_idles_out(tmp_path):
+    from telemetry import worker_hook
+
+    ledger = tmp_path / "ledger.sqlite3"
+    cfg = validate_config_dict({"local_engine": "dry_run"}, check_files=False)
+    try:
+        worker_hook.note_result(cfg, "run-c", "t1", _result(10, 3), ledger=ledger, interval_s=0.02, idle_stop_s=0.3)
+        first = worker_hook._active["sampler"]
+        assert first.running
+        time.sleep(0.05)
+        worker_hook.note_result(cfg, "run-c", "t2", _result(10, 4), ledger=ledger, interval_s=0.02, idle_stop_s=0.3)
+        assert not first.running and worker_hook._active["sampler"] is not first  # retagged: a new sampler
+        second = worker_hook._active["sampler"]
+        time.sleep(0.6)
+        assert not second.running  # idle stop: no request for 0.3 s
+        store = TelemetryStore(ledger)
+        assert store.read("run-c", "t1")[-1].completion_tokens == 3
+        assert store.read("run-c", "t2")[-1].completion_tokens == 4
+        worker_hook.note_result(cfg, "run-c", "t2", _result(1, 1), ledger=ledger, interval_s=0.02, idle_stop_s=0.3)
+        assert worker_hook._active["sampler"].running  # restarted after the idle stop
+    finally:
+        worker_hook.stop_active()
+    assert worker_hook._active["sampler"] is None

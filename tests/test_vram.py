@@ -214,3 +214,13 @@ def test_config_budget_from_ollama_api_show():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_vram_check_for_doctor():
+    from telemetry.budget import vram_check
+
+    cfg = validate_config_dict({"local_engine": "llama_cpp", "local_model": str(smollm2_gguf()), "n_ctx": 2048},
+                               check_files=False)
+    status, line = vram_check(cfg)  # no NVIDIA driver here: the budget is known, the verdict is not
+    assert status == "skip" and "free VRAM unknown (NVML unavailable" in line
+    assert vram_check(validate_config_dict({"local_engine": "dry_run"}, check_files=False))[0] == "skip"

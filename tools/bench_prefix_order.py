@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-threads", type=int, default=None, help="default: the config's n_threads")
     ap.add_argument("--pad-treatment-to", type=int, default=0,
                     help="append neutral instructions to the treatment prompt up to N tokens (0: use as is)")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of both orders (2: A B then B A)")
     ap.add_argument("--allow-repack", action="store_true",
                     help="keep llama.cpp's CPU weight repacking (AMX/AVX); off by default, see disable_cpu_repack")
     args = ap.parse_args(argv)
@@ -190,12 +191,16 @@ def main(argv: list[str] | None = None) -> int:
               f"(try --pad-treatment-to 1700)", flush=True)
 
     run_order(generate, prefix_aware[:1])  # warm-up (page in the weights)
-    results = {}
-    for name, reqs in (("prefix-aware", prefix_aware), ("interleaved", interleaved)):
-        secs, toks = run_order(generate, reqs)
-        results[name] = secs
-        print(f"{name:>13}: {len(reqs)} requests in {secs:7.1f} s = {len(reqs) / secs:6.3f} req/s "
-              f"({secs / len(reqs):5.2f} s/request, {toks} completion tokens)", flush=True)
+    results = {"prefix-aware": 0.0, "interleaved": 0.0}
+    orders = {"prefix-aware": prefix_aware, "interleaved": interleaved}
+    for rnd in range(args.rounds):  # alternate which order runs first, so load drift cancels out
+        names = ("prefix-aware", "interleaved") if rnd % 2 == 0 else ("interleaved", "prefix-aware")
+        for name in names:
+            reqs = orders[name]
+            secs, toks = run_order(generate, reqs)
+            results[name] += secs
+            print(f"round {rnd + 1} {name:>13}: {len(reqs)} requests in {secs:7.1f} s = {len(reqs) / secs:6.3f} "
+                  f"req/s ({secs / len(reqs):5.2f} s/request, {toks} completion tokens)", flush=True)
     ratio = results["interleaved"] / results["prefix-aware"]
     print(f"ratio (prefix-aware req/s / interleaved req/s): {ratio:.2f}x")
     return 0

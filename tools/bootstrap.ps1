@@ -138,8 +138,14 @@ try {
             "--only-binary", "llama-cpp-python", "--extra-index-url", $index)
         if ($Cuda) {
             # An existing CPU build satisfies the requirement above: swap it for the CUDA wheel.
-            & $VenvPython -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)" 2>$null
-            if ($LASTEXITCODE -ne 0) {
+            $hasGpu = $false
+            try {
+                & $VenvPython -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)" 2>$null
+                $hasGpu = ($LASTEXITCODE -eq 0)
+            } catch {
+                $hasGpu = $false
+            }
+            if (-not $hasGpu) {
                 Write-Step "Replacing the installed CPU build of llama-cpp-python with the $CudaTag wheel"
                 Invoke-Checked $VenvPython @("-m", "pip", "install", "llama-cpp-python", "--force-reinstall",
                     "--no-deps", "--only-binary", "llama-cpp-python", "--index-url", $index)

@@ -42,7 +42,7 @@ DDL = (
         seq integer not null, custom_id text not null, model text not null, condition text not null,
         temp text not null, type text not null, system_sha text, body text not null,
         state text not null default 'pending', attempts integer not null default 0, last_error text,
-        worker integer, heartbeat real, finished_at real,
+        worker integer, heartbeat real, finished_at real, crashes integer not null default 0,
         scored integer not null default 0, em real, f1 real, abstained real, false_answer real,
         unsupported real,
         unique (run_id, trial, custom_id))""",

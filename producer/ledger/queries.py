@@ -43,6 +43,7 @@ def open_chunks(conn: sqlite3.Connection, run_id: str | None = None) -> list[tup
     sql = (
         "select distinct r.run_id, r.chunk from requests r join runs u on u.run_id = r.run_id"
         " where r.state in ('pending', 'queued') and u.stop_requested = 0"
+        " and u.engine not like 'fireworks%'"  # batch runs: parts are Fireworks jobs (workers/fireworks)
     )
     args: tuple[Any, ...] = ()
     if run_id is not None:

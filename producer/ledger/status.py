@@ -99,7 +99,17 @@ def run_status(conn: sqlite3.Connection, run_id: str, now: float | None = None) 
         "workers": workers,
         "queue": _queue_depth(huey_path()),
         "run_dir": str(Path(run["experiments_dir"]) / f"run_{run_id}"),
+        "fireworks_jobs": _fireworks_jobs(conn, run_id, run["engine"]),
     }
+
+
+def _fireworks_jobs(conn: sqlite3.Connection, run_id: str, engine: str) -> list[dict[str, Any]]:
+    """Batch runs: each part's job state and progress (workers.fireworks.store owns that table)."""
+    if not str(engine).startswith("fireworks"):
+        return []
+    from workers.fireworks.store import job_summary
+
+    return job_summary(conn, run_id)
 
 
 def format_eta(seconds: float | None) -> str:
@@ -136,6 +146,10 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"  workers: {ws}")
     else:
         lines.append("  workers: none running (start: python -m workers -w 2)")
+    if st.get("fireworks_jobs"):
+        from workers.fireworks.store import format_jobs
+
+        lines.append(format_jobs(st["fireworks_jobs"]))
     for e in st["recent_errors"]:
         lines.append(f"  failed {e['custom_id']}: {e['error']}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from typing import Any
 from producer.ledger.db import transaction
 
 HOST = socket.gethostname()
+MAX_CRASHES = 3  # a request that kills its worker this often is failed, not retried forever
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def next_queued_chunk(conn: sqlite3.Connection) -> tuple[str, int] | None:
     """The oldest queued chunk of a run that is not stopped (the inference worker drains these)."""
     row = conn.execute(
         "select r.run_id, r.chunk from requests r join runs u on u.run_id = r.run_id"
-        " where r.state = 'queued' and u.stop_requested = 0 order by r.run_id, r.chunk limit 1"
+        " where r.state = 'queued' and u.stop_requested = 0 and u.engine not like 'fireworks%'"
+        " order by r.run_id, r.chunk limit 1"
     ).fetchone()
     return (row[0], row[1]) if row else None
 
@@ -274,6 +276,18 @@ def reset_dead_work(conn: sqlite3.Connection, live_pids: set[int]) -> int:
     marks = ",".join("?" * len(live_pids)) or "null"
     pids = list(live_pids)
     with transaction(conn):
+        # the request a dead worker was running (its lowest seq) may be what killed it: count that
+        culprits = conn.execute(
+            f"select min(id) from requests where state = 'running' and (worker is null or worker not in ({marks}))"
+            f" group by run_id, worker", pids,
+        ).fetchall()
+        conn.executemany("update requests set crashes = crashes + 1 where id = ?", culprits)
+        conn.execute(
+            f"update requests set state = 'failed', finished_at = ?, last_error = ? where state = 'running'"
+            f" and crashes >= ? and (worker is null or worker not in ({marks}))",
+            [time.time(), f"the worker process died {MAX_CRASHES} times while running this request", MAX_CRASHES,
+             *pids],
+        )
         cur = conn.execute(
             f"update requests set state = 'queued', worker = null where state = 'running'"
             f" and (worker is null or worker not in ({marks}))", pids,

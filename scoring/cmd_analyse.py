@@ -1,0 +1,50 @@
+"""`python -m producer analyse --results_dir R`: re-run score -> stats -> costs -> report on one trial.
+
+Why: the queue analyses each trial when it ends; after a crash, a config change to ``stats`` or
+``unsupported``, or new prices, the same analysis is re-run by hand on the exported files.
+Defaults follow the run layout (CONTRACT section 9): the config is the run's effective_config.yaml
+(two folders above ``results/``), the prepared items are its ``paths.prepared_dir``, the report goes
+to the sibling ``reports/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from config.schema import load_config
+from producer.console import UserError, make_console_safe, one_line_errors
+from scoring.aggregate import ScoringInputError
+
+
+@click.command()
+@click.option("--results_dir", required=True, type=click.Path(path_type=Path), help="<run>/<trial>/results")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="config YAML (default: the run's effective_config.yaml)")
+@click.option("--prepared_dir", type=click.Path(path_type=Path), default=None,
+              help="prepared items (default: the config's paths.prepared_dir)")
+@click.option("--reports_dir", type=click.Path(path_type=Path), default=None,
+              help="where the report goes (default: <trial>/reports)")
+@click.option("--no-report", is_flag=True, help="skip the report")
+@one_line_errors
+def analyse(results_dir: Path, config_path: Path | None, prepared_dir: Path | None, reports_dir: Path | None,
+            no_report: bool) -> None:
+    """Score, test and cost one trial's predictions (and write its report)."""
+    make_console_safe()
+    if not results_dir.is_dir():
+        raise UserError(f"results folder not found: {results_dir}")
+    if config_path is None:
+        config_path = results_dir.resolve().parent.parent / "effective_config.yaml"
+        if not config_path.is_file():
+            raise UserError(f"no --config given and no effective_config.yaml at {config_path}")
+    cfg = load_config(config_path, check_files=False)
+    from scoring.pipeline import analyse_trial
+
+    reports = None if no_report else (reports_dir or results_dir.resolve().parent / "reports")
+    try:
+        out = analyse_trial(results_dir, prepared_dir or Path(cfg.paths.prepared_dir), cfg, reports)
+    except ScoringInputError as exc:
+        raise UserError(str(exc)) from None
+    for stage, path in out.items():
+        click.echo(f"{stage}: {path if path is not None else 'skipped'}")

@@ -1,0 +1,44 @@
+"""costs.json from real predictions.csv files (CONTRACT section 8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from config.schema import Pricing
+from scoring.costs import compute_costs
+from scoring.costs import main as costs_main
+from tests.test_scoring_pipeline import make_inputs
+
+
+def test_costs(tmp_path: Path) -> None:
+    _, results = make_inputs(tmp_path)
+    pricing = Pricing(input_per_mtok=1.0, output_per_mtok=2.0, batch_discount=0.5)
+    local = compute_costs(results / "predictions.csv", pricing, "local")
+    # 32 rows; none for (n1 sample 0 at both temps, both conditions -> 4)
+    assert local["usage_records"] == 28 and local["rows_without_usage"] == 4
+    assert local["prompt_tokens"] == 2800 and local["completion_tokens"] == 140 and local["total_tokens"] == 2940
+    assert local["usd"] == pytest.approx((2800 * 1.0 + 140 * 2.0) / 1e6)
+    assert local["usd_kind"] == "equivalent_cloud_cost" and local["batch_discount_applied"] is False
+    fw = compute_costs(results / "predictions.csv", pricing, "fireworks")
+    assert fw["usd"] == pytest.approx(local["usd"] * 0.5) and fw["batch_discount_applied"] is True
+    cached = compute_costs(results / "predictions.csv", Pricing(input_per_mtok=1.0, output_per_mtok=0.0,
+                                                                 cached_input_multiplier=0.25),
+                           "local", cached_prompt_tokens=800)
+    assert cached["usd"] == pytest.approx((2000 + 800 * 0.25) / 1e6)
+    res = CliRunner().invoke(costs_main, ["--pred_csv", str(results / "predictions.csv"),
+                                          "--out_path", str(tmp_path / "costs.json")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "costs.json").read_text(encoding="utf-8"))
+    assert {"prompt_tokens", "completion_tokens", "total_tokens", "usd", "batch_discount_applied",
+            "usage_records", "pricing"} <= set(data)
+
+
+def test_costs_bad_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "p.csv"
+    bad.write_text("custom_id\nx\n", encoding="utf-8")
+    res = CliRunner().invoke(costs_main, ["--pred_csv", str(bad), "--out_path", str(tmp_path / "c.json")])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "token columns" in res.output

@@ -1,0 +1,208 @@
+"""The whole Fireworks batch flow through the real queue: ``producer run`` in a subprocess (spawned
+worker pool, SQLite ledger and Huey queue in a temp folder) against the fake Fireworks server."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from config.contract import PREDICTIONS_COLUMNS
+from tests.offline_config import ROOT, offline_config_dict
+from tests.servers.fake_fireworks import Fault, FakeFireworksServer, FakeState
+
+KEY = "fw-test-SECRET-0123456789abcdef"
+SIZES = {"squad_v2": 2, "triviaqa": 2, "nq_open": 1}
+
+
+@pytest.fixture
+def server():
+    srv = FakeFireworksServer(FakeState(api_key=KEY)).start()
+    yield srv
+    srv.stop()
+
+
+def _config(tmp: Path, **over) -> Path:
+    raw = offline_config_dict(tmp, backend="fireworks", sizes=SIZES, retry_backoff_s=0.01,
+                              model_id="accounts/fireworks/models/model-a",
+                              fireworks={"poll_interval_s": 0.1, "request_deadline_s": 20})
+    raw.update(over)
+    path = tmp / "fw.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _env(tmp: Path, srv: FakeFireworksServer | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWORKS_")}
+    env["EXCELLENCE_QUEUE_DIR"] = str(tmp / "queue")
+    env["PYTHONPATH"] = str(ROOT)
+    if srv is not None:
+        env.update(FIREWORKS_API_KEY=KEY, FIREWORKS_ACCOUNT_ID="acct", FIREWORKS_API_BASE=srv.base_url)
+    return env
+
+
+def _producer(tmp: Path, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "producer", *args], cwd=tmp, env=env, capture_output=True,
+                          text=True, encoding="utf-8", timeout=timeout)
+
+
+def _run_dir(tmp: Path) -> Path:
+    (run,) = (tmp / "experiments").glob("run_*")
+    return run
+
+
+def _predictions(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _no_key_anywhere(folder: Path, *texts: str) -> None:
+    for text in texts:
+        assert KEY not in text
+    for p in folder.rglob("*"):
+        if p.is_file():
+            assert KEY.encode() not in p.read_bytes(), p
+
+
+def test_fireworks_run_matches_local_schema(tmp_path, server):
+    server.state.faults += [Fault("create_job", 429, 1), Fault("get_job", 500, 1)]
+    server.state.fail_index = {0}  # the first row of every job goes to the error file
+    cfg = _config(tmp_path)
+    proc = _producer(tmp_path, _env(tmp_path, server), "run", "--config", str(cfg), "-w", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = _run_dir(tmp_path)
+    trial_dirs = [p for p in run.iterdir() if (p / "results").is_dir()]
+    assert len(trial_dirs) == 1
+    res = trial_dirs[0] / "results"
+    header, rows = _predictions(res / "predictions.csv")
+    assert header == list(PREDICTIONS_COLUMNS)
+    parts = server.state.counts["job_creates"]
+    total = 2 * sum(SIZES.values())  # two conditions, one temperature, one sample
+    errors = [json.loads(line) for line in (res / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(errors) == parts and len(rows) == total - parts  # error-file rows: failed, never results
+    assert all("row failed" in e["error"] for e in errors)
+    assert all(r["prompt_tokens"] and r["response_text"] for r in rows)
+    assert server.state.counts["create_job"] == parts + 1  # the 429 was retried once
+    assert server.state.signed_with_auth == 0
+    raw = [json.loads(x) for x in (res / "raw_results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(r["engine"]["backend"] == "fireworks" and r["engine"]["cached_tokens"] == 3 for r in raw)
+    status = _producer(tmp_path, _env(tmp_path, server), "status")
+    assert "fireworks jobs" in status.stdout and "COMPLETED" in status.stdout
+    _no_key_anywhere(run, proc.stdout, proc.stderr, status.stdout)
+    _no_key_anywhere(tmp_path / "queue")
+
+    # the same items on the local dry-run engine give predictions.csv with the same columns and custom_ids
+    local_tmp = tmp_path / "local"
+    local_cfg = local_tmp / "local.yaml"
+    local_tmp.mkdir()
+    local_cfg.write_text(yaml.safe_dump(offline_config_dict(local_tmp, sizes=SIZES)), encoding="utf-8")
+    lproc = _producer(local_tmp, _env(local_tmp, None), "run", "--config", str(local_cfg), "-w", "1")
+    assert lproc.returncode == 0, lproc.stdout + lproc.stderr
+    (lres,) = (local_tmp / "experiments").glob("run_*/*/results/predictions.csv")
+    lheader, lrows = _predictions(lres)
+    assert lheader == header
+    failed_ids = {e["custom_id"] for e in errors}
+    assert {r["custom_id"] for r in lrows} == {r["custom_id"] for r in rows} | failed_ids
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    parent = psutil.Process(proc.pid)
+    for child in parent.children(recursive=True):
+        child.kill()
+    parent.kill()
+    proc.wait(timeout=30)
+
+
+def test_kill_after_job_creation_then_resume_creates_no_second_job(tmp_path, server):
+    server.state.hold_jobs = True
+    cfg = _config(tmp_path)
+    env = _env(tmp_path, server)
+    proc = subprocess.Popen([sys.executable, "-m", "producer", "run", "--config", str(cfg), "-w", "1"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        expected_parts = 4  # control/treatment x open/closed
+        deadline = time.monotonic() + 90
+        while server.state.counts.get("job_creates", 0) < expected_parts:
+            assert time.monotonic() < deadline and proc.poll() is None, "jobs were not created"
+            time.sleep(0.1)
+        time.sleep(0.5)  # the pool is polling RUNNING jobs now
+    finally:
+        _kill_tree(proc)
+    creates = dict(server.state.counts)
+    run_id = _run_dir(tmp_path).name[len("run_"):]
+    server.state.hold_jobs = False
+    out = _producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "-w", "1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert server.state.counts["job_creates"] == creates["job_creates"] == expected_parts
+    assert server.state.counts["create_dataset"] == creates["create_dataset"]
+    (pred,) = _run_dir(tmp_path).glob("*/results/predictions.csv")
+    assert len(_predictions(pred)[1]) == 2 * sum(SIZES.values())
+
+
+def test_sweep_uses_each_trials_model_and_shares_controls(tmp_path, server):
+    alt = tmp_path / "alt_treatment.txt"
+    alt.write_text("Answer only when sure; otherwise say you do not know.", encoding="utf-8")
+    base = offline_config_dict(tmp_path)
+    psets = {"default": base["prompt_sets"]["default"],
+             "alt": {"control": base["prompt_sets"]["default"]["control"], "treatment": str(alt)}}
+    cfg = _config(tmp_path, prompt_sets=psets, top_p=0.9, top_k=40,
+                  max_new_tokens={"closed_book": 12, "open_book": 24},
+                  sweep={"models": ["accounts/fireworks/models/model-a", "accounts/fireworks/models/model-b"],
+                         "prompt_sets": ["default", "alt"]})
+    proc = _producer(tmp_path, _env(tmp_path, server), "run", "--config", str(cfg), "-w", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = _run_dir(tmp_path)
+    trials = sorted(p.name for p in run.iterdir() if (p / "results" / "predictions.csv").is_file())
+    assert len(trials) == 4
+    jobs = [c["body"] for c in server.state.calls if c["endpoint"] == "create_job"]
+    n_items = sum(SIZES.values())
+    sent_rows: dict[tuple[str, str], int] = {}
+    for job in jobs:
+        ds = server.state.datasets[job["inputDatasetId"].split("/")[-1]]
+        cond = ds["rows"][0]["custom_id"].split("|")[2]
+        sent_rows[(job["model"], cond)] = sent_rows.get((job["model"], cond), 0) + len(ds["rows"])
+        params = job["inferenceParameters"]
+        assert params["topP"] == 0.9 and params["topK"] == 40 and params["n"] == 1
+        types = {r["custom_id"].split("|")[-1] for r in ds["rows"]}
+        assert len(types) == 1 and params["maxTokens"] == (24 if types == {"open"} else 12)
+        assert all(r["body"]["max_tokens"] == params["maxTokens"] for r in ds["rows"])
+    for model in ("accounts/fireworks/models/model-a", "accounts/fireworks/models/model-b"):
+        assert sent_rows[(model, "control")] == n_items  # shared: once per model, not once per prompt set
+        assert sent_rows[(model, "treatment")] == 2 * n_items  # one per prompt set
+    shared = 0
+    for t in trials:
+        manifest = json.loads((run / t / "results" / "trial_manifest.json").read_text(encoding="utf-8"))
+        _, rows = _predictions(run / t / "results" / "predictions.csv")
+        assert len(rows) == 2 * n_items
+        if manifest.get("shared_control_from"):
+            shared += 1
+            (owner,) = manifest["shared_control_from"]
+            assert manifest["trial"]["model"] in json.loads(
+                (run / owner / "results" / "trial_manifest.json").read_text(encoding="utf-8"))["trial"]["model"]
+    assert shared == 2
+
+
+def test_dry_run_needs_no_key_and_no_network(tmp_path):
+    cfg = _config(tmp_path)
+    proc = _producer(tmp_path, _env(tmp_path, None), "run", "--config", str(cfg), "-w", "1", "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (pred,) = _run_dir(tmp_path).glob("*/results/predictions.csv")
+    assert len(_predictions(pred)[1]) == 2 * sum(SIZES.values())
+    assert not (tmp_path / "data" / "batch_inputs").exists()
+    assert (_run_dir(tmp_path) / "fireworks" / "jobs.jsonl").is_file()
+
+
+def test_missing_key_is_one_line_error(tmp_path):
+    cfg = _config(tmp_path)
+    proc = _producer(tmp_path, _env(tmp_path, None), "enqueue", "--config", str(cfg))
+    assert proc.returncode != 0
+    assert "FIREWORKS_API_KEY" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,122 @@
+"""OpenAI-compatible chat servers: llama.cpp's ``llama-server``, llama-cpp-python's
+``python -m llama_cpp.server``, LM Studio, vLLM (``POST {endpoint}/v1/chat/completions``).
+
+Why: these servers are how users scale past one in-process model (several slots, bigger GPUs).
+Optional API key: the environment variable ``OPENAI_COMPAT_API_KEY`` (sent as a Bearer token, never
+logged or written). llama.cpp's ``timings`` (``cache_n`` cached prompt tokens, ``prompt_n``,
+``predicted_per_second``...) are kept in the engine facts when the server sends them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from config.schema import EvalConfig
+from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError
+from workers.engines.http_common import make_session, normalise_endpoint, request_json
+from workers.engines.tokens import complete_usage
+
+SERVICE = "OpenAI-compatible server"
+API_KEY_ENV = "OPENAI_COMPAT_API_KEY"
+TIMING_KEYS = ("cache_n", "prompt_n", "prompt_ms", "prompt_per_second", "predicted_n", "predicted_ms",
+               "predicted_per_second")
+
+
+def chat_payload(model: str, messages: list[dict[str, str]], params: GenerationParams) -> dict[str, Any]:
+    """The request body: unset top_p/top_k mean "no filter" as in every engine. ``top_k``/``min_p``
+    are extensions that llama.cpp and vLLM accept and OpenAI-strict servers ignore."""
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "temperature": params.temperature,
+        "max_tokens": params.max_tokens,
+        "top_p": params.top_p if params.top_p is not None else 1.0,
+        "top_k": params.top_k if params.top_k is not None else 0,
+        "min_p": 0.0,
+        "stream": False,
+    }
+    if params.stop:
+        payload["stop"] = list(params.stop)
+    if params.seed is not None:
+        payload["seed"] = params.seed
+    return payload
+
+
+def timing_facts(body: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp's ``timings`` object (and OpenAI's ``prompt_tokens_details.cached_tokens``) as facts."""
+    facts: dict[str, Any] = {}
+    timings = body.get("timings")
+    if isinstance(timings, dict):
+        for key in TIMING_KEYS:
+            if key in timings:
+                facts[key] = timings[key]
+    details = (body.get("usage") or {}).get("prompt_tokens_details") or {}
+    if isinstance(details, dict) and details.get("cached_tokens") is not None:
+        facts["cached_tokens"] = details["cached_tokens"]
+    elif "cache_n" in facts:
+        facts["cached_tokens"] = facts["cache_n"]
+    return facts
+
+
+class OpenAICompatEngine:
+    name = "openai_compat"
+    thread_safe = True
+
+    def __init__(self, cfg: EvalConfig, model: str | None = None) -> None:
+        if not cfg.local_endpoint:
+            raise PermanentEngineError("local_endpoint is not set (e.g. http://127.0.0.1:8080)")
+        self.cfg = cfg
+        self.model = model or cfg.local_model or ""
+        self.base_url = normalise_endpoint(cfg.local_endpoint)
+        self.timeout_s = cfg.request_timeout_s
+        self.session = make_session(cfg.max_concurrent_requests)
+        key = os.environ.get(API_KEY_ENV, "").strip()
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None,
+              timeout_s: float | None = None) -> dict[str, Any]:
+        return request_json(
+            self.session, method, f"{self.base_url}{path}", service=SERVICE, model=self.model,
+            timeout_s=timeout_s or self.timeout_s, payload=payload, headers=self._headers,
+        )
+
+    def models(self, timeout_s: float = 10.0) -> list[str]:
+        """``GET /v1/models`` ids (also the health check)."""
+        data = self._call("GET", "/v1/models", timeout_s=timeout_s).get("data") or []
+        return [str(m.get("id")) for m in data if isinstance(m, dict)]
+
+    def facts(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model, "endpoint": self.base_url, "min_p": 0.0}
+
+    def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult:
+        start = time.perf_counter()
+        body = self._call("POST", "/v1/chat/completions", chat_payload(self.model, messages, params))
+        latency = time.perf_counter() - start
+        choices = body.get("choices") or []
+        if not choices:
+            raise PermanentEngineError(f"{SERVICE} at {self.base_url}: answer has no choices")
+        choice = choices[0]
+        text = (choice.get("message") or {}).get("content") or ""
+        usage_body = body.get("usage") or {}
+        usage = complete_usage(usage_body.get("prompt_tokens"), usage_body.get("completion_tokens"), messages, text)
+        facts = self.facts()
+        facts.update(timing_facts(body))
+        reasoning = (choice.get("message") or {}).get("reasoning_content")
+        if reasoning:
+            facts["thinking"] = reasoning
+        if body.get("system_fingerprint"):
+            facts["system_fingerprint"] = body["system_fingerprint"]
+        return EngineResult(
+            text=text,
+            finish_reason=choice.get("finish_reason"),
+            usage=usage,
+            request_id=str(body.get("id") or f"oai-{uuid.uuid4().hex}"),
+            latency_s=latency,
+            engine=facts,
+        )
+
+    def close(self) -> None:
+        self.session.close()

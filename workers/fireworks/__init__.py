@@ -1,0 +1,1 @@
+"""Fireworks batch inference backend: client, part planning, queue tasks, ingest (CONTRACT sections 2, 3)."""

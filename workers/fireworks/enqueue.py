@@ -1,0 +1,138 @@
+"""Register a Fireworks run in the ledger (requests, parts, shared controls) and queue its parts.
+
+Why the same ledger as local runs: export, scoring, stats, costs, report and ``status`` read the
+ledger, so the batch path reuses them unchanged. Each part's requests carry the part number as their
+chunk; a request shared with another trial carries the owner's part, so it completes with it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from config.schema import EvalConfig
+from producer.console import UserError
+from producer.layout import RunLayout
+from producer.ledger import connect
+from producer.ledger.queries import get_run, latest_run, request_count
+from producer.ledger.writes import NewRequest, register_run, set_stop
+from workers.fireworks import store
+from workers.fireworks.parts import FireworksPlan, fireworks_ids, plan_parts
+from workers.fireworks.runner import DRY_RUN_ENGINE
+
+
+def build_plan(cfg: EvalConfig, items: list[dict[str, Any]]) -> tuple[FireworksPlan, list[NewRequest], dict]:
+    """Every trial's requests (its own model and parameters), cut into parts; ledger rows numbered."""
+    from producer.messages import load_prompt_texts
+    from producer.requests_build import iter_trial_requests
+    from producer.trials import expand_trials
+
+    per_trial = []
+    for trial in expand_trials(cfg):
+        texts = load_prompt_texts(cfg, trial.prompt_set)
+        per_trial.append((trial, list(iter_trial_requests(cfg, trial, items, texts))))
+    plan = plan_parts(cfg, per_trial)
+    rows, totals, seq = [], {}, 0
+    for trial, reqs in per_trial:
+        totals[trial.slug] = {"trial": trial.slug, "model": trial.model, "total": len(reqs)}
+        for r in reqs:
+            seq += 1
+            rows.append(NewRequest(r.trial, plan.chunk_of[(r.trial, r.custom_id)], seq, r.custom_id, r.model,
+                                   r.condition, r.temp, r.type, r.body))
+    return plan, rows, totals
+
+
+def enqueue_fireworks_run(cfg: EvalConfig, config_path: Path | None = None, run_id: str | None = None,
+                          limit_items: int | None = None, dry_run: bool = False,
+                          data_overrides: dict[str, str] | None = None, retry_failed_requests: bool = False,
+                          force: bool = False) -> Any:
+    """Like the local enqueue: idempotent, resumable, one transaction for the ledger rows."""
+    from producer.config_option import apply_data_overrides
+    from producer.enqueue import (
+        EnqueueSummary,
+        _snapshot_prepared,
+        _write_manifests,
+        absolute_snapshot,
+        new_run_id,
+        run_fingerprint,
+    )
+    from producer.reconcile import reconcile
+    from workers.fireworks.tasks import reconcile_fireworks
+
+    cfg = apply_data_overrides(cfg, data_overrides)
+    engine = DRY_RUN_ENGINE if dry_run else "fireworks"
+    if not dry_run:
+        from workers.fireworks.client import Credentials, FireworksError
+
+        try:
+            Credentials.from_env()  # fail now, not in a worker an hour later
+        except FireworksError as exc:
+            raise UserError(f"{exc} (or use --dry-run to try the flow offline)") from None
+    fingerprint = run_fingerprint(cfg, limit_items, engine)
+    conn = connect()
+    if run_id is not None:
+        existing = get_run(conn, run_id)
+        if existing is not None and existing["fingerprint"] != fingerprint and not force:
+            raise UserError(f"run {run_id} was created with another config, --limit-items or backend; resume it "
+                            "with the same settings, start a new run id, or pass --force to continue it anyway "
+                            "with its original settings")
+    else:
+        run_id = latest_run(conn, fingerprint, unfinished=True) or new_run_id(fingerprint)
+    layout = RunLayout(Path(cfg.paths.experiments_dir).resolve(), run_id)
+    created = get_run(conn, run_id) is None
+    registered = 0
+    if created:
+        from producer.prepare import ensure_prepared
+
+        prepared = ensure_prepared(cfg, data_overrides, limit_items)
+        prepared_dir = _snapshot_prepared(prepared, layout.run_dir)
+        _write_manifests(cfg, layout, config_path, prepared.items)
+        plan, rows, totals = build_plan(cfg, prepared.items)
+        run_row = {"run_id": run_id, "config_path": str(config_path) if config_path else None,
+                   "config_json": json.dumps(absolute_snapshot(cfg)), "fingerprint": fingerprint,
+                   "engine": engine, "limit_items": limit_items, "experiments_dir": str(layout.experiments_dir),
+                   "prepared_dir": str(prepared_dir)}
+        registered = register_run(conn, run_row, list(totals.values()), rows)
+        parts = [{"part": p.index, "trial": p.trial, "model": p.model, "temp": p.temp, "condition": p.condition,
+                  "type": p.type, "params": p.inference_parameters, "n_rows": len(p.custom_ids),
+                  **fireworks_ids(run_id, p.trial, p.index)} for p in plan.parts]
+        store.register_parts(conn, run_id, parts, plan.shared_from)
+        from workers.fireworks.runner import save_job_table, write_shared_manifest_notes
+
+        write_shared_manifest_notes(run_id)
+        save_job_table(run_id)
+    else:
+        set_stop(conn, run_id, False)
+        if retry_failed_requests:
+            retry_failed_parts(run_id)
+    reconcile(run_id)
+    sent = reconcile_fireworks(run_id)
+    trial_names = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
+    return EnqueueSummary(run_id, created, request_count(conn, run_id), registered, sent, layout.run_dir,
+                          trial_names, engine)
+
+
+def retry_failed_parts(run_id: str) -> int:
+    """Failed parts get a fresh job id (``-r<n>``: the failed job keeps its own) and go back to planned."""
+    from producer.ledger.db import transaction
+
+    conn = connect()
+    store.ensure_tables(conn)
+    failed = conn.execute("select part, job_id, input_dataset_id, output_dataset_id from fireworks_parts"
+                          " where run_id = ? and state = 'failed'", (run_id,)).fetchall()
+    with transaction(conn):
+        for row in failed:
+            base, _, n = row["job_id"].partition("-r")
+            k = int(n) + 1 if n.isdigit() else 1
+            new = f"{base}-r{k}"
+            conn.execute("update fireworks_parts set state = 'planned', job_id = ?, input_dataset_id = ?,"
+                         " output_dataset_id = ?, error = null where run_id = ? and part = ?",
+                         (new, f"{new}-in", f"{new}-out", run_id, row["part"]))
+            conn.execute("update requests set state = 'pending', worker = null where run_id = ? and chunk = ?"
+                         " and state = 'failed'", (run_id, row["part"]))
+        if failed:
+            conn.execute("update trials set export_state = 'pending' where run_id = ? and trial in (select distinct"
+                         " trial from requests where run_id = ? and state = 'pending')", (run_id, run_id))
+            conn.execute("update runs set state = 'active' where run_id = ?", (run_id,))
+    return len(failed)

@@ -1,0 +1,325 @@
+"""An offline stand-in for Fireworks' batch API on 127.0.0.1 (tests and ``--dry-run``).
+
+Why in the package: ``--dry-run`` on the Fireworks backend runs the real client, planner and ingest
+against canned answers with no network and no key. It reproduces the documented endpoints and the
+quirks seen live: ``exampleCount`` required (400 "example_count is required for uploaded datasets"),
+409 on an existing id, job states VALIDATING -> PENDING -> RUNNING -> COMPLETED (or FAILED / EXPIRED
+with partial output), a body-less GET ``:getDownloadEndpoint`` returning path-prefixed
+``filenameToSignedUrls`` served by this same server, rows out of order, an ``error-data`` file, and
+``usage.prompt_tokens_details.cached_tokens``. Tests script faults (429, 500, a 400 with a message)
+and read counts per endpoint, created jobs and every request body.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+JOB_FLOW = ("JOB_STATE_VALIDATING", "JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+_ACCOUNT = r"/v1/accounts/(?P<acct>[^/]+)"
+
+
+@dataclass
+class Fault:
+    """Answer ``status`` (with ``message``) to the next ``times`` calls of ``endpoint``."""
+
+    endpoint: str
+    status: int
+    times: int = 1
+    message: str = "injected fault"
+
+
+@dataclass
+class FakeState:
+    api_key: str = "test-key"
+    final_state: str = "JOB_STATE_COMPLETED"
+    fail_rows: set[str] = field(default_factory=set)  # custom_ids written to error-data instead
+    fail_index: set[int] = field(default_factory=set)  # or input line numbers (0-based) of each job
+    hold_jobs: bool = False  # keep jobs RUNNING (a test kills the client meanwhile)
+    cached_tokens: int = 3
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # signed token -> content
+    counts: dict[str, int] = field(default_factory=dict)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    signed_with_auth: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _answer(model: str, body: dict[str, Any]) -> str:
+    """A deterministic canned answer (the last word of the question, or 'unknown')."""
+    user = body["messages"][-1]["content"]
+    m = re.search(r"QUESTION:\s*(.+)", user, re.S)
+    words = re.findall(r"[A-Za-z0-9]+", m.group(1) if m else user)
+    return words[-1] if words else "unknown"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeFireworksServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        return
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _send(self, status: int, payload: Any = None, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(payload if payload is not None else {}).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json" if raw is None else "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        codes = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED"}
+        self._send(status, {"code": codes.get(status, "INTERNAL"), "message": message})
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _route(self, method: str) -> None:
+        st = self.server.state
+        url = urlsplit(self.path)
+        body = self._body()
+        endpoint, args = _match(method, url.path)
+        with st.lock:
+            st.counts[endpoint] = st.counts.get(endpoint, 0) + 1
+            call = {"method": method, "path": url.path, "endpoint": endpoint,
+                    "auth": self.headers.get("Authorization")}
+            st.calls.append(call)
+            fault = next((f for f in st.faults if f.endpoint == endpoint and f.times > 0), None)
+            if fault:
+                fault.times -= 1
+        if endpoint == "signed":
+            if self.headers.get("Authorization"):
+                st.signed_with_auth += 1
+            content = st.files.get(args["token"])
+            return self._send(200, raw=content) if content is not None else self._error(404, "expired")
+        if self.headers.get("Authorization") != f"Bearer {st.api_key}":
+            return self._send(403, {"error": {"message": "The API key you provided is invalid.",
+                                              "code": "UNAUTHORIZED"}})
+        if fault:
+            return self._error(fault.status, fault.message)
+        if endpoint == "unknown":
+            return self._error(404, "resource not found")
+        handler = getattr(self, f"_h_{endpoint}")
+        handler(args, parse_qs(url.query), body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._route("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._route("POST")
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def _h_create_dataset(self, args: dict, query: dict, body: bytes) -> None:
+        st = self.server.state
+        req = json.loads(body or b"{}")
+        call_body(st, req)
+        ds_id = req.get("datasetId")
+        ds = req.get("dataset") or {}
+        if not ds_id:
+            return self._error(400, "dataset_id is required")
+        if "exampleCount" not in ds:
+            return self._error(400, "example_count is required for uploaded datasets")
+        with st.lock:
+            if ds_id in st.datasets:
+                return self._error(409, f"dataset {ds_id} already exists")
+            st.datasets[ds_id] = {"name": f"accounts/{args['acct']}/datasets/{ds_id}", "state": "UPLOADING",
+                                  "exampleCount": str(ds["exampleCount"]), "userUploaded": {}, "rows": []}
+            out = {k: v for k, v in st.datasets[ds_id].items() if k != "rows"}
+        self._send(200, out)
+
+    def _h_get_dataset(self, args: dict, query: dict, body: bytes) -> None:
+        ds = self.server.state.datasets.get(args["ds"])
+        if ds is None:
+            return self._error(404, "resource not found")
+        self._send(200, {k: v for k, v in ds.items() if k != "rows"})
+
+    def _h_upload(self, args: dict, query: dict, body: bytes) -> None:
+        st = self.server.state
+        ds = st.datasets.get(args["ds"])
+        if ds is None:
+            return self._error(404, "resource not found")
+        m = re.search(rb"\r\n\r\n(.*)\r\n--", body, re.S)
+        content = m.group(1) if m else b""
+        try:
+            rows = [json.loads(line) for line in content.decode("utf-8").splitlines() if line.strip()]
+        except ValueError:
+            return self._error(400, "file is not valid JSONL")
+        with st.lock:
+            ds["rows"] = rows
+            ds["state"] = "READY"
+        self._send(200, {"id": args["ds"], "object": "file", "bytes": len(content), "filename": "part.jsonl"})
+
+    def _h_create_job(self, args: dict, query: dict, body: bytes) -> None:
+        st = self.server.state
+        req = json.loads(body or b"{}")
+        call_body(st, req)
+        job_id = (query.get("batchInferenceJobId") or [None])[0] or f"job-{uuid.uuid4().hex[:8]}"
+        if not req.get("model") or not req.get("inputDatasetId"):
+            return self._error(400, "model and input_dataset_id are required")
+        in_id = req["inputDatasetId"].split("/")[-1]
+        if in_id not in st.datasets or st.datasets[in_id]["state"] != "READY":
+            return self._error(400, f"input dataset {in_id} is not READY")
+        with st.lock:
+            if job_id in st.jobs:
+                return self._error(409, f"batch inference job {job_id} already exists")
+            st.counts["job_creates"] = st.counts.get("job_creates", 0) + 1
+            out_name = req.get("outputDatasetId") or f"accounts/{args['acct']}/datasets/{job_id}-output"
+            st.jobs[job_id] = {"name": f"accounts/{args['acct']}/batchInferenceJobs/{job_id}", "step": 0,
+                               "state": JOB_FLOW[0], "model": req["model"], "inputDatasetId": req["inputDatasetId"],
+                               "outputDatasetId": out_name, "inferenceParameters": req.get("inferenceParameters") or {},
+                               "status": {"code": "OK", "message": ""}}
+            job = _public_job(st, job_id)
+        self._send(200, job)
+
+    def _h_get_job(self, args: dict, query: dict, body: bytes) -> None:
+        st = self.server.state
+        with st.lock:
+            job = st.jobs.get(args["job"])
+            if job is None:
+                return self._error(404, "resource not found")
+            if job["state"] in JOB_FLOW and not (st.hold_jobs and job["state"] == JOB_FLOW[-1]):
+                job["step"] += 1
+                if job["step"] < len(JOB_FLOW):
+                    job["state"] = JOB_FLOW[job["step"]]
+                else:
+                    _finish(st, args["job"])
+            out = _public_job(st, args["job"])
+        self._send(200, out)
+
+    def _h_download(self, args: dict, query: dict, body: bytes) -> None:
+        st = self.server.state
+        if body:
+            return self._error(400, "GET request with a body is not allowed")
+        ds = st.datasets.get(args["ds"])
+        if ds is None or "outputs" not in ds:
+            return self._error(404, "resource not found")
+        host = f"http://{self.server.server_address[0]}:{self.server.server_address[1]}"
+        urls = {}
+        with st.lock:
+            for name, content in ds["outputs"].items():
+                token = uuid.uuid4().hex
+                st.files[token] = content
+                urls[f"dataset/{args['ds']}/{name}"] = f"{host}/signed/{token}?X-Goog-Expires=599"
+        self._send(200, {"filenameToSignedUrls": urls})
+
+
+def call_body(st: FakeState, req: dict[str, Any]) -> None:
+    with st.lock:
+        st.calls[-1]["body"] = req
+
+
+def _public_job(st: FakeState, job_id: str) -> dict[str, Any]:
+    job = st.jobs[job_id]
+    out = {k: v for k, v in job.items() if k != "step"}
+    in_ds = st.datasets.get(job["inputDatasetId"].split("/")[-1], {})
+    total = len(in_ds.get("rows", []))
+    done = job.get("processed", 0)
+    out["jobProgress"] = {"percent": int(100 * done / total) if total else 0, "totalInputRequests": total,
+                          "totalProcessedRequests": done, "successfullyProcessedRequests": job.get("ok", 0),
+                          "failedRequests": job.get("failed", 0), "outputRows": job.get("ok", 0),
+                          "cachedInputTokenCount": job.get("cached", 0)}
+    return out
+
+
+def _finish(st: FakeState, job_id: str) -> None:
+    """Terminal state: write BIJOutputSet.jsonl (shuffled) and error-data into the output dataset."""
+    job = st.jobs[job_id]
+    job["state"] = st.final_state
+    rows = st.datasets[job["inputDatasetId"].split("/")[-1]]["rows"]
+    if st.final_state == "JOB_STATE_FAILED":
+        job["status"] = {"code": "INVALID_ARGUMENT", "message": "Dataset has a syntax error"}
+        return
+    if st.final_state == "JOB_STATE_EXPIRED":
+        rows = rows[: len(rows) // 2]
+    out_lines, err_lines = [], []
+    cached = 0
+    for i, row in enumerate(rows):
+        cid = row["custom_id"]
+        if cid in st.fail_rows or i in st.fail_index:
+            err_lines.append(json.dumps({"custom_id": cid, "error": {"message": "row failed", "code": 500}}))
+            continue
+        body = row["body"]
+        text = _answer(job["model"], body)
+        prompt = sum(len(m["content"].split()) for m in body["messages"])
+        completion = len(text.split())
+        cached += st.cached_tokens
+        out_lines.append(json.dumps({"custom_id": cid, "response": {
+            "id": f"chatcmpl-{job_id}-{i}", "object": "chat.completion", "model": job["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion,
+                      "prompt_tokens_details": {"cached_tokens": st.cached_tokens}}}}))
+    random.Random(job_id).shuffle(out_lines)  # rows come back out of order
+    job.update(processed=len(rows), ok=len(out_lines), failed=len(err_lines), cached=cached)
+    out_id = job["outputDatasetId"].split("/")[-1]
+    st.datasets[out_id] = {"name": job["outputDatasetId"], "state": "READY", "exampleCount": str(len(out_lines)),
+                           "rows": [], "outputs": {
+                               "BIJOutputSet.jsonl": ("\n".join(out_lines) + "\n").encode("utf-8"),
+                               "error-data": ("\n".join(err_lines) + ("\n" if err_lines else "")).encode("utf-8")}}
+
+
+_ROUTES = [
+    ("POST", re.compile(_ACCOUNT + r"/datasets$"), "create_dataset"),
+    ("POST", re.compile(_ACCOUNT + r"/datasets/(?P<ds>[^/:]+):upload$"), "upload"),
+    ("GET", re.compile(_ACCOUNT + r"/datasets/(?P<ds>[^/:]+):getDownloadEndpoint$"), "download"),
+    ("GET", re.compile(_ACCOUNT + r"/datasets/(?P<ds>[^/:]+)$"), "get_dataset"),
+    ("POST", re.compile(_ACCOUNT + r"/batchInferenceJobs$"), "create_job"),
+    ("GET", re.compile(_ACCOUNT + r"/batchInferenceJobs/(?P<job>[^/:]+)$"), "get_job"),
+    ("GET", re.compile(r"/signed/(?P<token>[0-9a-f]+)$"), "signed"),
+]
+
+
+def _match(method: str, path: str) -> tuple[str, dict[str, str]]:
+    for m, rx, name in _ROUTES:
+        hit = rx.match(path)
+        if hit:
+            if m != method:
+                return "unknown", {}
+            return name, hit.groupdict()
+    return "unknown", {}
+
+
+class FakeFireworksServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: FakeState | None = None, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.state = state or FakeState()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> FakeFireworksServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="fake-fireworks", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Offline Fireworks batch API on 127.0.0.1")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--key", default="test-key")
+    ns = ap.parse_args()
+    srv = FakeFireworksServer(FakeState(api_key=ns.key), ns.port)
+    print(f"fake Fireworks on {srv.base_url} (account any, key {ns.key!r})")
+    srv.serve_forever()

@@ -1,0 +1,179 @@
+"""Cut a run's requests into Fireworks parts: one job per part, deterministic ids, shared controls.
+
+Why: a part is one trial x temperature x condition x type (CONTRACT section 2 files, split further by
+type so the job-level ``maxTokens`` is exact), cut below the upload limit. Ids derive from run, trial
+and part, so a retry or a resume finds the job it already created instead of paying twice.
+Requests identical across trials (same model and body, e.g. the control of a sweep over treatment
+prompts) are sent once, by the first trial that needs them; the others share its result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.contract import CustomIdError, parse_custom_id
+from config.schema import EvalConfig
+from producer.requests_build import Request
+from producer.trials import Trial
+from workers.fireworks.client import UPLOAD_LIMIT_BYTES
+
+# Fireworks resource ids: lowercase letters, digits and hyphens, at most 63 characters
+# (the AIP-122 style ids the API uses for datasets and batchInferenceJobs).
+MAX_ID_LEN = 63
+_ID_UNSAFE = re.compile(r"[^a-z0-9-]+")
+ROLES = {"system", "user", "assistant"}
+
+
+class RowValidationError(ValueError):
+    """A batch row the server would reject; one bad row fails a whole Fireworks job."""
+
+
+def share_key(model: str, custom_id: str, body: dict[str, Any]) -> str:
+    """Identity of a generation: model + custom_id (item, condition, temp, sample) + exact body."""
+    text = json.dumps([model, custom_id, body], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fireworks_ids(run_id: str, trial: str, part: int) -> dict[str, str]:
+    """Deterministic job and dataset ids for (run, trial, part), valid Fireworks resource ids."""
+    digest = hashlib.sha256(f"{run_id}|{trial}|{part}".encode()).hexdigest()[:8]
+    readable = _ID_UNSAFE.sub("-", f"{run_id}-{trial}".lower()).strip("-")
+    readable = re.sub("-{2,}", "-", readable)[:36].strip("-")
+    base = f"ee-{readable}-p{part}-{digest}"
+    assert len(base) + 4 <= MAX_ID_LEN
+    return {"job_id": base, "input_dataset_id": f"{base}-in", "output_dataset_id": f"{base}-out"}
+
+
+def validate_row(row: dict[str, Any]) -> None:
+    """Local checks mirroring the server's dataset validation (raise RowValidationError)."""
+    cid = row.get("custom_id")
+    if not isinstance(cid, str) or not cid:
+        raise RowValidationError("row without custom_id")
+    try:
+        parse_custom_id(cid)
+    except CustomIdError as exc:
+        raise RowValidationError(f"{cid}: {exc}") from None
+    body = row.get("body")
+    if not isinstance(body, dict):
+        raise RowValidationError(f"{cid}: body is not an object")
+    if "model" in body:
+        raise RowValidationError(f"{cid}: body must not name a model (the model is set on the job)")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RowValidationError(f"{cid}: messages must be a non-empty list")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise RowValidationError(f"{cid}: message {i} has an invalid role")
+        if not isinstance(m.get("content"), str):
+            raise RowValidationError(f"{cid}: message {i} content is not text")
+    if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
+        raise RowValidationError(f"{cid}: the last message must be a non-empty user message")
+    mt = body.get("max_tokens")
+    if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+        raise RowValidationError(f"{cid}: max_tokens must be a positive integer")
+    t = body.get("temperature")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 2
+                          or not math.isfinite(t)):
+        raise RowValidationError(f"{cid}: temperature must be a number in 0..2")
+    tp = body.get("top_p")
+    if tp is not None and (isinstance(tp, bool) or not isinstance(tp, (int, float)) or not 0 < tp <= 1):
+        raise RowValidationError(f"{cid}: top_p must be in (0, 1]")
+    tk = body.get("top_k")
+    if tk is not None and (isinstance(tk, bool) or not isinstance(tk, int) or tk < 0):
+        raise RowValidationError(f"{cid}: top_k must be a non-negative integer")
+    stop = body.get("stop")
+    if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)):
+        raise RowValidationError(f"{cid}: stop must be a list of strings")
+
+
+def encode_rows(rows: Iterable[dict[str, Any]]) -> bytes:
+    """Validate every row and return the JSONL bytes (UTF-8, one row per line, unique custom_ids)."""
+    seen: set[str] = set()
+    lines = []
+    for row in rows:
+        validate_row(row)
+        if row["custom_id"] in seen:
+            raise RowValidationError(f"{row['custom_id']}: duplicate custom_id in one part")
+        seen.add(row["custom_id"])
+        lines.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+def inference_parameters(trial: Trial, temp: float, type_: str) -> dict[str, Any]:
+    """Job-level ``inferenceParameters`` for one part: the trial's own limits and sampling."""
+    params: dict[str, Any] = {"maxTokens": trial.max_tokens_for(type_), "temperature": float(temp), "n": 1}
+    if trial.top_p is not None:
+        params["topP"] = trial.top_p
+    if trial.top_k is not None:
+        params["topK"] = trial.top_k
+    return params
+
+
+@dataclass
+class Part:
+    index: int
+    trial: str
+    model: str
+    temp: str
+    condition: str
+    type: str
+    inference_parameters: dict[str, Any]
+    custom_ids: list[str] = field(default_factory=list)
+    nbytes: int = 0
+
+
+@dataclass
+class FireworksPlan:
+    parts: list[Part]
+    chunk_of: dict[tuple[str, str], int]  # (trial, custom_id) -> part index that generates it
+    shared_from: dict[tuple[str, str], str]  # (trial, custom_id) -> owner trial (shared generation)
+
+
+def _row_bytes(req: Request) -> int:
+    return len(json.dumps(req.to_batch_row(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")) + 1
+
+
+def plan_parts(cfg: EvalConfig, trial_requests: Iterable[tuple[Trial, list[Request]]]) -> FireworksPlan:
+    """Group owned requests into parts under ``max_part_bytes``; map shared requests to their owner."""
+    limit = min(cfg.fireworks.max_part_bytes, UPLOAD_LIMIT_BYTES)
+    owner: dict[str, tuple[str, str]] = {}  # share key -> (trial, custom_id)
+    groups: dict[tuple[str, str, str, str], list[Request]] = {}
+    shared: dict[tuple[str, str], str] = {}
+    trials: dict[str, Trial] = {}
+    temps_float: dict[tuple[str, str], float] = {}
+    for trial, reqs in trial_requests:
+        trials[trial.slug] = trial
+        for t in trial.temps:
+            temps_float[(trial.slug, repr(float(t)))] = float(t)
+        for req in reqs:
+            key = share_key(req.model, req.custom_id, req.body)
+            if key in owner:
+                shared[(trial.slug, req.custom_id)] = owner[key][0]
+                continue
+            owner[key] = (trial.slug, req.custom_id)
+            groups.setdefault((trial.slug, req.temp, req.condition, req.type), []).append(req)
+    parts: list[Part] = []
+    chunk_of: dict[tuple[str, str], int] = {}
+    for (slug, temp, condition, type_), reqs in groups.items():
+        trial = trials[slug]
+        current: Part | None = None
+        for req in reqs:
+            size = _row_bytes(req)
+            if size > limit:
+                raise RowValidationError(f"{req.custom_id}: one row is {size} bytes, over max_part_bytes {limit}")
+            if current is None or current.nbytes + size > limit:
+                current = Part(len(parts), slug, trial.model, temp, condition, type_,
+                               inference_parameters(trial, temps_float.get((slug, temp), float(temp)), type_))
+                parts.append(current)
+            current.custom_ids.append(req.custom_id)
+            current.nbytes += size
+            chunk_of[(slug, req.custom_id)] = current.index
+    for (slug, cid), owner_slug in shared.items():
+        chunk_of[(slug, cid)] = chunk_of[(owner_slug, cid)]
+    return FireworksPlan(parts, chunk_of, shared)

@@ -1,0 +1,142 @@
+"""Huey tasks of the Fireworks backend: submit a part, poll its job (re-scheduling itself), ingest.
+
+Why scheduled polling: a job takes minutes to hours; ``fw_poll_part.schedule(delay=...)`` frees the
+worker between polls and survives a restart (the schedule lives in Huey's SQLite). Messages carry only
+(run_id, part); the ledger's ``fireworks_parts`` table says what exists, so a message run twice, late,
+or after a crash repeats no paid work. ``reconcile_fireworks`` re-sends the messages a crash lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from producer.huey_app import enqueue_many, huey, queued_task_args
+from producer.ledger import connect
+from producer.ledger.queries import is_stopped, trial_is_complete
+from workers.fireworks import store
+from workers.fireworks.client import FireworksError
+from workers.fireworks.parts import RowValidationError
+
+log = logging.getLogger("workers.fireworks")
+
+DRY_RUN_POLL_S = 0.01
+
+
+def _settings(run_id: str):
+    from workers.inference import run_settings
+
+    return run_settings(run_id)
+
+
+def _retryable(exc: FireworksError) -> bool:
+    return exc.status is None or exc.status in (408, 429) or exc.status >= 500
+
+
+def _fail_part(run_id: str, part: int, message: str) -> None:
+    from workers.fireworks.runner import _fail_open
+
+    conn = connect()
+    row = store.get_part(conn, run_id, part)
+    if row is None:
+        return
+    _fail_open(conn, run_id, row, message)
+    store.update_part(conn, run_id, part, state="failed", error=message[:500])
+    after_part(run_id, part)
+
+
+def after_part(run_id: str, part: int) -> None:
+    """Score the part's results and export every trial that no longer has open requests."""
+    from workers import tasks
+    from workers.fireworks.runner import save_job_table, trials_of_part
+
+    save_job_table(run_id)
+    conn = connect()
+    tasks.score_chunk(run_id, part)
+    for trial in trials_of_part(conn, run_id, part):
+        if trial_is_complete(conn, run_id, trial):
+            tasks.export_trial(run_id, trial)
+
+
+@huey.task()
+def fw_submit_part(run_id: str, part: int) -> None:
+    from workers import worker_state
+    from workers.fireworks.runner import DRY_RUN_ENGINE, make_client, poll_part, submit_part
+
+    worker_state.ensure_registered()
+    if is_stopped(connect(), run_id):
+        return
+    cfg, engine = _settings(run_id)
+    try:
+        client = make_client(cfg, engine)
+        state = submit_part(run_id, part, cfg, client)
+        if state != "submitted":
+            return
+        if engine == DRY_RUN_ENGINE:  # offline fake lives in this process: finish the part here
+            while not poll_part(run_id, part, cfg, client):
+                time.sleep(DRY_RUN_POLL_S)
+            after_part(run_id, part)
+            return
+    except RowValidationError as exc:
+        _fail_part(run_id, part, f"invalid batch row: {exc}")
+        return
+    except FireworksError as exc:
+        if _retryable(exc):
+            log.warning("part %s: %s; trying again later", part, exc)
+            fw_submit_part.schedule((run_id, part), delay=cfg.fireworks.poll_interval_s)
+        else:
+            _fail_part(run_id, part, str(exc))
+        return
+    fw_poll_part.schedule((run_id, part), delay=cfg.fireworks.poll_interval_s)
+
+
+@huey.task()
+def fw_poll_part(run_id: str, part: int) -> None:
+    from workers import worker_state
+    from workers.fireworks.runner import DRY_RUN_ENGINE, make_client, poll_part
+
+    worker_state.ensure_registered()
+    if is_stopped(connect(), run_id):
+        return  # resume re-schedules the poll
+    cfg, engine = _settings(run_id)
+    try:
+        finished = poll_part(run_id, part, cfg, make_client(cfg, engine))
+    except FireworksError as exc:
+        if exc.status == 404 and engine == DRY_RUN_ENGINE:  # the offline fake died with its process
+            store.update_part(connect(), run_id, part, state="planned")
+            fw_submit_part(run_id, part)
+            return
+        if not _retryable(exc):
+            _fail_part(run_id, part, str(exc))
+            return
+        log.warning("part %s: poll failed (%s); polling again later", part, exc)
+        finished = False
+    if finished:
+        after_part(run_id, part)
+    else:
+        fw_poll_part.schedule((run_id, part), delay=cfg.fireworks.poll_interval_s)
+
+
+def reconcile_fireworks(run_id: str | None = None) -> int:
+    """Re-send lost messages: planned parts get a submit, submitted parts a poll. Returns messages sent."""
+    conn = connect()
+    store.ensure_tables(conn)
+    sql = ("select p.run_id, p.part, p.state from fireworks_parts p join runs u on u.run_id = p.run_id"
+           " where p.state in ('planned', 'submitted') and u.stop_requested = 0")
+    args: tuple = ()
+    if run_id is not None:
+        sql += " and p.run_id = ?"
+        args = (run_id,)
+    rows = conn.execute(sql, args).fetchall()
+    if not rows:
+        return 0
+    have_submit = queued_task_args("fw_submit_part")
+    have_poll = queued_task_args("fw_poll_part")
+    msgs = []
+    for r in rows:
+        key = (r["run_id"], r["part"])
+        if r["state"] == "planned" and key not in have_submit:
+            msgs.append(fw_submit_part.s(*key))
+        elif r["state"] == "submitted" and key not in have_poll:
+            msgs.append(fw_poll_part.s(*key))
+    return enqueue_many(msgs)
