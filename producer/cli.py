@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "stop": "producer.cmd_stop:stop",
     "parse": "producer.cmd_parse:parse",
     "doctor": "producer.cmd_doctor:doctor",
+    "archive": "producer.cmd_archive:archive",
     "analyse": "scoring.cmd_analyse:analyse",
 }
 

@@ -12,6 +12,8 @@ from producer.console import make_console_safe, one_line_errors
 
 dry_run_option = click.option("--dry-run", is_flag=True, help="Use the dry_run engine (no model): the whole flow offline.")
 retry_failed_option = click.option("--retry-failed", is_flag=True, help="Send failed requests of the run again.")
+force_option = click.option("--force", is_flag=True,
+                            help="Continue --run-id even though the config changed (the run keeps its own settings).")
 
 
 @click.command()
@@ -21,14 +23,15 @@ retry_failed_option = click.option("--retry-failed", is_flag=True, help="Send fa
 @click.option("--run-id", default=None, help="Run id (default: resume the unfinished run of this config, else new).")
 @dry_run_option
 @retry_failed_option
+@force_option
 @one_line_errors
 def enqueue(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None,
-            run_id: str | None, dry_run: bool, retry_failed: bool) -> None:
+            run_id: str | None, dry_run: bool, retry_failed: bool, force: bool) -> None:
     """Prepare if needed, register the run in the ledger and queue every missing request."""
     from producer.enqueue import enqueue_run
 
     make_console_safe()
-    s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed)
+    s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed, force=force)
     verb = "registered" if s.created else "resumed"
     click.echo(f"run {s.run_id} {verb}: {s.total} requests in {len(s.trials)} trial(s), engine {s.engine}; "
                f"{s.enqueued} chunk message(s) queued")

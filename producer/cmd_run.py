@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from config.schema import EvalConfig
-from producer.cmd_enqueue import dry_run_option, retry_failed_option
+from producer.cmd_enqueue import dry_run_option, force_option, retry_failed_option
 from producer.config_option import config_option, data_option, limit_items_option
 from producer.console import make_console_safe, one_line_errors
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
@@ -64,11 +64,12 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
               help="Continue a stopped or crashed run with the settings it was created with.")
 @dry_run_option
 @retry_failed_option
+@force_option
 @allow_sleep_option
 @click.option("-v", "--verbose", is_flag=True, help="Log worker activity.")
 @one_line_errors
 def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None, workers: int,
-        run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, allow_sleep: bool,
+        run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, force: bool, allow_sleep: bool,
         verbose: bool) -> None:
     """Run a whole local evaluation: results, predictions.csv and the report of every trial."""
     from producer.enqueue import enqueue_run, resume_run
@@ -80,7 +81,7 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
     if resume:
         s = resume_run(resume, retry_failed)
     else:
-        s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed)
+        s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed, force=force)
     click.echo(f"run {s.run_id}: {s.total} requests, {len(s.trials)} trial(s), engine {s.engine}, "
                f"{workers} worker(s)")
     pool = WorkerPool(workers, level)

@@ -14,7 +14,7 @@ def _open_readonly():
     from producer.ledger.db import connect
     from producer.queue_paths import ledger_path
 
-    path = ledger_path()
+    path = ledger_path(create=False)
     if not path.exists():
         raise UserError(f"no ledger at {path}: enqueue a run first (python -m producer enqueue)")
     return connect(path, readonly=True)

@@ -12,22 +12,20 @@ from producer.console import UserError, make_console_safe, one_line_errors
 @one_line_errors
 def stop(run_id: str | None) -> None:
     """Workers finish their current request, give the rest back and take no more of this run."""
+    from producer.enqueue import sync_stop_flag
     from producer.ledger import connect
     from producer.ledger.queries import get_run, latest_run
     from producer.ledger.writes import set_stop
 
+    from producer.queue_paths import ledger_path
+
     make_console_safe()
+    if not ledger_path(create=False).exists():
+        raise UserError(f"no ledger at {ledger_path(create=False)}: nothing to stop")
     conn = connect()
     run_id = run_id or latest_run(conn, unfinished=True)
     if run_id is None or get_run(conn, run_id) is None:
         raise UserError("no such run (or nothing unfinished to stop)")
     set_stop(conn, run_id, True)
-    run = get_run(conn, run_id)
-    try:
-        from producer.layout import RunLayout
-        from producer.manifests import set_stop_flag
-
-        set_stop_flag(RunLayout(__import__("pathlib").Path(run["experiments_dir"]), run_id), True)
-    except (ImportError, OSError):
-        pass
+    sync_stop_flag(get_run(conn, run_id)["experiments_dir"], run_id, True)
     click.echo(f"run {run_id}: stop requested; resume with: python -m producer run --resume {run_id}")

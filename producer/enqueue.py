@@ -67,22 +67,38 @@ def absolute_snapshot(cfg: EvalConfig) -> dict[str, Any]:
     return data
 
 
-def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int = CHUNK_SIZE
-                     ) -> Iterator[NewRequest]:
-    """Every request of every trial, in prefix-aware order, numbered into chunks."""
+def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int = CHUNK_SIZE,
+                     shared: dict[tuple[str, str], str] | None = None) -> Iterator[NewRequest]:
+    """Every request of every trial, in prefix-aware order, numbered into chunks.
+
+    A request identical to one of an earlier trial (``producer.sweep_share``) is put in its owner's
+    chunk and recorded in ``shared`` ((trial, custom_id) -> owner trial): it is generated once.
+    """
     from producer.messages import load_prompt_texts
     from producer.requests_build import iter_trial_requests
+    from producer.sweep_share import share_key
     from producer.trials import expand_trials
 
     chunk, in_chunk, seq, group = -1, 0, 0, None
+    owners: dict[str, tuple[str, int]] = {}
     for trial in expand_trials(cfg):
         texts = load_prompt_texts(cfg, trial.prompt_set)
         for req in iter_trial_requests(cfg, trial, items, texts):
+            skey = share_key(req.model, req.custom_id, req.body)
+            if skey in owners:
+                owner, owner_chunk = owners[skey]
+                if shared is not None:
+                    shared[(req.trial, req.custom_id)] = owner
+                seq += 1
+                yield NewRequest(req.trial, owner_chunk, seq, req.custom_id, req.model, req.condition, req.temp,
+                                 req.type, req.body)
+                continue
             key = (req.trial, req.temp, req.condition, req.model)
             if key != group or in_chunk >= chunk_size:
                 chunk, in_chunk, group = chunk + 1, 0, key
             in_chunk += 1
             seq += 1
+            owners[skey] = (req.trial, chunk)
             yield NewRequest(req.trial, chunk, seq, req.custom_id, req.model, req.condition, req.temp,
                              req.type, req.body)
 
@@ -111,6 +127,15 @@ def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | Non
         manifests.write_trial_manifest(layout, cfg, trial, items)
 
 
+def sync_stop_flag(experiments_dir: Path | str, run_id: str, stop: bool) -> None:
+    """Mirror the ledger's stop flag into run_state.json (CONTRACT section 9) for readers of the run folder."""
+    from producer.manifests import set_stop_flag
+
+    layout = RunLayout(Path(experiments_dir), run_id)
+    if layout.run_state.exists():
+        set_stop_flag(layout, stop)
+
+
 def enqueue_run(
     cfg: EvalConfig,
     config_path: Path | None = None,
@@ -120,6 +145,7 @@ def enqueue_run(
     data_overrides: dict[str, str] | None = None,
     retry_failed_requests: bool = False,
     chunk_size: int = CHUNK_SIZE,
+    force: bool = False,
 ) -> EnqueueSummary:
     """Prepare if needed, register the run (once), and send a message for every open chunk."""
     from producer.config_option import apply_data_overrides
@@ -129,17 +155,18 @@ def enqueue_run(
         from workers.fireworks.enqueue import enqueue_fireworks_run
 
         return enqueue_fireworks_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides,
-                                     retry_failed_requests)
+                                     retry_failed_requests, force)
     cfg = apply_data_overrides(cfg, data_overrides)
     engine = "dry_run" if dry_run else cfg.local_engine
     fingerprint = run_fingerprint(cfg, limit_items, engine)
     conn = connect()
     if run_id is not None:
         existing = get_run(conn, run_id)
-        if existing is not None and existing["fingerprint"] != fingerprint:
+        if existing is not None and existing["fingerprint"] != fingerprint and not force:
             raise UserError(
                 f"run {run_id} was created with another config, --limit-items or engine; "
-                "resume it with the same settings or start a new run id"
+                "resume it with the same settings, start a new run id, or pass --force to continue it "
+                "with the settings it was created with"
             )
     else:
         run_id = latest_run(conn, fingerprint, unfinished=True) or new_run_id(fingerprint)
@@ -155,7 +182,8 @@ def enqueue_run(
         items = prepared.items
         prepared_dir = _snapshot_prepared(prepared, layout.run_dir)
         _write_manifests(cfg, layout, config_path, items)
-        requests = list(chunked_requests(cfg, items, chunk_size))
+        shared: dict[tuple[str, str], str] = {}
+        requests = list(chunked_requests(cfg, items, chunk_size, shared))
         totals: dict[str, int] = {}
         for r in requests:
             totals[r.trial] = totals.get(r.trial, 0) + 1
@@ -170,9 +198,14 @@ def enqueue_run(
             "experiments_dir": str(layout.experiments_dir),
             "prepared_dir": str(prepared_dir),
         }
+        from producer.sweep_share import register_shared, write_manifest_notes
+
+        register_shared(conn, run_id, shared)  # before the requests: none of them is ever generated twice
         registered = register_run(conn, run_row, trials, requests)
+        write_manifest_notes(conn, layout, run_id)
     else:
         set_stop(conn, run_id, False)
+        sync_stop_flag(existing["experiments_dir"], run_id, False)
         if retry_failed_requests:
             retry_failed(conn, run_id)
     report = reconcile(run_id)
@@ -190,6 +223,7 @@ def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSumma
     if run is None:
         raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
     set_stop(conn, run_id, False)
+    sync_stop_flag(run["experiments_dir"], run_id, False)
     if retry_failed_requests and str(run["engine"]).startswith("fireworks"):
         from workers.fireworks.enqueue import retry_failed_parts
 

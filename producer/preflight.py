@@ -228,7 +228,7 @@ def _openai_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFact
 def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
     from workers.engines.base import EngineError
     from workers.engines.model_files import resolve_model_path
-    from workers.engines.tokens import gguf_counter, gguf_metadata
+    from workers.engines.tokens import gguf_counter, gguf_metadata, import_llama_cpp
 
     facts = EngineFacts(context_limit=cfg.n_ctx, context_source=f"n_ctx {cfg.n_ctx}")
     try:
@@ -244,8 +244,7 @@ def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineF
         return [Check("model", FAIL, f"{path} is not a GGUF file")], facts
     checks = [Check("model", OK, f"{path} ({path.stat().st_size / 1024 / 1024:.0f} MiB)")]
     try:
-        import llama_cpp
-
+        llama_cpp = import_llama_cpp()
         checks.insert(0, Check("engine", OK, f"llama-cpp-python {llama_cpp.__version__} "
                                             f"({'GPU offload' if llama_cpp.llama_supports_gpu_offload() else 'CPU-only build'})"))
         if cfg.n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
@@ -309,7 +308,9 @@ def context_check(cfg: EvalConfig, facts: EngineFacts) -> Check:
     detail = (f"longest request needs ~{tokens} of {facts.context_limit} tokens ({where}; {facts.context_source}; "
               f"counted with {facts.counter_name})")
     if tokens > facts.context_limit:
-        return Check("context", FAIL, f"context too small: {detail}: raise n_ctx or lower max_new_tokens")
+        fix = ("raise n_ctx or lower max_new_tokens" if facts.context_limit >= cfg.n_ctx
+               else "the model allows no more: shorten the prompts, lower max_new_tokens or use a longer-context model")
+        return Check("context", FAIL, f"context too small: {detail}: {fix}")
     return Check("context", OK, detail)
 
 

@@ -32,8 +32,8 @@ def pin_queue_dir() -> Path:
     return path
 
 
-def ledger_path() -> Path:
-    return queue_dir() / LEDGER_DB
+def ledger_path(create: bool = True) -> Path:
+    return queue_dir(create) / LEDGER_DB
 
 
 def huey_path() -> Path:

@@ -33,6 +33,8 @@ def raw_result_row(
     body_usage = {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     if body_usage["total_tokens"] is None and None not in (body_usage["prompt_tokens"], body_usage["completion_tokens"]):
         body_usage["total_tokens"] = body_usage["prompt_tokens"] + body_usage["completion_tokens"]
+    if isinstance(usage.get("prompt_tokens_details"), dict):  # cached prompt tokens (Fireworks) for costs
+        body_usage["prompt_tokens_details"] = dict(usage["prompt_tokens_details"])
     return {
         "custom_id": custom_id,
         "response": {

@@ -25,6 +25,7 @@ from telemetry.nvml import MIB, GpuReader
 log = logging.getLogger(__name__)
 
 Sink = Callable[[list["Sample"]], None]
+_warned: set[str] = set()  # "NVML unavailable" is logged once per process, not once per sampler
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ class TelemetrySampler:
         if self._nvml is not None:
             self.nvml_reason = self._nvml.reason
             self.device_name = self._nvml.device_name
-            if not self._nvml.available:
+            if not self._nvml.available and self._nvml.reason not in _warned:
+                _warned.add(self._nvml.reason or "")
                 log.warning("%s; telemetry keeps CPU/RAM only", self._nvml.reason)
         else:
             self.nvml_reason = "NVML unavailable: GPU telemetry disabled"

@@ -260,7 +260,7 @@ def export_local_costs(
     engine.pop("usage_estimated", None)
     model: dict[str, Any] = {}
     if cfg is not None:
-        model = {"local_engine": cfg.local_engine, "local_model": engine.get("model") or cfg.local_model,
+        model = {"local_engine": engine.get("name") or cfg.local_engine, "local_model": engine.get("model") or cfg.local_model,
                  "n_ctx": cfg.n_ctx, "n_gpu_layers": cfg.n_gpu_layers, "kv_cache_type": cfg.kv_cache_type,
                  "max_concurrent_requests": cfg.max_concurrent_requests,
                  "telemetry_enabled": cfg.enable_local_telemetry}

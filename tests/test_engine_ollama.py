@@ -66,7 +66,7 @@ def test_chat_sends_every_option_explicitly(tmp_path, server):
     assert facts["eval_s"] == pytest.approx(4.799921)
     assert facts["load_s"] == pytest.approx(0.002154458)
     assert facts["eval_tokens_per_s"] == pytest.approx(6 / 4.799921)
-    assert "prompt_cached" not in facts
+    assert "prompt_cached" not in facts and "usage_estimated" not in facts
     engine.close()
 
 
@@ -93,7 +93,7 @@ def test_cached_prompt_is_estimated_not_zero(tmp_path, server):
     assert result.usage.estimated is True
     assert result.usage.prompt_tokens and result.usage.prompt_tokens > 0
     assert result.usage.completion_tokens == 6
-    assert result.engine["prompt_cached"] is True
+    assert result.engine["prompt_cached"] is True and result.engine["usage_estimated"] is True
     # the chat model cannot embed: the server was asked once, then the chars/4 fallback is used
     embeds = [r for r in server.state.requests if r[1] == "/api/embed"]
     assert len(embeds) == 1
@@ -192,3 +192,20 @@ def test_one_engine_overlaps_requests_on_threads(tmp_path, server):
         t.join()
     assert len(results) == 4
     assert time.perf_counter() - start < 1.4  # serial would be >= 1.6 s
+
+
+@pytest.mark.realmodel
+def test_answers_from_the_real_smollm2(tmp_path):
+    """Through the Ollama API shape, the answer comes from the real model and honours num_predict."""
+    from tests.servers.fake_ollama import smollm2_responder
+
+    state = FakeOllama(models=[FakeModel("smollm2:135m")], responder=smollm2_responder())
+    with FakeOllamaServer(state) as srv:
+        engine = OllamaEngine(ollama_cfg(tmp_path, srv.url))
+        ask = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+        first = engine.generate(ask, GenerationParams(max_tokens=16, temperature=0.0, seed=1))
+        second = engine.generate(ask, GenerationParams(max_tokens=16, temperature=0.0, seed=1))
+        short = engine.generate([{"role": "user", "content": "Tell me a long story."}], GenerationParams(3, 0.0))
+    assert "paris" in first.text.lower() and first.text == second.text
+    assert first.usage.prompt_tokens > 10 and not first.usage.estimated
+    assert short.finish_reason == "length" and short.usage.completion_tokens == 3

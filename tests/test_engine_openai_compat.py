@@ -59,6 +59,26 @@ def test_real_server_answers_with_usage(tmp_path, server_url, monkeypatch):
     engine.close()
 
 
+def test_gguf_vocab_count_matches_the_server(tmp_path, server_url):
+    """The estimator (GGUF vocabulary + chat template) counts the prompt exactly as the server does."""
+    from workers.engines.tokens import gguf_counter
+
+    result = OpenAICompatEngine(compat_cfg(tmp_path, server_url), None).generate(MESSAGES, GenerationParams(1, 0.0))
+    assert gguf_counter(resolve_model_path("smollm2"))(MESSAGES) == result.usage.prompt_tokens
+
+
+def test_preflight_against_the_real_server(tmp_path, server_url, monkeypatch):
+    from producer.preflight import can_start, run_preflight
+
+    monkeypatch.setenv("EXCELLENCE_QUEUE_DIR", str(tmp_path / "queue"))
+    checks = {c.name: c for c in run_preflight(compat_cfg(tmp_path, server_url))}
+    assert checks["engine"].status == "ok" and "smollm2" in checks["engine"].detail
+    assert checks["model"].status == "ok"
+    # llama_cpp.server does not publish its context size (llama-server does, in /props): a warning, not a failure
+    assert checks["context"].status == "warn" and "does not say its context length" in checks["context"].detail
+    assert can_start(list(checks.values()))
+
+
 def test_length_limit_and_determinism(tmp_path, server_url):
     engine = OpenAICompatEngine(compat_cfg(tmp_path, server_url), None)
     ask = [{"role": "user", "content": "Write a long story about a dragon."}]

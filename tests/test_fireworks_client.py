@@ -10,17 +10,23 @@ import pytest
 from config.schema import validate_config_dict
 from producer.env import get_setting, parse_env_text
 from producer.requests_build import Request
+from producer.sweep_share import share_key
 from producer.trials import expand_trials
 from tests.offline_config import offline_config_dict
-from tests.servers.fake_fireworks import Fault, FakeFireworksServer, FakeState
-from workers.fireworks.client import Credentials, FireworksClient, FireworksConfigError, FireworksError, _Secret
+from tests.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
+from workers.fireworks.client import (
+    Credentials,
+    FireworksClient,
+    FireworksConfigError,
+    FireworksError,
+    _Secret,
+)
 from workers.fireworks.parts import (
     MAX_ID_LEN,
     RowValidationError,
     encode_rows,
     fireworks_ids,
     plan_parts,
-    share_key,
     validate_row,
 )
 
@@ -196,3 +202,35 @@ def test_plan_shares_when_bodies_are_identical(tmp_path):
     assert plan.shared_from == {(t2.slug, "triviaqa|q1|control|0.0|0|closed"): t1.slug}
     assert plan.chunk_of[(t2.slug, "triviaqa|q1|control|0.0|0|closed")] == \
         plan.chunk_of[(t1.slug, "triviaqa|q1|control|0.0|0|closed")]
+
+
+def test_each_trial_sends_its_own_model_and_parameters(tmp_path):
+    """trials: with different models, top_p, top_k and max_new_tokens reach the bodies and job params."""
+    from producer.messages import load_prompt_texts
+    from producer.requests_build import iter_trial_requests
+
+    raw = offline_config_dict(tmp_path, backend="fireworks", trials=[
+        {"id": "a", "model": "accounts/x/models/a", "top_p": 0.5, "top_k": 7,
+         "max_new_tokens": {"closed_book": 3, "open_book": 4}},
+        {"id": "b", "model": "accounts/x/models/b", "top_p": 0.9, "temps": [0.0, 0.7]},
+    ], samples_per_item={"0.0": 1, "0.7": 2})
+    cfg = validate_config_dict(raw)
+    items = [{"dataset": "triviaqa", "id": "t1", "question": "Who?", "answers": ["x"]},
+             {"dataset": "squad_v2", "id": "s1", "context": "C", "question": "What?", "answers": [],
+              "is_unanswerable": True}]
+    per_trial = [(t, list(iter_trial_requests(cfg, t, items, load_prompt_texts(cfg, t.prompt_set))))
+                 for t in expand_trials(cfg)]
+    plan = plan_parts(cfg, per_trial)
+    by_trial = {}
+    for p in plan.parts:
+        by_trial.setdefault(p.trial, []).append(p)
+    assert {p.model for p in by_trial["a"]} == {"accounts/x/models/a"}
+    assert {p.model for p in by_trial["b"]} == {"accounts/x/models/b"}
+    a_params = {(p.type, p.inference_parameters["maxTokens"], p.inference_parameters["topP"],
+                 p.inference_parameters.get("topK")) for p in by_trial["a"]}
+    assert a_params == {("closed", 3, 0.5, 7), ("open", 4, 0.5, 7)}
+    assert {p.inference_parameters["temperature"] for p in by_trial["b"]} == {0.0, 0.7}
+    assert all(p.inference_parameters["topP"] == 0.9 and "topK" not in p.inference_parameters for p in by_trial["b"])
+    b_reqs = next(r for t, r in per_trial if t.slug == "b")
+    assert len(b_reqs) == 2 * 2 * (1 + 2)  # 2 items x 2 conditions x (1 sample at 0.0 + 2 at 0.7)
+    assert plan.shared_from == {}  # different models: nothing shared

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import psutil
@@ -17,7 +18,7 @@ import yaml
 
 from config.contract import PREDICTIONS_COLUMNS
 from tests.offline_config import ROOT, offline_config_dict
-from tests.servers.fake_fireworks import Fault, FakeFireworksServer, FakeState
+from tests.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
 
 KEY = "fw-test-SECRET-0123456789abcdef"
 SIZES = {"squad_v2": 2, "triviaqa": 2, "nq_open": 1}
@@ -77,8 +78,9 @@ def test_fireworks_run_matches_local_schema(tmp_path, server):
     server.state.faults += [Fault("create_job", 429, 1), Fault("get_job", 500, 1)]
     server.state.fail_index = {0}  # the first row of every job goes to the error file
     cfg = _config(tmp_path)
-    proc = _producer(tmp_path, _env(tmp_path, server), "run", "--config", str(cfg), "-w", "1")
+    proc = _producer(tmp_path, _env(tmp_path, server), "run", "--config", str(cfg), "-w", "1", "-v")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "retrying" in proc.stderr + proc.stdout  # verbose logs were captured (and hold no key)
     run = _run_dir(tmp_path)
     trial_dirs = [p for p in run.iterdir() if (p / "results").is_dir()]
     assert len(trial_dirs) == 1
@@ -95,6 +97,11 @@ def test_fireworks_run_matches_local_schema(tmp_path, server):
     assert server.state.signed_with_auth == 0
     raw = [json.loads(x) for x in (res / "raw_results.jsonl").read_text(encoding="utf-8").splitlines()]
     assert all(r["engine"]["backend"] == "fireworks" and r["engine"]["cached_tokens"] == 3 for r in raw)
+    assert all(r["response"]["body"]["usage"]["prompt_tokens_details"] == {"cached_tokens": 3} for r in raw)
+    manifest = json.loads((res / "trial_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["stage_status"]["downloaded"]["status"] == "done"
+    phases = json.loads((run / "run_state.json").read_text(encoding="utf-8"))["phases"]
+    assert phases["submit"]["status"] == "done" and phases["poll"]["status"] == "done"
     status = _producer(tmp_path, _env(tmp_path, server), "status")
     assert "fireworks jobs" in status.stdout and "COMPLETED" in status.stdout
     _no_key_anywhere(run, proc.stdout, proc.stderr, status.stdout)
@@ -198,7 +205,27 @@ def test_dry_run_needs_no_key_and_no_network(tmp_path):
     (pred,) = _run_dir(tmp_path).glob("*/results/predictions.csv")
     assert len(_predictions(pred)[1]) == 2 * sum(SIZES.values())
     assert not (tmp_path / "data" / "batch_inputs").exists()
-    assert (_run_dir(tmp_path) / "fireworks" / "jobs.jsonl").is_file()
+    run = _run_dir(tmp_path)
+    assert (run / "fireworks" / "jobs.jsonl").is_file()
+    run_id = run.name[len("run_"):]
+    env = _env(tmp_path, None)
+
+    changed = _config(tmp_path, max_new_tokens={"closed_book": 5, "open_book": 5})
+    refused = _producer(tmp_path, env, "enqueue", "--config", str(changed), "--run-id", run_id, "--dry-run")
+    assert refused.returncode != 0 and "another config" in refused.stderr and "Traceback" not in refused.stderr
+    forced = _producer(tmp_path, env, "enqueue", "--config", str(changed), "--run-id", run_id, "--dry-run", "--force")
+    assert forced.returncode == 0, forced.stderr
+
+    packed = _producer(tmp_path, env, "archive", "--run-id", run_id)
+    assert packed.returncode == 0, packed.stderr
+    with zipfile.ZipFile(tmp_path / "experiments" / f"run_{run_id}.zip") as zf:
+        names = set(zf.namelist())
+    trial = pred.parent.parent.name
+    for must in ("run_state.json", "effective_config.yaml", f"{trial}/results/predictions.csv",
+                 f"{trial}/results/trial_manifest.json", f"{trial}/reports/report.md"):
+        assert f"run_{run_id}/{must}" in names
+    assert any(n.startswith(f"run_{run_id}/prompts/default/control_") for n in names)
+    assert not list((tmp_path / "experiments").glob(".*tmp"))
 
 
 def test_missing_key_is_one_line_error(tmp_path):
@@ -206,3 +233,34 @@ def test_missing_key_is_one_line_error(tmp_path):
     proc = _producer(tmp_path, _env(tmp_path, None), "enqueue", "--config", str(cfg))
     assert proc.returncode != 0
     assert "FIREWORKS_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_failed_and_expired_jobs_then_retry_failed(tmp_path, server):
+    server.state.final_state = "JOB_STATE_FAILED"
+    cfg = _config(tmp_path)
+    env = _env(tmp_path, server)
+    proc = _producer(tmp_path, env, "run", "--config", str(cfg), "-w", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (res,) = _run_dir(tmp_path).glob("*/results")
+    errors = [json.loads(x) for x in (res / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(errors) == 2 * sum(SIZES.values())
+    assert "ended JOB_STATE_FAILED: Dataset has a syntax error" in errors[0]["error"]
+    first_jobs = server.state.counts["job_creates"]
+
+    server.state.final_state = "JOB_STATE_EXPIRED"  # half of each job comes back
+    run_id = _run_dir(tmp_path).name[len("run_"):]
+    proc = _producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "--retry-failed", "-w", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert server.state.counts["job_creates"] == 2 * first_jobs  # new job ids for the failed parts
+    _, rows = _predictions(res / "predictions.csv")
+    missing = [json.loads(x) for x in (res / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows and missing and len(rows) + len(missing) == 2 * sum(SIZES.values())
+    assert all("no output row" in e["error"] for e in missing)
+
+    server.state.final_state = "JOB_STATE_COMPLETED"
+    before = {k: len(v["rows"]) for k, v in server.state.datasets.items() if k.endswith("-in")}
+    proc = _producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "--retry-failed", "-w", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(_predictions(res / "predictions.csv")[1]) == 2 * sum(SIZES.values())
+    resent = sum(len(v["rows"]) for k, v in server.state.datasets.items() if k.endswith("-in") and k not in before)
+    assert resent == len(missing)  # only the rows without a result were sent again

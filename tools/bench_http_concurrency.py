@@ -35,7 +35,7 @@ from config.schema import load_config  # noqa: E402
 from producer.messages import load_prompt_texts  # noqa: E402
 from producer.requests_build import iter_trial_requests  # noqa: E402
 from producer.trials import expand_trials  # noqa: E402
-from tools.bench_prefix_order import closed_items, model_path  # noqa: E402
+from tools.bench_prefix_order import closed_items, load_note, model_path  # noqa: E402
 
 SERVER = """
 import sys
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(base, proc)
         print(f"server: {server}; {len(bodies)} requests per run, max_tokens {args.max_tokens}", flush=True)
         send(base, args.model, bodies[0])  # warm-up
+        print(f"machine: {load_note()} at the start", flush=True)
         results = {1: 0.0, args.in_flight: 0.0}
         for rnd in range(args.rounds):  # alternate the order so drift on a shared machine cancels
             order = (1, args.in_flight) if rnd % 2 == 0 else (args.in_flight, 1)
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[n] += secs
                 print(f"round {rnd + 1}: {n} in flight: {len(bodies)} requests in {secs:6.1f} s = "
                       f"{len(bodies) / secs:6.3f} req/s ({toks} completion tokens)", flush=True)
+        print(f"machine: {load_note()} at the end")
         print(f"ratio ({args.in_flight} in flight / 1 in flight, req/s): {results[1] / results[args.in_flight]:.2f}x")
     finally:
         if proc is not None:

@@ -61,6 +61,13 @@ def model_path(name: str) -> Path:
     return Path(files[0].locate())
 
 
+def load_note() -> str:
+    """The 1-minute load average (POSIX), so a reader can judge how busy the machine was."""
+    import os
+
+    return f"load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load average n/a"
+
+
 def disable_cpu_repack() -> None:
     """Load weights without llama.cpp's CPU "extra buffer types" (AMX/AVX repacking).
 
@@ -191,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(try --pad-treatment-to 1700)", flush=True)
 
     run_order(generate, prefix_aware[:1])  # warm-up (page in the weights)
+    print(f"machine: {load_note()} at the start", flush=True)
     results = {"prefix-aware": 0.0, "interleaved": 0.0}
     orders = {"prefix-aware": prefix_aware, "interleaved": interleaved}
     for rnd in range(args.rounds):  # alternate which order runs first, so load drift cancels out
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name] += secs
             print(f"round {rnd + 1} {name:>13}: {len(reqs)} requests in {secs:7.1f} s = {len(reqs) / secs:6.3f} "
                   f"req/s ({secs / len(reqs):5.2f} s/request, {toks} completion tokens)", flush=True)
+    print(f"machine: {load_note()} at the end")
     ratio = results["interleaved"] / results["prefix-aware"]
     print(f"ratio (prefix-aware req/s / interleaved req/s): {ratio:.2f}x")
     return 0

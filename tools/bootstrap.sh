@@ -42,6 +42,15 @@ if [ -z "${CMAKE_BUILD_PARALLEL_LEVEL:-}" ]; then
     CMAKE_BUILD_PARALLEL_LEVEL="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
     export CMAKE_BUILD_PARALLEL_LEVEL
 fi
+# A portable CPU build of llama.cpp: GGML_NATIVE (the default) compiles for every instruction the build
+# machine reports, and on some virtual machines (AMX/AVX-512 reported but not usable) the result dies
+# with "Illegal instruction" on the first generation. Set CMAKE_ARGS yourself for CUDA or a native build.
+if [ -z "${CMAKE_ARGS:-}" ] && [ "$(uname -s)" = "Linux" ]; then
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF"
+    CMAKE_ARGS="$CMAKE_ARGS -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+    CMAKE_ARGS="$CMAKE_ARGS -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    export CMAKE_ARGS
+fi
 
 version_ok() {  # is "$1" a Python >= 3.11?
     "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1

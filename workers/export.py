@@ -35,6 +35,8 @@ def _raw_rows(rows: list[Any]) -> list[dict[str, Any]]:
         usage = {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"],
                  "total_tokens": r["total_tokens"]}
         engine = json.loads(r["engine"]) if r["engine"] else {}
+        if engine.get("cached_tokens") is not None:  # Fireworks usage.prompt_tokens_details (costs)
+            usage["prompt_tokens_details"] = {"cached_tokens": engine["cached_tokens"]}
         if r["usage_estimated"]:
             engine["usage_estimated"] = True
         out.append(raw_result_row(r["custom_id"], r["text"], r["finish_reason"], usage, r["request_id"],

@@ -27,12 +27,18 @@ from producer.ledger.writes import (
     record_result,
     release_requests,
 )
-from workers.engines.base import Engine, EngineResult, GenerationParams, PermanentEngineError, TransientEngineError
+from workers.engines.base import (
+    Engine,
+    EngineResult,
+    GenerationParams,
+    PermanentEngineError,
+    TransientEngineError,
+)
 from workers.worker_state import STOP, engine_for
 
 log = logging.getLogger("workers")
 
-DRAIN_BUDGET_S = 30.0  # after this, return to the queue loop (scores and exports get their turn)
+DRAIN_BUDGET_S: float | None = None  # None: drain until no chunk is queued (other processes score/export)
 
 
 @lru_cache(maxsize=16)
@@ -78,6 +84,15 @@ def generate_with_retries(
             return None, attempts, f"unexpected {type(exc).__name__}: {exc}"
 
 
+def _note_telemetry(cfg: EvalConfig, req: sqlite3.Row, result: EngineResult) -> None:
+    """H7's sampler (GPU/CPU samples tagged with run and trial, stored in the ledger file)."""
+    try:
+        from telemetry.worker_hook import note_result
+    except ImportError:
+        return
+    note_result(cfg, req["run_id"], req["trial"], result)
+
+
 def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str:
     """Run and record one request; returns done | failed | released."""
     conn = connect()
@@ -86,6 +101,7 @@ def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str
     result, attempts, error = generate_with_retries(engine, req, cfg)
     if result is not None:
         record_result(conn, req, result, attempts, pid)
+        _note_telemetry(cfg, req, result)
         return "done"
     if error is None:
         return "released"
@@ -134,12 +150,12 @@ def process_chunk(run_id: str, chunk: int) -> dict[str, Any]:
     return {"claimed": len(rows), "done": sum(1 for s in outcome.values() if s == "done")}
 
 
-def drain(budget_s: float = DRAIN_BUDGET_S) -> int:
-    """Run queued chunks straight from the ledger (oldest first) for up to ``budget_s`` seconds."""
-    deadline = time.monotonic() + budget_s
+def drain(budget_s: float | None = DRAIN_BUDGET_S) -> int:
+    """Run queued chunks straight from the ledger (oldest first) until none is left (or ``budget_s``)."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     ran = 0
     conn = connect()
-    while not STOP.is_set() and time.monotonic() < deadline:
+    while not STOP.is_set() and (deadline is None or time.monotonic() < deadline):
         nxt = next_queued_chunk(conn)
         if nxt is None:
             break

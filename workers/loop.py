@@ -21,6 +21,7 @@ log = logging.getLogger("workers")
 
 POLL_S = 0.2
 SCHEDULE_EVERY_S = 0.5
+LOCK_RETRY_S = 2.0
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
@@ -37,6 +38,7 @@ def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None
     signal.signal(signal.SIGINT, _on_sigint)
     worker_state.ensure_registered()
     last_schedule = 0.0
+    last_lock_try = 0.0
     idle_since = time.monotonic()
     try:
         while not STOP.is_set() and not (stop_event is not None and stop_event.is_set()):
@@ -50,7 +52,11 @@ def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None
                 huey.execute(task)
                 idle_since = time.monotonic()
                 continue
-            if worker_state.try_inference_role() and drain():
+            holder = worker_state.model_lock().held
+            if not holder and now - last_lock_try >= LOCK_RETRY_S:  # take over from a dead holder
+                last_lock_try = now
+                holder = worker_state.try_inference_role()
+            if holder and drain():
                 idle_since = time.monotonic()
                 continue
             if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:

@@ -12,7 +12,7 @@ from huey import crontab
 
 from producer.huey_app import huey
 from producer.ledger import connect
-from producer.ledger.queries import chunk_has_waiting_work, trial_is_complete
+from producer.ledger.queries import chunk_has_waiting_work, inference_busy, trial_is_complete
 from workers import worker_state
 
 log = logging.getLogger("workers")
@@ -27,7 +27,11 @@ def infer_chunk(run_id: str, chunk: int) -> None:
 
     worker_state.ensure_registered()
     if not worker_state.try_inference_role():
-        if chunk_has_waiting_work(connect(), run_id, chunk):  # else: done or taken, drop the message
+        conn = connect()
+        # Hand the message back only while it matters: the chunk still waits and the inference worker
+        # is idle. A busy inference worker drains every queued chunk from the ledger anyway, so
+        # bouncing thousands of messages would only load SQLite.
+        if chunk_has_waiting_work(conn, run_id, chunk) and not inference_busy(conn):
             infer_chunk.schedule((run_id, chunk), delay=BOUNCE_DELAY_S)
         return
     process_chunk(run_id, chunk)
@@ -62,5 +66,9 @@ def reconcile_every_minute() -> None:
 def after_chunk(run_id: str, chunk: int, trial: str) -> None:
     """Follow-up CPU work of a finished chunk: score it; export its trial when nothing is open."""
     score_chunk(run_id, chunk)
-    if trial_is_complete(connect(), run_id, trial):
-        export_trial(run_id, trial)
+    conn = connect()
+    trials = {trial} | {r[0] for r in conn.execute(  # shared requests of other trials ride in this chunk
+        "select distinct trial from requests where run_id = ? and chunk = ?", (run_id, chunk))}
+    for t in sorted(trials):
+        if trial_is_complete(conn, run_id, t):
+            export_trial(run_id, t)

@@ -55,6 +55,10 @@ DDL = (
         usage_estimated integer not null default 0, latency_s real, engine text, request_id text,
         worker integer, created_at real not null, primary key (run_id, trial, custom_id))""",
     """create index if not exists results_time on results (run_id, created_at)""",
+    # a sweep's identical requests (e.g. shared controls): generated once by owner_trial (producer.sweep_share)
+    """create table if not exists shared_requests (
+        run_id text not null, trial text not null, custom_id text not null, owner_trial text not null,
+        primary key (run_id, trial, custom_id))""",
     """create table if not exists workers (
         host text not null, pid integer not null, role text not null, started_at real not null,
         heartbeat real not null, state text not null default 'alive', detail text,

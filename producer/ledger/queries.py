@@ -84,6 +84,15 @@ def chunk_has_waiting_work(conn: sqlite3.Connection, run_id: str, chunk: int) ->
     return row is not None
 
 
+def inference_busy(conn: sqlite3.Connection) -> bool:
+    """Some request is being run by a worker with a fresh heartbeat (the inference worker is draining)."""
+    row = conn.execute(
+        "select 1 from requests where state = 'running' and heartbeat >= ? limit 1",
+        (time.time() - HEARTBEAT_STALE_S,),
+    ).fetchone()
+    return row is not None
+
+
 def trial_is_complete(conn: sqlite3.Connection, run_id: str, trial: str) -> bool:
     row = conn.execute(
         "select 1 from requests where run_id = ? and trial = ? and state in ('pending', 'queued', 'running')"

@@ -108,7 +108,9 @@ def claim_chunk(conn: sqlite3.Connection, run_id: str, chunk: int, pid: int) -> 
             return []
         conn.execute(
             "update requests set state = 'running', worker = ?, heartbeat = ?"
-            " where run_id = ? and chunk = ? and state in ('pending', 'queued')",
+            " where run_id = ? and chunk = ? and state in ('pending', 'queued') and not exists"
+            " (select 1 from shared_requests s where s.run_id = requests.run_id and s.trial = requests.trial"
+            " and s.custom_id = requests.custom_id)",  # reused from the owner trial's generation
             (pid, now, run_id, chunk),
         )
         return conn.execute(
@@ -162,7 +164,25 @@ def record_result(conn: sqlite3.Connection, req: sqlite3.Row, result: Any, attem
             " finished_at = ?, heartbeat = ? where id = ?",
             (attempts, now, now, req["id"]),
         )
+        _copy_to_sharers(conn, req["run_id"], req["trial"], req["custom_id"], now)
     return cur.rowcount == 1
+
+
+def _copy_to_sharers(conn: sqlite3.Connection, run_id: str, owner: str, custom_id: str, now: float) -> None:
+    """Trials that reuse this generation (producer.sweep_share) get the same result, in the same transaction."""
+    keys = (run_id, owner, custom_id)
+    conn.execute(
+        "insert or ignore into results (run_id, trial, custom_id, text, finish_reason, prompt_tokens,"
+        " completion_tokens, total_tokens, usage_estimated, latency_s, engine, request_id, worker, created_at)"
+        " select r.run_id, s.trial, r.custom_id, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,"
+        " r.total_tokens, r.usage_estimated, r.latency_s,"
+        " json_set(coalesce(r.engine, '{}'), '$.shared_control_from', r.trial), r.request_id, r.worker, r.created_at"
+        " from results r join shared_requests s on s.run_id = r.run_id and s.owner_trial = r.trial"
+        " and s.custom_id = r.custom_id where r.run_id = ? and r.trial = ? and r.custom_id = ?", keys)
+    conn.execute(
+        "update requests set state = 'done', last_error = null, finished_at = ? where state != 'done'"
+        " and run_id = ? and custom_id = ? and trial in (select trial from shared_requests where run_id = ?"
+        " and owner_trial = ? and custom_id = ?)", (now, run_id, custom_id, run_id, owner, custom_id))
 
 
 def record_failure(conn: sqlite3.Connection, req: sqlite3.Row, error: str, attempts: int) -> None:
@@ -174,6 +194,12 @@ def record_failure(conn: sqlite3.Connection, req: sqlite3.Row, error: str, attem
             " where id = ? and state != 'done'",
             (attempts, " ".join(str(error).split())[:2000], now, req["id"]),
         )
+        conn.execute(  # trials reusing this generation fail with it (retry-failed resets both)
+            "update requests set state = 'failed', last_error = ?, finished_at = ? where state != 'done'"
+            " and run_id = ? and custom_id = ? and trial in (select trial from shared_requests where run_id = ?"
+            " and owner_trial = ? and custom_id = ?)",
+            (" ".join(str(error).split())[:2000], now, req["run_id"], req["custom_id"], req["run_id"],
+             req["trial"], req["custom_id"]))
 
 
 def record_scores(conn: sqlite3.Connection, scores: Iterable[tuple[int, dict[str, Any]]]) -> None:
@@ -272,33 +298,33 @@ def finish_export(conn: sqlite3.Connection, run_id: str, trial: str, state: str 
 
 
 def reset_dead_work(conn: sqlite3.Connection, live_pids: set[int]) -> int:
-    """Work held by dead workers goes back to the queue (requests -> queued, exports -> pending)."""
-    marks = ",".join("?" * len(live_pids)) or "null"
-    pids = list(live_pids)
+    """Work held by dead workers goes back to the queue (requests -> queued, exports -> pending).
+
+    A request that was being run when its worker died MAX_CRASHES times is failed instead: it is
+    what kills the worker (a crash loop must end)."""
+    live = json.dumps(sorted(live_pids))
+    dead = "(worker is null or worker not in (select value from json_each(:live)))"
     with transaction(conn):
-        # the request a dead worker was running (its lowest seq) may be what killed it: count that
         culprits = conn.execute(
-            f"select min(id) from requests where state = 'running' and (worker is null or worker not in ({marks}))"
-            f" group by run_id, worker", pids,
+            f"select min(id) from requests where state = 'running' and {dead} group by run_id, worker", {"live": live},
         ).fetchall()
         conn.executemany("update requests set crashes = crashes + 1 where id = ?", culprits)
         conn.execute(
-            f"update requests set state = 'failed', finished_at = ?, last_error = ? where state = 'running'"
-            f" and crashes >= ? and (worker is null or worker not in ({marks}))",
-            [time.time(), f"the worker process died {MAX_CRASHES} times while running this request", MAX_CRASHES,
-             *pids],
+            f"update requests set state = 'failed', finished_at = :now, last_error = :err where state = 'running'"
+            f" and crashes >= :max and {dead}",
+            {"live": live, "now": time.time(), "max": MAX_CRASHES,
+             "err": f"the worker process died {MAX_CRASHES} times while running this request"},
         )
-        cur = conn.execute(
-            f"update requests set state = 'queued', worker = null where state = 'running'"
-            f" and (worker is null or worker not in ({marks}))", pids,
-        )
-        n = cur.rowcount
+        n = conn.execute(
+            f"update requests set state = 'queued', worker = null where state = 'running' and {dead}", {"live": live},
+        ).rowcount
         conn.execute(
-            f"update trials set export_state = 'pending', export_worker = null where export_state = 'running'"
-            f" and (export_worker is null or export_worker not in ({marks}))", pids,
+            "update trials set export_state = 'pending', export_worker = null where export_state = 'running'"
+            " and (export_worker is null or export_worker not in (select value from json_each(:live)))",
+            {"live": live},
         )
         conn.execute(
-            f"update workers set state = 'dead' where host = ? and state = 'alive' and pid not in ({marks})",
-            [HOST, *pids],
+            "update workers set state = 'dead' where host = :host and state = 'alive'"
+            " and pid not in (select value from json_each(:live))", {"live": live, "host": HOST},
         )
     return n

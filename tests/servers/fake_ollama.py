@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 CREATED_AT = "2024-07-22T20:33:28.123648Z"
@@ -60,6 +61,8 @@ class FakeOllama:
     script: list[Step] = field(default_factory=list)
     requests: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # optional real model: body -> (text, prompt_eval_count, eval_count, done_reason); see smollm2_responder
+    responder: Callable[[dict[str, Any]], tuple[str, int, int, str]] | None = None
 
     def find(self, name: str) -> FakeModel | None:
         full = name if ":" in name else f"{name}:latest"
@@ -175,16 +178,19 @@ class Handler(BaseHTTPRequestHandler):
             if model.name not in self.state.loaded:
                 self.state.loaded.append(model.name)
         options = body.get("options") or {}
-        words = (step.text if step.text is not None else self.state.answer).split()
-        limit = options.get("num_predict")
-        done_reason = "stop"
-        if isinstance(limit, int) and 0 <= limit < len(words):
-            words, done_reason = words[:limit], "length"
-        text = " ".join(words)
-        if self.path == "/api/chat":
-            prompt_words = sum(_count(m.get("content") or "") for m in body.get("messages") or [])
+        if self.state.responder is not None and step.text is None:
+            text, prompt_words, n_out, done_reason = self.state.responder(body)
         else:
-            prompt_words = _count(body.get("prompt") or "")
+            words = (step.text if step.text is not None else self.state.answer).split()
+            limit = options.get("num_predict")
+            done_reason = "stop"
+            if isinstance(limit, int) and 0 <= limit < len(words):
+                words, done_reason = words[:limit], "length"
+            text, n_out = " ".join(words), len(words)
+            if self.path == "/api/chat":
+                prompt_words = sum(_count(m.get("content") or "") for m in body.get("messages") or [])
+            else:
+                prompt_words = _count(body.get("prompt") or "")
         out: dict[str, Any] = {"model": model.name, "created_at": CREATED_AT}
         if self.path == "/api/chat":
             message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -197,7 +203,7 @@ class Handler(BaseHTTPRequestHandler):
                 out["thinking"] = step.thinking
         out.update({"done": True, "done_reason": done_reason, "total_duration": 5_191_566_416,
                     "load_duration": 2_154_458, "prompt_eval_count": prompt_words,
-                    "prompt_eval_duration": 383_809_000, "eval_count": len(words),
+                    "prompt_eval_duration": 383_809_000, "eval_count": n_out,
                     "eval_duration": 4_799_921_000})
         if self.path == "/api/generate" and not body.get("raw"):
             out["context"] = [1, 2, 3]
@@ -205,6 +211,36 @@ class Handler(BaseHTTPRequestHandler):
             del out["prompt_eval_count"]
             del out["prompt_eval_duration"]
         self._send(200, out)
+
+
+def smollm2_responder(n_ctx: int = 2048) -> Callable[[dict[str, Any]], tuple[str, int, int, str]]:
+    """Answers from the real SmolLM2 (llama-cpp-python, CPU), honouring the options Ollama would:
+    temperature, top_p, top_k, min_p, num_predict, stop, seed. One request at a time."""
+    from workers.engines.cpu_quirks import disable_cpu_repack
+    from workers.engines.model_files import resolve_model_path
+    from workers.engines.tokens import import_llama_cpp
+
+    disable_cpu_repack()  # VMs that advertise AMX they cannot run (see cpu_quirks)
+    llm = import_llama_cpp().Llama(model_path=str(resolve_model_path("smollm2")), n_ctx=n_ctx, n_gpu_layers=0,
+                                   verbose=False)
+    lock = threading.Lock()
+
+    def respond(body: dict[str, Any]) -> tuple[str, int, int, str]:
+        o = body.get("options") or {}
+        kwargs = {"temperature": o.get("temperature", 0.8), "top_p": o.get("top_p", 0.9), "top_k": o.get("top_k", 40),
+                  "min_p": o.get("min_p", 0.0), "max_tokens": o.get("num_predict", 128), "stop": o.get("stop") or [],
+                  "seed": o.get("seed")}
+        with lock:
+            if "messages" in body:
+                out = llm.create_chat_completion(messages=body["messages"], **kwargs)
+                text = out["choices"][0]["message"]["content"] or ""
+            else:
+                out = llm.create_completion(prompt=body.get("prompt") or "", **kwargs)
+                text = out["choices"][0]["text"]
+        usage = out["usage"]
+        return text, usage["prompt_tokens"], usage["completion_tokens"], out["choices"][0]["finish_reason"]
+
+    return respond
 
 
 class FakeOllamaServer:

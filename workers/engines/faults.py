@@ -17,7 +17,13 @@ import os
 import threading
 from typing import Any
 
-from workers.engines.base import Engine, EngineResult, GenerationParams, PermanentEngineError, TransientEngineError
+from workers.engines.base import (
+    Engine,
+    EngineResult,
+    GenerationParams,
+    PermanentEngineError,
+    TransientEngineError,
+)
 
 ENV_FAULTS = "EXCELLENCE_FAULTS"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ def model_settings(cfg: EvalConfig) -> dict[str, Any]:
     }
 
 
+def import_llama_cpp() -> Any:
+    """Import llama-cpp-python; its ``_utils`` opens os.devnull without an encoding, which our
+    ``-W error::EncodingWarning`` test runs would turn into an error, so that warning is ignored here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EncodingWarning)
+            import llama_cpp
+    except ImportError:
+        raise PermanentEngineError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
+    return llama_cpp
+
+
 def _load(path: Path, settings: dict[str, Any]) -> tuple[Any, bool]:
     """The cached model for (path, settings), loading it (and freeing any other) if needed."""
     global LOADS
@@ -44,10 +57,7 @@ def _load(path: Path, settings: dict[str, Any]) -> tuple[Any, bool]:
         for old in list(_cache.values()):
             old.close()
         _cache.clear()
-        try:
-            import llama_cpp
-        except ImportError:
-            raise PermanentEngineError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
+        llama_cpp = import_llama_cpp()
         kwargs: dict[str, Any] = {
             "model_path": str(path),
             "n_ctx": settings["n_ctx"],

@@ -132,6 +132,8 @@ class OllamaEngine:
                                counter=self.prompt_counter())
         facts = self.facts()
         facts.update(timing_facts(body))
+        if usage.estimated:
+            facts["usage_estimated"] = True  # survives into raw results (CONTRACT usage has 3 keys)
         if body.get("prompt_eval_count") is None:
             facts["prompt_cached"] = True  # Ollama omits the count when the whole prompt came from cache
         if thinking:

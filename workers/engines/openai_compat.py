@@ -104,6 +104,8 @@ class OpenAICompatEngine:
         usage = complete_usage(usage_body.get("prompt_tokens"), usage_body.get("completion_tokens"), messages, text)
         facts = self.facts()
         facts.update(timing_facts(body))
+        if usage.estimated:
+            facts["usage_estimated"] = True  # survives into raw results (CONTRACT usage has 3 keys)
         reasoning = (choice.get("message") or {}).get("reasoning_content")
         if reasoning:
             facts["thinking"] = reasoning

@@ -17,9 +17,12 @@ feed significance tests.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,34 @@ def plain_transcript(messages: Messages) -> str:
     return "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in messages)
 
 
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence native (C) writes to stderr for the duration (file descriptor 2, any OS)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_llama_cpp() -> Any:
+    """``import llama_cpp`` without its import-time EncodingWarning (it opens os.devnull without an
+    encoding), which ``-W error::EncodingWarning`` would turn into an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EncodingWarning)
+        import llama_cpp
+    return llama_cpp
+
+
 _vocab_lock = threading.Lock()
 _vocab_cache: dict[str, Any] = {}
 
@@ -58,15 +89,8 @@ def gguf_vocab(path: str | Path) -> Any:
     key = str(Path(path).resolve())
     with _vocab_lock:
         if key not in _vocab_cache:
-            import llama_cpp
-
-            try:  # llama.cpp prints a context warning on stderr even with verbose=False
-                from llama_cpp._utils import suppress_stdout_stderr
-
-                quiet: Any = suppress_stdout_stderr(disable=False)
-            except ImportError:  # pragma: no cover - other llama-cpp-python versions
-                quiet = nullcontext()
-            with quiet:
+            llama_cpp = import_llama_cpp()
+            with quiet_stderr():  # llama.cpp prints a context warning even with verbose=False
                 _vocab_cache[key] = llama_cpp.Llama(model_path=key, vocab_only=True, verbose=False)
         return _vocab_cache[key]
 

@@ -18,7 +18,7 @@ from producer.ledger import connect
 from producer.ledger.queries import get_run, latest_run, request_count
 from producer.ledger.writes import NewRequest, register_run, set_stop
 from workers.fireworks import store
-from workers.fireworks.parts import FireworksPlan, fireworks_ids, plan_parts
+from workers.fireworks.parts import FireworksPlan, RowValidationError, fireworks_ids, plan_parts, validate_row
 from workers.fireworks.runner import DRY_RUN_ENGINE
 
 
@@ -32,7 +32,13 @@ def build_plan(cfg: EvalConfig, items: list[dict[str, Any]]) -> tuple[FireworksP
     for trial in expand_trials(cfg):
         texts = load_prompt_texts(cfg, trial.prompt_set)
         per_trial.append((trial, list(iter_trial_requests(cfg, trial, items, texts))))
-    plan = plan_parts(cfg, per_trial)
+    try:
+        for _, reqs in per_trial:  # one invalid row fails a whole job: refuse before anything is paid
+            for r in reqs:
+                validate_row(r.to_batch_row())
+        plan = plan_parts(cfg, per_trial)
+    except RowValidationError as exc:
+        raise UserError(f"invalid batch request: {exc}") from None
     rows, totals, seq = [], {}, 0
     for trial, reqs in per_trial:
         totals[trial.slug] = {"trial": trial.slug, "model": trial.model, "total": len(reqs)}
@@ -114,13 +120,16 @@ def enqueue_fireworks_run(cfg: EvalConfig, config_path: Path | None = None, run_
 
 
 def retry_failed_parts(run_id: str) -> int:
-    """Failed parts get a fresh job id (``-r<n>``: the failed job keeps its own) and go back to planned."""
+    """Parts with failed requests (a failed or expired job, rows in the error file) get a fresh job id
+    (``-r<n>``: the old job keeps its own) and go back to planned; only rows without a result are sent."""
     from producer.ledger.db import transaction
 
     conn = connect()
     store.ensure_tables(conn)
-    failed = conn.execute("select part, job_id, input_dataset_id, output_dataset_id from fireworks_parts"
-                          " where run_id = ? and state = 'failed'", (run_id,)).fetchall()
+    failed = conn.execute(
+        "select p.part, p.job_id from fireworks_parts p where p.run_id = ? and (p.state = 'failed' or"
+        " (p.state = 'downloaded' and exists (select 1 from requests r where r.run_id = p.run_id and"
+        " r.chunk = p.part and r.state = 'failed')))", (run_id,)).fetchall()
     with transaction(conn):
         for row in failed:
             base, _, n = row["job_id"].partition("-r")

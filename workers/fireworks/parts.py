@@ -20,6 +20,7 @@ from typing import Any
 from config.contract import CustomIdError, parse_custom_id
 from config.schema import EvalConfig
 from producer.requests_build import Request
+from producer.sweep_share import plan_shared
 from producer.trials import Trial
 from workers.fireworks.client import UPLOAD_LIMIT_BYTES
 
@@ -32,12 +33,6 @@ ROLES = {"system", "user", "assistant"}
 
 class RowValidationError(ValueError):
     """A batch row the server would reject; one bad row fails a whole Fireworks job."""
-
-
-def share_key(model: str, custom_id: str, body: dict[str, Any]) -> str:
-    """Identity of a generation: model + custom_id (item, condition, temp, sample) + exact body."""
-    text = json.dumps([model, custom_id, body], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def fireworks_ids(run_id: str, trial: str, part: int) -> dict[str, str]:
@@ -142,21 +137,15 @@ def _row_bytes(req: Request) -> int:
 def plan_parts(cfg: EvalConfig, trial_requests: Iterable[tuple[Trial, list[Request]]]) -> FireworksPlan:
     """Group owned requests into parts under ``max_part_bytes``; map shared requests to their owner."""
     limit = min(cfg.fireworks.max_part_bytes, UPLOAD_LIMIT_BYTES)
-    owner: dict[str, tuple[str, str]] = {}  # share key -> (trial, custom_id)
+    owned, shared = plan_shared(trial_requests)
     groups: dict[tuple[str, str, str, str], list[Request]] = {}
-    shared: dict[tuple[str, str], str] = {}
     trials: dict[str, Trial] = {}
     temps_float: dict[tuple[str, str], float] = {}
-    for trial, reqs in trial_requests:
+    for trial, reqs in owned:
         trials[trial.slug] = trial
         for t in trial.temps:
             temps_float[(trial.slug, repr(float(t)))] = float(t)
         for req in reqs:
-            key = share_key(req.model, req.custom_id, req.body)
-            if key in owner:
-                shared[(trial.slug, req.custom_id)] = owner[key][0]
-                continue
-            owner[key] = (trial.slug, req.custom_id)
             groups.setdefault((trial.slug, req.temp, req.condition, req.type), []).append(req)
     parts: list[Part] = []
     chunk_of: dict[tuple[str, str], int] = {}

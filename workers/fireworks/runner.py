@@ -100,7 +100,10 @@ def submit_part(run_id: str, part_no: int, cfg: EvalConfig, client: FireworksCli
         return part["state"] if part is not None else "missing"
     job = client.get_job(part["job_id"])  # look up before anything: a resumed part never pays twice
     if job is None:
-        owned = [r for r in _part_requests(conn, run_id, part) if r["trial"] == part["trial"]]
+        owned = [r for r in _part_requests(conn, run_id, part) if r["trial"] == part["trial"] and r["state"] != "done"]
+        if not owned:  # a retried part whose rows all have results already
+            store.update_part(conn, run_id, part_no, state="downloaded")
+            return "downloaded"
         rows = [_batch_row(r) for r in owned]
         data = encode_rows(rows)  # one invalid row would fail the whole job: check locally first
         run = get_run(conn, run_id)
@@ -248,23 +251,38 @@ def trials_of_part(conn: sqlite3.Connection, run_id: str, part_no: int) -> list[
 
 def write_shared_manifest_notes(run_id: str) -> None:
     """``shared_control_from`` in each trial manifest that reuses another trial's generations."""
-    from producer.manifests import _update_json
+    from producer.sweep_share import write_manifest_notes
+
+    conn = connect()
+    write_manifest_notes(conn, _layout(get_run(conn, run_id)), run_id)
+
+
+def save_job_table(run_id: str) -> None:
+    """``fireworks/jobs.jsonl`` in the run folder (job ids and states, for the record and the archive);
+    run_state phases ``submit`` / ``poll`` and each finished trial's ``downloaded`` stage."""
+    from producer import manifests
 
     conn = connect()
     run = get_run(conn, run_id)
     layout = _layout(run)
-    for trial, owners in store.shared_counts(conn, run_id).items():
-        path = layout.artifact(trial, "trial_manifest.json")
-
-        def change(data: dict[str, Any], owners: dict[str, int] = owners) -> None:
-            data["shared_control_from"] = sorted(owners)
-            data["shared_requests"] = dict(sorted(owners.items()))
-
-        _update_json(path, change)
-
-
-def save_job_table(run_id: str) -> None:
-    """``fireworks/jobs.jsonl`` in the run folder: job ids and states, for the record and the archive."""
-    conn = connect()
-    run = get_run(conn, run_id)
-    write_jsonl_atomic(_layout(run).run_dir / "fireworks" / "jobs.jsonl", store.job_summary(conn, run_id))
+    jobs = store.job_summary(conn, run_id)
+    write_jsonl_atomic(layout.run_dir / "fireworks" / "jobs.jsonl", jobs)
+    states = [j["state"] for j in jobs]
+    if not states:
+        return
+    planned = states.count("planned")
+    open_ = planned + states.count("submitted")
+    manifests.update_phase(layout, "submit", "running" if planned else "done", parts=len(states))
+    if planned < len(states):
+        manifests.update_phase(layout, "poll", "running" if open_ else "done",
+                               failed_parts=states.count("failed"))
+    by_trial: dict[str, list[dict[str, Any]]] = {}
+    for j in jobs:
+        by_trial.setdefault(j["trial"], []).append(j)
+    for trial, tj in by_trial.items():
+        if all(j["state"] in ("downloaded", "failed") for j in tj):
+            path = layout.artifact(trial, "trial_manifest.json")
+            status = "failed" if all(j["state"] == "failed" for j in tj) else "done"
+            manifests.update_stage(path, "downloaded", status,
+                                   [layout.run_dir / "fireworks" / "downloads" / f"part-{j['part']:04d}" for j in tj],
+                                   jobs=[j["job_id"] for j in tj])

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from producer.ledger.db import transaction
+from producer.sweep_share import SHARED_DDL
 
 PART_STATES = ("planned", "submitted", "downloaded", "failed")
 
@@ -24,9 +25,7 @@ DDL = (
         n_rows integer not null, input_dataset_id text not null, output_dataset_id text not null,
         job_id text not null, state text not null default 'planned', job_state text, progress text,
         error text, created_at real not null, updated_at real not null, primary key (run_id, part))""",
-    """create table if not exists fireworks_shared (
-        run_id text not null, trial text not null, custom_id text not null, owner_trial text not null,
-        primary key (run_id, trial, custom_id))""",
+    SHARED_DDL,  # shared generations of a sweep: producer.sweep_share
 )
 
 
@@ -50,7 +49,7 @@ def register_parts(conn: sqlite3.Connection, run_id: str, parts: Iterable[dict[s
               p["output_dataset_id"], p["job_id"], now, now) for p in parts],
         )
         conn.executemany(
-            "insert or ignore into fireworks_shared (run_id, trial, custom_id, owner_trial) values (?, ?, ?, ?)",
+            "insert or ignore into shared_requests (run_id, trial, custom_id, owner_trial) values (?, ?, ?, ?)",
             [(run_id, t, c, o) for (t, c), o in shared.items()],
         )
 
@@ -80,18 +79,9 @@ def update_part(conn: sqlite3.Connection, run_id: str, part: int, **fields: Any)
 def sharers(conn: sqlite3.Connection, run_id: str, owner_trial: str) -> dict[str, list[str]]:
     """custom_id -> trials that reuse the owner trial's generation of it."""
     out: dict[str, list[str]] = {}
-    for row in conn.execute("select trial, custom_id from fireworks_shared where run_id = ? and owner_trial = ?",
+    for row in conn.execute("select trial, custom_id from shared_requests where run_id = ? and owner_trial = ?",
                             (run_id, owner_trial)):
         out.setdefault(row[1], []).append(row[0])
-    return out
-
-
-def shared_counts(conn: sqlite3.Connection, run_id: str) -> dict[str, dict[str, int]]:
-    """trial -> {owner_trial: number of requests it reuses} (for the trial manifests)."""
-    out: dict[str, dict[str, int]] = {}
-    for row in conn.execute("select trial, owner_trial, count(*) from fireworks_shared where run_id = ?"
-                            " group by trial, owner_trial", (run_id,)):
-        out.setdefault(row[0], {})[row[1]] = row[2]
     return out
 
 

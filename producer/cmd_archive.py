@@ -1,0 +1,88 @@
+"""``python -m producer archive --run-id R``: one zip with everything a reader needs to trust a run.
+
+Why: results, reports, manifests, the effective config and the exact prompt texts travel together,
+so a run can be re-read (or re-analysed) months later on another machine. The zip is written to a
+temporary file next to the target and moved into place, so a crash never leaves half an archive.
+Prompt and instruction files named by ``effective_config.yaml`` are copied under ``prompts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import click
+import yaml
+
+from config.atomic import replace_with_retry
+from producer.console import UserError, make_console_safe, one_line_errors
+
+SKIP_SUFFIXES = (".tmp", ".lock")
+
+
+def _prompt_files(run_dir: Path) -> dict[str, Path]:
+    """arcname -> file for every prompt / instruction file named in effective_config.yaml."""
+    cfg_path = run_dir / "effective_config.yaml"
+    if not cfg_path.is_file():
+        return {}
+    data = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    out: dict[str, Path] = {}
+    for name, pset in (data.get("prompt_sets") or {}).items():
+        for cond in ("control", "treatment"):
+            p = Path(str(pset.get(cond, "")))
+            if p.is_file():
+                out[f"prompts/{name}/{cond}_{p.name}"] = p
+    for kind, value in (data.get("task_instructions") or {}).items():
+        p = Path(str(value))
+        if p.is_file():
+            out[f"prompts/task_instructions/{kind}_{p.name}"] = p
+    return out
+
+
+def unfinished_trials(run_dir: Path) -> list[str]:
+    """Trial folders without predictions.csv (the run is not finished)."""
+    return sorted(p.name for p in run_dir.iterdir()
+                  if (p / "results").is_dir() and not (p / "results" / "predictions.csv").is_file())
+
+
+def archive_run(run_dir: Path, out: Path | None = None, allow_unfinished: bool = False) -> Path:
+    """Zip ``run_dir`` (plus its prompts) into ``out`` (default: ``<experiments>/run_<id>.zip``), atomically."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run_state.json").is_file() and not (run_dir / "effective_config.yaml").is_file():
+        raise UserError(f"not a run folder: {run_dir}")
+    missing = unfinished_trials(run_dir)
+    if missing and not allow_unfinished:
+        raise UserError(f"run is not finished (no predictions.csv in: {', '.join(missing)}); "
+                        "finish it or pass --allow-unfinished")
+    out = Path(out) if out else run_dir.parent / f"{run_dir.name}.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(run_dir.rglob("*")):
+                if path.is_file() and not path.name.endswith(SKIP_SUFFIXES):
+                    zf.write(path, f"{run_dir.name}/{path.relative_to(run_dir).as_posix()}")
+            for arcname, path in _prompt_files(run_dir).items():
+                zf.write(path, f"{run_dir.name}/{arcname}")
+        replace_with_retry(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+@click.command()
+@click.option("--run-id", required=True, help="The run to pack (folder experiments/run_<RUN_ID>).")
+@click.option("--experiments-dir", type=click.Path(path_type=Path), default=Path("experiments"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Zip path (default: next to the run folder).")
+@click.option("--allow-unfinished", is_flag=True, help="Pack a run whose trials are not all finished.")
+@one_line_errors
+def archive(run_id: str, experiments_dir: Path, out: Path | None, allow_unfinished: bool) -> None:
+    """Pack a finished run (results, reports, manifests, effective config, prompts) into one zip."""
+    make_console_safe()
+    run_dir = experiments_dir / (run_id if run_id.startswith("run_") else f"run_{run_id}")
+    if not run_dir.is_dir():
+        raise UserError(f"no run folder {run_dir}")
+    path = archive_run(run_dir, out, allow_unfinished)
+    click.echo(f"archived {run_dir} -> {path}")

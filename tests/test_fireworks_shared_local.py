@@ -1,0 +1,42 @@
+"""Shared controls on the local backend: a sweep over two treatment prompts generates each control
+request once (real queue, real worker pool, dry-run engine); the reusing trial says so."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from tests.offline_config import offline_config_dict
+from tests.test_fireworks_flow import SIZES, _env, _predictions, _producer, _run_dir
+
+
+def test_local_sweep_generates_shared_controls_once(tmp_path):
+    import yaml
+
+    alt = tmp_path / "alt_treatment.txt"
+    alt.write_text("Say you do not know unless you are sure.", encoding="utf-8")
+    raw = offline_config_dict(tmp_path, sizes=SIZES)
+    raw["prompt_sets"]["alt"] = {"control": raw["prompt_sets"]["default"]["control"], "treatment": str(alt)}
+    raw["sweep"] = {"prompt_sets": ["default", "alt"]}
+    cfg = tmp_path / "local.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    proc = _producer(tmp_path, _env(tmp_path, None), "run", "--config", str(cfg), "-w", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = _run_dir(tmp_path)
+    n = sum(SIZES.values())
+    db = sqlite3.connect(tmp_path / "queue" / "ledger.sqlite3")
+    shared = db.execute("select trial, custom_id, owner_trial from shared_requests").fetchall()
+    assert len(shared) == n and all("|control|" in cid for _, cid, _ in shared)
+    for trial, cid, owner in shared:
+        mine = db.execute("select created_at, worker, text, engine from results where trial = ? and custom_id = ?",
+                          (trial, cid)).fetchone()
+        theirs = db.execute("select created_at, worker, text from results where trial = ? and custom_id = ?",
+                            (owner, cid)).fetchone()
+        assert mine[:3] == theirs  # a copy of the one generation, not a second one
+        assert json.loads(mine[3])["shared_control_from"] == owner
+    db.close()
+    (reuser,) = {t for t, _, _ in shared}
+    manifest = json.loads((run / reuser / "results" / "trial_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["shared_control_from"] == [shared[0][2]]
+    for t in (reuser, shared[0][2]):
+        assert len(_predictions(run / t / "results" / "predictions.csv")[1]) == 2 * n
