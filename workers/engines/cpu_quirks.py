@@ -18,7 +18,9 @@ ENV_NO_CPU_REPACK = "EXCELLENCE_NO_CPU_REPACK"
 def disable_cpu_repack() -> bool:
     """Patch llama-cpp-python so models load with ``use_extra_bufts = False``; True if patched (idempotent)."""
     try:
-        import llama_cpp.llama_cpp as lc
+        from workers.engines.tokens import import_llama_cpp
+
+        lc = import_llama_cpp().llama_cpp  # the low-level module whose defaults Llama() reads
     except ImportError:
         return False
     if getattr(lc.llama_model_default_params, "_no_repack", False):
