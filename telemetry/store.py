@@ -9,6 +9,7 @@ the store is safe to use from the sampler thread and from any spawned worker pro
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,7 @@ def current_rates(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
-def status_line(db_path: str | Path, run_id: str, window: int = 40) -> str | None:
+def status_line(db_path: str | Path, run_id: str, window: int = 40, now_t: float | None = None) -> str | None:
     """One line for ``producer status``: tokens/s over the last ~10 s, VRAM and utilisation now.
 
     None when the run has no samples (telemetry off, not started, or an old ledger)."""
@@ -181,4 +182,7 @@ def status_line(db_path: str | Path, run_id: str, window: int = 40) -> str | Non
     last = samples[-1]
     if last.rss_mib is not None:
         parts.append(f"worker RAM {last.rss_mib:.0f} MiB")
-    return "telemetry: " + ", ".join(parts)
+    age = time.time() - last.t if now_t is None else now_t - last.t
+    head = "telemetry" if age < 15 else f"telemetry (last sample {age / 60:.0f} min ago)" if age >= 90 \
+        else f"telemetry (last sample {age:.0f} s ago)"
+    return f"{head}: " + ", ".join(parts)

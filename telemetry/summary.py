@@ -247,7 +247,9 @@ def export_local_costs(
     if cfg is not None and getattr(cfg, "backend", "local") != "local":
         return None
     from telemetry.store import TelemetryStore
+    from telemetry.worker_hook import flush_active
 
+    flush_active()  # when the export runs in the inference process, its last samples are still buffered
     if ledger is None:
         from producer.queue_paths import ledger_path
 

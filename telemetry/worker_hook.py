@@ -128,6 +128,14 @@ def note_result(cfg: Any, run_id: str, trial: str, result: Any, ledger: Path | N
         return
 
 
+def flush_active() -> None:
+    """Write this process's buffered samples now (the export step calls this before reading them)."""
+    with _lock:
+        sampler = _active["sampler"]
+    if sampler is not None:
+        sampler.flush()
+
+
 def stop_active() -> None:
     """Stop and flush this process's sampler (also run at exit)."""
     with _lock:

@@ -201,7 +201,7 @@ def test_answers_from_the_real_smollm2(tmp_path):
 
     state = FakeOllama(models=[FakeModel("smollm2:135m")], responder=smollm2_responder())
     with FakeOllamaServer(state) as srv:
-        engine = OllamaEngine(ollama_cfg(tmp_path, srv.url))
+        engine = OllamaEngine(ollama_cfg(tmp_path, srv.url, request_timeout_s=120.0))
         ask = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
         first = engine.generate(ask, GenerationParams(max_tokens=16, temperature=0.0, seed=1))
         second = engine.generate(ask, GenerationParams(max_tokens=16, temperature=0.0, seed=1))

@@ -270,4 +270,6 @@ def test_status_line(tmp_path):
     assert status_line(ledger, "r") is None
     rows = [Sample(100.0 + i, 6144.0, 16303.0, 90.0, 200.0, 60.0, 95.0, 900.0, i, 400 * i, 25 * i) for i in range(5)]
     store.insert_many(rows, "r", "t")
-    assert status_line(ledger, "r") == "telemetry: 25.0 tokens/s, VRAM 6.0/15.9 GiB, GPU 90%, worker RAM 900 MiB"
+    assert status_line(ledger, "r", now_t=105.0) == \
+        "telemetry: 25.0 tokens/s, VRAM 6.0/15.9 GiB, GPU 90%, worker RAM 900 MiB"
+    assert status_line(ledger, "r", now_t=404.0).startswith("telemetry (last sample 5 min ago): ")

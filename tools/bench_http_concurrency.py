@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--n-threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2, help="rounds of both runs, order alternating")
-    ap.add_argument("--allow-repack", action="store_true")
+    ap.add_argument("--no-repack", action="store_true", help="see bench_prefix_order.py --no-repack")
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}/v1"
         gguf = model_path(args.model)
-        code = SERVER.format(root=str(ROOT), no_repack=not args.allow_repack)
+        code = SERVER.format(root=str(ROOT), no_repack=args.no_repack)
         proc = subprocess.Popen(
             [sys.executable, "-c", code, "--model", str(gguf), "--model_alias", args.model,
              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(cfg.n_ctx),

@@ -152,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pad-treatment-to", type=int, default=0,
                     help="append neutral instructions to the treatment prompt up to N tokens (0: use as is)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds of both orders (2: A B then B A)")
-    ap.add_argument("--allow-repack", action="store_true",
-                    help="keep llama.cpp's CPU weight repacking (AMX/AVX); off by default, see disable_cpu_repack")
+    ap.add_argument("--no-repack", action="store_true",
+                    help="load without llama.cpp's CPU weight repacking (work-around for SIGILL on CPUs that "
+                         "advertise AMX without enabling it; see disable_cpu_repack)")
     args = ap.parse_args(argv)
 
-    if not args.allow_repack:
+    if args.no_repack:
         disable_cpu_repack()
     cfg = load_config(args.config)
     if args.n_threads:

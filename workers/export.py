@@ -55,15 +55,30 @@ def write_trial_files(run_id: str, trial: str) -> dict[str, Any]:
     layout = RunLayout(Path(run["experiments_dir"]), run_id)
     results_dir = layout.results_dir(trial)
     results_dir.mkdir(parents=True, exist_ok=True)
-    raw = _raw_rows(result_rows(conn, run_id, trial))
+    rows = result_rows(conn, run_id, trial)
+    raw = _raw_rows(rows)
     write_jsonl_atomic(results_dir / RAW_RESULTS, raw)
     n_pred = write_predictions_csv(raw, results_dir / PREDICTIONS)
     errors = [{"custom_id": e["custom_id"], "attempts": e["attempts"], "error": e["last_error"],
                "failed_at": _iso(e["finished_at"])} for e in failed_rows(conn, run_id, trial)]
     write_jsonl_atomic(results_dir / ERRORS, errors)
+    _write_local_costs(run_id, trial, results_dir, raw, [r["created_at"] for r in rows])
     estimated = any(r["engine"].get("usage_estimated") for r in raw)
     return {"results_dir": results_dir, "reports_dir": layout.reports_dir(trial), "results": n_pred,
             "failed": len(errors), "usage_estimated": estimated, "layout": layout}
+
+
+def _write_local_costs(run_id: str, trial: str, results_dir: Path, raw: list[dict[str, Any]],
+                       finished_at: list[float]) -> None:
+    """H7's local_costs.json + telemetry.csv (local backends only); never fails the export."""
+    try:
+        from telemetry.summary import export_local_costs
+        from workers.inference import run_settings
+
+        cfg, _ = run_settings(run_id)
+        export_local_costs(results_dir, raw, run_id, trial, cfg, finished_at)
+    except Exception:  # noqa: BLE001 - telemetry is advisory
+        log.exception("local_costs.json for %s not written", results_dir)
 
 
 def _update_manifest(info: dict[str, Any]) -> None:
