@@ -73,9 +73,10 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
         verbose: bool) -> None:
     """Run a whole local evaluation: results, predictions.csv and the report of every trial."""
     from producer.enqueue import enqueue_run, resume_run
-    from workers.pool import WorkerPool
+    from workers.pool import WorkerPool, ctrl_break_is_ctrl_c
 
     make_console_safe()
+    ctrl_break_is_ctrl_c()
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s")
     if resume:

@@ -16,7 +16,6 @@ def stop(run_id: str | None) -> None:
     from producer.ledger import connect
     from producer.ledger.queries import get_run, latest_run
     from producer.ledger.writes import set_stop
-
     from producer.queue_paths import ledger_path
 
     make_console_safe()

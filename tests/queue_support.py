@@ -23,7 +23,24 @@ ROOT = Path(__file__).resolve().parents[1]
 PY_FLAGS = ["-X", "warn_default_encoding", "-W", "error::EncodingWarning"]
 
 
-def write_config(tmp: Path, name: str = "cfg.yaml", **overrides: Any) -> Path:
+SHORT_PROMPTS = {
+    "control": "You are a helpful assistant. Answer briefly.",
+    "treatment": "You are a careful assistant. Answer briefly; if you are not sure, say \"I don't know.\"",
+}
+
+
+def short_prompt_set(tmp: Path) -> dict[str, str]:
+    """Short system prompts: the real ones are ~1,900 tokens, which a 2-core CPU reads slowly after
+    every restart of the crash tests. The queue mechanics under test do not depend on prompt length."""
+    out = {}
+    for cond, text in SHORT_PROMPTS.items():
+        path = tmp / f"{cond}_short.txt"
+        path.write_text(text + "\n", encoding="utf-8")
+        out[cond] = str(path)
+    return out
+
+
+def write_config(tmp: Path, name: str = "cfg.yaml", short_prompts: bool = False, **overrides: Any) -> Path:
     """A small real config: bundled samples, SmolLM2 via llama.cpp, tiny outputs, quick statistics."""
     cfg: dict[str, Any] = {
         "backend": "local",
@@ -61,6 +78,8 @@ def write_config(tmp: Path, name: str = "cfg.yaml", **overrides: Any) -> Path:
         "enable_local_telemetry": False,
         "prevent_sleep": False,
     }
+    if short_prompts:
+        cfg["prompt_sets"] = {"default": short_prompt_set(tmp)}
     for key, value in overrides.items():
         cfg[key] = value
     path = tmp / name
@@ -86,7 +105,8 @@ def producer(args: list[str], queue: Path, timeout: float = 240, **extra: str) -
 def popen(args: list[str], queue: Path, **extra: str) -> subprocess.Popen:
     """``["-m", "workers", ...]`` runs this Python; anything else is an executable (huey_consumer)."""
     cmd = [sys.executable, *PY_FLAGS, *args] if args[0] == "-m" else args
-    return subprocess.Popen(cmd, cwd=ROOT, env=env_for(queue, **extra),
+    flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)  # Windows: lets stop_process send Ctrl+Break
+    return subprocess.Popen(cmd, cwd=ROOT, creationflags=flags, env=env_for(queue, **extra),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8")
 
 
@@ -142,11 +162,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 60) -> str:
-    """Ctrl+C (SIGINT where it exists), then wait; returns its output."""
+    """Ctrl+C (Ctrl+Break on Windows), then wait; returns its output."""
     import signal
 
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.CTRL_BREAK_EVENT if sys.platform == "win32" else signal.SIGINT)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -34,21 +34,26 @@ def _answers(tmp, run_id):
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
-    """An uninterrupted real run with 3 workers (spawned by ``producer run``)."""
+    """An uninterrupted real run (short system prompts, see queue_support.short_prompt_set)."""
     tmp = tmp_path_factory.mktemp("baseline")
-    cfg = write_config(tmp)
+    cfg = write_config(tmp, short_prompts=True)
     queue = tmp / "queue"
-    out = producer(["run", "--config", str(cfg), "--workers", "3"], queue, timeout=300)
+    out = producer(["run", "--config", str(cfg), "--workers", "1"], queue, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     return tmp, queue, run_id_of(queue), cfg
 
 
-def test_real_run_writes_contract_predictions_with_one_model_load(baseline):
-    tmp, queue, run_id, _ = baseline
-    assert "done 8/8" in producer(["status"], queue).stdout
-    columns, rows = read_predictions(results_dir(tmp, run_id) / "predictions.csv")
+def test_demo_prompts_real_run_writes_contract_predictions_with_one_model_load(tmp_path):
+    """The demo's settings and real prompts through ``producer run -w 3``: one model load, real text."""
+    cfg = write_config(tmp_path, sizes={"squad_v2": 1, "triviaqa": 1, "nq_open": 0})
+    queue = tmp_path / "queue"
+    out = producer(["run", "--config", str(cfg), "--workers", "3"], queue, timeout=400)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_id = run_id_of(queue)
+    assert "done 4/4" in producer(["status"], queue).stdout
+    columns, rows = read_predictions(results_dir(tmp_path, run_id) / "predictions.csv")
     assert columns == list(PREDICTIONS_COLUMNS)
-    assert sorted(r["custom_id"] for r in rows) == expected_ids(queue, run_id) and len(rows) == 8
+    assert sorted(r["custom_id"] for r in rows) == expected_ids(queue, run_id) and len(rows) == 4
     for r in rows:
         assert r["response_text"].strip(), r
         assert int(r["prompt_tokens"]) > 20 and int(r["completion_tokens"]) >= 1
@@ -58,7 +63,7 @@ def test_real_run_writes_contract_predictions_with_one_model_load(baseline):
         loads = conn.execute("select pid, model_path from model_loads").fetchall()
         pids = {r[0] for r in conn.execute("select pid from workers")}
     assert len(loads) == 1 and loads[0][1].endswith(".gguf")  # -w 3: exactly one process loaded the model
-    assert len(pids) >= 3 and loads[0][0] in pids
+    assert len(pids) == 3 and loads[0][0] in pids
     with ledger(queue) as conn:
         engine = conn.execute("select engine from results limit 1").fetchone()[0]
     assert '"n_ctx": 2048' in engine and '"name": "llama_cpp"' in engine
@@ -72,15 +77,15 @@ def _holder_pid(queue, loads_before):
 
 def test_kill_9_of_the_inference_worker_loses_and_duplicates_nothing(baseline, tmp_path):
     base_tmp, _, base_run, _ = baseline
-    cfg = write_config(tmp_path)
+    cfg = write_config(tmp_path, short_prompts=True)
     queue = tmp_path / "queue"
     assert producer(["enqueue", "--config", str(cfg)], queue).returncode == 0
     run_id = run_id_of(queue)
     pool = popen(["-m", "workers", "-w", "2"], queue)
     kills = 0
     try:
-        # moments: right after the model load, after 1 result, after 3, after 6 (mid-chunk each time)
-        for after_done in (0, 1, 3, 6):
+        # moments: right after the model load, mid first chunk, mid second chunk (control, treatment)
+        for after_done in (0, 2, 5):
             wait_for(lambda n=after_done, k=kills: count_state(queue, run_id, "done") >= n and _holder_pid(queue, k),
                      180, f"{after_done} results and a model holder")
             if count_state(queue, run_id, "done") >= 8:

@@ -9,9 +9,9 @@ about 1x: this script reports what it measures, and says which server it used.
     python tools/bench_http_concurrency.py                  # starts llama_cpp.server on 127.0.0.1
     python tools/bench_http_concurrency.py --endpoint http://127.0.0.1:8080/v1 --model x   # your server
 
-Requests are the project's own (``iter_trial_requests``, prefix-aware order), sent as
-``POST /v1/chat/completions`` bodies by plain ``requests`` in threads, the same shape the
-openai_compat engine sends.
+Requests are the project's own (``iter_trial_requests``, prefix-aware order), sent in threads through
+the project's openai_compat engine (``POST /v1/chat/completions``), or plain ``requests`` if that
+engine is absent.
 """
 
 from __future__ import annotations
@@ -76,10 +76,28 @@ def send(base: str, model: str, body: dict[str, Any]) -> int:
     return int(resp.json()["usage"]["completion_tokens"])
 
 
-def run(base: str, model: str, bodies: list[dict[str, Any]], in_flight: int) -> tuple[float, int]:
+def engine_sender(cfg: Any, base: str, model: str, in_flight: int):
+    """The project's openai_compat engine (workers/engines/openai_compat.py) when present, else None."""
+    try:
+        from workers.engines.base import GenerationParams
+        from workers.engines.openai_compat import OpenAICompatEngine
+    except ImportError:
+        return None
+    ecfg = cfg.model_copy(update={"local_engine": "openai_compat", "local_endpoint": base, "local_model": model,
+                                  "max_concurrent_requests": in_flight})
+    engine = OpenAICompatEngine(ecfg, model)
+
+    def sender(body: dict[str, Any]) -> int:
+        return int(engine.generate(body["messages"], GenerationParams.from_body(body)).usage.completion_tokens or 0)
+
+    return sender
+
+
+def run(cfg: Any, base: str, model: str, bodies: list[dict[str, Any]], in_flight: int) -> tuple[float, int]:
+    sender = engine_sender(cfg, base, model, in_flight) or (lambda b: send(base, model, b))
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=in_flight) as pool:
-        tokens = sum(pool.map(lambda b: send(base, model, b), bodies))
+        tokens = sum(pool.map(sender, bodies))
     return time.perf_counter() - start, tokens
 
 
@@ -121,14 +139,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"requests are serialised), {gguf.name}, n_ctx {cfg.n_ctx}, n_threads {args.n_threads}")
     try:
         wait_ready(base, proc)
-        print(f"server: {server}; {len(bodies)} requests per run, max_tokens {args.max_tokens}", flush=True)
+        via = "workers.engines.openai_compat" if engine_sender(cfg, base, args.model, 1) else "plain requests"
+        print(f"server: {server}; client: {via}; {len(bodies)} requests per run, max_tokens {args.max_tokens}",
+              flush=True)
         send(base, args.model, bodies[0])  # warm-up
         print(f"machine: {load_note()} at the start", flush=True)
         results = {1: 0.0, args.in_flight: 0.0}
         for rnd in range(args.rounds):  # alternate the order so drift on a shared machine cancels
             order = (1, args.in_flight) if rnd % 2 == 0 else (args.in_flight, 1)
             for n in order:
-                secs, toks = run(base, args.model, bodies, n)
+                secs, toks = run(cfg, base, args.model, bodies, n)
                 results[n] += secs
                 print(f"round {rnd + 1}: {n} in flight: {len(bodies)} requests in {secs:6.1f} s = "
                       f"{len(bodies) / secs:6.3f} req/s ({toks} completion tokens)", flush=True)

@@ -70,7 +70,8 @@ def plain_loop(cfg_path: Path) -> tuple[int, float, float]:
 
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(model_path=str(resolve_model_path(cfg.local_model)), n_ctx=cfg.n_ctx,
-                          n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads, seed=cfg.seed, verbose=False)
+                          n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads,
+                          n_threads_batch=cfg.n_threads, seed=cfg.seed, verbose=False)
     t1 = time.perf_counter()
     for r in requests:
         b = r.body

@@ -12,6 +12,7 @@ import click
 
 from producer.console import make_console_safe, one_line_errors
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
+from workers.pool import ctrl_break_is_ctrl_c
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +27,7 @@ from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sl
 def main(workers: int, config_ref: str | None, allow_sleep: bool, verbose: bool) -> None:
     """Start N worker processes that execute the queue until Ctrl+C."""
     make_console_safe()
+    ctrl_break_is_ctrl_c()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
     prevent = True
     if config_ref is not None:

@@ -9,6 +9,7 @@ exactly as they do under ``huey_consumer``.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -36,6 +37,9 @@ def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None
     from workers.inference import drain
 
     signal.signal(signal.SIGINT, _on_sigint)
+    if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl+Break stops cleanly too
+        signal.signal(signal.SIGBREAK, _on_sigint)
+    parent = multiprocessing.parent_process()  # None under huey_consumer or when run directly
     worker_state.ensure_registered()
     last_schedule = 0.0
     last_lock_try = 0.0
@@ -43,6 +47,9 @@ def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None
     try:
         while not STOP.is_set() and not (stop_event is not None and stop_event.is_set()):
             now = time.monotonic()
+            if parent is not None and not parent.is_alive():  # the pool died (kill -9): do not linger
+                log.warning("pool process is gone: worker %s stops", os.getpid())
+                break
             if now - last_schedule >= SCHEDULE_EVERY_S:
                 last_schedule = now
                 for task in huey.read_schedule():

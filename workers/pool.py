@@ -21,6 +21,14 @@ STOP_GRACE_S = 60.0
 RECONCILE_EVERY_S = 15.0
 
 
+def ctrl_break_is_ctrl_c() -> None:
+    """Windows: make Ctrl+Break (what a console or a parent process can send) stop the pool like Ctrl+C."""
+    import signal
+
+    if hasattr(signal, "SIGBREAK"):
+        signal.signal(signal.SIGBREAK, signal.default_int_handler)
+
+
 def _child_main(index: int, queue_dir: str, stop_event: Any, log_level: int) -> None:
     """Entry point of a child (module level: picklable under spawn)."""
     from producer.queue_paths import ENV_QUEUE_DIR

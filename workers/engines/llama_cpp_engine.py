@@ -65,7 +65,9 @@ def _load(path: Path, settings: dict[str, Any]) -> tuple[Any, bool]:
             "verbose": False,
         }
         if settings["n_threads"]:
-            kwargs["n_threads"] = settings["n_threads"]
+            # both: llama-cpp-python's prompt (batch) threads default to every core, which oversubscribes
+            # a busy machine and makes llama.cpp's spinning threads crawl
+            kwargs["n_threads"] = kwargs["n_threads_batch"] = settings["n_threads"]
         if settings["seed"] is not None:
             kwargs["seed"] = settings["seed"]
         if settings["kv_cache_type"] != "f16":
