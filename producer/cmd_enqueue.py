@@ -14,6 +14,19 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Use the dry_run e
 retry_failed_option = click.option("--retry-failed", is_flag=True, help="Send failed requests of the run again.")
 force_option = click.option("--force", is_flag=True,
                             help="Continue --run-id even though the config changed (the run keeps its own settings).")
+no_preflight_option = click.option("--no-preflight", is_flag=True,
+                                   help="Skip the engine, model, context and disk checks (see `doctor`).")
+
+
+def preflight(cfg: EvalConfig, skip: bool) -> None:
+    """Refuse to start a run that `doctor` would fail (one line, exit 1); show its warnings."""
+    if skip or cfg.backend != "local" or cfg.local_engine == "dry_run":
+        return
+    from producer.preflight import WARN, ensure_ready
+
+    for check in ensure_ready(cfg):
+        if check.status == WARN:
+            click.echo(f"warning: {check.line()}", err=True)
 
 
 @click.command()
@@ -24,13 +37,15 @@ force_option = click.option("--force", is_flag=True,
 @dry_run_option
 @retry_failed_option
 @force_option
+@no_preflight_option
 @one_line_errors
 def enqueue(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None,
-            run_id: str | None, dry_run: bool, retry_failed: bool, force: bool) -> None:
+            run_id: str | None, dry_run: bool, retry_failed: bool, force: bool, no_preflight: bool) -> None:
     """Prepare if needed, register the run in the ledger and queue every missing request."""
     from producer.enqueue import enqueue_run
 
     make_console_safe()
+    preflight(cfg, no_preflight or dry_run)
     s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed, force=force)
     verb = "registered" if s.created else "resumed"
     click.echo(f"run {s.run_id} {verb}: {s.total} requests in {len(s.trials)} trial(s), engine {s.engine}; "

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from config.schema import EvalConfig
-from producer.cmd_enqueue import dry_run_option, force_option, retry_failed_option
+from producer.cmd_enqueue import dry_run_option, force_option, no_preflight_option, preflight, retry_failed_option
 from producer.config_option import config_option, data_option, limit_items_option
 from producer.console import make_console_safe, one_line_errors
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
@@ -47,7 +47,8 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
             line = _progress_line(st)
             click.echo(("\r" + line) if tty else line, nl=not tty)
             last_print = now
-        if st["state"] == "done":
+        stopped = st["state"] == "stopped" and not st["totals"]["running"]
+        if st["state"] == "done" or stopped:
             if tty and not quiet:
                 click.echo("")
             return st
@@ -65,12 +66,13 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
 @dry_run_option
 @retry_failed_option
 @force_option
+@no_preflight_option
 @allow_sleep_option
 @click.option("-v", "--verbose", is_flag=True, help="Log worker activity.")
 @one_line_errors
 def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None, workers: int,
-        run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, force: bool, allow_sleep: bool,
-        verbose: bool) -> None:
+        run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, force: bool, no_preflight: bool,
+        allow_sleep: bool, verbose: bool) -> None:
     """Run a whole local evaluation: results, predictions.csv and the report of every trial."""
     from producer.enqueue import enqueue_run, resume_run
     from workers.pool import WorkerPool, ctrl_break_is_ctrl_c
@@ -82,6 +84,7 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
     if resume:
         s = resume_run(resume, retry_failed)
     else:
+        preflight(cfg, no_preflight or dry_run)
         s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed, force=force)
     click.echo(f"run {s.run_id}: {s.total} requests, {len(s.trials)} trial(s), engine {s.engine}, "
                f"{workers} worker(s)")
@@ -97,6 +100,11 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
             click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")
             raise SystemExit(130) from None
         pool.stop()
+    if st["state"] == "stopped":
+        why = st.get("stop_reason") or "stop requested (python -m producer stop)"
+        click.echo(f"run {s.run_id} stopped: {why}")
+        click.echo(f"resume when fixed: python -m producer run --resume {s.run_id}")
+        raise SystemExit(1)
     tot = st["totals"]
     click.echo(f"done: {tot['done']} results, {tot['failed']} failed")
     for name, t in st["trials"].items():

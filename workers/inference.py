@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -26,6 +27,7 @@ from producer.ledger.writes import (
     record_failure,
     record_result,
     release_requests,
+    set_stop,
 )
 from workers.engines.base import (
     Engine,
@@ -34,11 +36,35 @@ from workers.engines.base import (
     PermanentEngineError,
     TransientEngineError,
 )
+from workers.engines.health import FailureWindow
 from workers.worker_state import STOP, engine_for
 
 log = logging.getLogger("workers")
 
 DRAIN_BUDGET_S: float | None = None  # None: drain until no chunk is queued (other processes score/export)
+_health: dict[str, FailureWindow] = {}
+_health_lock = threading.Lock()
+
+
+def health_of(run_id: str) -> FailureWindow:
+    """This process's window over the run's last request outcomes (engine-down detection)."""
+    with _health_lock:
+        return _health.setdefault(run_id, FailureWindow())
+
+
+def stop_run(conn: sqlite3.Connection, run_id: str, reason: str) -> None:
+    """The engine is down or cannot start: stop the run with one clear reason instead of failing every
+    remaining request after its retries; ``run --resume`` continues once the engine is back."""
+    from producer.enqueue import sync_stop_flag
+
+    health_of(run_id).reset()
+    if is_stopped(conn, run_id):
+        return
+    set_stop(conn, run_id, True, reason=reason)
+    run = get_run(conn, run_id)
+    if run is not None:
+        sync_stop_flag(run["experiments_dir"], run_id, True)
+    log.error("run %s: %s", run_id, reason)
 
 
 @lru_cache(maxsize=16)
@@ -99,14 +125,18 @@ def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str
     if STOP.is_set() or is_stopped(conn, req["run_id"]):
         return "released"
     result, attempts, error = generate_with_retries(engine, req, cfg)
+    window = health_of(req["run_id"])
     if result is not None:
         record_result(conn, req, result, attempts, pid)
         _note_telemetry(cfg, req, result)
+        window.success()
         return "done"
     if error is None:
         return "released"
     record_failure(conn, req, error, attempts)
     log.warning("request %s failed: %s", req["custom_id"], error)
+    if window.failure(error):
+        stop_run(conn, req["run_id"], window.message())
     return "failed"
 
 
@@ -134,11 +164,8 @@ def process_chunk(run_id: str, chunk: int) -> dict[str, Any]:
                 outcome[req["id"]] = _run_one(engine, req, cfg, pid)
                 if outcome[req["id"]] == "released":
                     break
-    except PermanentEngineError as exc:  # the engine cannot start (model missing): fail the chunk's requests
-        for req in rows:
-            if req["id"] not in outcome:
-                record_failure(conn, req, str(exc), 1)
-                outcome[req["id"]] = "failed"
+    except PermanentEngineError as exc:  # the engine cannot start (model missing): nothing else can run
+        stop_run(conn, run_id, f"engine cannot start: {exc}")
     finally:
         left = [r["id"] for r in rows if outcome.get(r["id"]) in (None, "released")]
         if left:

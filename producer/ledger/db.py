@@ -63,6 +63,8 @@ DDL = (
         host text not null, pid integer not null, role text not null, started_at real not null,
         heartbeat real not null, state text not null default 'alive', detail text,
         primary key (host, pid))""",
+    # why a run stopped by itself (engine down); cleared when it resumes
+    """create table if not exists stop_reasons (run_id text primary key, reason text not null, at real not null)""",
     """create table if not exists model_loads (
         id integer primary key, host text not null, pid integer not null, model_path text not null,
         settings text, loaded_at real not null)""",

@@ -34,6 +34,15 @@ def is_stopped(conn: sqlite3.Connection, run_id: str) -> bool:
     return bool(row is None or row[0])
 
 
+def stop_reason(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """Why the run stopped by itself (engine down), or None."""
+    try:
+        row = conn.execute("select reason from stop_reasons where run_id = ?", (run_id,)).fetchone()
+    except sqlite3.OperationalError:  # a ledger from before the table existed, opened read-only
+        return None
+    return row[0] if row else None
+
+
 def request_count(conn: sqlite3.Connection, run_id: str) -> int:
     return conn.execute("select count(*) from requests where run_id = ?", (run_id,)).fetchone()[0]
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from producer.ledger.queries import HEARTBEAT_STALE_S
+from producer.ledger.queries import HEARTBEAT_STALE_S, stop_reason
 from producer.queue_paths import huey_path
 
 STATES = ("done", "running", "queued", "pending", "failed")
@@ -89,6 +89,7 @@ def run_status(conn: sqlite3.Connection, run_id: str, now: float | None = None) 
         "run_id": run_id,
         "state": run["state"],
         "stop_requested": bool(run["stop_requested"]),
+        "stop_reason": stop_reason(conn, run_id) if run["stop_requested"] else None,
         "engine": run["engine"],
         "created_at": run["created_at"],
         "totals": totals,
@@ -132,6 +133,9 @@ def format_status(st: dict[str, Any]) -> str:
         f"  rate {st['requests_per_min']:.1f} req/min  ETA {format_eta(st['eta_s'])}"
         f"  queue {st['queue']['queued_messages']} messages (+{st['queue']['scheduled_messages']} scheduled)",
     ]
+    if st.get("stop_reason"):
+        lines.append(f"  stopped: {st['stop_reason']}")
+        lines.append(f"  resume when fixed: python -m producer run --resume {st['run_id']}")
     for name, t in st["trials"].items():
         lines.append(f"  trial {name}  export {t.get('export', '-')}"
                      + (f"  analysis {t['analysis']}" if t.get("analysis") else ""))

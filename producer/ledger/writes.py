@@ -215,8 +215,14 @@ def record_scores(conn: sqlite3.Connection, scores: Iterable[tuple[int, dict[str
         )
 
 
-def set_stop(conn: sqlite3.Connection, run_id: str, stop: bool) -> int:
+def set_stop(conn: sqlite3.Connection, run_id: str, stop: bool, reason: str | None = None) -> int:
+    """Raise or clear a run's stop flag; ``reason`` says why a run stopped by itself (shown by status)."""
     with transaction(conn):
+        if reason is not None:
+            conn.execute("insert or replace into stop_reasons (run_id, reason, at) values (?, ?, ?)",
+                         (run_id, reason, time.time()))
+        elif not stop:
+            conn.execute("delete from stop_reasons where run_id = ?", (run_id,))
         cur = conn.execute(
             "update runs set stop_requested = ?, state = case when state = 'done' then state"
             " when ? then 'stopped' else 'active' end, updated_at = ? where run_id = ?",
