@@ -29,6 +29,17 @@ PREDICTIONS_COLUMNS = (
     "total_tokens",
 )
 
+# A trial's files under <run>/<trial-slug>/results/ (CONTRACT section 9)
+PREDICTIONS_CSV = "predictions.csv"
+RAW_RESULTS_JSONL = "raw_results.jsonl"
+ERRORS_JSONL = "errors.jsonl"
+PER_ITEM_SCORES_CSV = "per_item_scores.csv"
+SIGNIFICANCE_JSON = "significance.json"
+COSTS_JSON = "costs.json"
+LOCAL_COSTS_JSON = "local_costs.json"
+TELEMETRY_CSV = "telemetry.csv"
+TRIAL_MANIFEST_JSON = "trial_manifest.json"
+
 PER_ITEM_COLUMNS = (
     "abstain_rate",
     "abstain_rate_std",

@@ -19,7 +19,7 @@ from producer.console import one_line_errors
 def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None) -> None:
     """Print trials, datasets, requests and estimated prompt tokens per condition; writes nothing."""
     from producer.plan import make_plan, render_plan
-    from telemetry.budget import vram_lines  # VRAM budget (H7): reads GGUF/NVML, writes nothing
+    from telemetry.budget import vram_lines  # VRAM budget: reads GGUF/NVML, writes nothing
 
     the_plan = make_plan(cfg, config_path, data_overrides, limit_items)
     click.echo(render_plan(the_plan, extra_lines=list(vram_lines(cfg))))

@@ -10,7 +10,13 @@ from pathlib import Path
 import click
 
 from config.schema import EvalConfig
-from producer.cmd_enqueue import dry_run_option, force_option, no_preflight_option, preflight, retry_failed_option
+from producer.cmd_enqueue import (
+    dry_run_option,
+    force_option,
+    no_preflight_option,
+    preflight,
+    retry_failed_option,
+)
 from producer.config_option import config_option, data_option, limit_items_option
 from producer.console import make_console_safe, one_line_errors
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep

@@ -42,7 +42,7 @@ def status(run_id: str | None, watch: bool, interval: float, as_json: bool) -> N
         except KeyError:
             raise UserError(f"unknown run id {run_id!r}") from None
         click.echo(json.dumps(st, indent=2) if as_json else format_status(st))
-        if not as_json:  # H7: tokens/s and VRAM now, from the telemetry samples (read-only)
+        if not as_json:  # tokens/s and VRAM now, from the telemetry samples (read-only)
             from producer.queue_paths import ledger_path
             from telemetry.store import status_line
 

@@ -151,7 +151,7 @@ def enqueue_run(
     from producer.config_option import apply_data_overrides
     from producer.reconcile import reconcile
 
-    if cfg.backend == "fireworks":  # same ledger and queue; parts become Fireworks batch jobs (H6)
+    if cfg.backend == "fireworks":  # same ledger and queue; parts become Fireworks batch jobs
         from workers.fireworks.enqueue import enqueue_fireworks_run
 
         return enqueue_fireworks_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_json_atomic, write_text_atomic
-from config.contract import CONDITIONS, DATASET_TYPE, temp_label
+from config.contract import CONDITIONS, DATASET_TYPE, TRIAL_MANIFEST_JSON, temp_label
 from config.schema import EvalConfig
 from producer.layout import RunLayout
 from producer.trials import Trial
@@ -264,7 +264,7 @@ def write_trial_manifest(
     layout: RunLayout, cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]]
 ) -> Path:
     """Write ``<slug>/results/trial_manifest.json``, keeping stage_status and created_at if it exists."""
-    path = layout.artifact(trial.slug, "trial_manifest.json")
+    path = layout.artifact(trial.slug, TRIAL_MANIFEST_JSON)
     fresh = build_trial_manifest(cfg, trial, layout.run_id, items)
     with _locked(path):
         old = read_json(path)

@@ -314,12 +314,10 @@ def context_check(cfg: EvalConfig, facts: EngineFacts) -> Check:
     return Check("context", OK, detail)
 
 
-def vram_budget_check(cfg: EvalConfig) -> Check | None:
-    """Hook for the VRAM budget (telemetry.budget.vram_check, H7): one line, never fatal."""
-    try:
-        from telemetry.budget import vram_check
-    except ImportError:
-        return None
+def vram_budget_check(cfg: EvalConfig) -> Check:
+    """The VRAM budget (telemetry.budget.vram_check): one line, never fatal."""
+    from telemetry.budget import vram_check
+
     try:
         status, message = vram_check(cfg)
     except Exception as exc:  # noqa: BLE001 - advisory
@@ -347,9 +345,7 @@ def run_preflight(cfg: EvalConfig) -> list[Check]:
     else:
         checks.append(Check("engine", INFO, f"backend {cfg.backend}: checked by its own commands"))
     checks.append(gpu_check(cfg))
-    vram = vram_budget_check(cfg)
-    if vram is not None:
-        checks.append(vram)
+    checks.append(vram_budget_check(cfg))
     checks.append(disk_check(cfg))
     checks.append(queue_check())
     return checks

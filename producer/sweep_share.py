@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from config.contract import TRIAL_MANIFEST_JSON
 from producer.requests_build import Request
 from producer.trials import Trial
 
@@ -84,4 +85,4 @@ def write_manifest_notes(conn: Any, layout: Any, run_id: str) -> None:
             data["shared_control_from"] = sorted(owners)
             data["shared_requests"] = dict(sorted(owners.items()))
 
-        _update_json(layout.artifact(trial, "trial_manifest.json"), change)
+        _update_json(layout.artifact(trial, TRIAL_MANIFEST_JSON), change)

@@ -7,6 +7,11 @@ when the run used Fireworks' batch API. For a local run nothing is billed: ``usd
 cloud cost* of the same tokens at the configured on-demand prices (``usd_kind`` says which), and
 ``usd_if_batch`` gives the batch-API equivalent. When cached prompt tokens are known they are charged at
 ``cached_input_multiplier`` times the input price.
+
+Both facts come from ``raw_results.jsonl`` beside predictions.csv: cached prompt tokens
+(``usage.prompt_tokens_details.cached_tokens``) and the rows a sweep reused from another trial
+(``engine.shared_control_from``: generated and paid for once, by the owner trial). Token totals count
+every row of the trial; ``usd`` leaves the reused rows out so that a sweep's trials add up to its bill.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import click
 import pandas as pd
 
 from config.atomic import write_json_atomic
+from config.contract import RAW_RESULTS_JSONL
 from config.schema import EvalConfig, Pricing, load_config
 from producer.console import UserError, make_console_safe, one_line_errors
 
@@ -32,31 +38,62 @@ def _usd(prompt: int, completion: int, cached: int, pricing: Pricing, multiplier
     return cost * multiplier
 
 
+def raw_usage_facts(raw_path: Path) -> tuple[dict[str, int], set[str]]:
+    """(cached prompt tokens per custom_id, custom_ids reused from another trial) from raw_results.jsonl;
+    empty when the file is absent (a trial scored from predictions.csv alone)."""
+    cached: dict[str, int] = {}
+    shared: set[str] = set()
+    if not raw_path.is_file():
+        return cached, shared
+    with open(raw_path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or "custom_id" not in row:
+                continue
+            cid = str(row["custom_id"])
+            usage = (((row.get("response") or {}).get("body") or {}).get("usage") or {})
+            tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+            if isinstance(tokens, int | float):
+                cached[cid] = int(tokens)
+            if (row.get("engine") or {}).get("shared_control_from"):
+                shared.add(cid)
+    return cached, shared
+
+
 def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
-                  cached_prompt_tokens: int | None = None, usage_estimated: bool | None = None) -> dict[str, Any]:
-    """Token totals and USD for one trial's predictions.csv."""
+                  cached_prompt_tokens: int | None = None, usage_estimated: bool | None = None,
+                  shared_ids: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Token totals and USD for one trial's predictions.csv (``shared_ids``: rows paid by another trial)."""
     try:
-        df = pd.read_csv(pred_csv, usecols=list(TOKEN_COLUMNS), dtype=object, keep_default_na=False, encoding="utf-8")
+        df = pd.read_csv(pred_csv, usecols=["custom_id", *TOKEN_COLUMNS], dtype=object, keep_default_na=False,
+                         encoding="utf-8")
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read token columns of {pred_csv}: {exc.__class__.__name__}") from None
     nums = pd.DataFrame({c: pd.to_numeric(df[c].astype(object), errors="coerce").astype(float) for c in TOKEN_COLUMNS})
     prompt = int(nums["prompt_tokens"].fillna(0).sum())
     completion = int(nums["completion_tokens"].fillna(0).sum())
     known = nums["prompt_tokens"].notna() | nums["completion_tokens"].notna()
-    cached = min(int(cached_prompt_tokens or 0), prompt)
+    own = ~df["custom_id"].isin(shared_ids)
+    paid_prompt = int(nums.loc[own, "prompt_tokens"].fillna(0).sum())
+    paid_completion = int(nums.loc[own, "completion_tokens"].fillna(0).sum())
+    cached = min(int(cached_prompt_tokens or 0), paid_prompt)
     batch = backend == "fireworks"
     multiplier = pricing.batch_discount if batch else 1.0
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "usd": _usd(prompt, completion, cached, pricing, multiplier),
+        "usd": _usd(paid_prompt, paid_completion, cached, pricing, multiplier),
         "usd_kind": "billed_estimate" if batch else "equivalent_cloud_cost",
-        "usd_if_batch": _usd(prompt, completion, cached, pricing, pricing.batch_discount),
+        "usd_if_batch": _usd(paid_prompt, paid_completion, cached, pricing, pricing.batch_discount),
         "batch_discount_applied": batch,
         "usage_records": int(known.sum()),
         "rows": int(len(df)),
         "rows_without_usage": int((~known).sum()),
+        "shared_rows": int((~own).sum()),
         "cached_prompt_tokens": cached_prompt_tokens,
         "usage_estimated": usage_estimated,
         "backend": backend,
@@ -79,7 +116,10 @@ def usage_estimated_from_manifest(manifest: Path | None) -> bool | None:
 def write_costs(pred_csv: Path, out_path: Path, cfg: EvalConfig | None = None, manifest: Path | None = None) -> Path:
     pricing = cfg.pricing if cfg is not None else Pricing()
     backend = cfg.backend if cfg is not None else "local"
-    data = compute_costs(Path(pred_csv), pricing, backend, usage_estimated=usage_estimated_from_manifest(manifest))
+    cached, shared = raw_usage_facts(Path(pred_csv).parent / RAW_RESULTS_JSONL)
+    own_cached = sum(v for k, v in cached.items() if k not in shared)
+    data = compute_costs(Path(pred_csv), pricing, backend, usage_estimated=usage_estimated_from_manifest(manifest),
+                         cached_prompt_tokens=own_cached if cached else None, shared_ids=shared)
     return write_json_atomic(Path(out_path), data)
 
 

@@ -8,20 +8,18 @@ are recorded in its ``stage_status`` (CONTRACT section 9).
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from config.contract import COSTS_JSON, PREDICTIONS_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
 from config.schema import EvalConfig
 from scoring.costs import write_costs
 from scoring.score_predictions import PER_ITEM_NAME, score_predictions
 from scoring.stats import run_stats
 
-PREDICTIONS_NAME = "predictions.csv"
-SIGNIFICANCE_NAME = "significance.json"
-COSTS_NAME = "costs.json"
-MANIFEST_NAME = "trial_manifest.json"
+PREDICTIONS_NAME, SIGNIFICANCE_NAME, COSTS_NAME, MANIFEST_NAME = (PREDICTIONS_CSV, SIGNIFICANCE_JSON, COSTS_JSON,
+                                                                TRIAL_MANIFEST_JSON)
 
 
 def _stage(manifest: Path, stage: str, work: Callable[[], list[Path]]) -> list[Path]:
@@ -59,7 +57,7 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
     _stage(manifest, "stats", lambda: [run_stats(per_item, cfg.stats, sig)])
     _stage(manifest, "costs", lambda: [write_costs(pred, costs, cfg, manifest)])
     out: dict[str, Any] = {"scored": str(per_item), "stats": str(sig), "costs": str(costs), "report": None}
-    if reports_dir is None or importlib.util.find_spec("scoring.report") is None:
+    if reports_dir is None:
         if manifest.is_file():
             from producer.manifests import update_stage
 
@@ -73,6 +71,6 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
         paths = [v for v in (written or {}).values() if isinstance(v, Path)] if isinstance(written, dict) else []
         return paths or [Path(reports_dir)]
 
-    _stage(manifest, "report", report)
-    out["report"] = str(reports_dir)
+    written = _stage(manifest, "report", report)
+    out["report"] = str(next((p for p in written if p.suffix == ".html"), Path(reports_dir)))
     return out

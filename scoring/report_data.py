@@ -14,10 +14,21 @@ from typing import Any
 
 import pandas as pd
 
+from config.contract import (
+    COSTS_JSON,
+    ERRORS_JSONL,
+    LOCAL_COSTS_JSON,
+    PER_ITEM_SCORES_CSV,
+    PREDICTIONS_CSV,
+    SIGNIFICANCE_JSON,
+    TELEMETRY_CSV,
+    TRIAL_MANIFEST_JSON,
+)
+
 METRICS_OPEN = ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate")
 METRICS_CLOSED = ("em", "abstain_rate")
-TELEMETRY_NAMES = ("telemetry.csv",)
-ERROR_LOG_NAMES = ("errors.jsonl",)
+TELEMETRY_NAMES = (TELEMETRY_CSV,)
+ERROR_LOG_NAMES = (ERRORS_JSONL,)
 
 
 @dataclass
@@ -184,14 +195,14 @@ def load_report_data(results_dir: Path) -> ReportData:
     results_dir = Path(results_dir)
     data = ReportData(results_dir=results_dir)
     problems = data.problems
-    data.significance = read_json(results_dir / "significance.json", problems)
-    per_item = load_per_item(results_dir / "per_item_scores.csv", problems)
+    data.significance = read_json(results_dir / SIGNIFICANCE_JSON, problems)
+    per_item = load_per_item(results_dir / PER_ITEM_SCORES_CSV, problems)
     if per_item is not None and not per_item.empty:
         data.means, data.pairing = paired_means(per_item)
-    data.predictions = summarise_predictions(results_dir / "predictions.csv", problems)
-    data.costs = read_json(results_dir / "costs.json", problems)
-    data.local_costs = read_json(results_dir / "local_costs.json", problems)
-    data.manifest = read_json(results_dir / "trial_manifest.json", problems)
+    data.predictions = summarise_predictions(results_dir / PREDICTIONS_CSV, problems)
+    data.costs = read_json(results_dir / COSTS_JSON, problems)
+    data.local_costs = read_json(results_dir / LOCAL_COSTS_JSON, problems)
+    data.manifest = read_json(results_dir / TRIAL_MANIFEST_JSON, problems)
     data.errors = summarise_errors(results_dir, problems)
     data.telemetry = load_telemetry(results_dir, problems)
     return data

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from config.contract import PER_ITEM_SCORES_CSV
 from config.schema import EvalConfig, Unsupported, load_config
 from producer.console import UserError, make_console_safe, one_line_errors
 from scoring.aggregate import (
@@ -20,7 +21,7 @@ from scoring.aggregate import (
     write_per_item_csv,
 )
 
-PER_ITEM_NAME = "per_item_scores.csv"
+PER_ITEM_NAME = PER_ITEM_SCORES_CSV
 
 
 def score_predictions(pred_csv: Path, prepared_dir: Path, out_dir: Path, cfg: EvalConfig | None = None) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from config.atomic import write_text_atomic
+from config.contract import PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
 from scoring.fdr import bh_qvalues
 from scoring.report_data import load_per_item, paired_means, read_json
 from scoring.report_html import to_html
@@ -68,12 +69,12 @@ def _trial_settings(manifest: dict[str, Any] | None) -> str:
 def load_trials(run_dir: Path) -> tuple[list[TrialResult], list[str]]:
     trials, problems = [], []
     for results in find_trials(run_dir):
-        sig = read_json(results / "significance.json", problems)
+        sig = read_json(results / SIGNIFICANCE_JSON, problems)
         if not sig:
             continue
-        per_item = load_per_item(results / "per_item_scores.csv", problems)
+        per_item = load_per_item(results / PER_ITEM_SCORES_CSV, problems)
         means = paired_means(per_item)[0] if per_item is not None and not per_item.empty else None
-        manifest = read_json(results / "trial_manifest.json", problems)
+        manifest = read_json(results / TRIAL_MANIFEST_JSON, problems)
         trials.append(TrialResult(results.parent.name, _trial_settings(manifest),
                                   effect_rows(sig, with_subgroups=False), means, all_tests(sig)))
     return trials, problems

@@ -32,7 +32,7 @@ class BudgetReport:
 
 
 def resolve_gguf(model: str) -> Path | None:
-    """A GGUF path for a local model name or path (H2's locator first, then the path itself)."""
+    """A GGUF path for a local model name or path (the engines' locator first, then the path itself)."""
     try:
         from workers.engines.model_files import resolve_model_path  # the queue's GGUF locator
 

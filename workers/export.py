@@ -7,7 +7,6 @@ done); a worker killed half-way leaves ``running`` with a dead pid, which reconc
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_jsonl_atomic
+from config.contract import ERRORS_JSONL, PREDICTIONS_CSV, RAW_RESULTS_JSONL, TRIAL_MANIFEST_JSON
 from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger.queries import failed_rows, get_run, result_rows
@@ -24,9 +24,7 @@ from producer.results_io import raw_result_row, write_predictions_csv
 
 log = logging.getLogger("workers")
 
-RAW_RESULTS = "raw_results.jsonl"
-PREDICTIONS = "predictions.csv"
-ERRORS = "errors.jsonl"
+RAW_RESULTS, PREDICTIONS, ERRORS = RAW_RESULTS_JSONL, PREDICTIONS_CSV, ERRORS_JSONL
 
 
 def _raw_rows(rows: list[Any]) -> list[dict[str, Any]]:
@@ -70,7 +68,7 @@ def write_trial_files(run_id: str, trial: str) -> dict[str, Any]:
 
 def _write_local_costs(run_id: str, trial: str, results_dir: Path, raw: list[dict[str, Any]],
                        finished_at: list[float]) -> None:
-    """H7's local_costs.json + telemetry.csv (local backends only); never fails the export."""
+    """local_costs.json + telemetry.csv (local backends only); never fails the export."""
     try:
         from telemetry.summary import export_local_costs
         from workers.inference import run_settings
@@ -82,12 +80,10 @@ def _write_local_costs(run_id: str, trial: str, results_dir: Path, raw: list[dic
 
 
 def _update_manifest(info: dict[str, Any]) -> None:
-    """Record the generated/parsed stages in trial_manifest.json (H1's helpers; absent -> skipped)."""
-    manifest = info["results_dir"] / "trial_manifest.json"
-    try:
-        from producer.manifests import mark_usage_estimated, update_stage
-    except ImportError:  # pragma: no cover - manifests module missing
-        return
+    """Record the generated/parsed stages in trial_manifest.json."""
+    from producer.manifests import mark_usage_estimated, update_stage
+
+    manifest = info["results_dir"] / TRIAL_MANIFEST_JSON
     rd = info["results_dir"]
     update_stage(manifest, "generated", "done", [rd / RAW_RESULTS, rd / ERRORS],
                  results=info["results"], failed=info["failed"])
@@ -97,12 +93,8 @@ def _update_manifest(info: dict[str, Any]) -> None:
 
 
 def _analyse(run_id: str, info: dict[str, Any]) -> tuple[str, str | None]:
-    """scoring.pipeline.analyse_trial when it exists (scores, statistics, costs, report)."""
-    try:
-        pipeline = importlib.import_module("scoring.pipeline")
-    except ImportError:
-        log.warning("scoring.pipeline not available: trial exported without analysis")
-        return "skipped", None
+    """Scores, statistics, costs and the report of one trial (scoring.pipeline)."""
+    from scoring import pipeline
     from workers.inference import run_settings
 
     cfg, _ = run_settings(run_id)
@@ -128,5 +120,20 @@ def export_trial(run_id: str, trial: str) -> bool:
         raise
     log.info("exported %s: %s results, %s failed", info["results_dir"], info["results"], info["failed"])
     state, error = _analyse(run_id, info)
-    finish_export(conn, run_id, trial, "done", analysis_state=state, analysis_error=error)
+    if finish_export(conn, run_id, trial, "done", analysis_state=state, analysis_error=error):
+        _summarise_run(run_id)
     return True
+
+
+def _summarise_run(run_id: str) -> None:
+    """A run of several trials gets summary.html comparing their treatment effects (scoring.summary)."""
+    conn = connect()
+    if conn.execute("select count(*) from trials where run_id = ?", (run_id,)).fetchone()[0] < 2:
+        return
+    from scoring.summary import write_run_summary
+
+    run_dir = RunLayout(Path(get_run(conn, run_id)["experiments_dir"]), run_id).run_dir
+    try:
+        log.info("run summary: %s", write_run_summary(run_dir))
+    except Exception:  # the trials' own reports stand; `python -m scoring.summary` can retry
+        log.exception("run summary of %s failed", run_dir)

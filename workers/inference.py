@@ -111,11 +111,9 @@ def generate_with_retries(
 
 
 def _note_telemetry(cfg: EvalConfig, req: sqlite3.Row, result: EngineResult) -> None:
-    """H7's sampler (GPU/CPU samples tagged with run and trial, stored in the ledger file)."""
-    try:
-        from telemetry.worker_hook import note_result
-    except ImportError:
-        return
+    """The telemetry sampler (GPU/CPU samples tagged with run and trial, stored in the ledger file)."""
+    from telemetry.worker_hook import note_result
+
     note_result(cfg, req["run_id"], req["trial"], result)
 
 

@@ -1,7 +1,7 @@
 """CPU work: score finished results as they arrive, so ``status`` shows live EM per condition.
 
 The report's numbers come from ``scoring.pipeline`` on the exported files; these per-request scores
-in the ledger are for watching a long run. The rules are H3's ``scoring.rules.score_response``.
+in the ledger are for watching a long run. The rules are ``scoring.rules.score_response``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from producer.ledger.queries import done_unscored, get_run
 from producer.ledger.writes import record_scores
 
 log = logging.getLogger("workers")
-_warned: set[str] = set()
 
 
 @lru_cache(maxsize=4)
@@ -29,13 +28,7 @@ def _items(prepared_dir: str) -> dict[str, dict[str, Any]]:
 
 def score_chunk(run_id: str, chunk: int) -> int:
     """Score the done, unscored requests of a chunk; returns how many were scored."""
-    try:
-        from scoring.rules import score_response
-    except ImportError:
-        if "rules" not in _warned:
-            _warned.add("rules")
-            log.warning("scoring.rules not available: live scores skipped")
-        return 0
+    from scoring.rules import score_response
     from workers.inference import run_settings
 
     conn = connect()

@@ -289,7 +289,8 @@ def claim_export(conn: sqlite3.Connection, run_id: str, trial: str, pid: int) ->
 
 
 def finish_export(conn: sqlite3.Connection, run_id: str, trial: str, state: str = "done",
-                  analysis_state: str | None = None, analysis_error: str | None = None) -> None:
+                  analysis_state: str | None = None, analysis_error: str | None = None) -> bool:
+    """Record a trial's export; True when it was the run's last trial (the run is now done)."""
     with transaction(conn):
         conn.execute(
             "update trials set export_state = ?, exported_at = ?, analysis_state = coalesce(?, analysis_state),"
@@ -301,6 +302,7 @@ def finish_export(conn: sqlite3.Connection, run_id: str, trial: str, state: str 
         ).fetchone()[0]
         if not left:
             conn.execute("update runs set state = 'done', updated_at = ? where run_id = ?", (time.time(), run_id))
+    return not left
 
 
 def reset_dead_work(conn: sqlite3.Connection, live_pids: set[int]) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_jsonl_atomic, write_text_atomic
+from config.contract import TRIAL_MANIFEST_JSON
 from config.schema import EvalConfig
 from producer.layout import RunLayout
 from producer.ledger import connect
@@ -281,7 +282,7 @@ def save_job_table(run_id: str) -> None:
         by_trial.setdefault(j["trial"], []).append(j)
     for trial, tj in by_trial.items():
         if all(j["state"] in ("downloaded", "failed") for j in tj):
-            path = layout.artifact(trial, "trial_manifest.json")
+            path = layout.artifact(trial, TRIAL_MANIFEST_JSON)
             status = "failed" if all(j["state"] == "failed" for j in tj) else "done"
             manifests.update_stage(path, "downloaded", status,
                                    [layout.run_dir / "fireworks" / "downloads" / f"part-{j['part']:04d}" for j in tj],

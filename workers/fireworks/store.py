@@ -1,6 +1,6 @@
 """Fireworks tables in the ledger: one row per part (dataset, job, state, progress) and shared results.
 
-Why our own tables: the queue's schema stays H2's; these add what a batch job needs to resume
+Why our own tables: the queue's own schema stays as it is; these add what a batch job needs to resume
 without resubmitting (the job id is stored before and after creation, and is deterministic anyway)
 and what ``status`` shows (job state, processed / total, failed rows).
 """
