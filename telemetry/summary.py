@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from config.atomic import write_csv_atomic, write_json_atomic
-from config.contract import LOCAL_COSTS_JSON, parse_custom_id
+from config.contract import LOCAL_COSTS_JSON, TELEMETRY_CSV, parse_custom_id
 from telemetry.sampler import Sample
 
 LOCAL_COSTS_NAME = LOCAL_COSTS_JSON
-TELEMETRY_CSV_NAME = "telemetry.csv"
+TELEMETRY_CSV_NAME = TELEMETRY_CSV
 TELEMETRY_CSV_COLUMNS = (
     "t_s",
     "time_utc",

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from tests.offline_config import offline_config_dict
+
 ROOT = Path(__file__).resolve().parents[1]
 PY_FLAGS = ["-X", "warn_default_encoding", "-W", "error::EncodingWarning"]
 
@@ -42,42 +44,11 @@ def short_prompt_set(tmp: Path) -> dict[str, str]:
 
 def write_config(tmp: Path, name: str = "cfg.yaml", short_prompts: bool = False, **overrides: Any) -> Path:
     """A small real config: bundled samples, SmolLM2 via llama.cpp, tiny outputs, quick statistics."""
-    cfg: dict[str, Any] = {
-        "backend": "local",
-        "local_engine": "llama_cpp",
-        "local_model": "smollm2",
-        "n_ctx": 2048,
-        "n_gpu_layers": 0,
-        "n_threads": 2,
-        "temps": [0.0],
-        "samples_per_item": {"0.0": 1},
-        "max_new_tokens": {"closed_book": 8, "open_book": 8},
-        "seed": 42,
-        "sizes": {"squad_v2": 2, "triviaqa": 1, "nq_open": 1},
-        "data": {"squad_v2": "sample", "triviaqa": "sample", "nq_open": "sample"},
-        "paths": {
-            "data_dir": str(tmp / "data"),
-            "raw_dir": str(tmp / "data" / "raw"),
-            "prepared_dir": str(tmp / "data" / "prepared"),
-            "batch_inputs_dir": str(tmp / "data" / "batch_inputs"),
-            "experiments_dir": str(tmp / "experiments"),
-        },
-        "prompt_sets": {
-            "default": {
-                "control": str(ROOT / "config" / "prompts" / "control_system.txt"),
-                "treatment": str(ROOT / "config" / "prompts" / "treatment_system.txt"),
-            }
-        },
-        "task_instructions": {
-            "open_book": str(ROOT / "config" / "task_instructions" / "open_book.txt"),
-            "closed_book": str(ROOT / "config" / "task_instructions" / "closed_book.txt"),
-        },
-        "stats": {"bootstrap_samples": 200, "permutation_samples": 200, "seed": 1},
-        "max_retries": 2,
-        "retry_backoff_s": 0.01,
-        "enable_local_telemetry": False,
-        "prevent_sleep": False,
-    }
+    cfg = offline_config_dict(
+        tmp, local_engine="llama_cpp", local_model="smollm2", n_ctx=2048, n_gpu_layers=0, n_threads=2,
+        max_new_tokens={"closed_book": 8, "open_book": 8}, seed=42, sizes={"squad_v2": 2, "triviaqa": 1, "nq_open": 1},
+        max_retries=2, retry_backoff_s=0.01,
+    )
     if short_prompts:
         cfg["prompt_sets"] = {"default": short_prompt_set(tmp)}
     for key, value in overrides.items():

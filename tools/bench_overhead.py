@@ -9,7 +9,8 @@ Target: (b) >= 0.95 x (a).
 (b) is the real command in a subprocess, timed from launch to exit (spawned worker, model load,
 ledger writes, export, scoring and report included); its inference window (first to last result,
 from the ledger) is printed too. Requests: the bundled samples at temperatures 0.0 and 0.7, built by
-the real builder; a temporary folder holds the queue, data and results. Run it when the CPU is quiet.
+the real builder; a temporary folder holds the queue, data and results. Both run ``--rounds`` times in
+alternating order (a b, b a, ...) so that drift on a shared machine cancels. Run it when the CPU is quiet.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def bench_config(tmp: Path, n_requests: int, model: str, threads: int) -> Path:
     nq = min(25, items - squad - trivia)
     cfg = {
         "backend": "local", "local_engine": "llama_cpp", "local_model": model,
-        "n_ctx": 2048, "n_gpu_layers": 0, "n_threads": threads,
+        "n_ctx": 4096, "n_gpu_layers": 0, "n_threads": threads,
         "temps": [0.0, 0.7], "samples_per_item": {"0.0": 1, "0.7": 1},
         "max_new_tokens": {"closed_book": 24, "open_book": 32}, "seed": 42,
         "sizes": {"squad_v2": squad, "triviaqa": trivia, "nq_open": nq},
@@ -102,18 +103,34 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200, help="multiple of 4, at most 336 (bundled samples)")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of both (2: a b then b a, so drift cancels)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     tmp = Path(tempfile.mkdtemp(prefix="bench_overhead_"))
+    a_total = a_loop = b_wall = b_window = 0.0
+    n_a = n_b = 0
     try:
         cfg_path = bench_config(tmp, args.requests, args.model, args.threads)
-        n_a, a_total, a_loop = plain_loop(cfg_path)
-        n_b, b_wall, b_window = producer_run(cfg_path, tmp / "queue")
-        print(json.dumps({"requests": n_a, "model": args.model, "n_threads": args.threads}))
-        print(f"(a) plain llama-cpp-python loop: {n_a / a_total:.3f} req/s incl. model load ({a_total:.1f}s), "
+        print(json.dumps({"requests": args.requests, "model": args.model, "n_threads": args.threads,
+                          "rounds": args.rounds}), flush=True)
+        for rnd in range(args.rounds):
+            for which in (("a", "b") if rnd % 2 == 0 else ("b", "a")):
+                if which == "a":
+                    n, total, loop = plain_loop(cfg_path)
+                    n_a, a_total, a_loop = n_a + n, a_total + total, a_loop + loop
+                    print(f"round {rnd + 1} (a) plain loop: {n} requests, {total:.1f}s with model load, "
+                          f"{loop:.1f}s loop", flush=True)
+                else:
+                    queue = tmp / f"queue{rnd}"
+                    n, wall, window = producer_run(cfg_path, queue)
+                    shutil.rmtree(tmp / "experiments", ignore_errors=True)
+                    n_b, b_wall, b_window = n_b + n, b_wall + wall, b_window + window
+                    print(f"round {rnd + 1} (b) producer run: {n} requests, {wall:.1f}s end to end, "
+                          f"{window:.1f}s inference window", flush=True)
+        print(f"(a) plain llama-cpp-python loop: {n_a / a_total:.3f} req/s incl. model load, "
               f"{n_a / a_loop:.3f} req/s loop only")
-        print(f"(b) producer run --workers 1:     {n_b / b_wall:.3f} req/s end to end ({b_wall:.1f}s: spawn, load, "
-              f"export, scoring, report), {n_b / b_window:.3f} req/s inference window")
+        print(f"(b) producer run --workers 1:     {n_b / b_wall:.3f} req/s end to end (spawn, load, export, "
+              f"scoring, report), {n_b / b_window:.3f} req/s inference window")
         print(f"ratio (b)/(a) end to end: {(n_b / b_wall) / (n_a / a_total):.3f}   "
               f"inference window vs loop: {(n_b / b_window) / (n_a / a_loop):.3f}   (target >= 0.95)")
     finally:

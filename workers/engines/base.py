@@ -45,6 +45,23 @@ class GenerationParams:
             seed=body.get("seed"),
         )
 
+    def sampling(self) -> dict[str, Any]:
+        """OpenAI-style sampling arguments, the same for every engine that takes them (llama-cpp-python
+        and OpenAI-compatible servers): unset top_p/top_k mean "no filter" (not llama-cpp-python's
+        0.95/40/0.05 defaults); ``stop`` and ``seed`` only when set."""
+        out: dict[str, Any] = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p if self.top_p is not None else 1.0,
+            "top_k": self.top_k if self.top_k is not None else 0,
+            "min_p": 0.0,
+        }
+        if self.stop:
+            out["stop"] = list(self.stop)
+        if self.seed is not None:
+            out["seed"] = self.seed
+        return out
+
 
 @dataclass
 class Usage:

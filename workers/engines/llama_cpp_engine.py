@@ -107,18 +107,7 @@ class LlamaCppEngine:
                 "min_p": 0.0, **self.settings}
 
     def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult:
-        kwargs: dict[str, Any] = {
-            "messages": messages,
-            "temperature": params.temperature,
-            "max_tokens": params.max_tokens,
-            # unset means "no filter", the same as the HTTP engines (not llama-cpp-python's 0.95/40/0.05)
-            "top_p": params.top_p if params.top_p is not None else 1.0,
-            "top_k": params.top_k if params.top_k is not None else 0,
-            "min_p": 0.0,
-            "stop": list(params.stop),
-        }
-        if params.seed is not None:
-            kwargs["seed"] = params.seed
+        kwargs: dict[str, Any] = {"messages": messages, **params.sampling()}
         start = time.perf_counter()
         with self._lock:
             try:

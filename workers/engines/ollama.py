@@ -149,33 +149,22 @@ class OllamaEngine:
             engine=facts,
         )
 
-    def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult:
-        payload = {
-            "model": self.model,
-            "messages": messages,
-            "stream": False,
-            "keep_alive": self.cfg.keep_alive,
-            "options": ollama_options(self.cfg, params),
-        }
+    def _post_generation(self, path: str, params: GenerationParams, **fields: Any) -> tuple[dict[str, Any], float]:
+        """One non-streaming generation request; (response body, latency in seconds)."""
+        payload = {"model": self.model, **fields, "stream": False, "keep_alive": self.cfg.keep_alive,
+                   "options": ollama_options(self.cfg, params)}
         start = time.perf_counter()
-        body = self._call("POST", "/api/chat", payload)
-        latency = time.perf_counter() - start
+        body = self._call("POST", path, payload)
+        return body, time.perf_counter() - start
+
+    def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult:
+        body, latency = self._post_generation("/api/chat", params, messages=messages)
         message = body.get("message") or {}
         return self._result(body, message.get("content") or "", message.get("thinking"), messages, latency)
 
     def generate_raw(self, prompt: str, params: GenerationParams) -> EngineResult:
         """Completion-style models: ``POST /api/generate`` with ``raw: true`` (no chat template)."""
-        payload = {
-            "model": self.model,
-            "prompt": prompt,
-            "raw": True,
-            "stream": False,
-            "keep_alive": self.cfg.keep_alive,
-            "options": ollama_options(self.cfg, params),
-        }
-        start = time.perf_counter()
-        body = self._call("POST", "/api/generate", payload)
-        latency = time.perf_counter() - start
+        body, latency = self._post_generation("/api/generate", params, prompt=prompt, raw=True)
         messages = [{"role": "user", "content": prompt}]
         return self._result(body, body.get("response") or "", body.get("thinking"), messages, latency)
 

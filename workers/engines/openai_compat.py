@@ -28,21 +28,7 @@ TIMING_KEYS = ("cache_n", "prompt_n", "prompt_ms", "prompt_per_second", "predict
 def chat_payload(model: str, messages: list[dict[str, str]], params: GenerationParams) -> dict[str, Any]:
     """The request body: unset top_p/top_k mean "no filter" as in every engine. ``top_k``/``min_p``
     are extensions that llama.cpp and vLLM accept and OpenAI-strict servers ignore."""
-    payload: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "temperature": params.temperature,
-        "max_tokens": params.max_tokens,
-        "top_p": params.top_p if params.top_p is not None else 1.0,
-        "top_k": params.top_k if params.top_k is not None else 0,
-        "min_p": 0.0,
-        "stream": False,
-    }
-    if params.stop:
-        payload["stop"] = list(params.stop)
-    if params.seed is not None:
-        payload["seed"] = params.seed
-    return payload
+    return {"model": model, "messages": messages, **params.sampling(), "stream": False}
 
 
 def timing_facts(body: dict[str, Any]) -> dict[str, Any]:
