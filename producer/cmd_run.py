@@ -61,6 +61,19 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
         time.sleep(PROGRESS_EVERY_S)
 
 
+def _echo_trial(trial_dir: Path, t: dict) -> None:
+    """A finished trial: its headline result and where its report and results are."""
+    report = trial_dir / "reports" / "report.html"
+    if t.get("analysis") not in (None, "done"):
+        click.echo(f"  {trial_dir.name}: analysis {t['analysis']}: {t.get('analysis_error') or ''}".rstrip(": "))
+    elif report.is_file():
+        from scoring.report import headline_of
+
+        click.echo(f"  {trial_dir.name}: {headline_of(trial_dir / 'results')[0]}")
+        click.echo(f"    report: {report}")
+    click.echo(f"    results: {trial_dir / 'results'}")
+
+
 @click.command()
 @config_option
 @data_option
@@ -114,8 +127,10 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
     tot = st["totals"]
     click.echo(f"done: {tot['done']} results, {tot['failed']} failed")
     for name, t in st["trials"].items():
-        click.echo(f"  {name}: {Path(st['run_dir']) / name / 'results'}"
-                   + (f"  (analysis {t['analysis']})" if t.get("analysis") not in (None, "done") else ""))
+        _echo_trial(Path(st["run_dir"]) / name, t)
+    summary = Path(st["run_dir"]) / "summary.html"
+    if summary.is_file():
+        click.echo(f"summary of all trials: {summary}")
     if tot["failed"]:
         click.echo(f"  failed requests: errors.jsonl in each results folder; retry: "
                    f"python -m producer run --resume {s.run_id} --retry-failed")

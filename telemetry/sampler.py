@@ -137,7 +137,7 @@ class TelemetrySampler:
             self.device_name = self._nvml.device_name
             if not self._nvml.available and self._nvml.reason not in _warned:
                 _warned.add(self._nvml.reason or "")
-                log.warning("%s; telemetry keeps CPU/RAM only", self._nvml.reason)
+                log.info("%s; telemetry keeps CPU/RAM only", self._nvml.reason)  # doctor shows it too
         else:
             self.nvml_reason = "NVML unavailable: GPU telemetry disabled"
         self._stop.clear()

@@ -40,3 +40,14 @@ def test_local_sweep_generates_shared_controls_once(tmp_path):
     assert manifest["shared_control_from"] == [shared[0][2]]
     for t in (reuser, shared[0][2]):
         assert len(_predictions(run / t / "results" / "predictions.csv")[1]) == 2 * n
+    owner = shared[0][2]
+    costs = {t: json.loads((run / t / "results" / "costs.json").read_text(encoding="utf-8")) for t in (reuser, owner)}
+    assert costs[reuser]["shared_rows"] == n and costs[owner]["shared_rows"] == 0  # the copies are not billed twice
+    paid = [r for r in _predictions(run / reuser / "results" / "predictions.csv")[1] if "|treatment|" in r["custom_id"]]
+    price = costs[reuser]["pricing"]
+    expected = sum(int(r["prompt_tokens"]) * price["input_per_mtok"] + int(r["completion_tokens"]) * price["output_per_mtok"]
+                   for r in paid) / 1e6
+    assert paid and abs(costs[reuser]["usd"] - expected) < 1e-12
+    summary = run / "summary.html"  # a run of several trials ends with their comparison
+    assert summary.is_file() and reuser in summary.read_text(encoding="utf-8")
+    assert f"summary of all trials: {summary}" in proc.stdout
