@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from config.contract import TRIAL_MANIFEST_JSON
 from config.schema import EvalConfig
 from producer.cmd_enqueue import (
     dry_run_option,
@@ -22,6 +24,7 @@ from producer.console import make_console_safe, one_line_errors
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
 
 PROGRESS_EVERY_S = 1.0
+FINISHING_POLL_S = 0.1  # every request answered: only export and analysis are left, notice the end at once
 
 
 def _progress_line(st: dict) -> str:
@@ -33,8 +36,9 @@ def _progress_line(st: dict) -> str:
     filled = int(width * finished / tot["total"]) if tot["total"] else width
     bar = "#" * filled + "-" * (width - filled)
     failed = f" failed {tot['failed']}" if tot["failed"] else ""
-    return (f"[{bar}] {finished}/{tot['total']}{failed}  {st['requests_per_min']:.1f} req/min"
-            f"  ETA {format_eta(st['eta_s'])}")
+    tail = "scoring, statistics, report ..." if finished == tot["total"] and st["state"] != "done" \
+        else f"ETA {format_eta(st['eta_s'])}"
+    return f"[{bar}] {finished}/{tot['total']}{failed}  {st['requests_per_min']:.1f} req/min  {tail}"
 
 
 def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
@@ -58,7 +62,8 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
             if tty and not quiet:
                 click.echo("")
             return st
-        time.sleep(PROGRESS_EVERY_S)
+        tot = st["totals"]
+        time.sleep(FINISHING_POLL_S if tot["done"] + tot["failed"] == tot["total"] else PROGRESS_EVERY_S)
 
 
 def _echo_trial(trial_dir: Path, t: dict) -> None:
@@ -67,9 +72,12 @@ def _echo_trial(trial_dir: Path, t: dict) -> None:
     if t.get("analysis") not in (None, "done"):
         click.echo(f"  {trial_dir.name}: analysis {t['analysis']}: {t.get('analysis_error') or ''}".rstrip(": "))
     elif report.is_file():
-        from scoring.report import headline_of
-
-        click.echo(f"  {trial_dir.name}: {headline_of(trial_dir / 'results')[0]}")
+        try:
+            manifest = json.loads((trial_dir / "results" / TRIAL_MANIFEST_JSON).read_text(encoding="utf-8"))
+            first = (manifest["stage_status"]["report"].get("headline") or ["(see the report)"])[0]
+        except (OSError, ValueError, KeyError):
+            first = "(see the report)"
+        click.echo(f"  {trial_dir.name}: {first}")
         click.echo(f"    report: {report}")
     click.echo(f"    results: {trial_dir / 'results'}")
 
@@ -100,24 +108,31 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
     ctrl_break_is_ctrl_c()
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s")
-    if resume:
-        s = resume_run(resume, retry_failed)
-    else:
+    if not resume:
         preflight(cfg, no_preflight or dry_run)
-        s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed, force=force)
-    click.echo(f"run {s.run_id}: {s.total} requests, {len(s.trials)} trial(s), engine {s.engine}, "
-               f"{workers} worker(s)")
     pool = WorkerPool(workers, level)
+    s = None
     with keep_awake(should_prevent_sleep(cfg.prevent_sleep, allow_sleep)):
-        pool.start()
+        pool.start()  # the workers start up (spawn, imports) while the run is registered
         try:
+            if resume:
+                s = resume_run(resume, retry_failed)
+            else:
+                s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed,
+                                force=force)
+            click.echo(f"run {s.run_id}: {s.total} requests, {len(s.trials)} trial(s), engine {s.engine}, "
+                       f"{workers} worker(s)")
             st = wait_for_run(s.run_id, pool)
         except KeyboardInterrupt:
             click.echo("")
             click.echo("stopping: current requests finish, the rest stays queued ...")
             pool.stop()
-            click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")
+            if s is not None:
+                click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")
             raise SystemExit(130) from None
+        except BaseException:  # a bad --resume id, a dataset error: no worker may outlive the command
+            pool.stop()
+            raise
         pool.stop()
     if st["state"] == "stopped":
         why = st.get("stop_reason") or "stop requested (python -m producer stop)"

@@ -22,8 +22,9 @@ PREDICTIONS_NAME, SIGNIFICANCE_NAME, COSTS_NAME, MANIFEST_NAME = (PREDICTIONS_CS
                                                                 TRIAL_MANIFEST_JSON)
 
 
-def _stage(manifest: Path, stage: str, work: Callable[[], list[Path]]) -> list[Path]:
-    """Run one stage, recording running/done/failed in the manifest when there is one."""
+def _stage(manifest: Path, stage: str, work: Callable[[], list[Path]], **extra: Any) -> list[Path]:
+    """Run one stage, recording running/done/failed in the manifest when there is one; ``extra`` (filled
+    by ``work``) is stored with the stage's entry."""
     from producer.manifests import update_stage
 
     record = manifest.is_file()
@@ -36,7 +37,7 @@ def _stage(manifest: Path, stage: str, work: Callable[[], list[Path]]) -> list[P
             update_stage(manifest, stage, "failed", error=" ".join(f"{type(exc).__name__}: {exc}".split()))
         raise
     if record:
-        update_stage(manifest, stage, "done", artifacts)
+        update_stage(manifest, stage, "done", artifacts, **extra)
     return artifacts
 
 
@@ -56,7 +57,8 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
     _stage(manifest, "scored", lambda: [score_predictions(pred, Path(prepared_dir), results_dir, cfg)])
     _stage(manifest, "stats", lambda: [run_stats(per_item, cfg.stats, sig)])
     _stage(manifest, "costs", lambda: [write_costs(pred, costs, cfg, manifest)])
-    out: dict[str, Any] = {"scored": str(per_item), "stats": str(sig), "costs": str(costs), "report": None}
+    out: dict[str, Any] = {"scored": str(per_item), "stats": str(sig), "costs": str(costs), "report": None,
+                           "headline": []}
     if reports_dir is None:
         if manifest.is_file():
             from producer.manifests import update_stage
@@ -64,13 +66,17 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
             update_stage(manifest, "report", "skipped")
         return out
 
+    headline: list[str] = []
+
     def report() -> list[Path]:
         from scoring.report import write_report
 
         written = write_report(results_dir, Path(reports_dir), cfg)
-        paths = [v for v in (written or {}).values() if isinstance(v, Path)] if isinstance(written, dict) else []
-        return paths or [Path(reports_dir)]
+        headline.extend(written["headline"])
+        return [written["report_md"], written["report_html"], *written["figures"]]
 
-    written = _stage(manifest, "report", report)
-    out["report"] = str(next((p for p in written if p.suffix == ".html"), Path(reports_dir)))
+    # the headline sentences go into the manifest too: `producer run` prints them without pandas
+    written = _stage(manifest, "report", report, headline=headline)
+    out["report"] = str(next(p for p in written if p.suffix == ".html"))
+    out["headline"] = headline
     return out

@@ -63,17 +63,6 @@ def write_report(results_dir: Path, reports_dir: Path | None = None, cfg: Any = 
             "headline": [b.text for b in doc if isinstance(b, Para) and b.kind in ("headline", "subhead")]}
 
 
-def headline_of(results_dir: Path) -> list[str]:
-    """The report's first-screen sentences for a trial (what ``producer run`` prints at the end)."""
-    from scoring.report_data import load_report_data
-    from scoring.report_sig import effect_rows
-    from scoring.report_text import headline
-
-    data = load_report_data(Path(results_dir))
-    rows = effect_rows(data.significance) if data.significance else []
-    return headline(rows, data.significance, data.means)
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--results_dir", required=True, type=click.Path(path_type=Path), help="A trial's results/ folder.")
 @click.option("--reports_dir", type=click.Path(path_type=Path), default=None,

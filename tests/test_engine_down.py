@@ -46,3 +46,15 @@ def test_engine_down_mid_run_stops_the_run_with_its_reason(tmp_path):
     assert "127.0.0.1" in st["stop_reason"]  # the last error says which server did not answer
     text = producer(["status"], queue).stdout
     assert "stopped: engine down" in text and f"--resume {run_id}" in text
+
+
+def test_resume_of_an_unknown_run_is_one_line_and_leaves_no_worker(tmp_path):
+    import psutil
+
+    queue = tmp_path / "queue"
+    out = producer(["run", "--config", str(_cfg(tmp_path)), "--resume", "no-such-run"], queue, timeout=60)
+    assert out.returncode == 2 and out.stderr.strip() == "error: unknown run id 'no-such-run' (see: python -m producer status)"
+    leftovers = [p for p in psutil.process_iter(["cmdline", "environ"])
+                 if "spawn_main" in " ".join(p.info["cmdline"] or [])
+                 and (p.info["environ"] or {}).get("EXCELLENCE_QUEUE_DIR") == str(queue)]
+    assert leftovers == []  # the pool started before the run id was checked has been stopped

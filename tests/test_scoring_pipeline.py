@@ -108,7 +108,7 @@ def test_analyse_trial_end_to_end(tmp_path: Path) -> None:
     cfg = EvalConfig.model_validate({"local_engine": "dry_run",
                                    "stats": {"bootstrap_samples": 200, "permutation_samples": 200}})
     out = analyse_trial(results, prepared, cfg)
-    assert set(out) == {"scored", "stats", "costs", "report"} and out["report"] is None
+    assert set(out) == {"scored", "stats", "costs", "report", "headline"} and out["report"] is None
     sig = json.loads((results / "significance.json").read_text(encoding="utf-8"),
                      parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert sig["schema_version"] == 2 and sig["temps"] == ["0.0", "0.7"]
