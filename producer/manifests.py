@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -178,14 +178,14 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4)) if text else 0
 
 
-def _prompt_entry(path: Path) -> dict[str, Any]:
+def _prompt_entry(path: Path, counter: Callable[[str], int] | None = None) -> dict[str, Any]:
     text = Path(path).read_text(encoding="utf-8").strip()
     return {
         "path": Path(path).as_posix(),
         "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "chars": len(text),
-        "tokens": estimate_tokens(text),
-        "tokens_estimated": True,
+        "tokens": counter(text) if counter is not None else estimate_tokens(text),
+        "tokens_estimated": counter is None,
     }
 
 
@@ -224,8 +224,12 @@ def engine_settings(cfg: EvalConfig, model: str) -> dict[str, Any]:
 def build_trial_manifest(
     cfg: EvalConfig, trial: Trial, run_id: str, items: Iterable[dict[str, Any]]
 ) -> dict[str, Any]:
+    from workers.engines.tokens import prompt_text_counter
+
     pset = cfg.prompt_sets[trial.prompt_set]
     stages = FIREWORKS_STAGES if cfg.backend == "fireworks" else LOCAL_STAGES
+    on_llama_cpp = cfg.backend == "local" and cfg.local_engine == "llama_cpp"
+    counter, how_counted = prompt_text_counter(cfg.tokenizer, trial.model if on_llama_cpp else None)
     stamp = now_iso()
     return {
         "schema_version": 2,
@@ -246,11 +250,11 @@ def build_trial_manifest(
         },
         "prompts": {
             "prompt_set": trial.prompt_set,
-            "token_counts": "estimated",
-            "control": _prompt_entry(pset.control),
-            "treatment": _prompt_entry(pset.treatment),
-            "open_book_instruction": _prompt_entry(cfg.task_instructions.open_book),
-            "closed_book_instruction": _prompt_entry(cfg.task_instructions.closed_book),
+            "token_counts": how_counted,
+            "control": _prompt_entry(pset.control, counter),
+            "treatment": _prompt_entry(pset.treatment, counter),
+            "open_book_instruction": _prompt_entry(cfg.task_instructions.open_book, counter),
+            "closed_book_instruction": _prompt_entry(cfg.task_instructions.closed_book, counter),
         },
         "temps": [temp_label(t) for t in trial.temps],
         "samples_per_item": {temp_label(t): cfg.samples_for(t) for t in trial.temps},

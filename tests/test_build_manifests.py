@@ -72,10 +72,11 @@ def test_trial_manifest_contents_and_stage_updates(env) -> None:
     assert data["trial"]["slug"] == trial.slug and data["temps"] == ["0.0"]
     assert data["counts"]["0.0"]["control"]["requests"] == 24
     assert data["counts"]["0.0"]["treatment"] == {"items": 24, "open": 12, "closed": 12, "requests": 24}
-    prompts = data["prompts"]
-    assert prompts["token_counts"] == "estimated" and prompts["control"]["tokens_estimated"] is True
+    prompts = data["prompts"]  # the demo runs SmolLM2 on llama.cpp: its own tokenizer counts exactly
+    assert prompts["token_counts"] == "tokenizer SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert prompts["control"]["tokens_estimated"] is False
     assert prompts["control"]["sha256"] != prompts["treatment"]["sha256"]
-    assert 1300 < prompts["treatment"]["tokens"] < 2400
+    assert prompts["treatment"]["tokens"] == 1815  # what llama.cpp reads for the treatment prompt
     assert data["engine"]["engine"] == "llama_cpp" and data["engine"]["n_ctx"] == 4096
     assert set(data["stage_status"]) == {"generated", "parsed", "scored", "stats", "costs", "report"}
 
@@ -84,6 +85,20 @@ def test_trial_manifest_contents_and_stage_updates(env) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["stage_status"]["parsed"]["status"] == "done"
     assert data["stage_status"]["parsed"]["artifacts"] == ["experiments/x/predictions.csv"]
+
+
+def test_prompt_token_counts_use_the_tokenizer_field_or_say_estimated(env) -> None:
+    cfg, _, _ = env
+    dry = cfg.model_copy(update={"local_engine": "dry_run"})
+    trial = expand_trials(dry)[0]
+    estimated = m.build_trial_manifest(dry, trial, "r", [])["prompts"]
+    assert estimated["token_counts"] == "estimated" and estimated["treatment"]["tokens_estimated"] is True
+    assert estimated["treatment"]["tokens"] == round(estimated["treatment"]["chars"] / 4)
+    counted = m.build_trial_manifest(dry.model_copy(update={"tokenizer": "smollm2"}), trial, "r", [])["prompts"]
+    assert counted["treatment"]["tokens"] == 1815 and counted["treatment"]["tokens_estimated"] is False
+    bad = m.build_trial_manifest(dry.model_copy(update={"tokenizer": "missing/tok.gguf"}), trial, "r", [])["prompts"]
+    assert bad["token_counts"].startswith("estimated (tokenizer missing/tok.gguf unusable: model file not found")
+    assert bad["treatment"]["tokens_estimated"] is True
 
 
 def test_concurrent_stage_updates_lose_nothing(env) -> None:

@@ -149,6 +149,28 @@ def gguf_text_counter(path: str | Path) -> Callable[[str], int]:
     return count
 
 
+def prompt_text_counter(tokenizer: str | None, model: str | None) -> tuple[Callable[[str], int] | None, str]:
+    """(counter, its name) for exact token counts of prompt texts, or (None, why not).
+
+    ``tokenizer`` (config field) is a GGUF file or the name of a bundled model (only its vocabulary is
+    read, no weights); without it, the trial's own GGUF when it runs on llama.cpp (``model``). Hugging
+    Face tokenizers are not supported: counts then stay estimates (~4 characters per token)."""
+    from workers.engines.model_files import resolve_model_path
+
+    for ref in [r for r in (tokenizer, model) if r]:
+        try:
+            path = resolve_model_path(ref)
+            import_llama_cpp()
+            counter = gguf_text_counter(path)
+            counter("probe")
+        except Exception as exc:  # noqa: BLE001 - a tokenizer only adds precision
+            if ref == tokenizer:
+                return None, f"estimated (tokenizer {ref} unusable: {' '.join(str(exc).split())})"
+            continue
+        return counter, f"tokenizer {Path(path).name}"
+    return None, "estimated"
+
+
 def count_prompt(messages: Messages, counter: Counter | None = None) -> int:
     """Prompt tokens by ``counter`` when it works, else the chars/4 fallback."""
     if counter is not None:
