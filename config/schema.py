@@ -68,6 +68,14 @@ class Paths(_Strict):
     batch_inputs_dir: Path = Path("data/batch_inputs")
     experiments_dir: Path = Path("experiments")
 
+    @model_validator(mode="after")
+    def _data_folders_follow_data_dir(self) -> Paths:
+        """``raw``, ``prepared`` and ``batch_inputs`` not given explicitly live under ``data_dir``."""
+        for name, sub in (("raw_dir", "raw"), ("prepared_dir", "prepared"), ("batch_inputs_dir", "batch_inputs")):
+            if name not in self.model_fields_set:
+                self.__dict__[name] = self.data_dir / sub
+        return self
+
 
 class Pricing(_Strict):
     """USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half)."""

@@ -133,3 +133,15 @@ def test_every_config_field_is_documented() -> None:
 
     walk(EvalConfig)
     assert not missing, missing
+
+
+def test_data_folders_follow_data_dir_unless_given() -> None:
+    from pathlib import PureWindowsPath
+
+    from config.schema import validate_config_dict
+
+    paths = validate_config_dict({"local_engine": "dry_run", "paths": {"data_dir": "D:/eval data", "prepared_dir": "P"}},
+                                 check_files=False).paths
+    assert PureWindowsPath(str(paths.raw_dir)) == PureWindowsPath("D:/eval data/raw")
+    assert PureWindowsPath(str(paths.batch_inputs_dir)) == PureWindowsPath("D:/eval data/batch_inputs")
+    assert str(paths.prepared_dir) == "P"  # given explicitly: kept
