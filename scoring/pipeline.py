@@ -12,14 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from config.contract import COSTS_JSON, PREDICTIONS_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
+from config.contract import (
+    COSTS_JSON,
+    PER_ITEM_SCORES_CSV,
+    PREDICTIONS_CSV,
+    SIGNIFICANCE_JSON,
+    TRIAL_MANIFEST_JSON,
+)
 from config.schema import EvalConfig
 from scoring.costs import write_costs
-from scoring.score_predictions import PER_ITEM_NAME, score_predictions
+from scoring.score_predictions import score_predictions
 from scoring.stats import run_stats
-
-PREDICTIONS_NAME, SIGNIFICANCE_NAME, COSTS_NAME, MANIFEST_NAME = (PREDICTIONS_CSV, SIGNIFICANCE_JSON, COSTS_JSON,
-                                                                TRIAL_MANIFEST_JSON)
 
 
 def _stage(manifest: Path, stage: str, work: Callable[[], list[Path]], **extra: Any) -> list[Path]:
@@ -45,15 +48,15 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
     """Write per_item_scores.csv, significance.json, costs.json (and the report when ``reports_dir``)
     into ``results_dir`` from its predictions.csv; returns {stage: artifact path (str) or None}."""
     results_dir = Path(results_dir)
-    manifest = results_dir / MANIFEST_NAME
-    pred = results_dir / PREDICTIONS_NAME
+    manifest = results_dir / TRIAL_MANIFEST_JSON
+    pred = results_dir / PREDICTIONS_CSV
     if not pred.is_file():
         from producer.console import UserError
 
         raise UserError(f"predictions not found: {pred} (run the parse stage first)")
-    per_item = results_dir / PER_ITEM_NAME
-    sig = results_dir / SIGNIFICANCE_NAME
-    costs = results_dir / COSTS_NAME
+    per_item = results_dir / PER_ITEM_SCORES_CSV
+    sig = results_dir / SIGNIFICANCE_JSON
+    costs = results_dir / COSTS_JSON
     _stage(manifest, "scored", lambda: [score_predictions(pred, Path(prepared_dir), results_dir, cfg)])
     _stage(manifest, "stats", lambda: [run_stats(per_item, cfg.stats, sig)])
     _stage(manifest, "costs", lambda: [write_costs(pred, costs, cfg, manifest)])

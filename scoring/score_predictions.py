@@ -21,8 +21,6 @@ from scoring.aggregate import (
     write_per_item_csv,
 )
 
-PER_ITEM_NAME = PER_ITEM_SCORES_CSV
-
 
 def score_predictions(pred_csv: Path, prepared_dir: Path, out_dir: Path, cfg: EvalConfig | None = None) -> Path:
     """Score every prediction and write ``out_dir/per_item_scores.csv``; returns its path."""
@@ -32,7 +30,7 @@ def score_predictions(pred_csv: Path, prepared_dir: Path, out_dir: Path, cfg: Ev
     items = items_by_key(load_prepared_items(Path(prepared_dir)))
     preds = read_predictions(Path(pred_csv))
     per_item = aggregate(score_rows(preds, items, unsupported))
-    return write_per_item_csv(per_item, Path(out_dir) / PER_ITEM_NAME)
+    return write_per_item_csv(per_item, Path(out_dir) / PER_ITEM_SCORES_CSV)
 
 
 @click.command()

@@ -28,8 +28,6 @@ from config.atomic import write_csv_atomic, write_json_atomic
 from config.contract import LOCAL_COSTS_JSON, TELEMETRY_CSV, parse_custom_id
 from telemetry.sampler import Sample
 
-LOCAL_COSTS_NAME = LOCAL_COSTS_JSON
-TELEMETRY_CSV_NAME = TELEMETRY_CSV
 TELEMETRY_CSV_COLUMNS = (
     "t_s",
     "time_utc",
@@ -199,9 +197,9 @@ def write_local_costs(
     """Write ``local_costs.json`` and ``telemetry.csv`` (header only when no samples) atomically."""
     results_dir = Path(results_dir)
     data = summarise(rows, samples, **kwargs)
-    write_json_atomic(results_dir / LOCAL_COSTS_NAME, data)
+    write_json_atomic(results_dir / LOCAL_COSTS_JSON, data)
     series = time_series(samples)
-    write_csv_atomic(results_dir / TELEMETRY_CSV_NAME, TELEMETRY_CSV_COLUMNS, series)
+    write_csv_atomic(results_dir / TELEMETRY_CSV, TELEMETRY_CSV_COLUMNS, series)
     return data
 
 

@@ -24,7 +24,6 @@ from producer.results_io import raw_result_row, write_predictions_csv
 
 log = logging.getLogger("workers")
 
-RAW_RESULTS, PREDICTIONS, ERRORS = RAW_RESULTS_JSONL, PREDICTIONS_CSV, ERRORS_JSONL
 
 
 def _raw_rows(rows: list[Any]) -> list[dict[str, Any]]:
@@ -55,11 +54,11 @@ def write_trial_files(run_id: str, trial: str) -> dict[str, Any]:
     results_dir.mkdir(parents=True, exist_ok=True)
     rows = result_rows(conn, run_id, trial)
     raw = _raw_rows(rows)
-    write_jsonl_atomic(results_dir / RAW_RESULTS, raw)
-    n_pred = write_predictions_csv(raw, results_dir / PREDICTIONS)
+    write_jsonl_atomic(results_dir / RAW_RESULTS_JSONL, raw)
+    n_pred = write_predictions_csv(raw, results_dir / PREDICTIONS_CSV)
     errors = [{"custom_id": e["custom_id"], "attempts": e["attempts"], "error": e["last_error"],
                "failed_at": _iso(e["finished_at"])} for e in failed_rows(conn, run_id, trial)]
-    write_jsonl_atomic(results_dir / ERRORS, errors)
+    write_jsonl_atomic(results_dir / ERRORS_JSONL, errors)
     _write_local_costs(run_id, trial, results_dir, raw, [r["created_at"] for r in rows])
     estimated = any(r["engine"].get("usage_estimated") for r in raw)
     return {"results_dir": results_dir, "reports_dir": layout.reports_dir(trial), "results": n_pred,
@@ -85,9 +84,9 @@ def _update_manifest(info: dict[str, Any]) -> None:
 
     manifest = info["results_dir"] / TRIAL_MANIFEST_JSON
     rd = info["results_dir"]
-    update_stage(manifest, "generated", "done", [rd / RAW_RESULTS, rd / ERRORS],
+    update_stage(manifest, "generated", "done", [rd / RAW_RESULTS_JSONL, rd / ERRORS_JSONL],
                  results=info["results"], failed=info["failed"])
-    update_stage(manifest, "parsed", "done", [rd / PREDICTIONS])
+    update_stage(manifest, "parsed", "done", [rd / PREDICTIONS_CSV])
     if info["usage_estimated"]:
         mark_usage_estimated(manifest, True)
 
