@@ -126,14 +126,13 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
         except KeyboardInterrupt:
             click.echo("")
             click.echo("stopping: current requests finish, the rest stays queued ...")
+            st = None
+        finally:  # whatever happened (a bad --resume id, a dataset error), no worker outlives the command
             pool.stop()
-            if s is not None:
-                click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")
-            raise SystemExit(130) from None
-        except BaseException:  # a bad --resume id, a dataset error: no worker may outlive the command
-            pool.stop()
-            raise
-        pool.stop()
+    if st is None:
+        if s is not None:
+            click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")
+        raise SystemExit(130)
     if st["state"] == "stopped":
         why = st.get("stop_reason") or "stop requested (python -m producer stop)"
         click.echo(f"run {s.run_id} stopped: {why}")

@@ -12,10 +12,9 @@ from producer.console import UserError, make_console_safe, one_line_errors
 @one_line_errors
 def stop(run_id: str | None) -> None:
     """Workers finish their current request, give the rest back and take no more of this run."""
-    from producer.enqueue import sync_stop_flag
+    from producer.enqueue import set_run_stop
     from producer.ledger import connect
     from producer.ledger.queries import get_run, latest_run
-    from producer.ledger.writes import set_stop
     from producer.queue_paths import ledger_path
 
     make_console_safe()
@@ -25,6 +24,5 @@ def stop(run_id: str | None) -> None:
     run_id = run_id or latest_run(conn, unfinished=True)
     if run_id is None or get_run(conn, run_id) is None:
         raise UserError("no such run (or nothing unfinished to stop)")
-    set_stop(conn, run_id, True)
-    sync_stop_flag(get_run(conn, run_id)["experiments_dir"], run_id, True)
+    set_run_stop(conn, run_id, True)
     click.echo(f"run {run_id}: stop requested; resume with: python -m producer run --resume {run_id}")

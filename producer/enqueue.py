@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -127,12 +128,15 @@ def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | Non
         manifests.write_trial_manifest(layout, cfg, trial, items)
 
 
-def sync_stop_flag(experiments_dir: Path | str, run_id: str, stop: bool) -> None:
-    """Mirror the ledger's stop flag into run_state.json (CONTRACT section 9) for readers of the run folder."""
+def set_run_stop(conn: sqlite3.Connection, run_id: str, stop: bool, reason: str | None = None) -> None:
+    """Raise or clear a run's stop flag in the ledger (``reason``: why it stopped by itself) and mirror it
+    into run_state.json (CONTRACT section 9) for readers of the run folder."""
     from producer.manifests import set_stop_flag
 
-    layout = RunLayout(Path(experiments_dir), run_id)
-    if layout.run_state.exists():
+    set_stop(conn, run_id, stop, reason=reason)
+    run = get_run(conn, run_id)
+    layout = RunLayout(Path(run["experiments_dir"]), run_id) if run is not None else None
+    if layout is not None and layout.run_state.exists():
         set_stop_flag(layout, stop)
 
 
@@ -204,8 +208,7 @@ def enqueue_run(
         registered = register_run(conn, run_row, trials, requests)
         write_manifest_notes(conn, layout, run_id)
     else:
-        set_stop(conn, run_id, False)
-        sync_stop_flag(existing["experiments_dir"], run_id, False)
+        set_run_stop(conn, run_id, False)
         if retry_failed_requests:
             retry_failed(conn, run_id)
     report = reconcile(run_id)
@@ -222,8 +225,7 @@ def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSumma
     run = get_run(conn, run_id)
     if run is None:
         raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
-    set_stop(conn, run_id, False)
-    sync_stop_flag(run["experiments_dir"], run_id, False)
+    set_run_stop(conn, run_id, False)
     if retry_failed_requests and str(run["engine"]).startswith("fireworks"):
         from workers.fireworks.enqueue import retry_failed_parts
 

@@ -25,7 +25,6 @@ from producer.results_io import raw_result_row, write_predictions_csv
 log = logging.getLogger("workers")
 
 
-
 def _raw_rows(rows: list[Any]) -> list[dict[str, Any]]:
     out = []
     for r in rows:

@@ -27,7 +27,6 @@ from producer.ledger.writes import (
     record_failure,
     record_result,
     release_requests,
-    set_stop,
 )
 from workers.engines.base import (
     Engine,
@@ -55,15 +54,12 @@ def health_of(run_id: str) -> FailureWindow:
 def stop_run(conn: sqlite3.Connection, run_id: str, reason: str) -> None:
     """The engine is down or cannot start: stop the run with one clear reason instead of failing every
     remaining request after its retries; ``run --resume`` continues once the engine is back."""
-    from producer.enqueue import sync_stop_flag
+    from producer.enqueue import set_run_stop
 
     health_of(run_id).reset()
     if is_stopped(conn, run_id):
         return
-    set_stop(conn, run_id, True, reason=reason)
-    run = get_run(conn, run_id)
-    if run is not None:
-        sync_stop_flag(run["experiments_dir"], run_id, True)
+    set_run_stop(conn, run_id, True, reason=reason)
     log.error("run %s: %s", run_id, reason)
 
 

@@ -160,14 +160,13 @@ def prompt_text_counter(tokenizer: str | None, model: str | None) -> tuple[Calla
     for ref in [r for r in (tokenizer, model) if r]:
         try:
             path = resolve_model_path(ref)
-            import_llama_cpp()
             counter = gguf_text_counter(path)
-            counter("probe")
+            counter("probe")  # loads the vocabulary now: a broken file falls back here, not later
         except Exception as exc:  # noqa: BLE001 - a tokenizer only adds precision
             if ref == tokenizer:
                 return None, f"estimated (tokenizer {ref} unusable: {' '.join(str(exc).split())})"
             continue
-        return counter, f"tokenizer {Path(path).name}"
+        return counter, f"tokenizer {path.name}"
     return None, "estimated"
 
 
