@@ -19,6 +19,22 @@ class ResultsFormatError(ValueError):
     """A malformed or duplicate raw results row; the message names the file and line."""
 
 
+def duplicate_custom_id(source: object, cid: str, where: str, first: str) -> ResultsFormatError:
+    """The one message for a repeated custom_id (CONTRACT sections 3-4: one row per custom_id)."""
+    return ResultsFormatError(f"{source}: {where}: duplicate custom_id {cid!r} (first at {first}); "
+                              "each custom_id must appear once")
+
+
+def check_unique_custom_ids(ids: Iterable[str], source: object, unit: str = "row") -> None:
+    """Raise on the first custom_id seen twice: a repeated row would be counted twice by every
+    mean, test and cost downstream. Every reader of raw results or predictions.csv calls this."""
+    seen: dict[str, int] = {}
+    for n, cid in enumerate(ids, start=1):
+        if cid in seen:
+            raise duplicate_custom_id(source, cid, f"{unit} {n}", f"{unit} {seen[cid]}")
+        seen[cid] = n
+
+
 def raw_result_row(
     custom_id: str,
     text: str,
@@ -81,7 +97,7 @@ def normalise_raw_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def read_raw_results(path: Path) -> Iterator[dict[str, Any]]:
     """Yield normalised rows; malformed JSON, bad or duplicate custom_ids fail with the line number."""
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     with Path(path).open("r", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -95,8 +111,8 @@ def read_raw_results(path: Path) -> Iterator[dict[str, Any]]:
                 raise ResultsFormatError(f"{path}: line {lineno}: {exc}") from None
             cid = row["custom_id"]
             if cid in seen:
-                raise ResultsFormatError(f"{path}: line {lineno}: duplicate custom_id {cid!r}")
-            seen.add(cid)
+                raise duplicate_custom_id(path, cid, f"line {lineno}", f"line {seen[cid]}")
+            seen[cid] = lineno
             yield row
 
 
@@ -140,8 +156,6 @@ def prediction_row(row: dict[str, Any]) -> dict[str, Any]:
 def write_predictions_csv(rows: Iterable[dict[str, Any]], path: Path) -> int:
     """Write predictions.csv atomically, sorted by custom_id; returns the row count."""
     preds = sorted((prediction_row(r) for r in rows), key=lambda p: p["custom_id"])
-    ids = [p["custom_id"] for p in preds]
-    if len(ids) != len(set(ids)):
-        raise ResultsFormatError("duplicate custom_id in results")
+    check_unique_custom_ids((p["custom_id"] for p in preds), "results", unit="result")
     write_csv_atomic(path, PREDICTIONS_COLUMNS, preds)
     return len(preds)

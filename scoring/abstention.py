@@ -2,11 +2,20 @@
 
 Why whole phrases: a substring test would call "Tomb of the Unknown Soldier" an abstention. A response
 abstains when, after normalisation (see below), it *is* one of the phrases, or *starts* with one of the
-sentence-level phrases followed by a sentence boundary (e.g. "I don't know. The passage does not say.").
+sentence-opening phrases followed by a sentence boundary (e.g. "I don't know. The passage does not say.").
 
-Normalisation for matching: lower-case; curly apostrophes/quotes (’ ‘ ʼ ′) become "'"; every other
-punctuation character (Unicode category P*) becomes a space; whitespace collapsed. So "I don’t know.",
-"I don't know!!", "**I don't know**" and "I DON'T KNOW" all match.
+Why Unicode normalisation first: a model (or a chat template) may write the apostrophe as any of a dozen
+look-alikes, in fullwidth forms, or with zero-width characters inside; "I don＇t know." must count
+exactly as "I don't know." does. Before matching, the text is prepared in this order:
+1. every apostrophe-like code point (APOSTROPHE_LIKE: U+0027 and every character that Unicode's UTS #39
+   confusables.txt maps to APOSTROPHE, e.g. ’ ‘ ‛ ʼ ʻ ʽ ʹ ` ´ ′ ＇ ｀ ՚ ׳ ꞌ ᾽ ᾿) becomes "'";
+2. NFKC (fullwidth letters, ligatures, no-break spaces become their plain forms);
+3. step 1 again (NFKC turns some characters into apostrophe-like ones), and every invisible format
+   character (Unicode category Cf: zero-width space/joiners U+200B-U+200D, word joiner U+2060, BOM
+   U+FEFF, soft hyphen, bidi marks) is removed.
+Then, for whole-phrase matching: lower-case; every other punctuation character (Unicode category P*)
+becomes a space; whitespace collapsed. So "I don’t know.", "I don't know!!", "**I don't know**" and
+"I DON'T KNOW" all match.
 
 Phrase list (the whole normalised answer equals one of these):
 - i don't know / i dont know / i do not know / don't know / dunno
@@ -18,20 +27,53 @@ Phrase list (the whole normalised answer equals one of these):
 - the context (passage/text) does not say / does not mention / does not contain the answer
 - there is no answer / no information / insufficient information / not enough information
 - n/a (normalised "n a")
-A response may also *begin* with "i don't know", "i do not know", "i'm not sure", "i am not sure",
-"cannot be determined" or "it cannot be determined" when the rest is a separate sentence (the raw text
-has ".", "!", "?", ";", "…" or a newline right after the phrase). A comma does not end the phrase:
-"I don't know, but probably Paris" gives an answer and is scored as one.
+A response may also *begin* with one of LEADING_PHRASES (listed in docs/statistics.md; a test keeps the
+two lists equal) when the rest is a separate sentence (the prepared text has ".", "!", "?", ";", "…" or
+a newline right after the phrase); an apostrophe in a phrase may be left out ("i dont know"). A comma
+does not end the phrase: "I don't know, but probably Paris" gives an answer and is scored as one.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
+from itertools import chain
 
 from scoring.normalize import PUNCTUATION_CODEPOINTS
 
-_APOSTROPHES = {ord(c): "'" for c in "\u2019\u2018\u02bc\u2032\u00b4`"}
+# U+0027 and every code point that UTS #39 confusables.txt maps to APOSTROPHE (U+0027).
+APOSTROPHE_LIKE: tuple[str, ...] = (
+    "\u0027", "\u0060", "\u00b4",  # apostrophe, grave accent, acute accent
+    "\u02b9", "\u02bb", "\u02bc", "\u02bd", "\u02be",  # modifier letter prime, turned comma, apostrophe, ...
+    "\u02c8", "\u02ca", "\u02cb", "\u02f4",  # modifier letter vertical line, acute, grave, middle grave
+    "\u0374", "\u0384",  # Greek numeral sign, tonos
+    "\u055a", "\u055d",  # Armenian apostrophe, comma
+    "\u05d9", "\u05f3",  # Hebrew yod, geresh
+    "\u07f4", "\u07f5",  # NKo high and low tone apostrophes
+    "\u144a", "\u16cc",  # Canadian syllabics West-Cree P, runic short-twig-sol S
+    "\u1fbd", "\u1fbf", "\u1fef", "\u1ffd", "\u1ffe",  # Greek koronis, psili, varia, oxia, dasia
+    "\u2018", "\u2019", "\u201b", "\u2032", "\u2035",  # single quotation marks, prime, reversed prime
+    "\ua78c",  # Latin small letter saltillo
+    "\uff07", "\uff40",  # fullwidth apostrophe, fullwidth grave accent
+    "\U00016f51", "\U00016f52",  # Miao sign aspiration, reformed voicing
+)
+_APOSTROPHES: dict[int, str] = {ord(c): "'" for c in APOSTROPHE_LIKE}
+# invisible format characters (category Cf: zero-width space/joiners, word joiner, BOM, soft hyphen, ...);
+# every Cf code point lies in plane 0, 1 or 14 (the tags block)
+FORMAT_CODEPOINTS: tuple[int, ...] = tuple(cp for cp in chain(range(0x20000), range(0xE0000, 0xE1000))
+                                           if unicodedata.category(chr(cp)) == "Cf")
+_PREPARE_TABLE: dict[int, str | None] = {**dict.fromkeys(FORMAT_CODEPOINTS), **_APOSTROPHES}
+
+
+def prepare(text: str) -> str:
+    """Apostrophe look-alikes -> "'", NFKC, invisible format characters removed (see the module doc)."""
+    text = text or ""
+    if text.isascii():  # the common case: NFKC changes nothing, no format character, one look-alike
+        return text.replace("`", "'")
+    text = unicodedata.normalize("NFKC", text.translate(_APOSTROPHES))
+    return text.translate(_PREPARE_TABLE)
+
 _SOURCES = ("context", "passage", "text", "information", "document", "information given",
             "information provided", "given context", "provided context", "given passage",
             "provided passage", "given information", "provided information", "given text")
@@ -62,29 +104,30 @@ _PHRASES.update({p.replace("i'm", "im").replace("can't", "cant").replace("doesn'
                  for p in list(_PHRASES)})
 ABSTENTION_PHRASES: frozenset[str] = frozenset(_PHRASES)
 
-_LEADING = ("i don't know", "i dont know", "i do not know", "i'm not sure", "im not sure",
-            "i am not sure", "cannot be determined", "it cannot be determined", "unanswerable")
+# Sentence-opening phrases (docs/statistics.md lists the same seven; a test keeps them equal).
+LEADING_PHRASES: tuple[str, ...] = ("i don't know", "i do not know", "i'm not sure", "i am not sure",
+                                    "cannot be determined", "it cannot be determined", "unanswerable")
 _LEADING_RE = re.compile(
-    r"^\W*(?:" + "|".join(re.escape(p).replace("'", "['\u2019\u2018\u02bc]") for p in _LEADING)
+    r"^\W*(?:" + "|".join(re.escape(p).replace("'", "'?") for p in LEADING_PHRASES)
     + r")[ \t]*(?:[.!?;\n]|\u2026)", flags=re.IGNORECASE)
 
 
-# apostrophe variants -> "'", every other punctuation character (category P*) -> space
+# every punctuation character (category P*) -> space, except the apostrophe (prepare() made them all "'")
 _MATCH_TABLE: dict[int, str] = dict.fromkeys(PUNCTUATION_CODEPOINTS, " ")
-_MATCH_TABLE.update(_APOSTROPHES)
 _MATCH_TABLE[ord("'")] = "'"
 
 
-def _match_form(text: str) -> str:
-    return " ".join((text or "").lower().translate(_MATCH_TABLE).split()).strip("' ")
+def _match_form(prepared: str) -> str:
+    return " ".join(prepared.lower().translate(_MATCH_TABLE).split()).strip("' ")
 
 
 @lru_cache(maxsize=262_144)
 def is_abstention(text: str) -> bool:
     """True when the response as a whole says it does not know (whole-phrase matching)."""
-    form = _match_form(text)
+    prepared = prepare(text)
+    form = _match_form(prepared)
     if not form:
         return False
     if form in ABSTENTION_PHRASES:
         return True
-    return bool(_LEADING_RE.match((text or "").strip().translate(_APOSTROPHES)))
+    return bool(_LEADING_RE.match(prepared.strip()))

@@ -15,7 +15,8 @@ import pandas as pd
 from config.atomic import write_csv_atomic
 from config.contract import CONDITIONS, PER_ITEM_COLUMNS, TYPES, item_key
 from config.schema import Unsupported
-from scoring.rules import golds_of, score_parts
+from producer.results_io import ResultsFormatError, check_unique_custom_ids
+from scoring.rules import item_parts, score_parts
 
 METRIC_SOURCES = {  # per_item_scores column -> score_response key
     "em": "em",
@@ -37,15 +38,20 @@ def items_by_key(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
-    """predictions.csv as strings (no NaN guessing: an empty response stays "")."""
+    """predictions.csv as strings (no NaN guessing: an empty response stays ""); a repeated custom_id
+    is refused (it would be averaged in twice), as ``parse`` refuses it."""
     try:
         # object dtype: plain Python strings iterate far faster than Arrow-backed ones
         df = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8")
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ScoringInputError(f"cannot read predictions {path}: {exc.__class__.__name__}") from None
-    missing = {"dataset", "item_id", "condition", "temp", "type", "response_text"} - set(df.columns)
+    missing = {"custom_id", "dataset", "item_id", "condition", "temp", "type", "response_text"} - set(df.columns)
     if missing:
         raise ScoringInputError(f"{path}: missing columns {sorted(missing)}")
+    try:
+        check_unique_custom_ids(df["custom_id"].tolist(), path)
+    except ResultsFormatError as exc:
+        raise ScoringInputError(str(exc)) from None
     return df
 
 
@@ -65,11 +71,7 @@ def score_rows(preds: pd.DataFrame, items: dict[str, dict[str, Any]], unsupporte
                           "condition": preds["condition"].to_numpy(object), "temp": preds["temp"].to_numpy(object),
                           "response_text": preds["response_text"].to_numpy(object)}, dtype=object)
     distinct = frame[["item_key", "type", "response_text"]].drop_duplicates()
-    parts = {}
-    for key in set(distinct["item_key"].tolist()):
-        it = items[key]
-        golds = tuple(golds_of(it))
-        parts[key] = (golds, bool(it.get("is_unanswerable", not golds)), str(it.get("context") or ""))
+    parts = {key: item_parts(items[key]) for key in set(distinct["item_key"].tolist())}
     scored = [score_parts(*parts[k], text, t, unsupported)
               for k, t, text in zip(distinct["item_key"].tolist(), distinct["type"].tolist(),
                                     distinct["response_text"].tolist(), strict=True)]

@@ -27,6 +27,7 @@ from config.atomic import write_json_atomic
 from config.contract import RAW_RESULTS_JSONL
 from config.schema import EvalConfig, Pricing, load_config
 from producer.console import UserError, make_console_safe, one_line_errors
+from producer.results_io import ResultsFormatError, check_unique_custom_ids
 
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -72,6 +73,10 @@ def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
                          encoding="utf-8")
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read token columns of {pred_csv}: {exc.__class__.__name__}") from None
+    try:  # a repeated row would be billed twice
+        check_unique_custom_ids(df["custom_id"].tolist(), pred_csv)
+    except ResultsFormatError as exc:
+        raise UserError(str(exc)) from None
     nums = pd.DataFrame({c: pd.to_numeric(df[c].astype(object), errors="coerce").astype(float) for c in TOKEN_COLUMNS})
     prompt = int(nums["prompt_tokens"].fillna(0).sum())
     completion = int(nums["completion_tokens"].fillna(0).sum())

@@ -34,12 +34,21 @@ def _tokens(normalized: str) -> tuple[str, ...]:
     return tuple(normalized.split())
 
 
-def exact_match(prediction: str, golds: Iterable[str]) -> float:
-    """1.0 when the normalised prediction equals any normalised gold answer, else 0.0."""
+def scorable_golds(golds: Iterable[str]) -> list[str]:
+    """Gold answers that survive normalisation; [""] when none does (an empty gold means "no answer").
+
+    Why: the official SQuAD v2 evaluation drops gold answers that normalise to empty ("The", "a") before
+    scoring (``get_raw_scores``); kept, they would give an empty prediction EM 1 on an answerable question.
+    """
     if isinstance(golds, str):
         golds = [golds]
+    return [g for g in golds if normalize_answer(g)] or [""]
+
+
+def exact_match(prediction: str, golds: Iterable[str]) -> float:
+    """1.0 when the normalised prediction equals any scorable normalised gold answer, else 0.0."""
     pred = normalize_answer(prediction)
-    return float(any(pred == normalize_answer(g) for g in golds))
+    return float(any(pred == normalize_answer(g) for g in scorable_golds(golds)))
 
 
 def _f1_tokens(pred: tuple[str, ...], gold: tuple[str, ...]) -> float:
@@ -55,15 +64,14 @@ def _f1_tokens(pred: tuple[str, ...], gold: tuple[str, ...]) -> float:
 
 
 def f1_score(prediction: str, golds: Iterable[str]) -> float:
-    """Token-multiset F1 between normalised prediction and each gold; the maximum over golds.
+    """Token-multiset F1 between normalised prediction and each scorable gold; the maximum over golds.
 
-    No gold answers gives 0.0 (the unanswerable case is handled by the rules, not here).
+    As in the official SQuAD v2 script, no scorable gold means the gold is "" (F1 1 only for an empty
+    prediction); the unanswerable case itself is handled by the rules, not here.
     """
-    if isinstance(golds, str):
-        golds = [golds]
     pred = _tokens(normalize_answer(prediction))
     best = 0.0
-    for gold in golds:
+    for gold in scorable_golds(golds):
         best = max(best, _f1_tokens(pred, _tokens(normalize_answer(gold))))
         if best == 1.0:
             break

@@ -24,6 +24,7 @@ from config.contract import (
     TELEMETRY_CSV,
     TRIAL_MANIFEST_JSON,
 )
+from producer.results_io import ResultsFormatError, check_unique_custom_ids
 
 METRICS_OPEN = ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate")
 METRICS_CLOSED = ("em", "abstain_rate")
@@ -125,10 +126,12 @@ def summarise_predictions(path: Path, problems: list[str], examples: int = 3) ->
     by_group: dict[tuple[str, str], int] = {}
     length_examples: list[dict[str, str]] = []
     rows = 0
+    ids: list[str] = []
     try:
         with path.open("r", encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):
                 rows += 1
+                ids.append(row.get("custom_id") or "")
                 reason = row.get("finish_reason") or "unknown"
                 counts[reason] = counts.get(reason, 0) + 1
                 key = (row.get("temp", ""), row.get("condition", ""))
@@ -138,6 +141,11 @@ def summarise_predictions(path: Path, problems: list[str], examples: int = 3) ->
                                             "text": (row.get("response_text") or "")[:300]})
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
         problems.append(f"{path.name}: cannot read ({exc.__class__.__name__})")
+        return None
+    try:  # counts over a repeated row would be wrong: say so instead of showing them
+        check_unique_custom_ids(ids, path.name)
+    except ResultsFormatError as exc:
+        problems.append(str(exc))
         return None
     return {"rows": rows, "finish_reasons": counts, "length": counts.get("length", 0),
             "by_temp_condition": {f"{t} {c}": n for (t, c), n in sorted(by_group.items())},
@@ -188,6 +196,27 @@ def load_telemetry(results_dir: Path, problems: list[str]) -> pd.DataFrame | Non
             return None
         return df
     return None
+
+
+DRY_RUN_ENGINES = ("dry_run", "fireworks_dry_run")
+
+
+def is_dry_run(manifest: dict[str, Any] | None, local_costs: dict[str, Any] | None) -> bool:
+    """The trial's answers came from a dry-run engine (no model): trial_manifest.json's ``dry_run``, or
+    local_costs.json's ``engine.name`` / ``model.local_engine`` (written from the result rows), or an
+    engine named so in the manifest. Any one source is enough: a report must never present synthetic
+    answers as a model's."""
+    engines: list[Any] = []
+    if isinstance(manifest, dict):
+        if manifest.get("dry_run") is True:
+            return True
+        engine = manifest.get("engine")
+        engines += [manifest.get("local_engine"), engine.get("engine") if isinstance(engine, dict) else None]
+    if isinstance(local_costs, dict):
+        engine, model = local_costs.get("engine"), local_costs.get("model")
+        engines += [engine.get("name") if isinstance(engine, dict) else None,
+                    model.get("local_engine") if isinstance(model, dict) else None]
+    return any(e in DRY_RUN_ENGINES for e in engines)
 
 
 def load_report_data(results_dir: Path) -> ReportData:

@@ -19,6 +19,7 @@ main{max-width:1100px;margin:0 auto;padding:24px 32px 48px;background:#fff}
 h1{font-size:1.6em;margin:0 0 12px}h2{font-size:1.25em;margin:32px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 h3{font-size:1.05em;margin:20px 0 6px}
 p{line-height:1.45;margin:6px 0}
+p.banner{font-size:1.2em;font-weight:700;color:#fff;background:#b30000;padding:10px 14px;margin:8px 0}
 p.headline{font-size:1.12em;background:#eef5fb;border-left:5px solid #2c7fb8;padding:10px 14px;margin:8px 0}
 p.subhead{background:#f6f9fc;border-left:5px solid #9ecae1;padding:6px 14px;margin:6px 0}
 p.note{color:#555;font-size:.92em}

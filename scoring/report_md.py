@@ -12,15 +12,20 @@ _SUFFIX = {"note": "_", "headline": "**"}
 
 
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+# A backslash first (so text cannot un-escape what follows), then the brackets that open link and image
+# syntax: "[click](javascript:...)" and "![x](http://...)" stay text, whatever a renderer allows.
+_LINK_SYNTAX = str.maketrans({"\\": "\\\\", "[": "\\[", "]": "\\]"})
 
 
 def md_text(text: str) -> str:
-    """One line with raw HTML neutralised (a '<' that could open a tag becomes '&lt;')."""
-    return _TAG_START.sub("&lt;", " ".join(str(text).split()))
+    """One line with raw HTML neutralised (a '<' that could open a tag becomes '&lt;') and link and image
+    syntax escaped: headings, notes and captions may quote data (names, paths, error messages)."""
+    return _TAG_START.sub("&lt;", " ".join(str(text).split()).translate(_LINK_SYNTAX))
 
 
 def md_cell(text: str) -> str:
-    """One table cell: no line breaks, pipes escaped, raw HTML neutralised (model text may hold any)."""
+    """One table cell: no line breaks, pipes escaped, raw HTML, links and images neutralised (model text
+    may hold any)."""
     return md_text(text).replace("|", "\\|").replace("`", "'")
 
 
@@ -38,6 +43,8 @@ def to_markdown(doc: list[Block], base_dir: Path) -> str:
                 text = _PREFIX["warning"] + text
             elif block.kind == "subhead":
                 text = "- " + text
+            elif block.kind == "banner":
+                text = f"> **{text}**"
             lines += [text, ""]
         elif isinstance(block, Table):
             if not block.rows:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scoring import figures
-from scoring.report_data import ReportData
+from scoring.report_data import ReportData, is_dry_run
 from scoring.report_quality import quality_section
 from scoring.report_sig import blocks, effect_rows, num, selective_curves, temps
 from scoring.report_text import (
@@ -23,6 +23,7 @@ from scoring.report_text import (
     Para,
     Table,
     describe,
+    dry_run_banner,
     fmt_num,
     fmt_p,
     fmt_pts,
@@ -254,7 +255,10 @@ def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[B
     """All blocks in reading order; the first screen holds the answer. ``fig_dir`` None: no figures."""
     rows = effect_rows(data.significance) if data.significance else []
     doc: list[Block] = [Heading(title, 1)]
-    sentences = headline(rows, data.significance, data.means)
+    if is_dry_run(data.manifest, data.local_costs):
+        doc.append(dry_run_banner("This trial ran the dry-run engine: no model answered, every response is a "
+                                  "canned string. The numbers test the pipeline, not the prompts."))
+    sentences = headline(rows, data.significance, data.means, data.pairing, data.manifest)
     doc += [Para(s, "headline" if i == 0 else "subhead") for i, s in enumerate(sentences)]
     doc.append(Para("Delta = treatment - control on the same items (paired), in percentage points. "
                     "q = Benjamini-Hochberg adjusted p across every test of this trial; significant means q < 0.05.",

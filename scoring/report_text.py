@@ -35,7 +35,15 @@ class Heading:
 @dataclass
 class Para:
     text: str
-    kind: str = "normal"  # normal | headline | note | warning
+    kind: str = "normal"  # normal | banner | headline | subhead | note | warning
+
+
+DRY_RUN_BANNER = "DRY RUN: synthetic answers"
+
+
+def dry_run_banner(detail: str) -> Para:
+    """The first thing a dry run's report or summary says: its answers came from no model."""
+    return Para(f"{DRY_RUN_BANNER}. {detail}", "banner")
 
 
 @dataclass
@@ -143,18 +151,81 @@ def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: boo
             f"{fmt_pts(row.delta)} points{moved} ({stats}).")
 
 
-def headline(rows: list[EffectRow], sig: dict[str, Any] | None, means: pd.DataFrame | None) -> list[str]:
-    """The first-screen sentences: false answers on open-book questions, then EM on closed-book ones."""
+def _expected_requests(manifest: dict[str, Any] | None, temp: str, type_: str) -> dict[str, int] | None:
+    """{condition: requests of ``type_`` at ``temp``} from the trial manifest's ``counts``, None if unknown."""
+    counts = (manifest or {}).get("counts")
+    per_cond = counts.get(temp) if isinstance(counts, dict) else None
+    if not isinstance(per_cond, dict):
+        return None
+    out = {c: v.get(type_) for c, v in per_cond.items() if isinstance(v, dict) and isinstance(v.get(type_), int)}
+    return out or None
+
+
+def missing_sentence(temp: str, type_: str, metric: str, sig: dict[str, Any],
+                     pairing: list[dict[str, Any]], manifest: dict[str, Any] | None) -> str | None:
+    """Why a first-screen result is missing (no paired item), or None when the trial never had that type.
+
+    Why: when every control request of a block failed, the block has no statistics; without this sentence
+    the first screen would silently lead with another block's result."""
+    expected = _expected_requests(manifest, temp, type_)
+    have: dict[str, int] | None = None
+    entry = next((p for p in pairing if p.get("temp") == temp and p.get("type") == type_), None)
+    if entry is not None:
+        have = {"control": int(entry.get("control_items") or 0), "treatment": int(entry.get("treatment_items") or 0)}
+    else:
+        no_pairs = sig.get("no_paired_items") if isinstance(sig.get("no_paired_items"), dict) else {}
+        unpaired = ((no_pairs.get(temp) or {}).get(type_) or {}).get("unpaired")
+        if isinstance(unpaired, dict):
+            have = {"control": len(unpaired.get("control_only") or []),
+                    "treatment": len(unpaired.get("treatment_only") or [])}
+    phrase = METRIC_PHRASES.get(metric, metric)
+    where = TYPE_PHRASES.get(type_, f"{type_} questions")
+    if have is None:
+        if not (expected and any(expected.values())):
+            return None  # this trial has no such questions at this temperature
+        if pairing:  # per-item scores were read: none of this type at this temperature
+            have = {"control": 0, "treatment": 0}
+        else:
+            return (f"At temperature {temp}, there is no result for the {phrase} on {where}: significance.json "
+                    "has no paired items for it and per_item_scores.csv is not available to say why.")
+
+    def side(cond: str) -> str:
+        want = (expected or {}).get(cond)
+        return f"{cond}: {have[cond]:,} items with a result" + (f", {want:,} requests planned" if want is not None else "")
+
+    empty = [c for c in ("control", "treatment") if have[c] == 0]
+    if len(empty) == 2:
+        why = "no request of either condition has a scored result"
+    elif empty:
+        why = f"every {empty[0]} request failed or is missing"
+    else:
+        why = "no item has a result in both conditions"
+    return (f"At temperature {temp}, there is no result for the {phrase} on {where}: {why} "
+            f"({side('control')}; {side('treatment')}), so no item is paired. "
+            "See Data quality for the failed requests.")
+
+
+def headline(rows: list[EffectRow], sig: dict[str, Any] | None, means: pd.DataFrame | None,
+             pairing: list[dict[str, Any]] | None = None, manifest: dict[str, Any] | None = None) -> list[str]:
+    """The first-screen sentences: false answers on open-book questions, then EM on closed-book ones, at
+    each temperature; a result that is missing says why instead of silently giving way to the next."""
     if not sig:
         return ["No statistics are available for this trial yet (significance.json is missing), "
                 "so there is no answer to report."]
     out = []
     temp_labels = temps(sig)
+    planned = (manifest or {}).get("temps")
+    if isinstance(planned, list):  # a temperature where nothing at all was scored is missing from sig
+        temp_labels += [str(t) for t in planned if str(t) not in temp_labels]
     for temp in temp_labels:
         for type_, metric in (("open", "false_answer_rate"), ("closed", "em")):
             row = find_effect(rows, temp, type_, metric)
             if row is not None:
                 out.append(effect_sentence(row, means, prefix_temp=True))
+                continue
+            reason = missing_sentence(temp, type_, metric, sig, pairing or [], manifest)
+            if reason is not None:
+                out.append(reason)
     return out or ["significance.json holds no comparable results (no paired items)."]
 
 

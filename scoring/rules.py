@@ -7,7 +7,8 @@ unsupported to None (not applicable). Open-book:
 - answerable -> em, f1 against the golds; false_answer = 0 (a wrong answer to an answerable question
   is wrong, not a false answer); unsupported by the passage check unless the response abstained.
 An empty response (nothing left after normalisation) counts as an abstention, as in SQuAD v2, where the
-empty prediction means "no answer". A ``length`` finish is scored as written.
+empty prediction means "no answer". Gold answers that normalise to empty are dropped, as the official
+SQuAD v2 script drops them; an item with none left is unanswerable. A ``length`` finish is scored as written.
 """
 
 from __future__ import annotations
@@ -21,8 +22,21 @@ from scoring.unsupported import unsupported_flag
 
 
 def golds_of(item: dict[str, Any]) -> list[str]:
+    """The item's gold answers without those that normalise to empty ("The", "a"), as the official
+    SQuAD v2 evaluation drops them (an answer left empty by normalisation would match an empty response)."""
     answers = item.get("answers") or []
-    return [answers] if isinstance(answers, str) else [str(a) for a in answers]
+    answers = [answers] if isinstance(answers, str) else [str(a) for a in answers]
+    return [a for a in answers if normalize_answer(a)]
+
+
+def item_parts(item: dict[str, Any]) -> tuple[tuple[str, ...], bool, str]:
+    """(golds, unanswerable, context) of an item (CONTRACT section 1 shape) for ``score_parts``.
+
+    An item with no gold left after ``golds_of`` is unanswerable, as in the official SQuAD v2 script,
+    whose gold then is "" (only "no answer", here an abstention, scores 1)."""
+    golds = tuple(golds_of(item))
+    unanswerable = bool(item.get("is_unanswerable")) or not golds
+    return golds, unanswerable, str(item.get("context") or "")
 
 
 def abstains(text: str) -> bool:
@@ -32,9 +46,7 @@ def abstains(text: str) -> bool:
 
 def score_response(item: dict[str, Any], text: str, type_: str, unsupported: Unsupported | None = None) -> dict[str, Any]:
     """Score ``text`` against ``item`` (CONTRACT section 1 shape) for ``type_`` "open" or "closed"."""
-    golds = golds_of(item)
-    unanswerable = bool(item.get("is_unanswerable", not golds))
-    return score_parts(tuple(golds), unanswerable, str(item.get("context") or ""), text, type_, unsupported)
+    return score_parts(*item_parts(item), text, type_, unsupported)
 
 
 def score_parts(golds: tuple[str, ...], unanswerable: bool, context: str, text: str, type_: str,

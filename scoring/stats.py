@@ -42,6 +42,13 @@ def _seed(cfg: StatsConfig, *labels: str) -> np.random.SeedSequence:
 
 def paired_frame(per_item: pd.DataFrame, temp: str, type_: str) -> pd.DataFrame:
     """Items with both conditions for (temp, type): columns <metric>_control, <metric>_treatment, dataset."""
+    return split_pairs(per_item, temp, type_)[0]
+
+
+def split_pairs(per_item: pd.DataFrame, temp: str, type_: str) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """(paired_frame, the items left out because one condition has no score: {"control_only": [...],
+    "treatment_only": [...]}, sorted item keys). Why keep the second: a failed request drops its item
+    from the paired statistics, and significance.json must say which items that was."""
     sub = per_item[(per_item["temp"] == temp) & (per_item["type"] == type_)]
     dup = sub.duplicated(["item_key", "condition"])
     if dup.any():
@@ -54,12 +61,18 @@ def paired_frame(per_item: pd.DataFrame, temp: str, type_: str) -> pd.DataFrame:
     for col in needed:
         if col not in wide.columns:
             wide[col] = np.nan
-    both = wide[("em", "control")].notna() & wide[("em", "treatment")].notna()
-    wide = wide.loc[both, needed]
+    has_control, has_treatment = wide[("em", "control")].notna(), wide[("em", "treatment")].notna()
+    unpaired = {"control_only": sorted(map(str, wide.index[has_control & ~has_treatment])),
+                "treatment_only": sorted(map(str, wide.index[has_treatment & ~has_control]))}
+    wide = wide.loc[has_control & has_treatment, needed]
     wide.columns = [f"{m}_{c}" for m, c in wide.columns]
     wide = wide.sort_index()
     wide["dataset"] = wide.index.map(lambda k: parse_item_key(k)[0])
-    return wide
+    return wide, unpaired
+
+
+def _unpaired_in(unpaired: dict[str, list[str]], dataset: str) -> dict[str, list[str]]:
+    return {side: [k for k in keys if parse_item_key(k)[0] == dataset] for side, keys in unpaired.items()}
 
 
 def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[str, ...]) -> dict[str, Any]:
@@ -102,14 +115,18 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, An
     """significance.json as a dict (strict-JSON-safe after config.atomic.to_strict_json)."""
     temps = sorted(per_item["temp"].astype(str).unique(), key=float)
     results: dict[str, dict[str, Any]] = {}
+    no_pairs: dict[str, dict[str, Any]] = {}  # (temp, type) with scores but not one paired item
     duplicates: list[tuple[dict[str, Any], str]] = []
     for temp in temps:
         results[temp] = {}
         for type_ in ("open", "closed"):
-            frame = paired_frame(per_item, temp, type_)
+            frame, unpaired = split_pairs(per_item, temp, type_)
             if frame.empty:
+                if any(unpaired.values()):
+                    no_pairs.setdefault(temp, {})[type_] = {"unpaired": unpaired}
                 continue
             block = block_stats(frame, type_, cfg, (temp, type_))
+            block["unpaired"] = unpaired
             frames = {str(name): f for name, f in frame.groupby("dataset", sort=True)}
             subgroups: dict[str, Any] = {}
             for name, sub in frames.items():
@@ -117,6 +134,7 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, An
                     duplicates.append((block, name))  # identical items: filled after FDR
                     continue
                 subgroups[name] = block_stats(sub, type_, cfg, (temp, type_, name))
+                subgroups[name]["unpaired"] = _unpaired_in(unpaired, name)
             block["subgroups"] = {"dataset": subgroups}
             block["meta"] = _meta(subgroups, frames, type_)
             results[temp][type_] = block
@@ -124,6 +142,7 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, An
     for block, name in duplicates:
         block["subgroups"]["dataset"][name] = {k: copy.deepcopy(v) for k, v in block.items()
                                                if k not in ("subgroups", "meta")}
+        block["subgroups"]["dataset"][name]["unpaired"] = _unpaired_in(block["unpaired"], name)
     stats_config = cfg.model_dump(mode="json")
     stats_config.update({
         "right_when_mean_em_at_least": RIGHT_THRESHOLD,
@@ -135,7 +154,8 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, An
                 "family": "every McNemar p_exact and Wilcoxon p_value in this file, dataset subgroups "
                           "included (a subgroup identical to its type is not counted twice)"},
     })
-    return {"schema_version": SCHEMA_VERSION, "temps": temps, "stats_config": stats_config, "results": results}
+    return {"schema_version": SCHEMA_VERSION, "temps": temps, "stats_config": stats_config, "results": results,
+            "no_paired_items": no_pairs}
 
 
 def run_stats(per_item_csv: Path, cfg: StatsConfig, out_path: Path) -> Path:

@@ -16,9 +16,9 @@ from typing import Any
 import click
 
 from config.atomic import write_text_atomic
-from config.contract import PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
+from config.contract import LOCAL_COSTS_JSON, PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
 from scoring.fdr import bh_qvalues
-from scoring.report_data import load_per_item, paired_means, read_json
+from scoring.report_data import is_dry_run, load_per_item, paired_means, read_json
 from scoring.report_html import to_html
 from scoring.report_md import to_markdown
 from scoring.report_sig import ALPHA, EffectRow, all_tests, effect_rows
@@ -31,6 +31,7 @@ from scoring.report_text import (
     Heading,
     Para,
     Table,
+    dry_run_banner,
     fmt_ci,
     fmt_num,
     fmt_p,
@@ -47,6 +48,7 @@ class TrialResult:
     rows: list[EffectRow]
     means: Any  # DataFrame of paired means per condition, or None
     tests: list[tuple[tuple[str, str, str | None, str], float | None]]  # the trial's whole BH family
+    dry_run: bool = False  # answers from a dry-run engine, not a model
 
 
 def find_trials(run_dir: Path) -> list[Path]:
@@ -75,8 +77,9 @@ def load_trials(run_dir: Path) -> tuple[list[TrialResult], list[str]]:
         per_item = load_per_item(results / PER_ITEM_SCORES_CSV, problems)
         means = paired_means(per_item)[0] if per_item is not None and not per_item.empty else None
         manifest = read_json(results / TRIAL_MANIFEST_JSON, problems)
+        dry = is_dry_run(manifest, read_json(results / LOCAL_COSTS_JSON, problems))
         trials.append(TrialResult(results.parent.name, _trial_settings(manifest),
-                                  effect_rows(sig, with_subgroups=False), means, all_tests(sig)))
+                                  effect_rows(sig, with_subgroups=False), means, all_tests(sig), dry))
     return trials, problems
 
 
@@ -98,6 +101,12 @@ def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
     doc: list[Block] = [Heading(title, 1)]
     if not trials:
         return doc + [Para("No trial of this run has a significance.json yet: nothing to compare.", "headline")]
+    dry = [t.slug for t in trials if t.dry_run]
+    if dry:
+        which = "every trial of this run" if len(dry) == len(trials) else "trials " + ", ".join(dry)
+        doc.append(dry_run_banner(f"The answers of {which} came from the dry-run engine, not a model: the "
+                                  "numbers test the pipeline, not the prompts."))
+    first = len(doc)  # the first counting sentence is the headline, whatever comes before it
     q_run = across_trial_q(trials)
     combos: list[tuple[str, str]] = []
     for t in trials:
@@ -112,7 +121,7 @@ def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
             what = (f"treatment lowered it significantly in {lower} and raised it in {higher}" if lower or higher
                     else "treatment made no significant change in any")
             doc.append(Para(f"{METRIC_PHRASES[metric].capitalize()} on {TYPE_PHRASES[type_]}: {what} of {len(hits)} "
-                            f"trial x temperature comparisons (q across trials < {ALPHA}).", "headline" if len(doc) == 1 else "subhead"))
+                            f"trial x temperature comparisons (q across trials < {ALPHA}).", "headline" if len(doc) == first else "subhead"))
     doc.append(Para(f"{len(trials)} trials. Each delta is treatment - control within one trial (paired items); "
                     "control and treatment are never pooled across trials. 'q (trial)' is the trial's own BH q-value; "
                     "'q (run)' applies Benjamini-Hochberg again across every test of every trial.", "note"))

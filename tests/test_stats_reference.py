@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -190,3 +192,21 @@ def test_selective_risk() -> None:
     assert pts[1.0]["coverage"] == 0.5 and pts[1.0]["risk"] == pytest.approx(0.5)
     # ranking: {1.0: items 0,1} tie -> risk 1/2 for k=1,2; then item 2 -> 1/3; then item 3 -> 2/4
     assert out["aurc"] == pytest.approx((0.5 + 0.5 + 1 / 3 + 0.5) / 4)
+
+
+def test_scipy_floor_is_the_first_version_the_wilcoxon_reference_agrees_with() -> None:
+    """scipy 1.15.0 changed wilcoxon's method="auto" (a permutation test for small n with ties or zeros,
+    which ``wilcoxon_test`` reproduces); with 1.11-1.14 the small-n reference tests above fail (checked
+    with 1.14.1: 5 of 12), so setup.cfg must not allow them."""
+    import configparser
+
+    import scipy
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg", encoding="utf-8")
+    reqs = [Requirement(line) for line in cfg["options"]["install_requires"].splitlines() if line.strip()]
+    spec = next(r.specifier for r in reqs if r.name == "scipy")
+    assert "1.15.0" in spec and "1.14.1" not in spec and "1.11.4" not in spec, str(spec)
+    assert Version(scipy.__version__) in spec
