@@ -1,36 +1,25 @@
 """Settings from the environment or a ``.env`` file (FIREWORKS_API_KEY and friends).
 
-Why a tiny parser and not python-dotenv: we need ``KEY=VALUE`` lines, ``#`` comments, optional
-``export`` and quotes, and never to overwrite a variable the shell already set. Values are returned,
+Why python-dotenv: a hand-written parser kept the quotes of ``KEY="v" # comment`` and so yielded a
+wrong key. python-dotenv implements the format users expect (quotes, inline comments, ``export``,
+escapes, multi-line quoted values). Variables are never expanded (``${X}`` stays literal: a key is
+taken as written), the shell's environment always wins over the file, and values are returned,
 never logged.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 
 def parse_env_text(text: str) -> dict[str, str]:
-    """``KEY=VALUE`` per line; blank lines, ``#`` comments and a leading ``export`` are ignored."""
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        elif " #" in value:  # inline comment after an unquoted value
-            value = value.split(" #", 1)[0].rstrip()
-        out[key] = value
-    return out
+    """``KEY=VALUE`` per line in python-dotenv's format; keys without a value are left out."""
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {k: v for k, v in values.items() if k and v is not None}
 
 
 def read_env_file(path: Path | str | None = None) -> dict[str, str]:
@@ -38,7 +27,7 @@ def read_env_file(path: Path | str | None = None) -> dict[str, str]:
     p = Path(path) if path is not None else Path.cwd() / ".env"
     if not p.is_file():
         return {}
-    return parse_env_text(p.read_text(encoding="utf-8-sig"))
+    return parse_env_text(p.read_text(encoding="utf-8-sig"))  # Notepad may add a BOM
 
 
 def get_setting(name: str, default: str | None = None, env_file: Path | str | None = None) -> str | None:
@@ -48,3 +37,10 @@ def get_setting(name: str, default: str | None = None, env_file: Path | str | No
         return value
     value = read_env_file(env_file).get(name)
     return value or default
+
+
+def setting_source(name: str, env_file: Path | str | None = None) -> str | None:
+    """Where ``get_setting(name)`` comes from: "environment", ".env" or None (unset), for messages."""
+    if os.environ.get(name):
+        return "environment"
+    return ".env" if read_env_file(env_file).get(name) else None

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from config.contract import PREDICTIONS_COLUMNS
+from producer.exit_codes import ALL_FAILED, SOME_FAILED
 from tests.offline_config import ROOT, offline_config_dict
 from tests.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
 
@@ -79,7 +80,7 @@ def test_fireworks_run_matches_local_schema(tmp_path, server):
     server.state.fail_index = {0}  # the first row of every job goes to the error file
     cfg = _config(tmp_path)
     proc = _producer(tmp_path, _env(tmp_path, server), "run", "--config", str(cfg), "-w", "1", "-v")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == SOME_FAILED, proc.stdout + proc.stderr
     assert "retrying" in proc.stderr + proc.stdout  # verbose logs were captured (and hold no key)
     run = _run_dir(tmp_path)
     trial_dirs = [p for p in run.iterdir() if (p / "results").is_dir()]
@@ -240,7 +241,7 @@ def test_failed_and_expired_jobs_then_retry_failed(tmp_path, server):
     cfg = _config(tmp_path)
     env = _env(tmp_path, server)
     proc = _producer(tmp_path, env, "run", "--config", str(cfg), "-w", "1")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == ALL_FAILED, proc.stdout + proc.stderr
     (res,) = _run_dir(tmp_path).glob("*/results")
     errors = [json.loads(x) for x in (res / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(errors) == 2 * sum(SIZES.values())
@@ -250,7 +251,7 @@ def test_failed_and_expired_jobs_then_retry_failed(tmp_path, server):
     server.state.final_state = "JOB_STATE_EXPIRED"  # half of each job comes back
     run_id = _run_dir(tmp_path).name[len("run_"):]
     proc = _producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "--retry-failed", "-w", "1")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == SOME_FAILED, proc.stdout + proc.stderr
     assert server.state.counts["job_creates"] == 2 * first_jobs  # new job ids for the failed parts
     _, rows = _predictions(res / "predictions.csv")
     missing = [json.loads(x) for x in (res / "errors.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -21,19 +21,23 @@ get-batch-inference-job, get-dataset-download-endpoint) and the live notes that 
   Authorization header: the key must never go to a third-party host.
 
 Retries: connection errors, 408, 429 and 5xx back off exponentially until ``deadline_s``; any other
-4xx fails at once with the server's own message. The API key never appears in a repr, log or error.
+4xx fails at once with the server's own message. The API key never appears in a repr, log or error,
+and only travels over https: ``FIREWORKS_API_BASE`` may use http:// for a loopback host alone
+(127.0.0.0/8, ::1, localhost: the test server), so a stray ``.env`` cannot send it in clear.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
-from producer.env import get_setting
+from producer.env import get_setting, setting_source
 
 log = logging.getLogger("workers.fireworks")
 
@@ -78,11 +82,62 @@ class _Secret:
     __str__ = __repr__
 
 
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: a connection that never leaves this machine."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_base(base: str, source: str | None = None) -> str:
+    """The API base without a trailing slash; FireworksConfigError (one line) unless it is https://,
+    or http:// to a loopback host. The message shows scheme, host and port only."""
+    where = f" (from {source})" if source else ""
+    raw = base.strip().rstrip("/")
+    try:
+        parts = urlsplit(raw)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    shown = f"{scheme}://{host}" + (f":{port}" if port else "")
+    if scheme not in ("https", "http") or not host:
+        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} must be an https:// URL such as {DEFAULT_API_BASE}")
+    if parts.username or parts.password:
+        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} must not contain a user name or password")
+    if scheme == "http" and not is_loopback_host(host):
+        raise FireworksConfigError(
+            f"FIREWORKS_API_BASE{where} is {shown}: it must use https:// (http:// only to a loopback host such as"
+            " 127.0.0.1), or the API key would travel in clear")
+    return raw
+
+
+def api_base_notice(env_file: str | None = None) -> tuple[str, str | None] | None:
+    """For ``doctor`` and ``plan``: (line, error) when FIREWORKS_API_BASE is set to something other than
+    the default, else None. ``error`` is the one-line refusal when the base would be refused."""
+    base = get_setting("FIREWORKS_API_BASE", env_file=env_file)
+    if not base or base.strip().rstrip("/") == DEFAULT_API_BASE:
+        return None
+    source = setting_source("FIREWORKS_API_BASE", env_file)
+    try:
+        shown = check_api_base(base, source)
+    except FireworksConfigError as exc:
+        return f"Fireworks API base from {source} is not the default {DEFAULT_API_BASE}", str(exc)
+    return f"Fireworks API base: {shown} (from {source}; the default is {DEFAULT_API_BASE})", None
+
+
 @dataclass(frozen=True)
 class Credentials:
     api_key: _Secret
     account: str
     api_base: str = DEFAULT_API_BASE
+
+    def __post_init__(self) -> None:  # every client, however built, talks https (or to loopback)
+        object.__setattr__(self, "api_base", check_api_base(self.api_base))
 
     @classmethod
     def from_env(cls, env_file: str | None = None) -> Credentials:
@@ -93,8 +148,9 @@ class Credentials:
             raise FireworksConfigError("FIREWORKS_API_KEY is not set (environment or .env)")
         if not account:
             raise FireworksConfigError("FIREWORKS_ACCOUNT_ID is not set (environment or .env)")
-        base = get_setting("FIREWORKS_API_BASE", DEFAULT_API_BASE, env_file=env_file) or DEFAULT_API_BASE
-        return cls(_Secret(key), account, base.rstrip("/"))
+        base = get_setting("FIREWORKS_API_BASE", env_file=env_file) or DEFAULT_API_BASE
+        base = check_api_base(base, setting_source("FIREWORKS_API_BASE", env_file))  # before any key is sent
+        return cls(_Secret(key), account, base)
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -93,7 +93,7 @@ def enqueue_fireworks_run(cfg: EvalConfig, config_path: Path | None = None, run_
 
         prepared = ensure_prepared(cfg, data_overrides, limit_items)
         prepared_dir = _snapshot_prepared(prepared, layout.run_dir)
-        _write_manifests(cfg, layout, config_path, prepared.items)
+        _write_manifests(cfg, layout, config_path, prepared.items, dry_run=dry_run)
         plan, rows, totals = build_plan(cfg, prepared.items)
         run_row = {"run_id": run_id, "config_path": str(config_path) if config_path else None,
                    "config_json": json.dumps(absolute_snapshot(cfg)), "fingerprint": fingerprint,
@@ -123,11 +123,31 @@ def enqueue_fireworks_run(cfg: EvalConfig, config_path: Path | None = None, run_
 
 def retry_failed_parts(run_id: str) -> int:
     """Parts with failed requests (a failed or expired job, rows in the error file) get a fresh job id
-    (``-r<n>``: the old job keeps its own) and go back to planned; only rows without a result are sent."""
+    (``-r<n>``: the old job keeps its own) and go back to planned; only rows without a result are sent.
+
+    A part marked failed although its job finished with output (a download that failed, in a ledger
+    written before downloads were retried) never gets a new job: it goes back to ``submitted`` and its
+    output is downloaded again, so rows Fireworks already returned are never paid twice."""
     from producer.ledger.db import transaction
+    from workers.fireworks.client import TERMINAL_OK, TERMINAL_PARTIAL
 
     conn = connect()
     store.ensure_tables(conn)
+    with_output = tuple(TERMINAL_OK | TERMINAL_PARTIAL)
+    marks = ", ".join("?" * len(with_output))
+    redownload = conn.execute(
+        f"select part from fireworks_parts where run_id = ? and state = 'failed' and job_state in ({marks})",
+        (run_id, *with_output)).fetchall()
+    with transaction(conn):
+        for row in redownload:
+            conn.execute("update fireworks_parts set state = 'submitted', error = null, deadline_at = 0"
+                         " where run_id = ? and part = ?", (run_id, row["part"]))
+            conn.execute("update requests set state = 'pending', worker = null where run_id = ? and chunk = ?"
+                         " and state = 'failed'", (run_id, row["part"]))
+        if redownload:
+            conn.execute("update trials set export_state = 'pending' where run_id = ? and trial in (select distinct"
+                         " trial from requests where run_id = ? and state = 'pending')", (run_id, run_id))
+            conn.execute("update runs set state = 'active' where run_id = ?", (run_id,))
     failed = conn.execute(
         "select p.part, p.job_id from fireworks_parts p where p.run_id = ? and (p.state = 'failed' or"
         " (p.state = 'downloaded' and exists (select 1 from requests r where r.run_id = p.run_id and"
@@ -146,4 +166,4 @@ def retry_failed_parts(run_id: str) -> int:
             conn.execute("update trials set export_state = 'pending' where run_id = ? and trial in (select distinct"
                          " trial from requests where run_id = ? and state = 'pending')", (run_id, run_id))
             conn.execute("update runs set state = 'active' where run_id = ?", (run_id,))
-    return len(failed)
+    return len(failed) + len(redownload)

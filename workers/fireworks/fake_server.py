@@ -6,8 +6,12 @@ quirks seen live: ``exampleCount`` required (400 "example_count is required for 
 409 on an existing id, job states VALIDATING -> PENDING -> RUNNING -> COMPLETED (or FAILED / EXPIRED
 with partial output), a body-less GET ``:getDownloadEndpoint`` returning path-prefixed
 ``filenameToSignedUrls`` served by this same server, rows out of order, an ``error-data`` file, and
-``usage.prompt_tokens_details.cached_tokens``. Tests script faults (429, 500, a 400 with a message)
-and read counts per endpoint, created jobs and every request body.
+``usage.prompt_tokens_details.cached_tokens``. Like the real API it refuses what the docs do not allow
+(``fake_rules``): unknown fields, invalid dataset and job ids, a missing or non-int64 ``exampleCount``
+or one that differs from the uploaded rows, files over the 150 MB ``:upload`` limit (413); signed URLs
+expire (``url_ttl_s``; then 403 "Request has expired", as a storage host answers). Tests script
+faults (429, 500, a 400 with a message, a 403 on a signed URL) and read counts per endpoint, created
+jobs and every request body.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import json
 import random
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from workers.fireworks import fake_rules
 
 JOB_FLOW = ("JOB_STATE_VALIDATING", "JOB_STATE_PENDING", "JOB_STATE_RUNNING")
 _ACCOUNT = r"/v1/accounts/(?P<acct>[^/]+)"
@@ -43,10 +50,14 @@ class FakeState:
     fail_rows: set[str] = field(default_factory=set)  # custom_ids written to error-data instead
     fail_index: set[int] = field(default_factory=set)  # or input line numbers (0-based) of each job
     hold_jobs: bool = False  # keep jobs RUNNING (a test kills the client meanwhile)
+    hold_state: str | None = None  # or keep them in this state (e.g. JOB_STATE_PENDING: no batch support)
+    url_ttl_s: float = 599.0  # signed URLs expire (X-Goog-Expires)
+    upload_limit_bytes: int = 150_000_000  # :upload takes files up to 150 MB (docs); more: 413
+    file_key_format: str = "dataset/{ds}/{name}"  # keys of filenameToSignedUrls (tests: hostile names)
     cached_tokens: int = 3
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    files: dict[str, bytes] = field(default_factory=dict)  # signed token -> content
+    files: dict[str, tuple[bytes, float]] = field(default_factory=dict)  # signed token -> (content, expiry)
     counts: dict[str, int] = field(default_factory=dict)
     calls: list[dict[str, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -79,8 +90,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, message: str) -> None:
-        codes = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED"}
+        codes = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
+                 413: "OUT_OF_RANGE", 429: "RESOURCE_EXHAUSTED"}
         self._send(status, {"code": codes.get(status, "INTERNAL"), "message": message})
+
+    def _storage_error(self, status: int, code: str, message: str) -> None:
+        """The signed-URL host answers like a storage service: XML, no JSON."""
+        data = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                f"<Message>{message}</Message></Error>").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
@@ -102,8 +124,14 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint == "signed":
             if self.headers.get("Authorization"):
                 st.signed_with_auth += 1
-            content = st.files.get(args["token"])
-            return self._send(200, raw=content) if content is not None else self._error(404, "expired")
+            found = st.files.get(args["token"])
+            if fault:
+                return self._storage_error(fault.status, "AccessDenied", fault.message)
+            if found is None:
+                return self._storage_error(404, "NoSuchKey", "The specified key does not exist.")
+            if time.time() > found[1]:
+                return self._storage_error(403, "AccessDenied", "Request has expired")
+            return self._send(200, raw=found[0])
         if self.headers.get("Authorization") != f"Bearer {st.api_key}":
             return self._send(403, {"error": {"message": "The API key you provided is invalid.",
                                               "code": "UNAUTHORIZED"}})
@@ -111,6 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(fault.status, fault.message)
         if endpoint == "unknown":
             return self._error(404, "resource not found")
+        for key, what in (("ds", "dataset_id"), ("job", "batch_inference_job_id")):
+            problem = fake_rules.bad_id(args[key], what) if key in args else None
+            if problem:
+                return self._error(400, problem)
         handler = getattr(self, f"_h_{endpoint}")
         handler(args, parse_qs(url.query), body)
 
@@ -123,19 +155,21 @@ class _Handler(BaseHTTPRequestHandler):
     # -- endpoints ----------------------------------------------------------------------------
     def _h_create_dataset(self, args: dict, query: dict, body: bytes) -> None:
         st = self.server.state
-        req = json.loads(body or b"{}")
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError:
+            return self._error(400, "invalid JSON payload")
         call_body(st, req)
-        ds_id = req.get("datasetId")
-        ds = req.get("dataset") or {}
-        if not ds_id:
-            return self._error(400, "dataset_id is required")
-        if "exampleCount" not in ds:
-            return self._error(400, "example_count is required for uploaded datasets")
+        problem = fake_rules.check_create_dataset(req)
+        if problem:
+            return self._error(400, problem)
+        ds_id, ds = req["datasetId"], req["dataset"]
         with st.lock:
             if ds_id in st.datasets:
                 return self._error(409, f"dataset {ds_id} already exists")
             st.datasets[ds_id] = {"name": f"accounts/{args['acct']}/datasets/{ds_id}", "state": "UPLOADING",
-                                  "exampleCount": str(ds["exampleCount"]), "userUploaded": {}, "rows": []}
+                                  "createTime": _now(), "exampleCount": str(fake_rules.parse_int64(ds["exampleCount"])),
+                                  "userUploaded": {}, "rows": []}
             out = {k: v for k, v in st.datasets[ds_id].items() if k != "rows"}
         self._send(200, out)
 
@@ -147,15 +181,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _h_upload(self, args: dict, query: dict, body: bytes) -> None:
         st = self.server.state
+        if len(body) > st.upload_limit_bytes:
+            return self._error(413, f"request entity too large: files over {st.upload_limit_bytes} bytes need"
+                                    " getUploadEndpoint")
         ds = st.datasets.get(args["ds"])
         if ds is None:
             return self._error(404, "resource not found")
-        m = re.search(rb"\r\n\r\n(.*)\r\n--", body, re.S)
-        content = m.group(1) if m else b""
+        m = re.search(rb'Content-Disposition: form-data; name="file"[^\r]*\r\n(?:[^\r]+\r\n)*\r\n(.*)\r\n--',
+                      body, re.S)
+        if m is None:
+            return self._error(400, "multipart field 'file' is required")
+        content = m.group(1)
         try:
             rows = [json.loads(line) for line in content.decode("utf-8").splitlines() if line.strip()]
         except ValueError:
             return self._error(400, "file is not valid JSONL")
+        if len(rows) != int(ds["exampleCount"]):
+            return self._error(400, f"the file has {len(rows)} examples but the dataset declares exampleCount"
+                                    f" {ds['exampleCount']}")
         with st.lock:
             ds["rows"] = rows
             ds["state"] = "READY"
@@ -163,11 +206,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _h_create_job(self, args: dict, query: dict, body: bytes) -> None:
         st = self.server.state
-        req = json.loads(body or b"{}")
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError:
+            return self._error(400, "invalid JSON payload")
         call_body(st, req)
-        job_id = (query.get("batchInferenceJobId") or [None])[0] or f"job-{uuid.uuid4().hex[:8]}"
-        if not req.get("model") or not req.get("inputDatasetId"):
-            return self._error(400, "model and input_dataset_id are required")
+        given = (query.get("batchInferenceJobId") or [None])[0]
+        problem = fake_rules.check_create_job(req, given)
+        if problem:
+            return self._error(400, problem)
+        job_id = given or f"job-{uuid.uuid4().hex[:8]}"
         in_id = req["inputDatasetId"].split("/")[-1]
         if in_id not in st.datasets or st.datasets[in_id]["state"] != "READY":
             return self._error(400, f"input dataset {in_id} is not READY")
@@ -177,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
             st.counts["job_creates"] = st.counts.get("job_creates", 0) + 1
             out_name = req.get("outputDatasetId") or f"accounts/{args['acct']}/datasets/{job_id}-output"
             st.jobs[job_id] = {"name": f"accounts/{args['acct']}/batchInferenceJobs/{job_id}", "step": 0,
-                               "state": JOB_FLOW[0], "model": req["model"], "inputDatasetId": req["inputDatasetId"],
+                               "createTime": _now(), "state": JOB_FLOW[0], "model": req["model"], "inputDatasetId": req["inputDatasetId"],
                                "outputDatasetId": out_name, "inferenceParameters": req.get("inferenceParameters") or {},
                                "status": {"code": "OK", "message": ""}}
             job = _public_job(st, job_id)
@@ -189,7 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
             job = st.jobs.get(args["job"])
             if job is None:
                 return self._error(404, "resource not found")
-            if job["state"] in JOB_FLOW and not (st.hold_jobs and job["state"] == JOB_FLOW[-1]):
+            held = st.hold_state or (JOB_FLOW[-1] if st.hold_jobs else None)
+            if job["state"] in JOB_FLOW and job["state"] != held:
                 job["step"] += 1
                 if job["step"] < len(JOB_FLOW):
                     job["state"] = JOB_FLOW[job["step"]]
@@ -210,9 +259,14 @@ class _Handler(BaseHTTPRequestHandler):
         with st.lock:
             for name, content in ds["outputs"].items():
                 token = uuid.uuid4().hex
-                st.files[token] = content
-                urls[f"dataset/{args['ds']}/{name}"] = f"{host}/signed/{token}?X-Goog-Expires=599"
+                st.files[token] = (content, time.time() + st.url_ttl_s)
+                key = st.file_key_format.format(ds=args["ds"], name=name)
+                urls[key] = f"{host}/signed/{token}?X-Goog-Expires={max(1, int(st.url_ttl_s))}"
         self._send(200, {"filenameToSignedUrls": urls})
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() % 1 * 1e6):06d}Z"
 
 
 def call_body(st: FakeState, req: dict[str, Any]) -> None:
@@ -304,13 +358,23 @@ class FakeFireworksServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def start(self) -> FakeFireworksServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="fake-fireworks", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-fireworks", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+    def finish_jobs(self) -> int:
+        """Tests: every job still on its way ends now (final_state), as if Fireworks caught up."""
+        st = self.state
+        with st.lock:
+            waiting = [j for j, job in st.jobs.items() if job["state"] in JOB_FLOW]
+            for job_id in waiting:
+                _finish(st, job_id)
+        return len(waiting)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,13 @@ from workers.fireworks.client import (
     job_progress,
     short_id,
 )
+from workers.fireworks.deadline import check_deadline
+from workers.fireworks.download import fetch_output_files, is_output_file
 from workers.fireworks.parts import encode_rows
 
 log = logging.getLogger("workers.fireworks")
 
 DRY_RUN_ENGINE = "fireworks_dry_run"
-OUTPUT_FILE = "BIJOutputSet.jsonl"
 _fake_lock = threading.Lock()
 _fake: dict[int, Any] = {}
 
@@ -126,7 +127,10 @@ def submit_part(run_id: str, part_no: int, cfg: EvalConfig, client: FireworksCli
 
 
 def poll_part(run_id: str, part_no: int, cfg: EvalConfig, client: FireworksClient) -> bool:
-    """Refresh the job; on a terminal state download and ingest. True when the part is finished."""
+    """Refresh the job; on a terminal state download and ingest. True when the part is finished.
+
+    A job that finished with output is never failed by its download: a refused or expired URL keeps
+    the part open (fresh URLs at the next poll) until ``fireworks.poll_deadline_s`` stops the run."""
     conn = connect()
     part = store.get_part(conn, run_id, part_no)
     if part is None or part["state"] in ("downloaded", "failed"):
@@ -137,6 +141,7 @@ def poll_part(run_id: str, part_no: int, cfg: EvalConfig, client: FireworksClien
     state = job.get("state") or "JOB_STATE_UNSPECIFIED"
     store.update_part(conn, run_id, part_no, job_state=state, progress=job_progress(job))
     if state not in TERMINAL_STATES:
+        check_deadline(conn, run_id, part, job, cfg)
         return False
     if state in TERMINAL_FAILED:
         message = ((job.get("status") or {}).get("message") or state).strip()
@@ -144,25 +149,27 @@ def poll_part(run_id: str, part_no: int, cfg: EvalConfig, client: FireworksClien
         store.update_part(conn, run_id, part_no, state="failed", error=message[:500])
         return True
     out_id = short_id(job.get("outputDatasetId")) or part["output_dataset_id"]
-    counts = download_part(run_id, part, out_id, client)
+    try:
+        counts = download_part(run_id, part, out_id, client)
+    except (FireworksError, ResultsFormatError) as exc:  # the job's output exists: never fail its rows
+        note = f"{state}: output not downloaded yet ({exc}); trying again"
+        store.update_part(conn, run_id, part_no, error=note[:500])
+        log.warning("part %s: %s", part_no, note)
+        check_deadline(conn, run_id, part, job, cfg, problem=str(exc)[:200])
+        return False
     store.update_part(conn, run_id, part_no, state="downloaded",
                       error=None if state == "JOB_STATE_COMPLETED" else f"{state}: partial output")
     log.info("part %s: %s", part_no, counts)
     return True
 
 
-def _split_files(urls: dict[str, str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Keys can be path-prefixed (``dataset/<id>/BIJOutputSet.jsonl``); errors are ``error-data``."""
-    outputs, errors = [], []
-    for name, url in sorted(urls.items()):
-        base = name.rsplit("/", 1)[-1]
-        (outputs if base == OUTPUT_FILE or "outputset" in base.lower() else errors).append((base, url))
-    return outputs, errors
-
-
 def _parse_lines(content: bytes, source: str) -> list[dict[str, Any]]:
     rows = []
-    for n, line in enumerate(content.decode("utf-8").splitlines(), start=1):
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsFormatError(f"{source}: not UTF-8 text") from None
+    for n, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -176,20 +183,20 @@ def download_part(run_id: str, part: sqlite3.Row, output_dataset_id: str, client
     conn = connect()
     run = get_run(conn, run_id)
     folder = _layout(run).run_dir / "fireworks" / "downloads" / f"part-{part['part']:04d}"
-    outputs, errors = _split_files(client.download_urls(output_dataset_id))
+    files = fetch_output_files(client, output_dataset_id)  # every file in before anything is ingested
+    outputs = [(name, data) for name, data in files.items() if is_output_file(name)]
+    errors = [(name, data) for name, data in files.items() if not is_output_file(name)]
     results: dict[str, dict[str, Any]] = {}
     errs: dict[str, str] = {}
-    for base, url in outputs:
-        content = client.fetch_signed(url)
-        write_text_atomic(folder / base, content.decode("utf-8"))
+    for base, content in outputs:
+        write_text_atomic(folder / base, content.decode("utf-8", "replace"))  # base: a safe name (download.py)
         for row in _parse_lines(content, base):
             norm = normalise_raw_row(row)
             details = ((row.get("response") or {}).get("usage") or {}).get("prompt_tokens_details") or {}
             norm["cached_tokens"] = details.get("cached_tokens")
             results[norm["custom_id"]] = norm  # rows arrive out of order: join on custom_id
-    for base, url in errors:
-        content = client.fetch_signed(url)
-        write_text_atomic(folder / base, content.decode("utf-8"))
+    for base, content in errors:
+        write_text_atomic(folder / base, content.decode("utf-8", "replace"))
         for row in _parse_lines(content, base):
             if isinstance(row, dict) and row.get("custom_id"):
                 err = row.get("error") or row.get("response") or "failed on Fireworks"

@@ -24,14 +24,26 @@ DDL = (
         temp text not null, condition text not null, type text not null, params text not null,
         n_rows integer not null, input_dataset_id text not null, output_dataset_id text not null,
         job_id text not null, state text not null default 'planned', job_state text, progress text,
-        error text, created_at real not null, updated_at real not null, primary key (run_id, part))""",
+        error text, created_at real not null, updated_at real not null, deadline_at real,
+        primary key (run_id, part))""",
     SHARED_DDL,  # shared generations of a sweep: producer.sweep_share
 )
+
+
+ADDED_COLUMNS = {"deadline_at": "real"}  # columns newer than a ledger's table: added in place
 
 
 def ensure_tables(conn: sqlite3.Connection) -> None:
     for sql in DDL:
         conn.execute(sql)
+    have = {r[1] for r in conn.execute("pragma table_info(fireworks_parts)")}
+    for col, kind in ADDED_COLUMNS.items():
+        if col not in have:
+            try:
+                conn.execute(f"alter table fireworks_parts add column {col} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def register_parts(conn: sqlite3.Connection, run_id: str, parts: Iterable[dict[str, Any]],

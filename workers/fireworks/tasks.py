@@ -45,6 +45,15 @@ def _fail_part(run_id: str, part: int, message: str) -> None:
     after_part(run_id, part)
 
 
+def _stop_for_key(run_id: str, part: int, exc: FireworksError) -> None:
+    from producer.enqueue import set_run_stop
+
+    reason = (f"Fireworks refused the request while polling part {part} ({exc}): check FIREWORKS_API_KEY and"
+              f" FIREWORKS_ACCOUNT_ID, then python -m producer run --resume {run_id}")
+    set_run_stop(connect(), run_id, True, reason=reason[:600])
+    log.error("run %s: %s", run_id, reason)
+
+
 def after_part(run_id: str, part: int) -> None:
     """Score the part's results and export every trial that no longer has open requests."""
     from workers import tasks
@@ -74,6 +83,8 @@ def fw_submit_part(run_id: str, part: int) -> None:
             return
         if engine == DRY_RUN_ENGINE:  # offline fake lives in this process: finish the part here
             while not poll_part(run_id, part, cfg, client):
+                if is_stopped(connect(), run_id):  # e.g. the poll deadline passed
+                    return
                 time.sleep(DRY_RUN_POLL_S)
             after_part(run_id, part)
             return
@@ -106,6 +117,9 @@ def fw_poll_part(run_id: str, part: int) -> None:
             store.update_part(connect(), run_id, part, state="planned")
             fw_submit_part(run_id, part)
             return
+        if exc.status in (401, 403):  # a key problem says nothing about the job: never fail its rows
+            _stop_for_key(run_id, part, exc)
+            return
         if not _retryable(exc):
             _fail_part(run_id, part, str(exc))
             return
@@ -113,7 +127,7 @@ def fw_poll_part(run_id: str, part: int) -> None:
         finished = False
     if finished:
         after_part(run_id, part)
-    else:
+    elif not is_stopped(connect(), run_id):  # a stop (the poll deadline, producer stop): resume re-sends
         fw_poll_part.schedule((run_id, part), delay=cfg.fireworks.poll_interval_s)
 
 
