@@ -2,21 +2,27 @@
 
 Why: a crash never leaves a half-written JSON or CSV. On Windows, antivirus or a reader holding the
 target open makes ``os.replace`` fail with PermissionError for a moment: retry with backoff.
+Every temporary name is unique (``mkstemp``), so two writers of one file never share a temp file, and
+the file gets the mode any other new file would get (0666 minus the umask), not mkstemp's 0600:
+colleagues on a shared server can read the reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 REPLACE_RETRIES = 20
+_umask_lock = threading.Lock()
 
 
 def replace_with_retry(src: Path, dst: Path, retries: int = REPLACE_RETRIES, delay_s: float = 0.05) -> None:
@@ -31,11 +37,61 @@ def replace_with_retry(src: Path, dst: Path, retries: int = REPLACE_RETRIES, del
             time.sleep(delay_s * (attempt + 1))
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _unique_temp(path: Path, suffix: str = ".tmp") -> tuple[int, Path]:
+    """A new, uniquely named temporary file next to ``path``, with the mode of an ordinary new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    if os.name == "posix":  # mkstemp makes 0600; Windows has no mode bits to fix
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())
+        except BaseException:
+            os.close(fd)
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    return fd, Path(tmp_name)
+
+
+@contextlib.contextmanager
+def atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a unique temporary path next to ``path`` for a writer that needs a file name (matplotlib,
+    zipfile, a copy); on success it replaces ``path`` (with retry), on any error it is removed."""
+    path = Path(path)
+    fd, tmp = _unique_temp(path, suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        replace_with_retry(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def copy_file_atomic(src: Path, dst: Path) -> Path:
+    """Copy ``src`` to ``dst`` so that ``dst`` is either absent, the old file or the whole copy."""
+    import shutil
+
+    with atomic_target(Path(dst)) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
 def _write_via_temp(path: Path, write) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = _unique_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             write(fh)

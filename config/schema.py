@@ -11,7 +11,7 @@ Absolute paths, POSIX or Windows drive-letter style, are kept as written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,6 +20,11 @@ from config.errors import ConfigError, format_validation_error
 Backend = Literal["local", "fireworks"]
 LocalEngine = Literal["llama_cpp", "ollama", "openai_compat", "dry_run"]
 DATASETS = ("squad_v2", "triviaqa", "nq_open")
+# Bounds of what one machine can hold: a typo of a billion is an error, not a 28-billion-request run.
+MAX_ITEMS_PER_DATASET = 1_000_000
+MAX_SAMPLES_PER_ITEM = 10_000
+MAX_TOP_K = 1_000_000
+DAY_S = 86_400.0
 
 
 def _check_temps(temps: list[float]) -> list[float]:
@@ -37,7 +42,7 @@ def _check_temps(temps: list[float]) -> list[float]:
 class _Strict(BaseModel):
     """Base: unknown keys are errors (we suggest the closest valid key in the message)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)  # .inf / .nan: errors
 
 
 class MaxNewTokens(_Strict):
@@ -48,9 +53,16 @@ class MaxNewTokens(_Strict):
 class Sizes(_Strict):
     """Items per dataset after the seeded shuffle: 0 = none, null = all."""
 
-    squad_v2: int | None = Field(200, ge=0)
-    triviaqa: int | None = Field(100, ge=0)
-    nq_open: int | None = Field(100, ge=0)
+    squad_v2: int | None = Field(200, ge=0, le=MAX_ITEMS_PER_DATASET)
+    triviaqa: int | None = Field(100, ge=0, le=MAX_ITEMS_PER_DATASET)
+    nq_open: int | None = Field(100, ge=0, le=MAX_ITEMS_PER_DATASET)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> Sizes:
+        if all(getattr(self, ds) == 0 for ds in DATASETS):
+            raise ValueError("every dataset has size 0, so there is nothing to evaluate "
+                             "(give one a size above 0, or null for all its items)")
+        return self
 
 
 class DataSources(_Strict):
@@ -80,8 +92,8 @@ class Paths(_Strict):
 class Pricing(_Strict):
     """USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half)."""
 
-    input_per_mtok: float = Field(0.15, ge=0)
-    output_per_mtok: float = Field(0.60, ge=0)
+    input_per_mtok: float = Field(0.15, ge=0, le=1_000_000)
+    output_per_mtok: float = Field(0.60, ge=0, le=1_000_000)
     batch_discount: float = Field(0.5, ge=0, le=1)
     cached_input_multiplier: float = Field(1.0, ge=0, le=1)
 
@@ -89,7 +101,7 @@ class Pricing(_Strict):
 class Unsupported(_Strict):
     strategy: Literal["baseline", "overlap"] = "baseline"
     threshold: float = Field(0.5, ge=0, le=1)
-    min_token_overlap: int = Field(1, ge=0)
+    min_token_overlap: int = Field(1, ge=0, le=100_000)
 
 
 class PromptSet(_Strict):
@@ -120,7 +132,7 @@ class TrialSpec(_Strict):
     prompt_set: str | None = None
     temps: list[float] | None = None
     top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=MAX_TOP_K)
     max_new_tokens: MaxNewTokens | None = None
 
     @field_validator("temps")
@@ -134,15 +146,17 @@ class Sweep(_Strict):
 
     models: list[str] = Field(default_factory=list)
     prompt_sets: list[str] = Field(default_factory=list)
-    top_p: list[float] = Field(default_factory=list)
-    top_k: list[int] = Field(default_factory=list)
+    top_p: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=list)
+    top_k: list[Annotated[int, Field(ge=0, le=MAX_TOP_K)]] = Field(default_factory=list)
     max_new_tokens: list[MaxNewTokens] = Field(default_factory=list)
 
 
 class FireworksSettings(_Strict):
-    poll_interval_s: float = Field(30.0, gt=0)
-    max_part_bytes: int = Field(150_000_000, gt=1000)
-    request_deadline_s: float = Field(600.0, gt=0)
+    poll_interval_s: float = Field(30.0, gt=0, le=DAY_S)
+    max_part_bytes: int = Field(150_000_000, gt=1000, le=100_000_000_000)
+    request_deadline_s: float = Field(600.0, gt=0, le=7 * DAY_S)
+    # a job not done this long after its creation stops the run (a model without batch support stays PENDING)
+    poll_deadline_s: float = Field(86_400.0, gt=0, le=30 * DAY_S)
 
 
 class EvalConfig(_Strict):
@@ -152,19 +166,19 @@ class EvalConfig(_Strict):
     local_model: str | None = None
     model_id: str = "accounts/fireworks/models/gpt-oss-120b"
     n_ctx: int = Field(4096, ge=256, le=1_048_576)
-    n_gpu_layers: int = Field(-1, ge=-1)
-    n_threads: int | None = Field(None, ge=1)
+    n_gpu_layers: int = Field(-1, ge=-1, le=100_000)
+    n_threads: int | None = Field(None, ge=1, le=4096)
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     max_concurrent_requests: int = Field(1, ge=1, le=64)
     keep_alive: str = "30m"
-    request_timeout_s: float = Field(600.0, gt=0)
+    request_timeout_s: float = Field(600.0, gt=0, le=DAY_S)
     max_retries: int = Field(3, ge=0, le=20)
-    retry_backoff_s: float = Field(2.0, ge=0)
+    retry_backoff_s: float = Field(2.0, ge=0, le=3600)
     temps: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
     samples_per_item: dict[str, int] = Field(default_factory=lambda: {"0.0": 1})
     max_new_tokens: MaxNewTokens = Field(default_factory=MaxNewTokens)
     top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=MAX_TOP_K)
     stop: list[str] = Field(default_factory=list)
     seed: int | None = 42
     data_seed: int = 42
@@ -216,6 +230,9 @@ class EvalConfig(_Strict):
         for label, n in self.samples_per_item.items():
             if n < 1:
                 raise ValueError(f"samples_per_item.{label}: must be >= 1")
+            if n > MAX_SAMPLES_PER_ITEM:
+                raise ValueError(f"samples_per_item.{label}: {n:,} samples per item is more than one machine "
+                                 f"can hold (at most {MAX_SAMPLES_PER_ITEM:,})")
         temps_everywhere = set(self.temps)
         for trial in self.trials:
             temps_everywhere.update(trial.temps or [])
@@ -252,17 +269,27 @@ class EvalConfig(_Strict):
         return self.local_model or "dry-run"
 
 
+def _check_text_file(field: str, path: Path) -> None:
+    """Exists, is a file, reads as UTF-8: checked at load, so no command writes anything first."""
+    from config.textfile import TextFileError, read_user_text
+
+    if not path.is_file():
+        raise ConfigError(f"{field}: file not found: {path}")
+    try:
+        read_user_text(path)
+    except TextFileError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {path}: {exc.strerror or exc}") from None
+
+
 def _check_files(cfg: EvalConfig) -> None:
-    """Prompt and instruction files must exist before anything runs (error names the field)."""
+    """Prompt and instruction files must exist and be UTF-8 before anything runs (error names the field)."""
     for name, pset in cfg.prompt_sets.items():
         for cond in ("control", "treatment"):
-            p = getattr(pset, cond)
-            if not p.is_file():
-                raise ConfigError(f"prompt_sets.{name}.{cond}: file not found: {p}")
+            _check_text_file(f"prompt_sets.{name}.{cond}", getattr(pset, cond))
     for kind in ("open_book", "closed_book"):
-        p = getattr(cfg.task_instructions, kind)
-        if not p.is_file():
-            raise ConfigError(f"task_instructions.{kind}: file not found: {p}")
+        _check_text_file(f"task_instructions.{kind}", getattr(cfg.task_instructions, kind))
 
 
 def validate_config_dict(raw: Any, source: str = "<dict>", check_files: bool = True) -> EvalConfig:
@@ -289,12 +316,16 @@ def load_config(path: str | Path, check_files: bool = True) -> EvalConfig:
     """Read a YAML config file and validate it. Raises ConfigError (one line) on any problem."""
     import yaml
 
+    from config.textfile import TextFileError, read_user_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_user_text(p)  # a BOM (Notepad, PowerShell 5.1) is dropped
     except FileNotFoundError:
         raise ConfigError(f"config error: {p}: <file>: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except TextFileError as exc:
+        raise ConfigError(f"config error: {p}: <file>: {str(exc).removeprefix(f'{p}: ')}") from None
+    except OSError as exc:
         raise ConfigError(f"config error: {p}: <file>: cannot read ({exc.__class__.__name__})") from None
     try:
         _reject_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), p)

@@ -37,7 +37,9 @@ class BuildResult:
 
 def base_name(prompt_set: str, temp: float, condition: str) -> str:
     """``<prompt_set>__t<temp>__<condition>``: temp as in custom_ids (``0.7``), safe on Windows."""
-    return f"{prompt_set}__t{temp_label(temp)}__{condition}"
+    from producer.layout import safe_slug  # the one slug rule: a prompt-set name never climbs out (no "..")
+
+    return f"{safe_slug(prompt_set)}__t{temp_label(temp)}__{condition}"
 
 
 def plan_parts(n_lines: int, parts: int | None, lines_per_part: int | None) -> list[int]:

@@ -8,15 +8,15 @@ Prompt and instruction files named by ``effective_config.yaml`` are copied under
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 import click
 import yaml
 
-from config.atomic import replace_with_retry
+from config.atomic import atomic_target
 from producer.console import UserError, make_console_safe, one_line_errors
+from producer.layout import safe_slug, validate_run_id
 
 SKIP_SUFFIXES = (".tmp", ".lock")
 
@@ -32,11 +32,11 @@ def _prompt_files(run_dir: Path) -> dict[str, Path]:
         for cond in ("control", "treatment"):
             p = Path(str(pset.get(cond, "")))
             if p.is_file():
-                out[f"prompts/{name}/{cond}_{p.name}"] = p
+                out[f"prompts/{safe_slug(str(name))}/{cond}_{safe_slug(p.name)}"] = p
     for kind, value in (data.get("task_instructions") or {}).items():
         p = Path(str(value))
         if p.is_file():
-            out[f"prompts/task_instructions/{kind}_{p.name}"] = p
+            out[f"prompts/task_instructions/{safe_slug(str(kind))}_{safe_slug(p.name)}"] = p
     return out
 
 
@@ -56,19 +56,12 @@ def archive_run(run_dir: Path, out: Path | None = None, allow_unfinished: bool =
         raise UserError(f"run is not finished (no predictions.csv in: {', '.join(missing)}); "
                         "finish it or pass --allow-unfinished")
     out = Path(out) if out else run_dir.parent / f"{run_dir.name}.zip"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(run_dir.rglob("*")):
-                if path.is_file() and not path.name.endswith(SKIP_SUFFIXES):
-                    zf.write(path, f"{run_dir.name}/{path.relative_to(run_dir).as_posix()}")
-            for arcname, path in _prompt_files(run_dir).items():
-                zf.write(path, f"{run_dir.name}/{arcname}")
-        replace_with_retry(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_target(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(run_dir.rglob("*")):
+            if path.is_file() and not path.name.endswith(SKIP_SUFFIXES):
+                zf.write(path, f"{run_dir.name}/{path.relative_to(run_dir).as_posix()}")
+        for arcname, path in _prompt_files(run_dir).items():
+            zf.write(path, f"{run_dir.name}/{arcname}")
     return out
 
 
@@ -81,6 +74,7 @@ def archive_run(run_dir: Path, out: Path | None = None, allow_unfinished: bool =
 def archive(run_id: str, experiments_dir: Path, out: Path | None, allow_unfinished: bool) -> None:
     """Pack a finished run (results, reports, manifests, effective config, prompts) into one zip."""
     make_console_safe()
+    validate_run_id(run_id)
     run_dir = experiments_dir / (run_id if run_id.startswith("run_") else f"run_{run_id}")
     if not run_dir.is_dir():
         raise UserError(f"no run folder {run_dir}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from config.schema import EvalConfig
+from producer.cmd_enqueue import yes_option
 from producer.config_option import config_option, data_option, limit_items_option
 from producer.console import one_line_errors
 
@@ -15,11 +16,17 @@ from producer.console import one_line_errors
 @config_option
 @data_option
 @limit_items_option
+@yes_option
 @one_line_errors
-def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None) -> None:
+def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None,
+         yes: bool) -> None:
     """Print trials, datasets, requests and estimated prompt tokens per condition; writes nothing."""
-    from producer.plan import make_plan, render_plan
+    from producer.console import UserError
+    from producer.plan import make_plan, render_plan, run_size, size_refusal
     from telemetry.budget import vram_lines  # VRAM budget: reads GGUF/NVML, writes nothing
 
     the_plan = make_plan(cfg, config_path, data_overrides, limit_items)
+    why = None if yes else size_refusal(cfg, *run_size(the_plan))
+    if why:  # before the per-item rendering, which an absurd run would make slow too
+        raise UserError(why)
     click.echo(render_plan(the_plan, extra_lines=list(vram_lines(cfg))))

@@ -12,15 +12,18 @@ import click
 
 from config.contract import TRIAL_MANIFEST_JSON
 from config.schema import EvalConfig
+from producer import exit_codes
 from producer.cmd_enqueue import (
     dry_run_option,
     force_option,
     no_preflight_option,
     preflight,
     retry_failed_option,
+    yes_option,
 )
-from producer.config_option import config_option, data_option, limit_items_option
+from producer.config_option import apply_data_overrides, config_option, data_option, limit_items_option
 from producer.console import make_console_safe, one_line_errors
+from producer.layout import validate_run_id
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
 
 PROGRESS_EVERY_S = 1.0
@@ -83,43 +86,60 @@ def _echo_trial(trial_dir: Path, t: dict) -> None:
 
 
 @click.command()
-@config_option
+@config_option(unless="resume")  # a resume reads the settings recorded with the run, not a config file
 @data_option
 @limit_items_option
 @click.option("--workers", "-w", "workers", type=click.IntRange(min=1, max=64), default=2, show_default=True)
 @click.option("--run-id", default=None, help="Run id for a new run (default: generated).")
 @click.option("--resume", "resume", default=None, metavar="RUN_ID",
-              help="Continue a stopped or crashed run with the settings it was created with.")
+              help="Continue a stopped or crashed run with the settings it was created with "
+                   "(no --config needed; works from any folder).")
 @dry_run_option
 @retry_failed_option
 @force_option
 @no_preflight_option
+@yes_option
 @allow_sleep_option
 @click.option("-v", "--verbose", is_flag=True, help="Log worker activity.")
 @one_line_errors
-def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None, workers: int,
-        run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, force: bool, no_preflight: bool,
-        allow_sleep: bool, verbose: bool) -> None:
+def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[str, str], limit_items: int | None,
+        workers: int, run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, force: bool,
+        no_preflight: bool, yes: bool, allow_sleep: bool, verbose: bool) -> None:
     """Run a whole local evaluation: results, predictions.csv and the report of every trial."""
     from producer.enqueue import enqueue_run, resume_run
+    from producer.queue_paths import queue_errors
     from workers.pool import WorkerPool, ctrl_break_is_ctrl_c
 
     make_console_safe()
+    for given in (run_id, resume):  # a run id names a folder: checked before anything starts
+        if given is not None:
+            validate_run_id(given)
     ctrl_break_is_ctrl_c()
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s")
-    if not resume:
-        preflight(cfg, no_preflight or dry_run)
+    if resume:  # the run's own settings (absolute paths), and its engine must answer before anything is re-sent
+        from producer.enqueue import recorded_config
+
+        cfg, engine = recorded_config(resume)
+        preflight(cfg, no_preflight or engine == "dry_run", check_data=False)
+    else:
+        from producer.enqueue import check_outputs
+        from producer.plan import check_run_size
+
+        check_outputs(cfg)
+        check_run_size(cfg, data_overrides, limit_items, yes, "dry_run" if dry_run else None)
+        preflight(apply_data_overrides(cfg, data_overrides), no_preflight or dry_run)
     pool = WorkerPool(workers, level)
     s = None
     with keep_awake(should_prevent_sleep(cfg.prevent_sleep, allow_sleep)):
         pool.start()  # the workers start up (spawn, imports) while the run is registered
         try:
-            if resume:
-                s = resume_run(resume, retry_failed)
-            else:
-                s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed,
-                                force=force)
+            with queue_errors():
+                if resume:
+                    s = resume_run(resume, retry_failed)
+                else:
+                    s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed,
+                                    force=force, yes=yes)
             click.echo(f"run {s.run_id}: {s.total} requests, {len(s.trials)} trial(s), engine {s.engine}, "
                        f"{workers} worker(s)")
             st = wait_for_run(s.run_id, pool)
@@ -132,12 +152,13 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
     if st is None:
         if s is not None:
             click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")
-        raise SystemExit(130)
+        raise SystemExit(exit_codes.INTERRUPTED)
     if st["state"] == "stopped":
         why = st.get("stop_reason") or "stop requested (python -m producer stop)"
         click.echo(f"run {s.run_id} stopped: {why}")
         click.echo(f"resume when fixed: python -m producer run --resume {s.run_id}")
-        raise SystemExit(1)
+        not_written = any(t.get("export") == "failed" for t in st["trials"].values())
+        raise SystemExit(exit_codes.NOT_WRITTEN if not_written else exit_codes.STOPPED)
     tot = st["totals"]
     click.echo(f"done: {tot['done']} results, {tot['failed']} failed")
     for name, t in st["trials"].items():
@@ -148,3 +169,8 @@ def run(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limi
     if tot["failed"]:
         click.echo(f"  failed requests: errors.jsonl in each results folder; retry: "
                    f"python -m producer run --resume {s.run_id} --retry-failed")
+    code = exit_codes.finished_run_code(tot["done"], tot["failed"])
+    if code == exit_codes.OK and any(t.get("analysis") not in (None, "done") for t in st["trials"].values()):
+        code = exit_codes.NOT_WRITTEN  # results are in, but a report could not be made
+    if code != exit_codes.OK:
+        raise SystemExit(code)

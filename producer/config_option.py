@@ -62,11 +62,16 @@ def load_config_ref(ref: str | Path | None, check_files: bool = True) -> tuple[E
     return load_config(path, check_files=check_files), path
 
 
-def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
+def config_option(func: Callable[..., Any] | None = None, *, unless: str | None = None) -> Any:
     """Adds ``--config``; the command receives ``cfg: EvalConfig`` and ``config_path: Path``.
 
     Put it below ``@one_line_errors`` (or anywhere: config errors become one line either way).
+    ``unless="resume"``: when the command's ``resume`` parameter is set, no config is read at all
+    (``cfg`` and ``config_path`` are None): a resumed run uses the settings recorded with it, so a
+    resume typed in another folder does not trip over the default config's relative paths.
     """
+    if func is None:
+        return functools.partial(config_option, unless=unless)
 
     @click.option(
         "--config",
@@ -80,6 +85,8 @@ def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, config_ref: str | None = None, **kwargs: Any) -> Any:
         from producer.console import fail
 
+        if unless is not None and kwargs.get(unless):
+            return func(*args, cfg=None, config_path=None, **kwargs)
         try:
             cfg, path = load_config_ref(config_ref)
         except ConfigError as exc:

@@ -9,11 +9,13 @@ from typing import Any
 
 import click
 
+from producer.exit_codes import BAD_INPUT, INTERRUPTED
+
 
 class UserError(Exception):
     """A problem the user can fix; shown as one line, exit status ``exit_code``."""
 
-    exit_code = 2
+    exit_code = BAD_INPUT
 
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)
@@ -32,7 +34,7 @@ def make_console_safe() -> None:
                 pass
 
 
-def fail(message: str, exit_code: int = 2) -> None:
+def fail(message: str, exit_code: int = BAD_INPUT) -> None:
     """Print ``message`` on one line to stderr and exit."""
     click.echo(" ".join(str(message).split()), err=True)
     sys.exit(exit_code)
@@ -48,10 +50,10 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except ConfigError as exc:
             msg = str(exc)
-            fail(msg if msg.startswith("config error:") else f"config error: {msg}", 2)
+            fail(msg if msg.startswith("config error:") else f"config error: {msg}", BAD_INPUT)
         except UserError as exc:
             fail(f"error: {exc}", exc.exit_code)
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail("interrupted", INTERRUPTED)
 
     return wrapper

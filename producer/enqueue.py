@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.atomic import copy_file_atomic
+from config.contract import DATASET_TYPE
 from config.schema import EvalConfig
 from producer.console import UserError
 from producer.layout import RunLayout
@@ -65,7 +66,39 @@ def absolute_snapshot(cfg: EvalConfig) -> dict[str, Any]:
     model = data.get("local_model")
     if model and model.lower() not in KNOWN_MODELS and Path(model).expanduser().is_file():
         data["local_model"] = str(Path(model).expanduser().resolve())
+    for name, spec in data["data"].items():  # a dataset file path (not sample/hub/URL)
+        if spec not in ("sample", "hub") and not str(spec).startswith(("http://", "https://")):
+            data["data"][name] = str(Path(spec).expanduser().resolve())
     return data
+
+
+def check_outputs(cfg: EvalConfig) -> None:
+    """Output folders must be folders we can create and write: checked before anything is written."""
+    from producer.prepare import check_output_dir
+
+    for name in ("experiments_dir", "prepared_dir", "raw_dir"):
+        check_output_dir(Path(getattr(cfg.paths, name)), f"paths.{name}")
+
+
+def recorded_config(run_id: str) -> tuple[EvalConfig, str]:
+    """The settings a run was created with (absolute paths, from the ledger) and its engine: a resume
+    needs no ``--config`` and works from any folder."""
+    from config.errors import ConfigError
+    from config.schema import validate_config_dict
+    from producer.queue_paths import find_run_queue
+
+    if find_run_queue(run_id) is None:
+        raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
+    conn = connect()
+    import producer.huey_app  # noqa: F401 - a damaged huey.sqlite3 is one line before the run is touched
+    run = get_run(conn, run_id)
+    if run is None:
+        raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
+    try:
+        cfg = validate_config_dict(json.loads(run["config_json"]), f"run {run_id}", check_files=False)
+    except (ConfigError, ValueError) as exc:
+        raise UserError(f"run {run_id}: its recorded settings cannot be read ({exc})") from None
+    return cfg, str(run["engine"])
 
 
 def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int = CHUNK_SIZE,
@@ -82,10 +115,12 @@ def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: i
 
     chunk, in_chunk, seq, group = -1, 0, 0, None
     owners: dict[str, tuple[str, int]] = {}
-    for trial in expand_trials(cfg):
+    trials = expand_trials(cfg)
+    for trial in trials:
         texts = load_prompt_texts(cfg, trial.prompt_set)
         for req in iter_trial_requests(cfg, trial, items, texts):
-            skey = share_key(req.model, req.custom_id, req.body)
+            # one trial shares nothing: keep no key per request (memory stays flat on a large run)
+            skey = share_key(req.model, req.custom_id, req.body) if len(trials) > 1 else ""
             if skey in owners:
                 owner, owner_chunk = owners[skey]
                 if shared is not None:
@@ -99,7 +134,8 @@ def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: i
                 chunk, in_chunk, group = chunk + 1, 0, key
             in_chunk += 1
             seq += 1
-            owners[skey] = (req.trial, chunk)
+            if skey:
+                owners[skey] = (req.trial, chunk)
             yield NewRequest(req.trial, chunk, seq, req.custom_id, req.model, req.condition, req.temp,
                              req.type, req.body)
 
@@ -110,22 +146,21 @@ def _snapshot_prepared(prepared: Any, run_dir: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for src in (prepared.open_book, prepared.closed_book, prepared.manifest):
         if Path(src).is_file() and not (target / Path(src).name).is_file():
-            tmp = target / (Path(src).name + ".tmp")
-            shutil.copyfile(src, tmp)
-            tmp.replace(target / Path(src).name)
+            copy_file_atomic(Path(src), target / Path(src).name)
     return target
 
 
-def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | None, items: list[dict]) -> None:
+def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | None, items: list[dict],
+                     dry_run: bool = False) -> None:
     from producer import manifests
     from producer.trials import expand_trials
 
-    manifests.write_effective_config(layout, cfg)
-    manifests.init_run_state(layout, cfg, config_path)
+    manifests.write_effective_config(layout, cfg, dry_run)
+    manifests.init_run_state(layout, cfg, config_path, dry_run)
     manifests.update_phase(layout, "prepare", "done")
     manifests.update_phase(layout, "build", "done")
     for trial in expand_trials(cfg):
-        manifests.write_trial_manifest(layout, cfg, trial, items)
+        manifests.write_trial_manifest(layout, cfg, trial, items, dry_run)
 
 
 def set_run_stop(conn: sqlite3.Connection, run_id: str, stop: bool, reason: str | None = None) -> None:
@@ -150,11 +185,16 @@ def enqueue_run(
     retry_failed_requests: bool = False,
     chunk_size: int = CHUNK_SIZE,
     force: bool = False,
+    yes: bool = False,
 ) -> EnqueueSummary:
-    """Prepare if needed, register the run (once), and send a message for every open chunk."""
-    from producer.config_option import apply_data_overrides
-    from producer.reconcile import reconcile
+    """Prepare if needed, register the run (once), and send a message for every open chunk.
 
+    A new run of absurd size is refused before its folder is written unless ``yes``; requests are
+    streamed into the ledger, never held in memory all at once."""
+    from producer.config_option import apply_data_overrides
+    from producer.reconcile import reconcile  # opens huey.sqlite3: a bad queue is one line, nothing written
+
+    connect()  # the ledger too (read-only, damaged): checked before anything is written
     if cfg.backend == "fireworks":  # same ledger and queue; parts become Fireworks batch jobs
         from workers.fireworks.enqueue import enqueue_fireworks_run
 
@@ -162,6 +202,7 @@ def enqueue_run(
                                      retry_failed_requests, force)
     cfg = apply_data_overrides(cfg, data_overrides)
     engine = "dry_run" if dry_run else cfg.local_engine
+    check_outputs(cfg)
     fingerprint = run_fingerprint(cfg, limit_items, engine)
     conn = connect()
     if run_id is not None:
@@ -179,19 +220,27 @@ def enqueue_run(
     created = existing is None
     registered = 0
     if created:
+        from producer.plan import requests_per_item, size_refusal
         from producer.prepare import ensure_prepared
         from producer.trials import expand_trials
 
         prepared = ensure_prepared(cfg, data_overrides, limit_items)
         items = prepared.items
+        trial_list = expand_trials(cfg)
+        per_trial = {t.slug: len(items) * requests_per_item(cfg, [t]) for t in trial_list}
+        new_tokens = sum(t.max_tokens_for(DATASET_TYPE[i["dataset"]]) * requests_per_item(cfg, [t])
+                         for t in trial_list for i in items)
+        why = None if yes else size_refusal(cfg, sum(per_trial.values()), new_tokens, engine)
+        if why:  # the exact count, now that every dataset is known; nothing of the run is written yet
+            raise UserError(why)
         prepared_dir = _snapshot_prepared(prepared, layout.run_dir)
-        _write_manifests(cfg, layout, config_path, items)
+        _write_manifests(cfg, layout, config_path, items, dry_run=engine == "dry_run")
         shared: dict[tuple[str, str], str] = {}
-        requests = list(chunked_requests(cfg, items, chunk_size, shared))
-        totals: dict[str, int] = {}
-        for r in requests:
-            totals[r.trial] = totals.get(r.trial, 0) + 1
-        trials = [{"trial": t.slug, "model": t.model, "total": totals.get(t.slug, 0)} for t in expand_trials(cfg)]
+        if len(trial_list) > 1:  # a first pass learns which requests a sweep shares (registered first)
+            for _ in chunked_requests(cfg, items, chunk_size, shared):
+                pass
+        requests = chunked_requests(cfg, items, chunk_size)  # a generator: streamed into the ledger
+        trials = [{"trial": t.slug, "model": t.model, "total": per_trial[t.slug]} for t in trial_list]
         run_row = {
             "run_id": run_id,
             "config_path": str(config_path) if config_path else None,

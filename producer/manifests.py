@@ -20,6 +20,7 @@ from typing import Any
 from config.atomic import write_json_atomic, write_text_atomic
 from config.contract import CONDITIONS, DATASET_TYPE, TRIAL_MANIFEST_JSON, temp_label
 from config.schema import EvalConfig
+from config.textfile import read_user_bytes, read_user_text
 from producer.layout import RunLayout
 from producer.trials import Trial
 
@@ -48,18 +49,29 @@ def config_fingerprint(cfg: EvalConfig) -> str:
     for path in _prompt_files(cfg):
         h.update(b"\0" + Path(path).as_posix().encode("utf-8") + b"\0")
         try:
-            h.update(Path(path).read_bytes())
+            h.update(read_user_bytes(path))  # a BOM does not change the fingerprint
         except OSError:
             h.update(b"<missing>")
     return h.hexdigest()
 
 
-def write_effective_config(layout: RunLayout, cfg: EvalConfig) -> Path:
-    """``effective_config.yaml``: the config after defaults and CLI overrides, loadable again."""
+DRY_RUN_NOTE = "DRY RUN: synthetic answers from the dry_run engine, no model was called"
+
+
+def write_effective_config(layout: RunLayout, cfg: EvalConfig, dry_run: bool = False) -> Path:
+    """``effective_config.yaml``: the config after defaults and CLI overrides, loadable again.
+
+    ``--dry-run`` is such an override: a local dry run records ``local_engine: dry_run`` (loading the
+    file again repeats the dry run) and every dry run says so in the header."""
     import yaml
 
-    body = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    data = cfg.model_dump(mode="json")
+    if dry_run and cfg.backend == "local":
+        data["local_engine"] = "dry_run"
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     header = f"# effective configuration of run {layout.run_id}\n# config_fingerprint: {config_fingerprint(cfg)}\n"
+    if dry_run:
+        header += f"# {DRY_RUN_NOTE}\n"
     return write_text_atomic(layout.effective_config, header + body)
 
 
@@ -115,12 +127,14 @@ def _update_json(path: Path, change) -> dict[str, Any]:
 # --- run_state.json ---------------------------------------------------------------------------
 
 
-def init_run_state(layout: RunLayout, cfg: EvalConfig, config_path: Path | str | None = None) -> dict[str, Any]:
+def init_run_state(layout: RunLayout, cfg: EvalConfig, config_path: Path | str | None = None,
+                   dry_run: bool = False) -> dict[str, Any]:
     """Create ``run_state.json`` (or refresh its fingerprint), keeping phases already recorded."""
 
     def change(state: dict[str, Any]) -> None:
         state.setdefault("schema_version", 1)
         state["run_id"] = layout.run_id
+        state["dry_run"] = bool(dry_run)
         state.setdefault("created_at", now_iso())
         state["config_fingerprint"] = config_fingerprint(cfg)
         if config_path is not None:
@@ -158,6 +172,60 @@ def update_phase(layout: RunLayout, phase: str, status: str, **extra: Any) -> di
     return _update_json(layout.run_state, change)
 
 
+# run phase <- the trial stage it summarises (every trial's trial_manifest.json)
+PHASE_FROM_STAGE = {"parse": "parsed", "score": "scored", "stats": "stats", "costs": "costs", "report": "report"}
+BATCH_ONLY_PHASES = ("submit", "poll")
+
+
+def _combined(statuses: list[str]) -> str | None:
+    """One run phase from its trials' stage statuses; None while no trial has started it."""
+    if "failed" in statuses:
+        return "failed"
+    if statuses and all(s in ("done", "skipped") for s in statuses):
+        return "done" if "done" in statuses else "skipped"
+    if any(s in ("running", "done", "skipped") for s in statuses):
+        return "running"
+    return None
+
+
+def record_run_phases(layout: RunLayout, trials: Iterable[str], batch: bool = False,
+                      failed: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Mark in run_state.json every phase the run went through, from its trials' stage_status.
+
+    Why: run_state.json is what a reader of the run folder sees; a finished run must not show seven of
+    nine phases "pending". A local run has no batch job: ``submit`` and ``poll`` are ``skipped``.
+    ``failed`` = (phase, error) records a phase that could not complete (an export that could not write).
+    """
+    stages = {t: read_json(layout.artifact(t, TRIAL_MANIFEST_JSON)).get("stage_status", {}) for t in trials}
+    wanted: dict[str, dict[str, Any]] = {}
+    for phase, stage in PHASE_FROM_STAGE.items():
+        status = _combined([(stages[t].get(stage) or {}).get("status", "pending") for t in stages])
+        if status is not None:
+            wanted[phase] = {"status": status}
+    if not batch:
+        for phase in BATCH_ONLY_PHASES:
+            wanted[phase] = {"status": "skipped", "note": "local engine: requests ran in the worker pool, no batch job"}
+    if failed is not None:
+        wanted[failed[0]] = {"status": "failed", "error": failed[1]}
+
+    def change(state: dict[str, Any]) -> None:
+        phases = state.setdefault("phases", {})
+        stamp = now_iso()
+        for phase, want in wanted.items():
+            entry = phases.setdefault(phase, {})
+            if entry.get("status") == want["status"]:
+                continue
+            if want["status"] != "failed":
+                entry.pop("error", None)
+            entry.update(want, updated_at=stamp)
+            if want["status"] == "running":
+                entry.setdefault("started_at", stamp)
+            else:
+                entry["finished_at"] = stamp
+
+    return _update_json(layout.run_state, change)
+
+
 def set_stop_flag(layout: RunLayout, stop: bool = True) -> dict[str, Any]:
     def change(state: dict[str, Any]) -> None:
         state["stop_requested"] = bool(stop)
@@ -179,7 +247,7 @@ def estimate_tokens(text: str) -> int:
 
 
 def _prompt_entry(path: Path, counter: Callable[[str], int] | None = None) -> dict[str, Any]:
-    text = Path(path).read_text(encoding="utf-8").strip()
+    text = read_user_text(path).strip()  # the text sent: without a BOM (config.textfile)
     return {
         "path": Path(path).as_posix(),
         "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -203,13 +271,14 @@ def request_counts(cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]
     return counts
 
 
-def engine_settings(cfg: EvalConfig, model: str) -> dict[str, Any]:
+def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False) -> dict[str, Any]:
     """Backend and engine settings a reader needs to judge the run (no secrets)."""
     if cfg.backend == "fireworks":
-        return {"backend": "fireworks", "model": model, "fireworks": cfg.fireworks.model_dump(mode="json")}
+        out = {"backend": "fireworks", "model": model, "fireworks": cfg.fireworks.model_dump(mode="json")}
+        return out | ({"engine": "fireworks_dry_run"} if dry_run else {})
     return {
         "backend": "local",
-        "engine": cfg.local_engine,
+        "engine": "dry_run" if dry_run else cfg.local_engine,
         "model": model,
         "endpoint": cfg.local_endpoint,
         "n_ctx": cfg.n_ctx,
@@ -222,7 +291,7 @@ def engine_settings(cfg: EvalConfig, model: str) -> dict[str, Any]:
 
 
 def build_trial_manifest(
-    cfg: EvalConfig, trial: Trial, run_id: str, items: Iterable[dict[str, Any]]
+    cfg: EvalConfig, trial: Trial, run_id: str, items: Iterable[dict[str, Any]], dry_run: bool = False
 ) -> dict[str, Any]:
     from workers.engines.tokens import prompt_text_counter
 
@@ -237,6 +306,7 @@ def build_trial_manifest(
         "created_at": stamp,
         "updated_at": stamp,
         "config_fingerprint": config_fingerprint(cfg),
+        "dry_run": bool(dry_run),
         "trial": {
             "slug": trial.slug,
             "model": trial.model,
@@ -258,18 +328,18 @@ def build_trial_manifest(
         },
         "temps": [temp_label(t) for t in trial.temps],
         "samples_per_item": {temp_label(t): cfg.samples_for(t) for t in trial.temps},
-        "engine": engine_settings(cfg, trial.model),
+        "engine": engine_settings(cfg, trial.model, dry_run),
         "counts": request_counts(cfg, trial, items),
         "stage_status": {s: {"status": "pending", "updated_at": None, "artifacts": []} for s in stages},
     }
 
 
 def write_trial_manifest(
-    layout: RunLayout, cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]]
+    layout: RunLayout, cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]], dry_run: bool = False
 ) -> Path:
     """Write ``<slug>/results/trial_manifest.json``, keeping stage_status and created_at if it exists."""
     path = layout.artifact(trial.slug, TRIAL_MANIFEST_JSON)
-    fresh = build_trial_manifest(cfg, trial, layout.run_id, items)
+    fresh = build_trial_manifest(cfg, trial, layout.run_id, items, dry_run)
     with _locked(path):
         old = read_json(path)
         if old:

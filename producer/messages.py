@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import EvalConfig
+from config.textfile import read_user_text
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class PromptTexts:
 
 
 def _read(path: Path) -> str:
-    return Path(path).read_text(encoding="utf-8").strip()
+    """A prompt or instruction file, stripped; a BOM is dropped (``config.textfile``)."""
+    return read_user_text(path).strip()
 
 
 def load_prompt_texts(cfg: EvalConfig, prompt_set: str) -> PromptTexts:

@@ -12,9 +12,15 @@ from typing import Any
 
 from config.contract import CONDITIONS, DATASET_TYPE, temp_label
 from config.schema import DATASETS, EvalConfig
+from config.textfile import read_user_text
 from producer.manifests import PHASES, estimate_tokens
 from producer.messages import load_prompt_texts, render_messages
 from producer.trials import Trial, expand_trials
+
+# A run above either bound is refused unless the user says --yes (a typo of a billion, a sweep too wide).
+MAX_REQUESTS = 1_000_000
+MAX_GENERATION_DAYS = 7.0
+ASSUMED_TOKENS_PER_S = 100.0  # optimistic generation speed per concurrent request, for the bound only
 
 PHASE_NOTES_LOCAL = {"submit": "enqueue on the local queue", "poll": "workers generate"}
 PHASE_NOTES_FIREWORKS = {"submit": "upload + create batch jobs", "poll": "wait for jobs, download"}
@@ -61,8 +67,9 @@ def make_plan(
 ) -> Plan:
     """Count items in memory (sample and local files are read; hub files are never downloaded)."""
     from producer.datasets.sources import load_items, resolve_source
-    from producer.prepare import select_items, target_size
+    from producer.prepare import check_something_selected, select_items, target_size
 
+    check_something_selected(cfg, limit_items)
     datasets = []
     for ds in DATASETS:
         size = target_size(cfg, ds, limit_items)
@@ -130,10 +137,15 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         )
         out.append(engine)
         notes = PHASE_NOTES_LOCAL
+    from workers.fireworks.client import api_base_notice
+
+    base = api_base_notice()  # whenever FIREWORKS_API_BASE is not the default (a stray .env)
+    if base is not None:
+        out.append(base[0] + (f": REFUSED: {base[1]}" if base[1] else ""))
     out.append("prompt sets:")
     for name, pset in cfg.prompt_sets.items():
         used = " (default)" if name == cfg.default_prompt_set else ""
-        tok = {c: estimate_tokens(Path(getattr(pset, c)).read_text(encoding="utf-8").strip()) for c in CONDITIONS}
+        tok = {c: estimate_tokens(read_user_text(getattr(pset, c)).strip()) for c in CONDITIONS}
         out.append(
             f"  {name}{used}: control {pset.control} (~{tok['control']:,} tokens), "
             f"treatment {pset.treatment} (~{tok['treatment']:,} tokens)"
@@ -168,3 +180,53 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
     out.extend(extra_lines or [])
     out.append("plan only: nothing was written")
     return "\n".join(out)
+
+
+def requests_per_item(cfg: EvalConfig, trials: list[Trial]) -> int:
+    """Requests one item adds over every trial, temperature, condition and sample."""
+    return sum(cfg.samples_for(t) * len(CONDITIONS) for trial in trials for t in trial.temps)
+
+
+def run_size(plan: Plan) -> tuple[int, float]:
+    """(requests, upper bound of generated tokens) of the run; datasets not yet downloaded count at
+    their configured size, or as nothing when they have none."""
+    cfg = plan.cfg
+    by_type = {"open": 0, "closed": 0}
+    for d in plan.datasets:
+        n = d.selected if d.selected is not None else (d.cap or 0)
+        by_type[DATASET_TYPE[d.name]] += n
+    requests, tokens = 0, 0.0
+    for trial in plan.trials:
+        for temp in trial.temps:
+            k = cfg.samples_for(temp) * len(CONDITIONS)
+            for type_, n in by_type.items():
+                requests += n * k
+                tokens += n * k * trial.max_tokens_for(type_)
+    return requests, tokens
+
+
+def size_refusal(cfg: EvalConfig, requests: int, tokens: float, engine: str | None = None) -> str | None:
+    """Why a run of this size needs ``--yes`` (one line), or None when it is a plausible size."""
+    engine = engine or (cfg.local_engine if cfg.backend == "local" else cfg.backend)
+    days = 0.0
+    if engine not in ("dry_run", "fireworks"):
+        days = tokens / (ASSUMED_TOKENS_PER_S * cfg.max_concurrent_requests) / 86_400
+    if requests <= MAX_REQUESTS and days <= MAX_GENERATION_DAYS:
+        return None
+    when = f", up to ~{days:,.0f} days of generation at {ASSUMED_TOKENS_PER_S:.0f} tokens/s" if days >= 1 else ""
+    return (f"refusing a run of {requests:,} requests{when} (more than {MAX_REQUESTS:,} requests or "
+            f"{MAX_GENERATION_DAYS:.0f} days): check sizes, samples_per_item, temps and the sweep, "
+            "or pass --yes to run it anyway")
+
+
+def check_run_size(cfg: EvalConfig, data_overrides: dict[str, str] | None, limit_items: int | None,
+                   yes: bool, engine: str | None = None) -> None:
+    """Refuse an absurd run before anything is written (``--yes`` overrides); reads, never downloads."""
+    if yes:
+        return
+    plan = make_plan(cfg, Path("."), data_overrides, limit_items)
+    why = size_refusal(cfg, *run_size(plan), engine=engine)
+    if why:
+        from producer.console import UserError
+
+        raise UserError(why)

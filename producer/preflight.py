@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import sqlite3
 import sys
@@ -32,11 +33,18 @@ LOW_FREE_DISK_MB = 2048
 PACKAGES = ("llama_cpp_python", "requests", "huey", "pydantic", "click", "pandas", "scipy", "nvidia-ml-py", "psutil")
 
 
+URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+
+
 @dataclass
 class Check:
     name: str
     status: str  # ok | warn | fail | info
     detail: str
+
+    def __post_init__(self) -> None:
+        # a URL's user:password@ (an endpoint written with credentials) never reaches a screen or a report
+        self.detail = URL_CREDENTIALS.sub(r"\1", self.detail)
 
     @property
     def failed(self) -> bool:
@@ -115,6 +123,7 @@ def disk_check(cfg: EvalConfig) -> Check:
 
 def queue_check() -> Check:
     """The queue folder accepts files and its SQLite ledger (if any) accepts a write transaction."""
+    from producer.console import UserError
     from producer.queue_paths import LEDGER_DB, queue_dir
 
     try:
@@ -122,8 +131,13 @@ def queue_check() -> Check:
         fd, tmp = tempfile.mkstemp(prefix=".doctor-", dir=folder)
         os.close(fd)
         Path(tmp).unlink()
+    except UserError as exc:  # QueueError: the folder is a file, cannot be created...
+        return Check("queue", FAIL, str(exc))
     except OSError as exc:
         return Check("queue", FAIL, f"queue folder not writable: {exc.strerror or exc}")
+    place = queue_place_check(folder)
+    if place is not None:
+        return place
     ledger = folder / LEDGER_DB
     if ledger.exists():
         try:
@@ -136,6 +150,23 @@ def queue_check() -> Check:
         except sqlite3.Error as exc:
             return Check("queue", FAIL, f"{ledger} not writable: {exc}")
     return Check("queue", OK, f"{folder} writable")
+
+
+def queue_place_check(folder: Path) -> Check | None:
+    """SQLite's WAL journal needs a local disk: a network share can corrupt the queue, and a synced
+    folder (OneDrive) locks and uploads the database files while workers write them."""
+    from producer.doctor_report import folder_facts
+    from producer.queue_paths import ENV_QUEUE_DIR
+
+    facts = folder_facts(folder)
+    fix = f"set {ENV_QUEUE_DIR} to a folder on a local disk, e.g. C:\\excellence-queue (docs/windows.md)"
+    if facts["network"]:
+        return Check("queue", FAIL, f"{folder} is on a network drive ({facts['filesystem'] or facts['drive_type']}): "
+                                    f"SQLite's WAL journal needs a local disk: {fix}")
+    if facts["onedrive"]:
+        return Check("queue", WARN, f"{folder} is inside OneDrive: syncing locks and uploads the queue's SQLite "
+                                    f"files while workers write them: {fix}")
+    return None
 
 
 # -- engines -------------------------------------------------------------------------------------
@@ -225,31 +256,47 @@ def _openai_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFact
         engine.close()
 
 
+def llama_cpp_engine_check() -> tuple[Check, Any]:
+    """(check, the llama_cpp module or None). Any failure to import or load the library is FAIL: the
+    worker would stop the run with the same reason (``import_llama_cpp`` is the one place that says it)."""
+    from workers.engines.base import PermanentEngineError
+    from workers.engines.llama_cpp_engine import gpu_offload_supported, import_llama_cpp
+
+    try:
+        llama_cpp = import_llama_cpp()
+    except PermanentEngineError as exc:
+        return Check("engine", FAIL, str(exc)), None
+    build = "GPU offload" if gpu_offload_supported(llama_cpp) else "CPU-only build"
+    return Check("engine", OK, f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} ({build})"), llama_cpp
+
+
 def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
     from workers.engines.base import EngineError
+    from workers.engines.llama_cpp_engine import gpu_offload_supported
     from workers.engines.model_files import resolve_model_path
-    from workers.engines.tokens import gguf_counter, gguf_metadata, import_llama_cpp
+    from workers.engines.tokens import gguf_counter, gguf_metadata
 
     facts = EngineFacts(context_limit=cfg.n_ctx, context_source=f"n_ctx {cfg.n_ctx}")
+    engine, llama_cpp = llama_cpp_engine_check()
+    checks = [engine]
     try:
         path = resolve_model_path(model)
     except EngineError as exc:
-        return [Check("model", FAIL, str(exc))], facts
+        return checks + [Check("model", FAIL, str(exc))], facts
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
-        return [Check("model", FAIL, f"{path} is not readable: {exc.strerror or exc}")], facts
+        return checks + [Check("model", FAIL, f"{path} is not readable: {exc.strerror or exc}")], facts
     if magic != b"GGUF":
-        return [Check("model", FAIL, f"{path} is not a GGUF file")], facts
-    checks = [Check("model", OK, f"{path} ({path.stat().st_size / 1024 / 1024:.0f} MiB)")]
+        return checks + [Check("model", FAIL, f"{path} is not a GGUF file")], facts
+    checks.append(Check("model", OK, f"{path} ({path.stat().st_size / 1024 / 1024:.0f} MiB)"))
+    if llama_cpp is None:
+        return checks, facts
+    if cfg.n_gpu_layers != 0 and not gpu_offload_supported(llama_cpp):
+        checks.append(Check("offload", WARN, "this llama-cpp-python build cannot offload to a GPU: "
+                                             "the model will run on the CPU (see docs/windows.md for a CUDA build)"))
     try:
-        llama_cpp = import_llama_cpp()
-        checks.insert(0, Check("engine", OK, f"llama-cpp-python {llama_cpp.__version__} "
-                                            f"({'GPU offload' if llama_cpp.llama_supports_gpu_offload() else 'CPU-only build'})"))
-        if cfg.n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
-            checks.append(Check("offload", WARN, "this llama-cpp-python build cannot offload to a GPU: "
-                                                 "the model will run on the CPU (see docs/windows.md for a CUDA build)"))
         meta = gguf_metadata(path)
         arch = meta.get("general.architecture")
         trained = int(meta[f"{arch}.context_length"]) if arch and meta.get(f"{arch}.context_length") else None
@@ -259,8 +306,6 @@ def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineF
             facts.context_source += f", model trained for {trained}"
         facts.counter = gguf_counter(path)
         facts.counter_name = "the GGUF's tokenizer and chat template"
-    except ImportError:
-        checks.insert(0, Check("engine", FAIL, "llama-cpp-python is not installed: pip install llama-cpp-python"))
     except Exception as exc:  # noqa: BLE001 - metadata is advisory
         checks.append(Check("context", WARN, f"cannot read GGUF metadata: {' '.join(str(exc).split())}"))
     return checks, facts
@@ -325,9 +370,12 @@ def vram_budget_check(cfg: EvalConfig) -> Check:
     return Check("vram", {"ok": OK, "warn": WARN}.get(status, INFO), message)
 
 
-def run_preflight(cfg: EvalConfig) -> list[Check]:
-    """Every check, in screen order. ``can_start(checks)`` says whether a run may begin."""
-    checks = [versions_check()]
+def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
+    """Every check, in screen order. ``can_start(checks)`` says whether a run may begin. ``cfg`` carries
+    any ``--data`` overrides (``apply_data_overrides``); ``check_data=False`` skips the data sources."""
+    from producer.preflight_data import data_checks
+
+    checks = [versions_check(), *(data_checks(cfg) if check_data else [])]
     if cfg.backend == "local" and cfg.local_engine in ENGINE_CHECKS:
         facts: EngineFacts | None = None
         for model in _trial_models(cfg):
@@ -344,6 +392,12 @@ def run_preflight(cfg: EvalConfig) -> list[Check]:
         checks.append(Check("engine", OK, f"{cfg.local_engine}: no server or model needed"))
     else:
         checks.append(Check("engine", INFO, f"backend {cfg.backend}: checked by its own commands"))
+    from workers.fireworks.client import api_base_notice
+
+    base = api_base_notice()  # shown whenever FIREWORKS_API_BASE is not the default (a stray .env)
+    if base is not None:
+        status = (FAIL if cfg.backend == "fireworks" else WARN) if base[1] else INFO
+        checks.append(Check("fireworks api base", status, base[1] or base[0]))
     checks.append(gpu_check(cfg))
     checks.append(vram_budget_check(cfg))
     checks.append(disk_check(cfg))
@@ -351,11 +405,11 @@ def run_preflight(cfg: EvalConfig) -> list[Check]:
     return checks
 
 
-def ensure_ready(cfg: EvalConfig) -> list[Check]:
+def ensure_ready(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
     """For ``run``/``enqueue``: raise a one-line ``UserError`` (exit 1) naming the failed checks."""
     from producer.console import UserError
 
-    checks = run_preflight(cfg)
+    checks = run_preflight(cfg, check_data)
     failed = [c for c in checks if c.failed]
     if failed:
         summary = "; ".join(f"{c.name}: {c.detail}" for c in failed)

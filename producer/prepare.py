@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,27 @@ def target_size(cfg: EvalConfig, dataset: str, limit_items: int | None = None) -
     if limit_items is not None:
         size = limit_items if size is None else min(size, limit_items)
     return size
+
+
+def check_output_dir(path: Path, field: str) -> None:
+    """``path`` is a folder, or can be made one, that this user can write: one line naming the field if not."""
+    probe = Path(path).resolve()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{field}: {probe} is a file, not a folder: move the file away or set {field} to a folder")
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"{field}: cannot write in {probe}: make it writable or set {field} to a folder "
+                        "you can write to")
+
+
+def check_something_selected(cfg: EvalConfig, limit_items: int | None = None) -> None:
+    """Every size 0 (``--limit-items 0``) would be a run of nothing that reports nothing: refuse it."""
+    if all(target_size(cfg, ds, limit_items) == 0 for ds in DATASETS):
+        from producer.datasets.errors import DataError
+
+        raise DataError("nothing to evaluate: every dataset has size 0 (sizes, --limit-items): "
+                        "give one dataset a size above 0")
 
 
 def select_items(items: list[dict[str, Any]], dataset: str, seed: int, size: int | None) -> list[dict[str, Any]]:
@@ -88,6 +110,8 @@ def ensure_prepared(
     out_dir = Path(cfg.paths.prepared_dir)
     files = {"open_book": out_dir / OPEN_BOOK, "closed_book": out_dir / CLOSED_BOOK}
     manifest_path = out_dir / MANIFEST
+    check_something_selected(cfg, limit_items)
+    check_output_dir(out_dir, "paths.prepared_dir")
 
     sources: dict[str, DatasetSource] = {}
     sizes: dict[str, int | None] = {}

@@ -7,12 +7,10 @@ every setting that reaches its requests, and its slug (CONTRACT section 9) is un
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field
 
 from config.schema import EvalConfig, MaxNewTokens
-
-_UNSAFE = re.compile(r'[:*?"<>|\\/\s]+')
+from producer.layout import safe_slug
 
 
 @dataclass(frozen=True)
@@ -35,13 +33,12 @@ def model_short(model: str) -> str:
     name = model.replace("\\", "/").rstrip("/").split("/")[-1]
     if name.lower().endswith(".gguf"):
         name = name[: -len(".gguf")]
-    name = _UNSAFE.sub("-", name).strip("-.") or "model"
-    return name[:60]
+    return safe_slug(safe_slug(name, "model")[:60], "model")
 
 
 def trial_slug(model: str, prompt_set: str, top_p=None, top_k=None, mx: MaxNewTokens | None = None) -> str:
     """``<model-short>-<prompt_set>[-tp<p>][-tk<k>][-mx<closed>-<open>]``, Windows-safe."""
-    slug = f"{model_short(model)}-{_UNSAFE.sub('-', prompt_set)}"
+    slug = f"{model_short(model)}-{safe_slug(prompt_set)}"
     if top_p is not None:
         slug += f"-tp{top_p:g}"
     if top_k is not None:
@@ -92,7 +89,7 @@ def expand_trials(cfg: EvalConfig) -> list[Trial]:
         top_k = spec.get("top_k")
         mx = spec.get("max_new_tokens")
         slug = spec.get("id") or trial_slug(model, pset, top_p, top_k, mx)
-        slug = _UNSAFE.sub("-", slug)
+        slug = safe_slug(slug, "trial")  # one slug rule for every name in a path (no "..")
         base, n = slug, 2
         while slug.lower() in seen:  # case-insensitive: Windows folders
             slug = f"{base}-{n}"

@@ -13,6 +13,7 @@ from typing import Any
 import matplotlib
 import pandas as pd
 
+from config.atomic import atomic_target
 from scoring.report_sig import EffectRow
 
 matplotlib.use("Agg")
@@ -30,11 +31,12 @@ SIG_COLOUR, NS_COLOUR = "#c0392b", "#555555"
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    """Through the atomic helper: a unique temp name (two reports never share one), replace with retry."""
+    try:
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -18,6 +18,7 @@ from producer.ledger.writes import (
     NewRequest,
     claim_chunk,
     claim_export,
+    mark_in_flight,
     record_failure,
     record_result,
     register_run,
@@ -82,9 +83,14 @@ def test_dead_workers_work_is_requeued_and_a_crash_loop_fails(conn):
     _register(conn)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, encoding="utf-8")
     dead_pid = int(dead.stdout)
+    for _ in range(MAX_CRASHES):  # deaths before anything was sent (model loading) charge nobody
+        assert len(claim_chunk(conn, "r1", 0, dead_pid)) == 2
+        reset_dead_work(conn, live_pids=set())
+    assert {r[0] for r in conn.execute("select crashes from requests where chunk = 0")} == {0}
     for attempt in range(1, MAX_CRASHES + 1):
         rows = claim_chunk(conn, "r1", 0, dead_pid)
         assert len(rows) == 2
+        mark_in_flight(conn, rows[0]["id"], True)  # the worker dies while this request is in flight
         reset_dead_work(conn, live_pids=set())
         states = dict(conn.execute("select custom_id, state from requests where chunk = 0").fetchall())
         if attempt < MAX_CRASHES:

@@ -55,20 +55,58 @@ def _runs(job: dict) -> str:
     return "\n".join(step.get("run", "") for step in job["steps"])
 
 
+def _matrix_jobs() -> dict:
+    return {name: job for name, job in _jobs().items() if "strategy" in job}
+
+
 def test_workflow_matrix_covers_windows_and_ubuntu_on_311_and_312() -> None:
-    jobs = _jobs()
-    runners = {job["runs-on"]: job["strategy"]["matrix"]["python"] for job in jobs.values()}
+    runners = {job["runs-on"]: job["strategy"]["matrix"]["python"] for job in _matrix_jobs().values()}
     assert runners == {"windows-latest": ["3.11", "3.12"], "ubuntu-latest": ["3.11", "3.12"]}
 
 
 def test_workflow_bootstraps_tests_and_smokes_on_each_os() -> None:
-    for job in _jobs().values():
+    for job in _matrix_jobs().values():
         runs = _runs(job)
         assert "tools/bootstrap." in runs
         assert TEST_COMMAND in runs
         assert "Smoke" in runs or "--dry-run" in runs
-    windows = next(j for j in _jobs().values() if j["runs-on"] == "windows-latest")
+    windows = _jobs()["windows"]
     assert "./tools/bootstrap.ps1" in _runs(windows) and windows["defaults"]["run"]["shell"] == "pwsh"
+
+
+def readme_windows_quick_start() -> str:
+    """The Windows line of the README's quick start (the powershell block after "Windows")."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Quick start", 1)[1].split("```powershell", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_windows_powershell_51_job_runs_the_readme_commands_as_typed() -> None:
+    """Issue 14.6: a job in powershell.exe (5.1) runs the bootstrap and the smoke exactly as the README
+    shows them, and checks the demo run finished."""
+    job = _jobs()["windows-ps51"]
+    assert job["runs-on"] == "windows-latest" and job["defaults"]["run"]["shell"] == "powershell"
+    quick_start = readme_windows_quick_start()
+    assert quick_start.startswith("powershell -ExecutionPolicy Bypass -File tools\\bootstrap.ps1 ")
+    for name in ("windows", "windows-ps51"):
+        steps = [step.get("run", "").strip() for step in _jobs()[name]["steps"]]
+        assert quick_start in steps, f"{name} does not run the README's line as typed"
+        after = steps[steps.index(quick_start) + 1]
+        assert "status --json" in after and '-ne "done"' in after
+    runs = _runs(job)
+    assert "PSVersion.Major -ne 5" in runs and ".\\tools\\tasks.ps1 Smoke" in runs and "--dry-run" in runs
+
+
+def test_no_job_changes_the_default_encoding() -> None:
+    """The smoke runs in Windows' default encodings (PYTHONUTF8 unset), as on a user's machine."""
+    workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    envs = [workflow.get("env") or {}]
+    for job in workflow["jobs"].values():
+        envs.append(job.get("env") or {})
+        envs += [step.get("env") or {} for step in job["steps"]]
+    assert not any("PYTHONUTF8" in env or "PYTHONIOENCODING" in env for env in envs)
 
 
 @posix_shell

@@ -89,7 +89,7 @@ def test_relative_paths_resolve_against_the_working_directory(tmp_path: Path, mo
 
 
 def test_artifacts_in_a_folder_with_spaces_and_non_ascii(tmp_path: Path) -> None:
-    layout = RunLayout(tmp_path / WEIRD_DIR / "experiments", "run ✓ 1")
+    layout = RunLayout(tmp_path / WEIRD_DIR / "experiments", "run-1")  # run ids are ASCII (layout.RUN_ID_RE)
     json_path = write_json_atomic(layout.run_state, {"note": "Zoë ✓", "nan": float("nan")})
     csv_path = write_csv_atomic(layout.artifact("trial é", "t.csv"), ["a", "b"], [["ü", "x,y"], ["你好", None]])
     assert json_path.read_text(encoding="utf-8").count("Zoë ✓") == 1

@@ -119,7 +119,8 @@ def test_syntax_check_catches_a_broken_script() -> None:
     """The checker itself must fail on real mistakes (unclosed brace, unclosed string)."""
     good = (TOOLS / "tasks.ps1").read_bytes()
     assert syntax_problems(b"function f {\n  Write-Host 'x'\n")
-    assert syntax_problems(good.replace(b"exit $LASTEXITCODE", b'exit "$LASTEXITCODE'))
+    assert b"exit $code" in good
+    assert syntax_problems(good.replace(b"exit $code", b'exit "$code'))
     assert syntax_problems(b"$x = @(1, 2\nWrite-Host $x\n")
 
 

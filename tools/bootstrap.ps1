@@ -5,31 +5,37 @@
 .DESCRIPTION
     Creates .venv with the py launcher (tries 3.12, then 3.11, then 3.13, then python on PATH),
     upgrades pip and installs the project with the chosen extras. Idempotent: a second run reuses
-    .venv. Stops at the first failing step with a non-zero exit code.
+    .venv. Stops at the first failing step with a non-zero exit code. Runs under Windows PowerShell
+    5.1 (powershell.exe, in every Windows 11) and PowerShell 7 (pwsh) alike.
 
-    Runtime only (Ollama, llama-server, Fireworks):   pwsh tools/bootstrap.ps1
-    Embedded demo (llama.cpp on the CPU + SmolLM2):    pwsh tools/bootstrap.ps1 -Demo
-    Tests and tools:                                   pwsh tools/bootstrap.ps1 -Dev
-    In-process llama.cpp on the GPU (CUDA wheel):      pwsh tools/bootstrap.ps1 -LlamaCpp -Cuda
+    Runtime only (Ollama, llama-server, Fireworks):   powershell -ExecutionPolicy Bypass -File tools\bootstrap.ps1
+    Embedded demo (llama.cpp on the CPU + SmolLM2):    ... -File tools\bootstrap.ps1 -Demo
+    Tests and tools:                                   ... -File tools\bootstrap.ps1 -Dev
+    In-process llama.cpp on the GPU (CUDA wheel):      ... -File tools\bootstrap.ps1 -LlamaCpp -Cuda
 
     llama-cpp-python (needed by -Demo, -Dev, -LlamaCpp) comes from its project's prebuilt wheel
-    index, because compiling it on Windows needs Visual Studio Build Tools and CMake:
+    index, because compiling it on Windows needs Visual Studio 2022 (C++ workload) and CMake:
     https://abetlen.github.io/llama-cpp-python/whl/cpu, or with -Cuda
-    https://abetlen.github.io/llama-cpp-python/whl/<CudaTag> (cu121..cu124 for CUDA 12.1-12.4,
-    Python 3.10-3.12, per llama-cpp-python's README). Only wheels are accepted from there, so pip
-    never falls back to compiling PyPI's newer source release. -FromSource compiles instead (set
-    CMAKE_ARGS="-DGGML_CUDA=on" first for a CUDA build). The prebuilt CUDA wheels predate RTX 50-series
-    (Blackwell) GPUs: if loading a model fails with "no kernel image is available", use Ollama or
-    build from source with CUDA 12.8+ (docs/windows.md).
+    https://abetlen.github.io/llama-cpp-python/whl/<CudaTag>. Windows CUDA wheels exist for cu118,
+    cu124, cu125, cu130 and cu132 (llama-cpp-python's build-wheels-cuda workflow builds no Windows
+    wheel for CUDA 12.1-12.3); they are tagged py3 (any Python 3), and need the CUDA runtime DLLs of
+    the same major version (install the CUDA Toolkit: CUDA_PATH\bin is searched) and a driver for it.
+    Only wheels are accepted from there (--only-binary), with the same version floor as setup.cfg,
+    so pip never falls back to compiling PyPI's source release. With -Cuda the script exits 1 unless
+    the installed build can offload to the GPU. -FromSource really rebuilds (--force-reinstall
+    --no-cache-dir --no-binary); with -Cuda it sets CMAKE_ARGS=-DGGML_CUDA=on unless CMAKE_ARGS is set.
+    RTX 50-series (Blackwell, sm_120): the prebuilt CUDA wheels carry PTX the driver compiles on the
+    first load; a source build needs the CUDA 12.8+ toolkit (docs/windows.md).
 
 .EXAMPLE
-    pwsh -File tools/bootstrap.ps1 -Demo
+    powershell -ExecutionPolicy Bypass -File tools\bootstrap.ps1 -Demo
 #>
 [CmdletBinding()]
 param(
     [switch]$Recreate,
     [switch]$LlamaCpp,
     [switch]$Cuda,
+    [ValidateSet("cu118", "cu124", "cu125", "cu130", "cu132")]
     [string]$CudaTag = "cu124",
     [switch]$FromSource,
     [switch]$Demo,
@@ -40,8 +46,19 @@ param(
 $ErrorActionPreference = "Stop"
 Set-StrictMode -Version Latest
 
+# Keep in step with setup.cfg's llamacpp/demo extras (tests/test_windows_safety_ps51.py checks it).
+$LlamaFloor = "0.3.7"
+$LlamaSpec = "llama-cpp-python>=$LlamaFloor"
+$LlamaServerSpec = "llama-cpp-python[server]>=$LlamaFloor"
+$WheelIndex = "https://abetlen.github.io/llama-cpp-python/whl"
+
 $Root = Split-Path -Parent $PSScriptRoot
 Set-Location $Root
+# Process-wide: put back at the end, so running the script in the current session changes nothing.
+$SavedEnv = @{}
+foreach ($name in @("PIP_NO_INPUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PYTHONUTF8", "CMAKE_ARGS")) {
+    $SavedEnv[$name] = [Environment]::GetEnvironmentVariable($name, "Process")
+}
 $env:PIP_NO_INPUT = "1"
 $env:PIP_DISABLE_PIP_VERSION_CHECK = "1"
 $env:PYTHONUTF8 = "1"
@@ -60,11 +77,15 @@ function Invoke-Checked([string]$Exe, [string[]]$Arguments) {
 
 function Test-PythonVersion([string]$Exe, [string[]]$Prefix) {
     $check = "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)"
+    $saved = $ErrorActionPreference
+    $ErrorActionPreference = "Continue"  # 5.1 turns a native command's stderr into errors
     try {
         & $Exe @Prefix -c $check 2>$null | Out-Null
         return ($LASTEXITCODE -eq 0)
     } catch {
         return $false
+    } finally {
+        $ErrorActionPreference = $saved
     }
 }
 
@@ -94,6 +115,22 @@ function Get-VenvPython {
     return $null
 }
 
+function Get-LlamaStatus([string]$Exe) {
+    # One line from Python: "ok <version> offload=True|False", or "error <why it cannot load>".
+    # Single quotes only inside: Windows PowerShell 5.1 drops double quotes in native arguments.
+    $code = "import sys`ntry:`n    import llama_cpp`nexcept Exception as exc:`n    print('error ' + ' '.join(str(exc).split()) + ' (' + type(exc).__name__ + ')')`n    sys.exit(0)`nprint('ok ' + llama_cpp.__version__ + ' offload=' + str(bool(llama_cpp.llama_supports_gpu_offload())))"
+    $saved = $ErrorActionPreference
+    $ErrorActionPreference = "Continue"
+    try {
+        $lines = @(& $Exe -c $code 2>$null)
+    } finally {
+        $ErrorActionPreference = $saved
+    }
+    if ($lines.Count -eq 0) { return "error python printed nothing" }
+    return [string]$lines[$lines.Count - 1]
+}
+
+$exitCode = 0
 try {
     if ($Recreate -and (Test-Path ".venv")) {
         Write-Step "Removing .venv (-Recreate)"
@@ -128,28 +165,26 @@ try {
     if ($extras.Count -gt 0) { $spec = ".[" + ($extras -join ",") + "]" }
 
     $needsLlama = $Dev -or $Demo -or $LlamaCpp -or $Cuda
-    if ($needsLlama -and -not $FromSource) {
+    if ($needsLlama -and $FromSource) {
+        if ($Cuda -and -not $env:CMAKE_ARGS) { $env:CMAKE_ARGS = "-DGGML_CUDA=on" }
+        Write-Step "Building llama-cpp-python from source (CMAKE_ARGS=$env:CMAKE_ARGS; needs Visual Studio 2022 C++ and CMake)"
+        # pip's wheel cache ignores CMAKE_ARGS: without these flags a cached CPU wheel would come back.
+        Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaSpec, "--force-reinstall", "--no-deps",
+            "--no-cache-dir", "--no-binary", "llama-cpp-python", "--verbose")
+        Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaServerSpec, "--no-binary", "llama-cpp-python")
+    } elseif ($needsLlama) {
         # Install the prebuilt wheel first; the editable install below then finds it already satisfied.
-        # --only-binary: never fall back to compiling PyPI's newer source release.
-        $tag = if ($Cuda) { $CudaTag } else { "cpu" }
-        $index = "https://abetlen.github.io/llama-cpp-python/whl/$tag"
-        Write-Step "Installing llama-cpp-python (prebuilt $tag wheel) from $index"
-        Invoke-Checked $VenvPython @("-m", "pip", "install", "llama-cpp-python[server]",
+        $tag = "cpu"
+        if ($Cuda) { $tag = $CudaTag }
+        $index = "$WheelIndex/$tag"
+        Write-Step "Installing llama-cpp-python >= $LlamaFloor (prebuilt $tag wheel) from $index"
+        Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaServerSpec,
             "--only-binary", "llama-cpp-python", "--extra-index-url", $index)
-        if ($Cuda) {
+        if ($Cuda -and -not ((Get-LlamaStatus $VenvPython) -like "ok * offload=True")) {
             # An existing CPU build satisfies the requirement above: swap it for the CUDA wheel.
-            $hasGpu = $false
-            try {
-                & $VenvPython -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)" 2>$null
-                $hasGpu = ($LASTEXITCODE -eq 0)
-            } catch {
-                $hasGpu = $false
-            }
-            if (-not $hasGpu) {
-                Write-Step "Replacing the installed CPU build of llama-cpp-python with the $CudaTag wheel"
-                Invoke-Checked $VenvPython @("-m", "pip", "install", "llama-cpp-python", "--force-reinstall",
-                    "--no-deps", "--only-binary", "llama-cpp-python", "--index-url", $index)
-            }
+            Write-Step "Replacing the installed llama-cpp-python with the $CudaTag wheel"
+            Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaSpec, "--force-reinstall", "--no-deps",
+                "--no-cache-dir", "--only-binary", "llama-cpp-python", "--index-url", $index)
         }
     }
 
@@ -158,13 +193,27 @@ try {
 
     Write-Step "Checking the installation"
     Invoke-Checked $VenvPython @("-c", "import producer, workers, config, scoring, telemetry; print('project modules import: ok')")
-    if ($Cuda) {
-        Invoke-Checked $VenvPython @("-c", "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, 'GPU offload:', llama_cpp.llama_supports_gpu_offload())")
+    if ($needsLlama) {
+        $status = Get-LlamaStatus $VenvPython
+        Write-Host "llama-cpp-python: $status"
+        if ($status -like "error *") {
+            $hint = "reinstall the CPU build: powershell -ExecutionPolicy Bypass -File tools\bootstrap.ps1 -LlamaCpp -Recreate"
+            if ($Cuda) { $hint = "install the CUDA Toolkit whose major version matches -CudaTag $CudaTag (its bin folder holds cudart64_*.dll and cublas64_*.dll; CUDA_PATH must point at it), update the NVIDIA driver, open a new terminal and run this again (docs/troubleshooting.md)" }
+            throw "llama-cpp-python is installed but cannot load: $($status.Substring(6)): $hint"
+        }
+        if ($Cuda -and -not ($status -like "ok * offload=True")) {
+            throw "llama-cpp-python is a CPU-only build (no GPU offload) although -Cuda was asked for: check that a $CudaTag wheel exists for your Python at $WheelIndex/$CudaTag, or build with -FromSource -Cuda (docs/windows.md)"
+        }
     }
 } catch {
     Write-Host "bootstrap failed: $($_.Exception.Message)" -ForegroundColor Red
-    exit 1
+    $exitCode = 1
+} finally {
+    foreach ($name in $SavedEnv.Keys) {
+        [Environment]::SetEnvironmentVariable($name, $SavedEnv[$name], "Process")
+    }
 }
+if ($exitCode -ne 0) { exit $exitCode }
 
 Write-Host ""
 Write-Host "Done. Next:" -ForegroundColor Green

@@ -1,6 +1,6 @@
 <#
 .SYNOPSIS
-    Named shortcuts for the project's Python entry points (Windows / PowerShell 7).
+    Named shortcuts for the project's Python entry points (Windows PowerShell 5.1 or PowerShell 7).
 
 .DESCRIPTION
     Each task runs exactly one Python command with the .venv interpreter; the tasks hold no logic of
@@ -35,9 +35,6 @@ $ErrorActionPreference = "Stop"
 Set-StrictMode -Version Latest
 
 $Root = Split-Path -Parent $PSScriptRoot
-# UTF-8 between PowerShell and Python, whatever the console code page.
-$env:PYTHONUTF8 = "1"
-$env:PYTHONIOENCODING = "utf-8"
 
 # Task name -> help text and the Python arguments (after "python"). One command per task.
 $Tasks = [ordered]@{
@@ -83,7 +80,7 @@ function Get-Python {
         Write-Warning "no .venv found (run tools\bootstrap.ps1); using $($onPath.Source)"
         return $onPath.Source
     }
-    Write-Error "no Python found: run pwsh tools\bootstrap.ps1 first"
+    Write-Host "no Python found: run powershell -ExecutionPolicy Bypass -File tools\bootstrap.ps1 first" -ForegroundColor Red
     exit 1
 }
 
@@ -113,5 +110,18 @@ Set-Location $Root
 $python = Get-Python
 $argv = @(& $Tasks[$name].Args) + @($Rest)
 Write-Host "> python $($argv -join ' ')" -ForegroundColor DarkGray
-& $python @argv
-exit $LASTEXITCODE
+# UTF-8 between PowerShell and Python, whatever the console code page; only for this command: a task
+# run in the current session (.\tools\tasks.ps1) leaves the session's own settings as they were.
+$saved = @{ PYTHONUTF8 = $env:PYTHONUTF8; PYTHONIOENCODING = $env:PYTHONIOENCODING }
+$env:PYTHONUTF8 = "1"
+$env:PYTHONIOENCODING = "utf-8"
+$code = 1
+try {
+    & $python @argv
+    $code = $LASTEXITCODE
+} finally {
+    foreach ($key in $saved.Keys) {
+        [Environment]::SetEnvironmentVariable($key, $saved[$key], "Process")
+    }
+}
+exit $code

@@ -19,7 +19,7 @@ from config.contract import ERRORS_JSONL, PREDICTIONS_CSV, RAW_RESULTS_JSONL, TR
 from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger.queries import failed_rows, get_run, result_rows
-from producer.ledger.writes import claim_export, finish_export
+from producer.ledger.writes import claim_export, fail_export, finish_export
 from producer.results_io import raw_result_row, write_predictions_csv
 
 log = logging.getLogger("workers")
@@ -105,6 +105,24 @@ def _analyse(run_id: str, info: dict[str, Any]) -> tuple[str, str | None]:
     return "done", None
 
 
+def export_failed(run_id: str, trial: str, exc: BaseException) -> str:
+    """The trial's files could not be written (disk full, read-only folder): stop the run with the reason
+    instead of retrying for ever; ``status`` shows it, ``run`` exits with NOT_WRITTEN, resume retries."""
+    from producer.manifests import set_stop_flag
+
+    reason = " ".join(f"export of trial {trial} failed: {type(exc).__name__}: {exc}".split())[:500]
+    conn = connect()
+    fail_export(conn, run_id, trial, reason)  # export failed and run stopped, in one transaction
+    layout = RunLayout(Path(get_run(conn, run_id)["experiments_dir"]), run_id)
+    try:  # the run folder may be the very thing that cannot be written
+        set_stop_flag(layout, True)
+    except Exception as err:  # noqa: BLE001
+        log.warning("run_state.json of %s not updated: %s", run_id, err)
+    _record_phases(run_id, failed=("parse", reason))
+    log.error("%s; resume when fixed: python -m producer run --resume %s", reason, run_id)
+    return reason
+
+
 def export_trial(run_id: str, trial: str) -> bool:
     """Export a complete trial exactly once; False when not complete or another worker has it."""
     conn = connect()
@@ -113,14 +131,31 @@ def export_trial(run_id: str, trial: str) -> bool:
     try:
         info = write_trial_files(run_id, trial)
         _update_manifest(info)
-    except Exception:
-        finish_export(conn, run_id, trial, state="pending")  # let a later reconcile try again
-        raise
+    except Exception as exc:  # noqa: BLE001 - every cause stops the run with a reason, none loops
+        export_failed(run_id, trial, exc)
+        return False
     log.info("exported %s: %s results, %s failed", info["results_dir"], info["results"], info["failed"])
     state, error = _analyse(run_id, info)
-    if finish_export(conn, run_id, trial, "done", analysis_state=state, analysis_error=error):
+    last = finish_export(conn, run_id, trial, "done", analysis_state=state, analysis_error=error)
+    _record_phases(run_id)
+    if last:
         _summarise_run(run_id)
     return True
+
+
+def _record_phases(run_id: str, failed: tuple[str, str] | None = None) -> None:
+    """Mirror the trials' stages into run_state.json's phases (advisory: never fails the export)."""
+    from producer.manifests import record_run_phases
+
+    try:
+        conn = connect()
+        run = get_run(conn, run_id)
+        layout = RunLayout(Path(run["experiments_dir"]), run_id)
+        trials = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
+        batch = str(run["engine"]).startswith("fireworks")
+        record_run_phases(layout, trials, batch=batch, failed=failed)
+    except Exception as exc:  # noqa: BLE001 - a read-only run folder must not hide the real error
+        log.warning("run_state.json phases of %s not updated: %s", run_id, exc)
 
 
 def _summarise_run(run_id: str) -> None:

@@ -35,13 +35,17 @@ def score_chunk(run_id: str, chunk: int) -> int:
     rows = done_unscored(conn, run_id, chunk)
     if not rows:
         return 0
-    cfg, _ = run_settings(run_id)
-    items = _items(get_run(conn, run_id)["prepared_dir"])
-    scores = []
-    for r in rows:
-        item = items.get(parse_custom_id(r["custom_id"]).item_key)
-        if item is None:
-            continue
-        scores.append((r["id"], score_response(item, r["text"], r["type"], cfg.unsupported)))
+    try:
+        cfg, _ = run_settings(run_id)
+        items = _items(get_run(conn, run_id)["prepared_dir"])
+        scores = []
+        for r in rows:
+            item = items.get(parse_custom_id(r["custom_id"]).item_key)
+            if item is None:
+                continue
+            scores.append((r["id"], score_response(item, r["text"], r["type"], cfg.unsupported)))
+    except Exception as exc:  # noqa: BLE001 - live scores are advisory: one line, and no retry loop
+        log.warning("live scores of run %s chunk %s skipped: %s: %s", run_id, chunk, type(exc).__name__, exc)
+        scores = [(r["id"], {}) for r in rows]  # marked scored without numbers: reconcile does not resend
     record_scores(conn, scores)
     return len(scores)

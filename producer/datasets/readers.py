@@ -31,6 +31,9 @@ def _decode(raw: bytes, path: Path, dataset: str) -> str:
 
 def read_json(path: Path, dataset: str) -> Any:
     text = _decode(read_bytes_checked(path, dataset), path, dataset)
+    if not text.strip():
+        raise DataError(f"{dataset}: {path}: the file is empty: use a full file or the bundled sample "
+                        f"(data.{dataset}: sample)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

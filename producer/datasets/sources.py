@@ -77,4 +77,8 @@ def load_items(source: DatasetSource, download: bool = True) -> list[dict[str, A
             if not download:
                 return None
             ensure_downloaded(source.url or "", path, source.dataset)
-    return LOADERS[source.dataset](path)
+    items = LOADERS[source.dataset](path)
+    if not items:  # an empty file would silently drop a whole dataset from the comparison
+        raise DataError(f"{source.dataset}: {path}: the file holds no items (empty?): use a full file, "
+                        f"the bundled sample (data.{source.dataset}: sample), or sizes.{source.dataset}: 0")
+    return items

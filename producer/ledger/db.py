@@ -18,7 +18,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from producer.queue_paths import ledger_path
+from producer.queue_paths import (
+    LEDGER_WAY_OUT,
+    QueueError,
+    check_sqlite_file,
+    describe_sqlite_error,
+    ledger_path,
+)
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
@@ -108,17 +114,34 @@ def connect(path: Path | None = None, readonly: bool = False) -> sqlite3.Connect
     if readonly:
         if not path.exists():
             raise FileNotFoundError(path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    check_sqlite_file(path, LEDGER_WAY_OUT)
+    try:
+        conn = _open(path, readonly)
+    except sqlite3.Error as exc:  # read-only, damaged, disk full: one line naming the file and the fix
+        raise QueueError(describe_sqlite_error(exc, path, LEDGER_WAY_OUT)) from None
+    cache[key] = conn
+    return conn
+
+
+def _open(path: Path, readonly: bool) -> sqlite3.Connection:
+    """Open, configure and (for writers) create the schema; the first query proves the file is a ledger."""
+    if readonly:
         conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
                                isolation_level=None, check_same_thread=False)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    _configure(conn, readonly)
-    if not readonly:
-        _ensure_schema(conn, f"{os.getpid()}:{path}")
-    cache[key] = conn
+    try:
+        conn.row_factory = sqlite3.Row
+        _configure(conn, readonly)
+        if not readonly:
+            _ensure_schema(conn, f"{os.getpid()}:{path}")
+        conn.execute("select count(*) from sqlite_master").fetchone()
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

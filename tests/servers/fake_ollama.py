@@ -76,6 +76,9 @@ class FakeOllama:
             return self.script.pop(0) if self.script else Step()
 
 
+VERSION = "0.12.6"  # what /api/version answers
+
+
 def _count(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -120,6 +123,8 @@ class Handler(BaseHTTPRequestHandler):
                                 "details": m.details(), "expires_at": "2024-07-22T21:03:28.123648Z",
                                 "size_vram": m.size, "context_length": 4096})
             self._send(200, {"models": out})
+        elif self.path == "/api/version":  # GET /api/version -> {"version": "0.12.6"}
+            self._send(200, {"version": VERSION})
         elif self.path in ("/", ""):
             body = b"Ollama is running"
             self.send_response(200)

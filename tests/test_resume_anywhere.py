@@ -1,0 +1,108 @@
+"""A resume typed as the tool prints it works from any folder, with the run's own recorded settings,
+and checks the engine before it sends anything again. Real CLI subprocesses, real SQLite, a real
+closed port on 127.0.0.1 for an engine that is down."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.foundation_support import make_workdir
+from tests.queue_support import PY_FLAGS, env_for
+
+
+def _cli(args: list[str], queue: Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *PY_FLAGS, "-m", "producer", *args], cwd=cwd, env=env_for(queue),
+                          capture_output=True, text=True, encoding="utf-8", timeout=timeout)
+
+
+def _as_typed(printed: str) -> list[str]:
+    """The printed ``python -m producer ...`` command, run with this interpreter."""
+    words = printed.split()
+    assert words[:3] == ["python", "-m", "producer"], printed
+    return words[3:]
+
+
+def _relative_config(work: Path, **extra) -> str:
+    """A config as a user writes it: every path relative to the project folder ``work``."""
+    cfg = {"backend": "local", "local_engine": "dry_run", "sizes": {"squad_v2": 2, "triviaqa": 1, "nq_open": 1},
+           "stats": {"bootstrap_samples": 100, "permutation_samples": 100}, "enable_local_telemetry": False,
+           "prevent_sleep": False, **extra}
+    (work / "my.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return "my.yaml"
+
+
+def _ledger_counts(queue: Path, run_id: str) -> tuple[int, int]:
+    """(failed requests, attempts made) of a run."""
+    conn = sqlite3.connect(queue / "ledger.sqlite3")
+    try:
+        row = conn.execute("select sum(state = 'failed'), coalesce(sum(attempts), 0) from requests"
+                           " where run_id = ?", (run_id,)).fetchone()
+        return int(row[0] or 0), int(row[1])
+    finally:
+        conn.close()
+
+
+def test_printed_resume_command_works_from_another_folder(tmp_path):
+    work, queue = make_workdir(tmp_path), tmp_path / "queue"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = _cli(["enqueue", "--config", _relative_config(work)], queue, work)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_id = out.stdout.split()[1]
+    out = _cli(["stop"], queue, work)
+    assert out.returncode == 0, out.stdout + out.stderr
+    printed = out.stdout.split("resume with: ", 1)[1].strip()
+    out = _cli(_as_typed(printed), queue, elsewhere)  # exactly as printed, typed in another folder
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "done: 8 results, 0 failed" in out.stdout
+    assert list((work / "experiments" / f"run_{run_id}").glob("*/reports/report.html"))  # the run's own folders
+    assert sorted(p.name for p in elsewhere.iterdir()) == []  # nothing created where it was typed
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_resume_checks_the_engine_first_and_sends_nothing_while_it_is_down(tmp_path):
+    work, queue = make_workdir(tmp_path), tmp_path / "queue"
+    name = _relative_config(work, local_engine="openai_compat", local_model="smollm2", max_retries=1,
+                            local_endpoint=f"http://127.0.0.1:{_closed_port()}/v1")
+    out = _cli(["enqueue", "--config", name, "--no-preflight"], queue, work)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_id = out.stdout.split()[1]
+    out = _cli(["run", "--resume", run_id, "-w", "1"], queue, work)
+    assert out.returncode == 1, out.stdout + out.stderr
+    line = out.stderr.strip()
+    assert line.startswith("error: preflight failed: engine: cannot reach") and "\n" not in line, out.stderr
+    assert "Traceback" not in out.stderr
+    assert _ledger_counts(queue, run_id) == (0, 0)  # not one request was sent to the dead engine
+
+
+def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, monkeypatch):
+    from producer import queue_paths
+    from producer.ledger.db import close_all, connect
+
+    project_queue = tmp_path / "project" / "queue"
+    project_queue.mkdir(parents=True)
+    conn = connect(project_queue / "ledger.sqlite3")
+    conn.execute("insert into runs (run_id, config_json, fingerprint, engine, experiments_dir, prepared_dir,"
+                 " created_at, updated_at) values ('r1', '{}', 'fp', 'dry_run', 'x', 'y', 0, 0)")
+    close_all()
+    monkeypatch.setattr(queue_paths, "PROJECT_QUEUE_DIR", project_queue)
+    monkeypatch.delenv(queue_paths.ENV_QUEUE_DIR, raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert queue_paths.find_run_queue("nope") is None
+    assert not (elsewhere / "queue").exists()  # looking creates nothing
+    assert queue_paths.find_run_queue("r1") == project_queue.resolve()
+    assert queue_paths.queue_dir() == project_queue.resolve()  # pinned: the pool's workers use it too
+    monkeypatch.delenv(queue_paths.ENV_QUEUE_DIR)

@@ -1,0 +1,115 @@
+"""tools/bootstrap.ps1 never ends "Done" on the wrong llama-cpp-python build (issue 14.5).
+
+PowerShell and the CUDA wheel index cannot be reached here, so the script is read through tree-sitter's
+PowerShell grammar: every pip call that installs llama-cpp-python carries the version floor of setup.cfg
+and either ``--only-binary`` (a wheel is meant: never compile PyPI's source release) or the full rebuild
+flags of ``-FromSource``; ``-Cuda`` fails without GPU offload; the CUDA tags are the ones llama-cpp-python
+builds Windows wheels for (its build-wheels-cuda workflow: 11.8, 12.4, 12.5, 13.0, 13.2).
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+from tests.test_windows_safety_powershell import _parser, _text, _walk
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tools" / "bootstrap.ps1"
+WINDOWS_CUDA_TAGS = {"cu118", "cu124", "cu125", "cu130", "cu132"}
+STALE_TAGS = ("cu121", "cu122", "cu123")
+
+
+def _source() -> bytes:
+    return SCRIPT.read_bytes()
+
+
+def _assignments(source: bytes) -> dict[str, str]:
+    """``$Name = "value"`` at the top of the script -> {"$Name": "value"} (strings only)."""
+    out = {}
+    for match in re.finditer(rb'^\$(\w+) = "([^"]*)"\s*$', source, re.MULTILINE):
+        out["$" + match.group(1).decode()] = match.group(2).decode()
+    return out
+
+
+def _expand(text: str, values: dict[str, str]) -> str:
+    for _ in range(3):
+        text = re.sub(r"\$(\w+)", lambda m: values.get("$" + m.group(1), m.group(0)), text)
+    return text
+
+
+def pip_calls() -> list[list[str]]:
+    """The literal arguments of each ``Invoke-Checked $VenvPython @(... "pip", "install" ...)`` call,
+    with the script's string constants expanded."""
+    source = _source()
+    values = _assignments(source)
+    calls = []
+    for node in _walk(_parser().parse(source).root_node):
+        if node.type != "command":
+            continue
+        name = next((c for c in node.children if c.type == "command_name"), None)
+        if name is None or _text(source, name) != "Invoke-Checked":
+            continue
+        argv = []
+        for sub in _walk(node):
+            if sub.type in ("expandable_string_literal", "verbatim_string_literal"):
+                argv.append(_expand(_text(source, sub)[1:-1], values))
+            elif sub.type == "variable" and sub.parent.type != "expandable_string_literal":
+                argv.append(_expand(_text(source, sub), values))
+        if "pip" in argv and "install" in argv:
+            calls.append(argv)
+    return calls
+
+
+def setup_cfg_floor() -> str:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg", encoding="utf-8")
+    line = next(x for x in cfg["options.extras_require"]["llamacpp"].split("\n") if "llama-cpp-python" in x)
+    return line.split(">=")[1].strip()
+
+
+def test_every_llama_cpp_install_pins_the_floor_and_the_build_kind() -> None:
+    floor = setup_cfg_floor()
+    llama_calls = [argv for argv in pip_calls() if any(a.startswith("llama-cpp-python") for a in argv)]
+    assert len(llama_calls) >= 3  # CPU/CUDA wheel, CUDA swap, source rebuild
+    for argv in llama_calls:
+        specs = [a for i, a in enumerate(argv) if a.startswith("llama-cpp-python")
+                 and argv[i - 1] not in ("--only-binary", "--no-binary")]
+        assert specs and all(s.endswith(f">={floor}") for s in specs), argv
+        assert "--only-binary" in argv or "--no-binary" in argv, argv
+        if "--only-binary" in argv:
+            assert argv[argv.index("--only-binary") + 1] == "llama-cpp-python"
+
+
+def test_from_source_really_rebuilds() -> None:
+    rebuild = [argv for argv in pip_calls() if "--no-binary" in argv and "--force-reinstall" in argv]
+    assert rebuild, "no pip call rebuilds llama-cpp-python"
+    assert {"--force-reinstall", "--no-cache-dir", "--no-binary"} <= set(rebuild[0])
+    assert rebuild[0][rebuild[0].index("--no-binary") + 1] == "llama-cpp-python"
+
+
+def test_cuda_swap_does_not_reuse_a_cached_cpu_wheel() -> None:
+    swap = [argv for argv in pip_calls() if "--index-url" in argv]
+    assert swap and {"--force-reinstall", "--no-cache-dir", "--only-binary"} <= set(swap[0])
+
+
+def test_cuda_tags_are_the_windows_wheels_that_exist() -> None:
+    text = _source().decode("utf-8")
+    tags = re.search(r'\[ValidateSet\(([^)]*)\)\]\s*\[string\]\$CudaTag = "(cu\d+)"', text)
+    assert tags, "CudaTag must be limited to the tags that exist"
+    assert {t.strip().strip('"') for t in tags.group(1).split(",")} == WINDOWS_CUDA_TAGS
+    assert tags.group(2) in WINDOWS_CUDA_TAGS
+    for stale in STALE_TAGS:
+        assert stale not in text.replace("12.1-12.3", "")
+    docs = (ROOT / "docs" / "windows.md").read_text(encoding="utf-8")
+    assert not any(stale in docs for stale in STALE_TAGS), "docs/windows.md names a CUDA tag with no Windows wheel"
+
+
+def test_cuda_fails_without_gpu_offload() -> None:
+    text = _source().decode("utf-8")
+    check = text[text.index('Write-Step "Checking the installation"'):]
+    assert 'if ($Cuda -and -not ($status -like "ok * offload=True"))' in check
+    assert "throw" in check.split('offload=True"))', 1)[1].split("}", 1)[0]
+    assert "$exitCode = 1" in text and "if ($exitCode -ne 0) { exit $exitCode }" in text
+    assert text.index("if ($exitCode -ne 0)") < text.index('Write-Host "Done. Next:"')

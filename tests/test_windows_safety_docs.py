@@ -1,0 +1,57 @@
+"""The Windows docs say what a user needs before they hit it, and troubleshooting quotes the messages the
+code really prints (issue 14, Docs): a renamed message or a dropped topic fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# whitespace folded: Markdown wraps a quoted message anywhere
+WINDOWS = " ".join((ROOT / "docs" / "windows.md").read_text(encoding="utf-8").split())
+TROUBLE = " ".join((ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8").split())
+
+# message quoted in troubleshooting.md -> the file that prints it
+MESSAGES = {
+    "llama-cpp-python's native library cannot load": "workers/engines/llama_cpp_engine.py",
+    "llama-cpp-python is not installed": "workers/engines/llama_cpp_engine.py",
+    "engine cannot start: ": "workers/inference.py",
+    "is a CPU-only build (no GPU offload) although -Cuda was asked for": "tools/bootstrap.ps1",
+    "is installed but cannot load": "tools/bootstrap.ps1",
+    "not downloaded yet (": "producer/preflight_data.py",
+    "and the download ": "producer/preflight_data.py",
+    "pyarrow cannot be imported (": "producer/preflight_data.py",
+    "is on a network drive": "producer/preflight.py",
+    "is inside OneDrive": "producer/preflight.py",
+    "this llama-cpp-python build cannot offload to a GPU": "producer/preflight.py",
+}
+
+# topic -> words windows.md must contain for it
+TOPICS = {
+    "CUDA runtime DLLs": ["cudart64_12.dll", "cublas64_12.dll", "cublasLt64_12.dll", "CUDA_PATH"],
+    "minimum driver": ["551.61", "580", "nvidia-smi"],
+    "RTX 50-series": ["sm_120", "12.8", "Visual Studio 2022", "Desktop development with C++", "PTX",
+                      "no kernel image is available"],
+    "ZIP downloads": ["Unblock-File"],
+    "Defender exclusions": ["Add-MpPreference", "$PWD\\.venv", "EXCELLENCE_QUEUE_DIR"],
+    "Controlled Folder Access": ["Controlled folder access", "WinError 5"],
+    "Dev Drive": ["Dev Drive"],
+    "OneDrive and network folders": ["OneDrive", "network", "WAL"],
+    "Sysmem fallback": ["CUDA - Sysmem Fallback Policy", "Prefer No Sysmem Fallback", "tokens/s", "VRAM 15.9/16.0 GiB"],
+    "long paths": ["LongPathsEnabled"],
+    "bug report": ["doctor", "--report", "doctor-report.schema.json"],
+}
+
+
+@pytest.mark.parametrize("message", list(MESSAGES))
+def test_troubleshooting_quotes_a_real_message(message: str) -> None:
+    assert message in TROUBLE, f"troubleshooting.md does not explain {message!r}"
+    source = (ROOT / MESSAGES[message]).read_text(encoding="utf-8")
+    assert message in source, f"{MESSAGES[message]} no longer prints {message!r}: update troubleshooting.md"
+
+
+@pytest.mark.parametrize("topic", list(TOPICS))
+def test_windows_page_covers(topic: str) -> None:
+    missing = [word for word in TOPICS[topic] if word not in WINDOWS]
+    assert not missing, f"docs/windows.md, {topic}: missing {missing}"
