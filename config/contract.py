@@ -1,4 +1,5 @@
-"""Facts fixed by the data contract (shared/CONTRACT.md), in one place each.
+"""Facts fixed by the data contract (docs/contract.md), in one place each. "CONTRACT section N" in
+comments means section N of docs/contract.md.
 
 custom_id = ``dataset|item_id|condition|temp|sample_index|type``. Nothing else in the project
 splits on ``|``: build and parse here.
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 
 CONDITIONS = ("control", "treatment")
 TYPES = ("open", "closed")
-TYPE_TO_BOOK = {"open": "open_book", "closed": "closed_book"}
 DATASET_TYPE = {"squad_v2": "open", "triviaqa": "closed", "nq_open": "closed"}
 
 PREDICTIONS_COLUMNS = (

@@ -15,10 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.contract import CONDITIONS, temp_label
+from config.engines import ENGINE_NAMES, HTTP_ENGINES
 from config.errors import ConfigError, format_validation_error
 
 Backend = Literal["local", "fireworks"]
-LocalEngine = Literal["llama_cpp", "ollama", "openai_compat", "dry_run"]
+LocalEngine = Literal[ENGINE_NAMES]  # type: ignore[valid-type] - the names come from config/engines.py
 DATASETS = ("squad_v2", "triviaqa", "nq_open")
 # Bounds of what one machine can hold: a typo of a billion is an error, not a 28-billion-request run.
 MAX_ITEMS_PER_DATASET = 1_000_000
@@ -34,7 +36,7 @@ def _check_temps(temps: list[float]) -> list[float]:
     for t in temps:
         if not 0.0 <= t <= 2.0:
             raise ValueError(f"temperature {t} outside 0..2")
-    if len({repr(float(t)) for t in temps}) != len(temps):
+    if len({temp_label(t) for t in temps}) != len(temps):
         raise ValueError("duplicate temperature")
     return [float(t) for t in temps]
 
@@ -218,7 +220,7 @@ class EvalConfig(_Strict):
             out = {}
             for key, n in value.items():
                 try:
-                    label = repr(float(key))
+                    label = temp_label(key)
                 except (TypeError, ValueError):
                     raise ValueError(f"key {key!r} is not a temperature") from None
                 out[label] = n
@@ -237,7 +239,7 @@ class EvalConfig(_Strict):
         for trial in self.trials:
             temps_everywhere.update(trial.temps or [])
         for t in sorted(temps_everywhere):
-            if repr(float(t)) not in self.samples_per_item:
+            if temp_label(t) not in self.samples_per_item:
                 raise ValueError(f"samples_per_item: temperature {t} has no entry (add \"{t}\": 1)")
         if self.default_prompt_set not in self.prompt_sets:
             raise ValueError(
@@ -251,7 +253,7 @@ class EvalConfig(_Strict):
                 raise ValueError(f"prompt_sets: prompt set {name!r} is used but not defined")
         if self.trials and self.sweep:
             raise ValueError("trials: use either 'trials' or 'sweep', not both")
-        if self.backend == "local" and self.local_engine in ("ollama", "openai_compat"):
+        if self.backend == "local" and self.local_engine in HTTP_ENGINES:
             if not self.local_endpoint:
                 raise ValueError(f"local_endpoint: local_engine {self.local_engine} needs local_endpoint")
         if self.backend == "local" and self.local_engine != "dry_run" and not self.local_model:
@@ -260,7 +262,7 @@ class EvalConfig(_Strict):
 
     def samples_for(self, temp: float) -> int:
         """K samples per item at this temperature (keys are repr(float(T)))."""
-        return self.samples_per_item[repr(float(temp))]
+        return self.samples_per_item[temp_label(temp)]
 
     def model_name(self) -> str:
         """The model a trial uses when it does not name one."""
@@ -286,7 +288,7 @@ def _check_text_file(field: str, path: Path) -> None:
 def _check_files(cfg: EvalConfig) -> None:
     """Prompt and instruction files must exist and be UTF-8 before anything runs (error names the field)."""
     for name, pset in cfg.prompt_sets.items():
-        for cond in ("control", "treatment"):
+        for cond in CONDITIONS:
             _check_text_file(f"prompt_sets.{name}.{cond}", getattr(pset, cond))
     for kind in ("open_book", "closed_book"):
         _check_text_file(f"task_instructions.{kind}", getattr(cfg.task_instructions, kind))

@@ -1,6 +1,8 @@
 """Batch input JSONL (CONTRACT section 2): one file per trial/prompt set × temperature × condition.
 
-Why: the Fireworks batch path uploads these files and the local queue can be audited against them.
+Why: a reader can audit every request body before anything is sent (the same bodies the local queue
+and the Fireworks path send: both build them with ``iter_trial_requests``; the Fireworks path cuts and
+uploads its own parts, ``workers/fireworks/parts.py``, rather than these files).
 Files are optionally split into parts (``--parts-per-dataset`` or ``--lines-per-part``, and never
 above ``fireworks.max_part_bytes``); every part is written and listed in ``build_manifest.json``
 with its line count, and the build checks that every request appears exactly once.
@@ -158,12 +160,4 @@ def _remove_stale_parts(trial_dir: Path, keep: set[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-def read_build_manifest(out_dir: Path) -> dict[str, Any]:
-    path = Path(out_dir) / BUILD_MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"no build manifest in {out_dir} (run `python -m producer build` first)") from None
-
-
-__all__ = ["BuildResult", "build_batch_inputs", "plan_parts", "read_build_manifest", "base_name"]
+__all__ = ["BuildResult", "build_batch_inputs", "plan_parts", "base_name"]

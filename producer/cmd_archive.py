@@ -15,6 +15,7 @@ import click
 import yaml
 
 from config.atomic import atomic_target
+from config.contract import CONDITIONS
 from producer.console import UserError, make_console_safe, one_line_errors
 from producer.layout import safe_slug, validate_run_id
 
@@ -29,7 +30,7 @@ def _prompt_files(run_dir: Path) -> dict[str, Path]:
     data = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     out: dict[str, Path] = {}
     for name, pset in (data.get("prompt_sets") or {}).items():
-        for cond in ("control", "treatment"):
+        for cond in CONDITIONS:
             p = Path(str(pset.get(cond, "")))
             if p.is_file():
                 out[f"prompts/{safe_slug(str(name))}/{cond}_{safe_slug(p.name)}"] = p

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import copy_file_atomic
-from config.contract import DATASET_TYPE
+from config.contract import CONDITIONS, DATASET_TYPE
+from config.model_files import KNOWN_MODELS
 from config.schema import EvalConfig
 from producer.console import UserError
 from producer.layout import RunLayout
@@ -53,13 +54,11 @@ def new_run_id(fingerprint: str) -> str:
 
 def absolute_snapshot(cfg: EvalConfig) -> dict[str, Any]:
     """The config as JSON with every file path absolute: workers may run from another folder."""
-    from workers.engines.model_files import KNOWN_MODELS
-
     data = cfg.model_dump(mode="json")
     for key, value in data["paths"].items():
         data["paths"][key] = str(Path(value).resolve())
     for pset in data["prompt_sets"].values():
-        for cond in ("control", "treatment"):
+        for cond in CONDITIONS:
             pset[cond] = str(Path(pset[cond]).resolve())
     for kind in ("open_book", "closed_book"):
         data["task_instructions"][kind] = str(Path(data["task_instructions"][kind]).resolve())

@@ -6,7 +6,6 @@ conditions and only the system prompt differs. Every backend sends what this mod
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,5 +60,3 @@ def render_messages(texts: PromptTexts, item: dict[str, Any], condition: str, ty
     ]
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from config.contract import CONDITIONS, DATASET_TYPE, temp_label
+from config.engines import HTTP_ENGINES
 from config.schema import DATASETS, EvalConfig
 from config.textfile import read_user_text
 from producer.manifests import PHASES, estimate_tokens
@@ -129,7 +130,7 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         notes = PHASE_NOTES_FIREWORKS
     else:
         engine = f"backend: local, engine {cfg.local_engine}, model {cfg.local_model or '-'}"
-        if cfg.local_engine in ("ollama", "openai_compat"):
+        if cfg.local_engine in HTTP_ENGINES:
             engine += f" at {cfg.local_endpoint}"
         engine += (
             f" (n_ctx {cfg.n_ctx}, n_gpu_layers {cfg.n_gpu_layers}, n_threads {cfg.n_threads or 'auto'}, "

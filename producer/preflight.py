@@ -271,24 +271,24 @@ def llama_cpp_engine_check() -> tuple[Check, Any]:
 
 
 def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
-    from workers.engines.base import EngineError
+    from config.model_files import ModelFileError, resolve_model_path
+    from telemetry.gguf import MAGIC, read_gguf_metadata
     from workers.engines.llama_cpp_engine import gpu_offload_supported
-    from workers.engines.model_files import resolve_model_path
-    from workers.engines.tokens import gguf_counter, gguf_metadata
+    from workers.engines.tokens import gguf_counter, gguf_vocab
 
     facts = EngineFacts(context_limit=cfg.n_ctx, context_source=f"n_ctx {cfg.n_ctx}")
     engine, llama_cpp = llama_cpp_engine_check()
     checks = [engine]
     try:
         path = resolve_model_path(model)
-    except EngineError as exc:
+    except ModelFileError as exc:
         return checks + [Check("model", FAIL, str(exc))], facts
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
         return checks + [Check("model", FAIL, f"{path} is not readable: {exc.strerror or exc}")], facts
-    if magic != b"GGUF":
+    if magic != MAGIC:
         return checks + [Check("model", FAIL, f"{path} is not a GGUF file")], facts
     checks.append(Check("model", OK, f"{path} ({path.stat().st_size / 1024 / 1024:.0f} MiB)"))
     if llama_cpp is None:
@@ -297,13 +297,14 @@ def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineF
         checks.append(Check("offload", WARN, "this llama-cpp-python build cannot offload to a GPU: "
                                              "the model will run on the CPU (see docs/windows.md for a CUDA build)"))
     try:
-        meta = gguf_metadata(path)
+        meta = read_gguf_metadata(path)
         arch = meta.get("general.architecture")
         trained = int(meta[f"{arch}.context_length"]) if arch and meta.get(f"{arch}.context_length") else None
         if trained and cfg.n_ctx > trained:
             checks.append(Check("n_ctx", WARN, f"n_ctx {cfg.n_ctx} exceeds the model's trained context {trained}"))
             facts.context_limit = trained
             facts.context_source += f", model trained for {trained}"
+        gguf_vocab(path)  # load the tokenizer now: one that cannot load is a warning here, not an estimate later
         facts.counter = gguf_counter(path)
         facts.counter_name = "the GGUF's tokenizer and chat template"
     except Exception as exc:  # noqa: BLE001 - metadata is advisory

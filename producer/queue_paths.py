@@ -1,7 +1,7 @@
 """Where the durable queue lives: ``<cwd>/queue/`` unless ``EXCELLENCE_QUEUE_DIR`` says otherwise.
 
 Why: the producer, ``huey_consumer`` and every spawned worker must open the very same SQLite files.
-``queue/`` is a plain folder, never a Python package (ARCHITECTURE fact 1). A queue path that is a
+``queue/`` is a plain folder, never a Python package (docs/architecture.md fact 1). A queue path that is a
 file, a folder that cannot be created or a database file that is not SQLite is one line naming the
 path and the way out (``QueueError``), raised before anything is written, never a traceback.
 """

@@ -3,7 +3,7 @@
 Why: one place turns (trial, items) into request bodies, so the local queue, the batch input files
 and the Fireworks jobs send exactly the same thing. Requests come out grouped by temperature, then
 condition (all control, then all treatment), so consecutive requests share the system prompt and an
-engine's prefix cache is reused (ARCHITECTURE fact 5).
+engine's prefix cache is reused (docs/architecture.md fact 5).
 """
 
 from __future__ import annotations

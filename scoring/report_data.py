@@ -27,7 +27,6 @@ from config.contract import (
 from producer.results_io import ResultsFormatError, check_unique_custom_ids
 
 METRICS_OPEN = ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate")
-METRICS_CLOSED = ("em", "abstain_rate")
 TELEMETRY_NAMES = (TELEMETRY_CSV,)
 ERROR_LOG_NAMES = (ERRORS_JSONL,)
 

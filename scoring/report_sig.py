@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from config.contract import CONDITIONS
+
 METRIC_ORDER = ("false_answer_rate", "em", "f1", "abstain_rate", "unsupported_rate")
 ALPHA = 0.05
 
@@ -165,9 +167,9 @@ def selective_curves(block: dict[str, Any]) -> dict[str, dict[str, Any]]:
     sel = block.get("selective_risk")
     if not isinstance(sel, dict) and not isinstance(sel, list):
         return {}
-    if isinstance(sel, dict) and any(isinstance(sel.get(c), (dict, list)) for c in ("control", "treatment")):
+    if isinstance(sel, dict) and any(isinstance(sel.get(c), (dict, list)) for c in CONDITIONS):
         out = {}
-        for cond in ("control", "treatment"):
+        for cond in CONDITIONS:
             sub = sel.get(cond)
             points = _curve_points(sub)
             if points:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from config.contract import CONDITIONS
 from scoring.report_sig import EffectRow, find_effect, temps
 
 NA = "not available"
@@ -118,7 +119,7 @@ def condition_means(means: pd.DataFrame | None, temp: str, type_: str, metric: s
         return None, None
     sel = means[(means["temp"] == temp) & (means["type"] == type_)]
     out = []
-    for cond in ("control", "treatment"):
+    for cond in CONDITIONS:
         vals = sel.loc[sel["condition"] == cond, metric]
         value = vals.iloc[0] if len(vals) else None
         out.append(None if value is None or pd.isna(value) else float(value))
@@ -193,7 +194,7 @@ def missing_sentence(temp: str, type_: str, metric: str, sig: dict[str, Any],
         want = (expected or {}).get(cond)
         return f"{cond}: {have[cond]:,} items with a result" + (f", {want:,} requests planned" if want is not None else "")
 
-    empty = [c for c in ("control", "treatment") if have[c] == 0]
+    empty = [c for c in CONDITIONS if have[c] == 0]
     if len(empty) == 2:
         why = "no request of either condition has a scored result"
     elif empty:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from config.atomic import write_json_atomic
-from config.contract import parse_item_key
+from config.contract import CONDITIONS, parse_item_key
 from config.schema import StatsConfig, load_config
 from producer.console import UserError, make_console_safe, one_line_errors
 from scoring.aggregate import ScoringInputError, read_per_item_csv
@@ -57,7 +57,7 @@ def split_pairs(per_item: pd.DataFrame, temp: str, type_: str) -> tuple[pd.DataF
                                 f"{type_}): one row per (item_key, type, condition, temp) expected")
     metrics = list(METRICS[type_])
     wide = sub.pivot(index="item_key", columns="condition", values=metrics)
-    needed = [(m, c) for m in metrics for c in ("control", "treatment")]
+    needed = [(m, c) for m in metrics for c in CONDITIONS]
     for col in needed:
         if col not in wide.columns:
             wide[col] = np.nan
@@ -88,7 +88,7 @@ def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[
         metrics = dict(zip(METRICS[type_], pool.map(one, METRICS[type_]), strict=True))
     selective = {cond: selective_risk_curve(frame[f"abstain_rate_{cond}"].to_numpy(float),
                                             frame[f"em_{cond}"].to_numpy(float), cfg.risk_thresholds)
-                 for cond in ("control", "treatment")}
+                 for cond in CONDITIONS}
     tost_block = {}
     for metric in TOST_METRICS:
         if metric in METRICS[type_] and metric in cfg.tost_margins:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.model_files import resolve_model_path
 from config.schema import EvalConfig
 from telemetry.gguf import GGUFError
 from telemetry.nvml import free_vram_mib
@@ -32,10 +33,8 @@ class BudgetReport:
 
 
 def resolve_gguf(model: str) -> Path | None:
-    """A GGUF path for a local model name or path (the engines' locator first, then the path itself)."""
+    """A GGUF path for a local model name or path (the project's locator first, then the path itself)."""
     try:
-        from workers.engines.model_files import resolve_model_path  # the queue's GGUF locator
-
         p = Path(resolve_model_path(model))
         if p.is_file():
             return p

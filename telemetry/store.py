@@ -2,7 +2,7 @@
 
 Why: the ledger is the one durable place a run writes to, and ``status`` already reads it; keeping the
 samples there (in a table this module owns) means no extra file to find. Writes are one short
-transaction per batch (WAL, busy timeout: ARCHITECTURE fact 9); each call opens its own connection, so
+transaction per batch (WAL, busy timeout: docs/architecture.md fact 9); each call opens its own connection, so
 the store is safe to use from the sampler thread and from any spawned worker process.
 """
 

@@ -203,25 +203,6 @@ def write_local_costs(
     return data
 
 
-def write_trial_local_costs(
-    results_dir: Path,
-    raw_results_path: Path,
-    ledger_path: Path | None,
-    run_id: str,
-    trial: str,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Convenience for the export step: read the raw results file and this trial's samples."""
-    from producer.results_io import read_raw_results
-    from telemetry.store import TelemetryStore
-
-    rows = list(read_raw_results(Path(raw_results_path)))
-    samples: list[Sample] = []
-    if ledger_path is not None and Path(ledger_path).exists():
-        samples = TelemetryStore(ledger_path).read(run_id, trial)
-    return write_local_costs(results_dir, rows, samples, **kwargs)
-
-
 def wall_time_from_results(finished_at: Sequence[float | None], latencies: Sequence[float | None]) -> float | None:
     """Inference wall time of a trial: first request's start (finish - latency) to last finish."""
     pairs = [(f, lat or 0.0) for f, lat in zip(finished_at, latencies, strict=True) if f is not None]

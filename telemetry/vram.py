@@ -28,7 +28,6 @@ from typing import Any
 from telemetry.gguf import GGUFArray, read_gguf_metadata
 
 MIB = 1024 * 1024
-GIB = 1024 * MIB
 KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32,
                         "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}
 KV_PAD = 256

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 
 def offline_config_dict(out_dir: Path, **overrides: Any) -> dict[str, Any]:

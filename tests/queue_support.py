@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -19,10 +18,11 @@ from typing import Any
 
 import yaml
 
+from tests.conftest import PY_FLAGS, ROOT, run_cli
+from tests.conftest import cli_env as env_for
 from tests.offline_config import offline_config_dict
 
-ROOT = Path(__file__).resolve().parents[1]
-PY_FLAGS = ["-X", "warn_default_encoding", "-W", "error::EncodingWarning"]
+__all__ = ["PY_FLAGS", "ROOT", "env_for"]  # re-exported: the queue tests import them from here
 
 
 SHORT_PROMPTS = {
@@ -58,19 +58,9 @@ def write_config(tmp: Path, name: str = "cfg.yaml", short_prompts: bool = False,
     return path
 
 
-def env_for(queue: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["EXCELLENCE_QUEUE_DIR"] = str(queue)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.pop("EXCELLENCE_FAULTS", None)
-    env.update(extra)
-    return env
-
-
 def producer(args: list[str], queue: Path, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *PY_FLAGS, "-m", "producer", *args], cwd=ROOT, env=env_for(queue, **extra),
-                          capture_output=True, text=True, encoding="utf-8", timeout=timeout)
+    """``python -m producer <args>`` against the queue in ``queue``."""
+    return run_cli(args, queue=queue, timeout=timeout, **extra)
 
 
 def popen(args: list[str], queue: Path, **extra: str) -> subprocess.Popen:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from config import atomic
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SOURCE_PACKAGES = ("producer", "workers", "scoring", "config", "telemetry", "tools")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="Windows files have no POSIX mode bits")
 

@@ -9,7 +9,8 @@ import pytest
 from config.errors import ConfigError
 from config.schema import load_config, validate_config_dict
 from producer.config_option import resolve_config_path
-from tests.foundation_support import REPO, make_workdir
+from tests.conftest import ROOT
+from tests.foundation_support import make_workdir
 
 EXAMPLES = [
     "eval_config.yaml",
@@ -21,14 +22,14 @@ EXAMPLES = [
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_each_example_config_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(ROOT)
     cfg = load_config(Path("config") / name)
     for pset in cfg.prompt_sets.values():
         assert pset.control.is_file() and pset.treatment.is_file()
 
 
 def test_example_configs_have_the_documented_presets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(ROOT)
     fw = load_config("config/eval_config.yaml")
     assert fw.backend == "fireworks"
     ollama = load_config("config/eval_config.local.yaml")
@@ -44,16 +45,16 @@ def test_example_configs_have_the_documented_presets(monkeypatch: pytest.MonkeyP
 
 def test_prompts_agree_with_task_instructions_on_abstaining() -> None:
     """Control, treatment and both instructions all name the same abstention: I don't know."""
-    texts = [p.read_text(encoding="utf-8") for p in (REPO / "config" / "prompts").glob("*.txt")]
-    texts += [p.read_text(encoding="utf-8") for p in (REPO / "config" / "task_instructions").glob("*.txt")]
+    texts = [p.read_text(encoding="utf-8") for p in (ROOT / "config" / "prompts").glob("*.txt")]
+    texts += [p.read_text(encoding="utf-8") for p in (ROOT / "config" / "task_instructions").glob("*.txt")]
     assert len(texts) >= 5
     for text in texts:
         assert "I don't know." in text
 
 
 def test_treatment_prompt_is_long_and_control_short() -> None:
-    treatment = (REPO / "config/prompts/treatment_system.txt").read_text(encoding="utf-8")
-    control = (REPO / "config/prompts/control_system.txt").read_text(encoding="utf-8")
+    treatment = (ROOT / "config/prompts/treatment_system.txt").read_text(encoding="utf-8")
+    control = (ROOT / "config/prompts/control_system.txt").read_text(encoding="utf-8")
     assert 1200 <= len(treatment.split()) <= 1800  # ~1,700 tokens
     assert len(control.split()) < 60
 
@@ -78,7 +79,7 @@ def test_config_name_lookup(ref, expected, tmp_path: Path, monkeypatch: pytest.M
 
 def test_config_lookup_falls_back_to_package_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert resolve_config_path("local.yaml").resolve() == (REPO / "config" / "eval_config.local.yaml").resolve()
+    assert resolve_config_path("local.yaml").resolve() == (ROOT / "config" / "eval_config.local.yaml").resolve()
     with pytest.raises(ConfigError, match="not found"):
         resolve_config_path("nonexistent.yaml")
     with pytest.raises(ConfigError, match="not found"):
@@ -86,7 +87,7 @@ def test_config_lookup_falls_back_to_package_dir(tmp_path: Path, monkeypatch: py
 
 
 def test_duplicate_yaml_keys_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(ROOT)
     path = tmp_path / "dup.yaml"
     path.write_text("temps: [0.0]\nseed: 1\nseed: 2\n", encoding="utf-8")
     with pytest.raises(ConfigError) as err:
@@ -107,7 +108,7 @@ def test_model_level_errors_name_their_field_and_do_not_echo_the_config() -> Non
 
 def test_effective_config_dump_loads_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """model_dump(mode='json') of every example is a valid config (effective_config.yaml relies on it)."""
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(ROOT)
     for name in EXAMPLES:
         cfg = load_config(Path("config") / name)
         again = validate_config_dict(cfg.model_dump(mode="json"), "dump")
@@ -120,7 +121,7 @@ def test_every_config_field_is_documented() -> None:
 
     from config.schema import EvalConfig
 
-    doc = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = []
 
     def walk(model: type[BaseModel]) -> None:

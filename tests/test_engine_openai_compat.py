@@ -13,16 +13,16 @@ import pytest
 import yaml
 
 from config.contract import PREDICTIONS_COLUMNS
+from config.model_files import resolve_model_path
 from config.schema import EvalConfig, load_config
+from tests.conftest import ROOT
 from tests.offline_config import offline_config_dict
 from tests.servers.llama_server import free_port, llama_server
 from workers.engines.base import GenerationParams, PermanentEngineError, TransientEngineError
 from workers.engines.http_common import EngineUnreachableError
-from workers.engines.model_files import resolve_model_path
 from workers.engines.openai_compat import API_KEY_ENV, OpenAICompatEngine, timing_facts
 from workers.engines.registry import create_engine
 
-ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = [{"role": "system", "content": "You answer in a few words."},
             {"role": "user", "content": "What is the capital of France?"}]
 

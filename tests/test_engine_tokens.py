@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from workers.engines.model_files import resolve_model_path
+from config.model_files import resolve_model_path
+from telemetry.gguf import read_gguf_metadata
 from workers.engines.tokens import (
     chars_estimate,
     complete_usage,
     count_prompt,
     gguf_counter,
-    gguf_metadata,
     gguf_vocab,
     render_with_template,
 )
@@ -44,7 +44,7 @@ def test_broken_counter_falls_back():
 
 def test_gguf_vocab_counts_with_the_chat_template():
     path = resolve_model_path("smollm2")
-    meta = gguf_metadata(path)
+    meta = read_gguf_metadata(path)
     assert meta["general.architecture"] == "llama" and int(meta["llama.context_length"]) == 8192
     text = render_with_template(gguf_vocab(path), MESSAGES)
     assert text == ("<|im_start|>system\nYou answer in a few words.<|im_end|>\n"

@@ -15,15 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import ROOT, run_cli
 from tests.offline_config import offline_config_dict
-from tests.queue_support import PY_FLAGS, ROOT, env_for
 
 
 def _cli(args: list[str], queue: Path, cwd: Path | None = None, preexec=None, exe: list[str] | None = None,
          timeout: float = 120) -> subprocess.CompletedProcess:
-    cmd = exe or [sys.executable, *PY_FLAGS, "-m", "producer"]
-    return subprocess.run([*cmd, *args], cwd=cwd or ROOT, env=env_for(queue), capture_output=True, text=True,
-                          encoding="utf-8", timeout=timeout, preexec_fn=preexec)
+    return run_cli(args, cwd=cwd or ROOT, queue=queue, timeout=timeout, exe=exe, preexec=preexec)
 
 
 def _one_line(out: subprocess.CompletedProcess, code: int, *needles: str) -> str:

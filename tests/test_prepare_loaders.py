@@ -17,7 +17,8 @@ from producer.datasets.formats import load_nq_open, load_squad_v2, load_triviaqa
 from producer.datasets.items import question_hash_id
 from producer.datasets.sources import SAMPLE_FILES, SAMPLES_DIR
 from producer.prepare import ensure_prepared, load_prepared_items, select_items
-from tests.foundation_support import FIXTURES, REPO, make_workdir
+from tests.conftest import ROOT
+from tests.foundation_support import FIXTURES, make_workdir
 
 
 def test_squad_v2_official_json() -> None:
@@ -78,7 +79,7 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
         f"try:\n    load_triviaqa({str(path)!r})\nexcept DataError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8",
-                         cwd=REPO, check=True).stdout
+                         cwd=ROOT, check=True).stdout
     assert "needs pyarrow: run `pip install pyarrow`" in out and out.count("\n") == 1
 
 

@@ -111,7 +111,7 @@ def test_stop_then_resume_completes(tmp_path):
     assert json.loads(state_file.read_text(encoding="utf-8"))["stop_requested"] is False
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="huey refuses process workers on Windows (fact 2)")
+@pytest.mark.skipif(sys.platform == "win32", reason="huey refuses process workers on Windows (docs/architecture.md fact 2)")
 def test_huey_consumer_process_mode_completes_a_run(tmp_path):
     cfg = write_config(tmp_path, local_engine="dry_run")
     queue = tmp_path / "queue"

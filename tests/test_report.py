@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from config.schema import EvalConfig, StatsConfig
+from scoring.pipeline import analyse_trial
 from scoring.report import write_report
+from scoring.stats import run_stats
+from tests.conftest import ROOT
+from tests.test_scoring_pipeline import make_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default" / "results"
 PY = sys.executable
 
@@ -138,11 +142,9 @@ def test_partial_and_corrupt_artifacts(results: Path) -> None:
 
 def test_report_from_real_stats(results: Path) -> None:
     """significance.json written by the project's statistics stage, then rendered."""
-    stats = pytest.importorskip("scoring.stats")
-    from config.schema import StatsConfig
 
     (results / "significance.json").unlink()
-    stats.run_stats(results / "per_item_scores.csv", StatsConfig(bootstrap_samples=200, permutation_samples=200),
+    run_stats(results / "per_item_scores.csv", StatsConfig(bootstrap_samples=200, permutation_samples=200),
                     results / "significance.json")
     out = write_report(results, None)
     assert "lowered the false-answer rate" in out["headline"][0]
@@ -183,14 +185,11 @@ def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path) -> N
 
 def test_report_after_real_pipeline_on_tiny_run(tmp_path: Path) -> None:
     """score -> stats -> costs -> report through scoring.pipeline on 4 items (n = 1 subgroups, null stats)."""
-    pipeline = pytest.importorskip("scoring.pipeline")
-    inputs = pytest.importorskip("tests.test_scoring_pipeline")
-    from config.schema import EvalConfig
 
-    prepared, results = inputs.make_inputs(tmp_path)
+    prepared, results = make_inputs(tmp_path)
     cfg = EvalConfig.model_validate({"local_engine": "dry_run",
                                    "stats": {"bootstrap_samples": 200, "permutation_samples": 200}})
-    pipeline.analyse_trial(results, prepared, cfg, reports_dir=tmp_path / "reports")
+    analyse_trial(results, prepared, cfg, reports_dir=tmp_path / "reports")
     md = (tmp_path / "reports" / "report.md").read_text(encoding="utf-8")
     assert md.startswith("# Excellence Experiment report")
     assert "false-answer rate on open-book questions" in md.split("## Run settings")[0]

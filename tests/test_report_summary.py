@@ -13,8 +13,8 @@ import numpy as np
 from statsmodels.stats.multitest import multipletests
 
 from scoring.summary import build_summary, write_run_summary
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default"
 
 

@@ -7,18 +7,16 @@ from __future__ import annotations
 import socket
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from tests.conftest import run_cli
 from tests.foundation_support import make_workdir
-from tests.queue_support import PY_FLAGS, env_for
 
 
 def _cli(args: list[str], queue: Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *PY_FLAGS, "-m", "producer", *args], cwd=cwd, env=env_for(queue),
-                          capture_output=True, text=True, encoding="utf-8", timeout=timeout)
+    return run_cli(args, cwd=cwd, queue=queue, timeout=timeout)
 
 
 def _as_typed(printed: str) -> list[str]:

@@ -5,20 +5,18 @@ and enqueue streams its requests into the ledger instead of holding them all in 
 from __future__ import annotations
 
 import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.conftest import run_cli
 from tests.offline_config import isolated_queue, offline_config_dict  # noqa: F401 - isolated_queue is autouse
-from tests.queue_support import PY_FLAGS, ROOT, env_for
 
 
 def _cli(args: list[str], queue: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *PY_FLAGS, "-m", "producer", *args], cwd=ROOT, env=env_for(queue),
-                          capture_output=True, text=True, encoding="utf-8", timeout=120)
+    return run_cli(args, queue=queue, timeout=120)
 
 
 def _write(tmp: Path, **overrides) -> str:

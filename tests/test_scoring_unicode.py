@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from pathlib import Path
 
 import pytest
 
 from scoring import abstention
 from scoring.abstention import is_abstention
 from scoring.rules import score_response
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
 
 # U+0027 and every code point that Unicode's UTS #39 confusables.txt maps to APOSTROPHE (U+0027),
 # written out here independently of scoring/abstention.py.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -22,6 +20,7 @@ from scoring.stats_paired import (
     signflip_sums,
     wilcoxon_test,
 )
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -205,7 +204,7 @@ def test_scipy_floor_is_the_first_version_the_wilcoxon_reference_agrees_with() -
     from packaging.version import Version
 
     cfg = configparser.ConfigParser()
-    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg", encoding="utf-8")
+    cfg.read(ROOT / "setup.cfg", encoding="utf-8")
     reqs = [Requirement(line) for line in cfg["options"]["install_requires"].splitlines() if line.strip()]
     spec = next(r.specifier for r in reqs if r.name == "scipy")
     assert "1.15.0" in spec and "1.14.1" not in spec and "1.11.4" not in spec, str(spec)

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from producer.results_io import raw_result_row
+from producer.results_io import raw_result_row, read_raw_results
 from telemetry.nvml import GpuReader, device_index_from_env
 from telemetry.sampler import Sample, TelemetrySampler
 from telemetry.store import TABLE, TelemetryStore, current_rates
-from telemetry.summary import TELEMETRY_CSV_COLUMNS, write_local_costs, write_trial_local_costs
+from telemetry.summary import TELEMETRY_CSV_COLUMNS, write_local_costs
 
 MIB = 1024 * 1024
 
@@ -197,9 +197,9 @@ def test_fake_nvml_values_flow_through_ledger_to_local_costs(tmp_path):
     raw = results / "raw_results.jsonl"
     raw.parent.mkdir()
     raw.write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
-    data = write_trial_local_costs(results, raw, ledger, "run1", "trial-a", wall_time_s=60.0,
-                                   engine={"name": "llama_cpp", "n_ctx": 4096}, model={"name": "smollm2"},
-                                   gpu_name=sampler.device_name)
+    data = write_local_costs(results, list(read_raw_results(raw)), TelemetryStore(ledger).read("run1", "trial-a"),
+                             wall_time_s=60.0, engine={"name": "llama_cpp", "n_ctx": 4096}, model={"name": "smollm2"},
+                             gpu_name=sampler.device_name)
     on_disk = json.loads((results / "local_costs.json").read_text(encoding="utf-8"))
     assert on_disk == data
     assert data["requests"] == 20 and data["items"] == 10

@@ -1,15 +1,12 @@
 """Throughput guarantee: the queue's inference order keeps requests sharing a system prompt back to back
-(ARCHITECTURE fact 5). tools/bench_prefix_order.py measures what this is worth."""
+(docs/architecture.md fact 5). tools/bench_prefix_order.py measures what this is worth."""
 
 from __future__ import annotations
 
 import itertools
 
-import pytest
-
 from config.schema import validate_config_dict
-
-enqueue = pytest.importorskip("producer.enqueue")
+from producer import enqueue
 
 
 def test_chunked_requests_switch_system_prompt_once_per_condition_block():

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from config.schema import validate_config_dict
+from tests.conftest import ROOT
 from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 from workers.keep_awake import (
     ES_CONTINUOUS,
@@ -24,8 +24,6 @@ from workers.keep_awake import (
     keep_awake,
     should_prevent_sleep,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class RecordingKernel32:

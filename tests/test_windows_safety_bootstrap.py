@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import configparser
 import re
-from pathlib import Path
 
+from tests.conftest import ROOT
 from tests.test_windows_safety_powershell import _parser, _text, _walk
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "bootstrap.ps1"
 WINDOWS_CUDA_TAGS = {"cu118", "cu124", "cu125", "cu130", "cu132"}
 STALE_TAGS = ("cu121", "cu122", "cu123")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "windows-smoke.yml"
 BOOTSTRAP_SH = ROOT / "tools" / "bootstrap.sh"
 TEST_COMMAND = "python -X warn_default_encoding -W error::EncodingWarning -m pytest"

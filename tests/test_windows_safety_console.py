@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from producer.cli import COMMANDS
+from tests.conftest import ROOT
 from tests.offline_config import isolated_queue, write_offline_config  # noqa: F401 (autouse)
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
 NON_CP1252 = "✓ 你好 🚀"
 

@@ -3,11 +3,10 @@ code really prints (issue 14, Docs): a renamed message or a dropped topic fails 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 # whitespace folded: Markdown wraps a quoted message anywhere
 WINDOWS = " ".join((ROOT / "docs" / "windows.md").read_text(encoding="utf-8").split())
 TROUBLE = " ".join((ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8").split())

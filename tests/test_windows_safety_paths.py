@@ -20,6 +20,7 @@ from config.errors import ConfigError
 from config.schema import load_config, validate_config_dict
 from producer.layout import RunLayout
 from producer.messages import load_prompt_texts
+from tests.conftest import ROOT
 from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
 WEIRD_DIR = "dir with spaces ü ✓ 你好"
@@ -65,7 +66,7 @@ def _write_prompts(base: Path) -> dict[str, str]:
 def test_relative_paths_resolve_against_the_working_directory(tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / WEIRD_DIR
     rel = _write_prompts(root)
-    instructions = Path(__file__).resolve().parents[1] / "config" / "task_instructions"
+    instructions = ROOT / "config" / "task_instructions"
     raw = {
         "local_engine": "dry_run",
         "prompt_sets": {"default": rel},

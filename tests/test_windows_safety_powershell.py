@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 import pytest
 
+from tests.conftest import ROOT
 from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
-ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
 PS_SCRIPTS = sorted(TOOLS.glob("*.ps1"))
 

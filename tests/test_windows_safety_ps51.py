@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.test_windows_safety_powershell import PS_SCRIPTS, _parser, _text, _walk
 
 # cmdlet (lower case) -> parameters PowerShell 5.1's version of it does not have
@@ -210,7 +211,7 @@ def test_checker_passes_windows_powershell_51_syntax(name: str) -> None:
 
 def test_readme_shows_the_command_a_fresh_windows_11_runs() -> None:
     """Fresh Windows 11: only powershell.exe (5.1), scripts blocked by the execution policy."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "powershell -ExecutionPolicy Bypass -File tools\\bootstrap.ps1" in readme
 
 
@@ -234,7 +235,7 @@ def powershell_blocks(path: Path) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("doc", DOCS)
 def test_documented_powershell_commands_run_under_51(doc: str) -> None:
     """What the docs tell a Windows user to type works in powershell.exe too."""
-    path = Path(__file__).resolve().parents[1] / doc
+    path = ROOT / doc
     problems = []
     blocks = powershell_blocks(path)
     assert blocks or doc not in ("README.md", "docs/windows.md")

@@ -60,10 +60,10 @@ def bench_config(tmp: Path, n_requests: int, model: str, threads: int) -> Path:
 
 def plain_loop(cfg_path: Path) -> tuple[int, float, float]:
     """(requests, seconds including model load, seconds of the loop alone)."""
+    from config.model_files import resolve_model_path
     from config.schema import load_config
     from producer.enqueue import chunked_requests
     from producer.prepare import ensure_prepared
-    from workers.engines.model_files import resolve_model_path
 
     cfg = load_config(cfg_path)
     requests = list(chunked_requests(cfg, ensure_prepared(cfg).items))

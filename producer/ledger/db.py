@@ -1,9 +1,9 @@
 """The ledger's schema and connections: the durable source of truth for what a run has done.
 
-Why: Huey's dequeue is destructive (ARCHITECTURE fact 3), so Huey only carries work; this SQLite
+Why: Huey's dequeue is destructive (docs/architecture.md fact 3), so Huey only carries work; this SQLite
 file records every expected request, its state and its one result. WAL mode, a busy timeout and
 short transactions let the producer, ``status`` and several worker processes share it on Windows too
-(ARCHITECTURE fact 9).
+(docs/architecture.md fact 9).
 
 States of a request: ``pending`` (registered, no queue message) -> ``queued`` (a message exists) ->
 ``running`` (claimed by a worker pid) -> ``done`` (a row in ``results``) or ``failed`` (last_error).

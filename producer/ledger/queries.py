@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from typing import Any
@@ -148,14 +147,3 @@ def done_unscored(conn: sqlite3.Connection, run_id: str, chunk: int) -> list[sql
         " and s.trial = r.trial and s.custom_id = r.custom_id where r.run_id = ? and r.chunk = ?"
         " and r.state = 'done' and r.scored = 0", (run_id, chunk),
     ).fetchall()
-
-
-def run_config(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
-    row = get_run(conn, run_id)
-    if row is None:
-        raise KeyError(run_id)
-    return json.loads(row["config_json"])
-
-
-def model_load_count(conn: sqlite3.Connection) -> int:
-    return conn.execute("select count(*) from model_loads").fetchone()[0]

@@ -17,11 +17,12 @@ ENV_NO_CPU_REPACK = "EXCELLENCE_NO_CPU_REPACK"
 
 def disable_cpu_repack() -> bool:
     """Patch llama-cpp-python so models load with ``use_extra_bufts = False``; True if patched (idempotent)."""
-    try:
-        from workers.engines.tokens import import_llama_cpp
+    from workers.engines.base import PermanentEngineError
+    from workers.engines.llama_cpp_engine import import_llama_cpp  # the one import of llama-cpp-python
 
+    try:
         lc = import_llama_cpp().llama_cpp  # the low-level module whose defaults Llama() reads
-    except ImportError:
+    except PermanentEngineError:  # not installed or cannot load: nothing to patch
         return False
     if getattr(lc.llama_model_default_params, "_no_repack", False):
         return True

@@ -2,8 +2,9 @@
 
 Why a module-level cache: loading weights takes seconds to minutes and VRAM is scarce, so a process
 loads a model once and reuses it across chunks and trials; asking for another model (or other
-settings) frees the previous one first (one GPU, one model: ARCHITECTURE fact 4). The model keeps
-the KV cache of the previous prompt, so requests sharing a system prompt reuse it (fact 5).
+settings) frees the previous one first (one GPU, one model: docs/architecture.md fact 4). The model
+keeps the KV cache of the previous prompt, so requests sharing a system prompt reuse it
+(docs/architecture.md fact 5).
 Not thread-safe: one request at a time.
 """
 
@@ -16,13 +17,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from config.model_files import ModelFileError, resolve_model_path
 from config.schema import EvalConfig
 from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError, Usage
-from workers.engines.model_files import resolve_model_path
 
 _cache_lock = threading.Lock()
 _cache: dict[tuple, Any] = {}  # (path, settings...) -> llama_cpp.Llama; at most one entry
-LOADS = 0  # models loaded by this process (facts for tests and logs)
 
 
 def model_settings(cfg: EvalConfig) -> dict[str, Any]:
@@ -73,7 +73,6 @@ def gpu_offload_supported(llama_cpp: Any) -> bool:
 
 def _load(path: Path, settings: dict[str, Any]) -> tuple[Any, bool]:
     """The cached model for (path, settings), loading it (and freeing any other) if needed."""
-    global LOADS
     key = (str(path), *sorted(settings.items()))
     with _cache_lock:
         if key in _cache:
@@ -102,7 +101,6 @@ def _load(path: Path, settings: dict[str, Any]) -> tuple[Any, bool]:
         except (ValueError, RuntimeError, OSError) as exc:
             raise PermanentEngineError(f"cannot load model {path.name}: {exc}") from None
         _cache[key] = llm
-        LOADS += 1
         return llm, True
 
 
@@ -119,7 +117,10 @@ class LlamaCppEngine:
 
     def __init__(self, cfg: EvalConfig, model: str | None = None) -> None:
         self.model_ref = model or cfg.local_model or ""
-        self.model_path = resolve_model_path(self.model_ref)
+        try:
+            self.model_path = resolve_model_path(self.model_ref)
+        except ModelFileError as exc:  # no file, no run: the worker stops the run with the reason
+            raise PermanentEngineError(str(exc)) from None
         self.settings = model_settings(cfg)
         self.llm, loaded = _load(self.model_path, self.settings)
         # load_facts is set only when this call loaded weights: the worker counts model loads with it

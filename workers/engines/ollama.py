@@ -2,7 +2,7 @@
 
 Why native and not Ollama's ``/v1``: only the native API honours ``num_ctx``, and Ollama's defaults
 (temperature 0.8, random seed, unlimited output, a 4096-token context) would silently change the
-experiment, so every option is sent explicitly (ARCHITECTURE fact 6). One pooled ``requests.Session``
+experiment, so every option is sent explicitly (docs/architecture.md fact 6). One pooled ``requests.Session``
 per engine; thread-safe, so the worker may overlap up to ``max_concurrent_requests`` calls (the
 server must be started with ``OLLAMA_NUM_PARALLEL`` >= that number to really run them in parallel).
 """

@@ -1,23 +1,17 @@
-"""Engines by name. Imports are lazy so that a missing optional package (llama-cpp-python) only
-matters to the engine that needs it."""
+"""Engines by name. The names and where each class lives are in ``config/engines.py``; imports are
+lazy so that a missing optional package (llama-cpp-python) only matters to the engine that needs it."""
 
 from __future__ import annotations
 
 from importlib import import_module
 
+from config.engines import ENGINES
 from config.schema import EvalConfig
 from workers.engines.base import Engine
 
-ENGINES = {
-    "llama_cpp": "workers.engines.llama_cpp_engine:LlamaCppEngine",
-    "dry_run": "workers.engines.dry_run:DryRunEngine",
-    "ollama": "workers.engines.ollama:OllamaEngine",
-    "openai_compat": "workers.engines.openai_compat:OpenAICompatEngine",
-}
-
 
 def engine_class(name: str):
-    module, _, attr = ENGINES[name].partition(":")
+    module, _, attr = ENGINES[name].target.partition(":")
     return getattr(import_module(module), attr)
 
 

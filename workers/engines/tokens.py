@@ -20,13 +20,14 @@ import math
 import os
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from config.model_files import resolve_model_path
 from workers.engines.base import Usage
+from workers.engines.llama_cpp_engine import import_llama_cpp
 
 CHARS_PER_TOKEN = 4
 FRAMING_TOKENS_PER_MESSAGE = 4
@@ -71,15 +72,6 @@ def quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def import_llama_cpp() -> Any:
-    """``import llama_cpp`` without its import-time EncodingWarning (it opens os.devnull without an
-    encoding), which ``-W error::EncodingWarning`` would turn into an error."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", EncodingWarning)
-        import llama_cpp
-    return llama_cpp
-
-
 _vocab_lock = threading.Lock()
 _vocab_cache: dict[str, Any] = {}
 
@@ -93,11 +85,6 @@ def gguf_vocab(path: str | Path) -> Any:
             with quiet_stderr():  # llama.cpp prints a context warning even with verbose=False
                 _vocab_cache[key] = llama_cpp.Llama(model_path=key, vocab_only=True, verbose=False)
         return _vocab_cache[key]
-
-
-def gguf_metadata(path: str | Path) -> dict[str, str]:
-    """The GGUF key/value metadata (``<arch>.context_length``, ``tokenizer.chat_template``...)."""
-    return dict(getattr(gguf_vocab(path), "metadata", {}) or {})
 
 
 def render_with_template(llm: Any, messages: Messages) -> str:
@@ -155,8 +142,6 @@ def prompt_text_counter(tokenizer: str | None, model: str | None) -> tuple[Calla
     ``tokenizer`` (config field) is a GGUF file or the name of a bundled model (only its vocabulary is
     read, no weights); without it, the trial's own GGUF when it runs on llama.cpp (``model``). Hugging
     Face tokenizers are not supported: counts then stay estimates (~4 characters per token)."""
-    from workers.engines.model_files import resolve_model_path
-
     for ref in [r for r in (tokenizer, model) if r]:
         try:
             path = resolve_model_path(ref)

