@@ -8,23 +8,51 @@ let several processes share it (ARCHITECTURE fact 9). Huey only carries messages
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from huey import SqliteHuey
 from huey.api import Task
 
-from producer.queue_paths import huey_path
+from producer.queue_paths import HUEY_WAY_OUT, QueueError, describe_sqlite_error, huey_path
 
 HUEY_NAME = "excellence"
 
-huey = SqliteHuey(
-    name=HUEY_NAME,
-    filename=str(huey_path()),
-    journal_mode="wal",
-    timeout=60,
-    results=False,  # results live in the ledger
-    utc=True,
-)
+
+class _WatchedHuey(SqliteHuey):
+    """SqliteHuey whose processes end with their parent: ``huey_consumer -k process`` forks a scheduler
+    besides its workers, and the scheduler runs none of our tasks, only this read every second."""
+
+    def read_schedule(self, timestamp=None):  # noqa: ANN001, ANN201 - huey's signature
+        _watch_parent()
+        return super().read_schedule(timestamp)
+
+
+def _open_huey() -> SqliteHuey:
+    """A queue path that is a file, a garbage, read-only or full huey.sqlite3: one line (QueueError)."""
+    path = huey_path()
+    try:
+        return _WatchedHuey(
+            name=HUEY_NAME,
+            filename=str(path),
+            journal_mode="wal",
+            timeout=60,
+            results=False,  # results live in the ledger
+            utc=True,
+        )
+    except sqlite3.Error as exc:
+        raise QueueError(describe_sqlite_error(exc, path, HUEY_WAY_OUT)) from None
+
+
+try:
+    huey = _open_huey()
+except QueueError as _exc:
+    if Path(sys.argv[0]).stem.lower() != "huey_consumer":
+        raise  # the CLI prints it as one line (one_line_errors)
+    print(f"error: {_exc}", file=sys.stderr)  # huey_consumer would show a traceback around it
+    raise SystemExit(_exc.exit_code) from None
 
 
 def enqueue_many(tasks: Iterable[Task]) -> int:
@@ -44,6 +72,15 @@ def queued_task_args(task_name: str) -> set[tuple]:
         if type(task).__name__ == task_name:
             found.add(tuple(task.args))
     return found
+
+
+@huey.on_startup()
+def _watch_parent() -> None:
+    """Under ``huey_consumer -k process``: a worker exits when the consumer dies (kill -9) instead of
+    running on with the model lock and the VRAM (workers.parent_watch; once per process)."""
+    from workers.parent_watch import start
+
+    start()
 
 
 # The task modules must be imported whenever producer.huey is, so that huey_consumer knows them.

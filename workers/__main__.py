@@ -1,7 +1,8 @@
 """``python -m workers -w N [--config C]``: the spawn-safe worker pool (Windows, Linux, macOS).
 
 Exactly one child holds the in-process model (the model lock in the queue folder); the others score
-and export. Ctrl+C stops cleanly; a crashed child is restarted; start-up reconciles the ledger.
+and export. Ctrl+C, SIGTERM and Ctrl+Break stop cleanly with a hint on how to continue; a crashed child is
+restarted; start-up reconciles the ledger. Children exit by themselves when this process is killed.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def main(workers: int, config_ref: str | None, allow_sleep: bool, verbose: bool)
 
     click.echo(f"queue: {pin_queue_dir()}  workers: {workers}  (Ctrl+C to stop)")
     with keep_awake(should_prevent_sleep(prevent, allow_sleep)):
-        WorkerPool(workers, logging.INFO if verbose else logging.WARNING).run_forever()
+        stopped = WorkerPool(workers, logging.INFO if verbose else logging.WARNING).run_forever()
+    if stopped:  # Ctrl+C, SIGTERM or Ctrl+Break: say how to continue (the unfinished work stays queued)
+        click.echo(f"stopped: unfinished requests stay queued. continue with: python -m workers -w {workers}"
+                   " (or: python -m producer run --resume RUN_ID; see python -m producer status)")
 
 
 if __name__ == "__main__":

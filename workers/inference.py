@@ -23,10 +23,12 @@ from producer.ledger import connect
 from producer.ledger.queries import get_run, is_stopped
 from producer.ledger.writes import (
     claim_chunk,
+    mark_in_flight,
     next_queued_chunk,
     record_failure,
     record_result,
     release_requests,
+    reopen_failed,
 )
 from workers.engines.base import (
     Engine,
@@ -35,7 +37,9 @@ from workers.engines.base import (
     PermanentEngineError,
     TransientEngineError,
 )
-from workers.engines.health import FailureWindow
+from workers.engines.health import FailureWindow, answers_at_all
+from workers.engines.http_common import EngineTimeoutError
+from workers.parent_watch import parent_gone
 from workers.worker_state import STOP, engine_for
 
 log = logging.getLogger("workers")
@@ -43,6 +47,32 @@ log = logging.getLogger("workers")
 DRAIN_BUDGET_S: float | None = None  # None: drain until no chunk is queued (other processes score/export)
 _health: dict[str, FailureWindow] = {}
 _health_lock = threading.Lock()
+_in_flight: set[int] = set()  # ids of the requests this process is sending or recording now
+
+
+class Failure(str):
+    """The error line of a request that did not succeed, and what caused it: ``transient`` (the engine
+    or the network, so an outage can explain it) and ``down`` (the engine stopped answering: the run
+    stops with this reason and the request waits for the resume)."""
+
+    transient: bool = False
+    down: str | None = None
+
+    @classmethod
+    def of(cls, text: str, transient: bool = False, down: str | None = None) -> Failure:
+        out = cls(text)
+        out.transient, out.down = transient, down
+        return out
+
+
+def in_flight() -> set[int]:
+    """Requests this process is sending or recording right now (the parent watch waits for them)."""
+    with _health_lock:
+        return set(_in_flight)
+
+
+def _stopping(run_id: str) -> bool:
+    return STOP.is_set() or parent_gone() or is_stopped(connect(), run_id)
 
 
 def health_of(run_id: str) -> FailureWindow:
@@ -51,16 +81,18 @@ def health_of(run_id: str) -> FailureWindow:
         return _health.setdefault(run_id, FailureWindow())
 
 
-def stop_run(conn: sqlite3.Connection, run_id: str, reason: str) -> None:
+def stop_run(conn: sqlite3.Connection, run_id: str, reason: str, reopen: list[int] | None = None) -> None:
     """The engine is down or cannot start: stop the run with one clear reason instead of failing every
-    remaining request after its retries; ``run --resume`` continues once the engine is back."""
+    remaining request after its retries; ``run --resume`` continues once the engine is back. ``reopen``:
+    requests that failed because of the outage, given back (pending) so that resume sends them again."""
     from producer.enqueue import set_run_stop
 
     health_of(run_id).reset()
-    if is_stopped(conn, run_id):
-        return
-    set_run_stop(conn, run_id, True, reason=reason)
-    log.error("run %s: %s", run_id, reason)
+    if not is_stopped(conn, run_id):
+        set_run_stop(conn, run_id, True, reason=reason)
+        log.error("run %s: %s", run_id, reason)
+    if reopen:
+        reopen_failed(conn, run_id, reopen)
 
 
 @lru_cache(maxsize=16)
@@ -83,27 +115,36 @@ def _messages(req: sqlite3.Row) -> tuple[list[dict[str, str]], GenerationParams]
 
 def generate_with_retries(
     engine: Engine, req: sqlite3.Row, cfg: EvalConfig
-) -> tuple[EngineResult | None, int, str | None]:
+) -> tuple[EngineResult | None, int, Failure | None]:
     """(result, attempts, error). Transient errors retry with exponential backoff; ``None, n, None``
-    means the process is stopping and the request should go back to the queue."""
+    means the process or the run is stopping and the request should go back to the queue. A server
+    that stops answering (``health``: timeouts in a row, or no answer at all) ends the retries at once
+    with ``error.down`` set."""
     messages, params = _messages(req)
+    run_id = req["run_id"]
     attempts = 0
     while True:
         attempts += 1
         try:
             return engine.generate(messages, params), attempts, None
         except TransientEngineError as exc:
+            if isinstance(exc, EngineTimeoutError):
+                window = health_of(run_id)
+                in_flight_max = cfg.max_concurrent_requests if getattr(engine, "thread_safe", False) else 1
+                hung = window.timeout(str(exc), in_flight_max)
+                if hung or not answers_at_all(getattr(engine, "base_url", None)):
+                    return None, attempts, Failure.of(str(exc), True, window.hung_message(probe_failed=not hung))
             if attempts > cfg.max_retries:
-                return None, attempts, f"gave up after {attempts} attempts: {exc}"
+                return None, attempts, Failure.of(f"gave up after {attempts} attempts: {exc}", transient=True)
             delay = cfg.retry_backoff_s * (2 ** (attempts - 1))
             log.info("transient error on %s (attempt %s), retrying in %.1fs: %s", req["custom_id"], attempts,
                      delay, exc)
-            if STOP.wait(delay):
+            if STOP.wait(delay) or _stopping(run_id):
                 return None, attempts, None
         except PermanentEngineError as exc:
-            return None, attempts, str(exc)
+            return None, attempts, Failure.of(str(exc))
         except Exception as exc:  # an engine bug must not kill the run: record it, go on
-            return None, attempts, f"unexpected {type(exc).__name__}: {exc}"
+            return None, attempts, Failure.of(f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _note_telemetry(cfg: EvalConfig, req: sqlite3.Row, result: EngineResult) -> None:
@@ -114,24 +155,44 @@ def _note_telemetry(cfg: EvalConfig, req: sqlite3.Row, result: EngineResult) -> 
 
 
 def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str:
-    """Run and record one request; returns done | failed | released."""
+    """Run and record one request; returns done | failed | released.
+
+    The request is charged a worker death while it is in flight (``mark_in_flight``), so a crash loop
+    ends after MAX_CRASHES, while deaths before anything was sent (model loading) charge no request."""
     conn = connect()
-    if STOP.is_set() or is_stopped(conn, req["run_id"]):
-        return "released"
-    result, attempts, error = generate_with_retries(engine, req, cfg)
-    window = health_of(req["run_id"])
-    if result is not None:
-        record_result(conn, req, result, attempts, pid)
-        _note_telemetry(cfg, req, result)
-        window.success()
-        return "done"
-    if error is None:
-        return "released"
-    record_failure(conn, req, error, attempts)
-    log.warning("request %s failed: %s", req["custom_id"], error)
-    if window.failure(error):
-        stop_run(conn, req["run_id"], window.message())
-    return "failed"
+    rid = req["id"]
+    with _health_lock:
+        _in_flight.add(rid)
+    try:
+        if _stopping(req["run_id"]):
+            return "released"
+        mark_in_flight(conn, rid, True)
+        result, attempts, error = generate_with_retries(engine, req, cfg)
+        if parent_gone():  # the pool died meanwhile: nothing is recorded; the next pool sends it again
+            mark_in_flight(conn, rid, False)
+            return "released"
+        window = health_of(req["run_id"])
+        if result is not None:
+            record_result(conn, req, result, attempts, pid, refund_crash=True)
+            _note_telemetry(cfg, req, result)
+            window.success()
+            return "done"
+        mark_in_flight(conn, rid, False)
+        if error is None:
+            return "released"
+        if error.down:  # the server hangs: stop now; this request waits for the resume
+            stop_run(conn, req["run_id"], error.down, reopen=window.failed_ids())
+            return "released"
+        if error.transient and is_stopped(conn, req["run_id"]):  # the run stopped for an outage meanwhile
+            return "released"
+        record_failure(conn, req, error, attempts)
+        log.warning("request %s failed: %s", req["custom_id"], error)
+        if window.failure(error, rid if error.transient else None):
+            stop_run(conn, req["run_id"], window.message(), reopen=window.failed_ids())
+        return "failed"
+    finally:
+        with _health_lock:
+            _in_flight.discard(rid)
 
 
 def process_chunk(run_id: str, chunk: int) -> dict[str, Any]:
@@ -176,7 +237,7 @@ def drain(budget_s: float | None = DRAIN_BUDGET_S) -> int:
     deadline = None if budget_s is None else time.monotonic() + budget_s
     ran = 0
     conn = connect()
-    while not STOP.is_set() and (deadline is None or time.monotonic() < deadline):
+    while not STOP.is_set() and not parent_gone() and (deadline is None or time.monotonic() < deadline):
         nxt = next_queued_chunk(conn)
         if nxt is None:
             break

@@ -9,7 +9,6 @@ exactly as they do under ``huey_consumer``.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import time
@@ -34,12 +33,14 @@ def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None
     from producer.huey_app import huey
     from producer.ledger import connect
     from producer.ledger.writes import heartbeat_worker
+    from workers import parent_watch
     from workers.inference import drain
 
     signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGTERM, _on_sigint)  # a service manager's stop, or pool.stop()'s terminate
     if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl+Break stops cleanly too
         signal.signal(signal.SIGBREAK, _on_sigint)
-    parent = multiprocessing.parent_process()  # None under huey_consumer or when run directly
+    parent_watch.start(stop_event)  # a dead pool or its stop event ends even a long drain
     worker_state.ensure_registered()
     last_schedule = 0.0
     last_lock_try = 0.0
@@ -47,7 +48,7 @@ def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None
     try:
         while not STOP.is_set() and not (stop_event is not None and stop_event.is_set()):
             now = time.monotonic()
-            if parent is not None and not parent.is_alive():  # the pool died (kill -9): do not linger
+            if parent_watch.parent_gone():  # the pool died (kill -9): do not linger
                 log.warning("pool process is gone: worker %s stops", os.getpid())
                 break
             if now - last_schedule >= SCHEDULE_EVERY_S:

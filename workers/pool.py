@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from typing import Any
 
@@ -22,11 +23,90 @@ RECONCILE_EVERY_S = 15.0
 
 
 def ctrl_break_is_ctrl_c() -> None:
-    """Windows: make Ctrl+Break (what a console or a parent process can send) stop the pool like Ctrl+C."""
+    """Stop requests from outside stop the pool like Ctrl+C (KeyboardInterrupt: children finish their
+    current request, the rest stays queued, the resume hint is printed): SIGTERM (``kill PID``, a service
+    manager, a closing terminal's job control) everywhere, and Ctrl+Break on Windows."""
     import signal
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if hasattr(signal, "SIGBREAK"):
         signal.signal(signal.SIGBREAK, signal.default_int_handler)
+
+
+class _KillOnCloseJob:
+    """Windows: a Job Object with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE holding the pool's children.
+
+    Why: the OS closes the job's only handle when the pool process ends, however it ends (kill, crash,
+    closed console), and then ends every child with it: a GPU worker can never outlive its pool there.
+    ctypes only (no pywin32). Elsewhere the children watch their parent (workers.parent_watch).
+    """
+
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x00002000
+    JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS = 9
+    PROCESS_SET_QUOTA = 0x0100
+    PROCESS_TERMINATE = 0x0001
+
+    def __init__(self) -> None:
+        self.handle: Any = None
+        if sys.platform != "win32":
+            return
+        import ctypes
+
+        try:
+            kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+            kernel32.CreateJobObjectW.restype = ctypes.c_void_p
+            kernel32.OpenProcess.restype = ctypes.c_void_p
+            handle = kernel32.CreateJobObjectW(None, None)
+            if not handle:
+                raise OSError(ctypes.get_last_error(), "CreateJobObjectW failed")
+            info = job_limit_information(self.JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE)
+            if not kernel32.SetInformationJobObject(ctypes.c_void_p(handle),
+                                                    self.JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS,
+                                                    ctypes.byref(info), ctypes.sizeof(info)):
+                raise OSError(ctypes.get_last_error(), "SetInformationJobObject failed")
+            self.kernel32, self.handle = kernel32, handle
+        except OSError as exc:  # the children still watch their parent
+            log.warning("could not create a kill-on-close job for the workers: %s", exc)
+
+    def add(self, pid: int | None) -> None:
+        if self.handle is None or pid is None:
+            return
+        import ctypes
+
+        proc = self.kernel32.OpenProcess(self.PROCESS_SET_QUOTA | self.PROCESS_TERMINATE, False, pid)
+        if not proc:
+            return
+        try:
+            if not self.kernel32.AssignProcessToJobObject(ctypes.c_void_p(self.handle), ctypes.c_void_p(proc)):
+                log.warning("could not put worker pid %s in the kill-on-close job", pid)
+        finally:
+            self.kernel32.CloseHandle(ctypes.c_void_p(proc))
+
+
+def job_limit_information(limit_flags: int) -> Any:
+    """JOBOBJECT_EXTENDED_LIMIT_INFORMATION (winnt.h) with ``LimitFlags`` set: 144 bytes on 64-bit."""
+    import ctypes
+
+    class IoCounters(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_ulonglong) for name in (
+            "ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
+            "ReadTransferCount", "WriteTransferCount", "OtherTransferCount")]
+
+    class BasicLimitInformation(ctypes.Structure):
+        _fields_ = [("PerProcessUserTimeLimit", ctypes.c_longlong), ("PerJobUserTimeLimit", ctypes.c_longlong),
+                    ("LimitFlags", ctypes.c_uint32), ("MinimumWorkingSetSize", ctypes.c_size_t),
+                    ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", ctypes.c_uint32),
+                    ("Affinity", ctypes.c_size_t), ("PriorityClass", ctypes.c_uint32),
+                    ("SchedulingClass", ctypes.c_uint32)]
+
+    class ExtendedLimitInformation(ctypes.Structure):
+        _fields_ = [("BasicLimitInformation", BasicLimitInformation), ("IoInfo", IoCounters),
+                    ("ProcessMemoryLimit", ctypes.c_size_t), ("JobMemoryLimit", ctypes.c_size_t),
+                    ("PeakProcessMemoryUsed", ctypes.c_size_t), ("PeakJobMemoryUsed", ctypes.c_size_t)]
+
+    info = ExtendedLimitInformation()
+    info.BasicLimitInformation.LimitFlags = limit_flags
+    return info
 
 
 def _child_main(index: int, queue_dir: str, stop_event: Any, log_level: int) -> None:
@@ -40,6 +120,30 @@ def _child_main(index: int, queue_dir: str, stop_event: Any, log_level: int) -> 
     worker_loop(stop_event)
 
 
+class StopFlag:
+    """The pool's stop request, shared with its children: one byte of shared memory, no lock.
+
+    Why not ``multiprocessing.Event``: its internal lock is a semaphore shared by every process, and a
+    child killed (kill -9) while it held it leaves it held for good: the pool then hangs in ``stop()``
+    and every child hangs in ``is_set()``, including its parent watch. A plain byte cannot be left locked.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._flag = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._flag.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._flag.value)
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set() and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.is_set()
+
+
 class WorkerPool:
     def __init__(self, workers: int, log_level: int = logging.INFO) -> None:
         from producer.queue_paths import pin_queue_dir
@@ -47,11 +151,12 @@ class WorkerPool:
         self.n = max(1, int(workers))
         self.queue_dir = str(pin_queue_dir())
         self.ctx = multiprocessing.get_context("spawn")
-        self.stop_event = self.ctx.Event()
+        self.stop_event = StopFlag(self.ctx)
         self.children: dict[int, Any] = {}
         self.log_level = log_level
         self.restarts = 0
         self._last_reconcile = 0.0
+        self._job = _KillOnCloseJob()  # Windows: the OS ends the children with the pool
 
     def _spawn(self, index: int) -> None:
         proc = self.ctx.Process(
@@ -59,6 +164,7 @@ class WorkerPool:
             name=f"excellence-worker-{index}", daemon=False,
         )
         proc.start()
+        self._job.add(proc.pid)
         self.children[index] = proc
 
     def start(self) -> None:
@@ -103,14 +209,20 @@ class WorkerPool:
                 log.warning("worker pid %s did not stop in time: terminating", proc.pid)
                 proc.terminate()
                 proc.join(5)
+            if proc.is_alive():  # SIGTERM only asks (workers.loop); this one does not answer at all
+                proc.kill()
+                proc.join(5)
 
-    def run_forever(self, poll_s: float = 1.0) -> None:
+    def run_forever(self, poll_s: float = 1.0) -> bool:
+        """Supervise until Ctrl+C / SIGTERM / Ctrl+Break; True when stopped that way (the caller says how
+        to continue)."""
         self.start()
         try:
             while True:
                 self.supervise()
                 time.sleep(poll_s)
         except KeyboardInterrupt:
-            log.info("stopping workers (Ctrl+C): current requests finish, the rest stays queued")
+            log.info("stopping workers: current requests finish, the rest stays queued")
+            return True
         finally:
             self.stop()

@@ -11,7 +11,7 @@ import json
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,21 +70,23 @@ def register_run(conn: sqlite3.Connection, run: dict[str, Any], trials: Sequence
             [(run["run_id"], t["trial"], t["model"], t["total"]) for t in trials],
         )
         texts: dict[str, str] = {}
-        rows = []
-        for r in requests:
-            sha, text, body = _split_system(r.body)
-            if sha is not None:
-                texts[sha] = text or ""
-            rows.append((run["run_id"], r.trial, r.chunk, r.seq, r.custom_id, r.model, r.condition, r.temp,
-                         r.type, sha, json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
-        conn.executemany("insert or ignore into texts (sha, text) values (?, ?)", list(texts.items()))
+
+        def rows() -> Iterator[tuple[Any, ...]]:  # streamed: a large run is never all in memory
+            for r in requests:
+                sha, text, body = _split_system(r.body)
+                if sha is not None:
+                    texts[sha] = text or ""
+                yield (run["run_id"], r.trial, r.chunk, r.seq, r.custom_id, r.model, r.condition, r.temp,
+                       r.type, sha, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
         before = conn.total_changes
         conn.executemany(
             "insert or ignore into requests (run_id, trial, chunk, seq, custom_id, model, condition, temp,"
             " type, system_sha, body) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            rows(),
         )
         added = conn.total_changes - before
+        conn.executemany("insert or ignore into texts (sha, text) values (?, ?)", list(texts.items()))
     return added
 
 
@@ -142,10 +144,23 @@ def release_requests(conn: sqlite3.Connection, ids: Sequence[int], state: str = 
         )
 
 
-def record_result(conn: sqlite3.Connection, req: sqlite3.Row, result: Any, attempts: int, pid: int) -> bool:
+def mark_in_flight(conn: sqlite3.Connection, request_id: int, in_flight: bool) -> None:
+    """Charge (``True``) or refund (``False``) a worker death to the request being sent right now.
+
+    Why charge in advance: a process killed by the request it runs (a crash in the engine) cannot write
+    anything afterwards, so the charge must already be there; a request merely claimed, or waiting for
+    the model to load, is never charged (``reset_dead_work`` only reads the counter)."""
+    with transaction(conn):
+        conn.execute("update requests set crashes = max(crashes + ?, 0) where id = ?",
+                     (1 if in_flight else -1, request_id))
+
+
+def record_result(conn: sqlite3.Connection, req: sqlite3.Row, result: Any, attempts: int, pid: int,
+                  refund_crash: bool = False) -> bool:
     """Store the one result of a request (insert-or-ignore on its key) and mark it done.
 
     Returns False when a result already existed: a task that ran twice cannot add a second row.
+    ``refund_crash``: the request was charged by ``mark_in_flight`` (refunded in the same transaction).
     """
     usage = result.usage
     now = time.time()
@@ -161,8 +176,8 @@ def record_result(conn: sqlite3.Connection, req: sqlite3.Row, result: Any, attem
         )
         conn.execute(
             "update requests set state = 'done', attempts = attempts + ?, last_error = null,"
-            " finished_at = ?, heartbeat = ? where id = ?",
-            (attempts, now, now, req["id"]),
+            " finished_at = ?, heartbeat = ?, crashes = max(crashes - ?, 0) where id = ?",
+            (attempts, now, now, int(refund_crash), req["id"]),
         )
         _copy_to_sharers(conn, req["run_id"], req["trial"], req["custom_id"], now)
     return cur.rowcount == 1
@@ -185,14 +200,15 @@ def _copy_to_sharers(conn: sqlite3.Connection, run_id: str, owner: str, custom_i
         " and owner_trial = ? and custom_id = ?)", (now, run_id, custom_id, run_id, owner, custom_id))
 
 
-def record_failure(conn: sqlite3.Connection, req: sqlite3.Row, error: str, attempts: int) -> None:
+def record_failure(conn: sqlite3.Connection, req: sqlite3.Row, error: str, attempts: int,
+                   refund_crash: bool = False) -> None:
     """A request that failed for good: state failed with its one-line error (never a result row)."""
     now = time.time()
     with transaction(conn):
         conn.execute(
-            "update requests set state = 'failed', attempts = attempts + ?, last_error = ?, finished_at = ?"
-            " where id = ? and state != 'done'",
-            (attempts, " ".join(str(error).split())[:2000], now, req["id"]),
+            "update requests set state = 'failed', attempts = attempts + ?, last_error = ?, finished_at = ?,"
+            " crashes = max(crashes - ?, 0) where id = ? and state != 'done'",
+            (attempts, " ".join(str(error).split())[:2000], now, int(refund_crash), req["id"]),
         )
         conn.execute(  # trials reusing this generation fail with it (retry-failed resets both)
             "update requests set state = 'failed', last_error = ?, finished_at = ? where state != 'done'"
@@ -218,19 +234,71 @@ def record_scores(conn: sqlite3.Connection, scores: Iterable[tuple[int, dict[str
 def set_stop(conn: sqlite3.Connection, run_id: str, stop: bool, reason: str | None = None) -> int:
     """Raise or clear a run's stop flag; ``reason`` says why a run stopped by itself (shown by status)."""
     with transaction(conn):
-        if reason is not None:
-            conn.execute("insert or replace into stop_reasons (run_id, reason, at) values (?, ?, ?)",
-                         (run_id, reason, time.time()))
-        elif not stop:
-            conn.execute("delete from stop_reasons where run_id = ?", (run_id,))
-        cur = conn.execute(
-            "update runs set stop_requested = ?, state = case when state = 'done' then state"
-            " when ? then 'stopped' else 'active' end, updated_at = ? where run_id = ?",
-            (int(stop), int(stop), time.time(), run_id),
-        )
-        if stop:  # work not yet taken is no longer queued: resume re-sends it
-            conn.execute("update requests set state = 'pending' where run_id = ? and state = 'queued'", (run_id,))
+        return _set_stop_in(conn, run_id, stop, reason)
+
+
+def _set_stop_in(conn: sqlite3.Connection, run_id: str, stop: bool, reason: str | None) -> int:
+    """``set_stop``'s statements, inside the caller's transaction."""
+    if reason is not None:
+        conn.execute("insert or replace into stop_reasons (run_id, reason, at) values (?, ?, ?)",
+                     (run_id, reason, time.time()))
+    elif not stop:
+        conn.execute("delete from stop_reasons where run_id = ?", (run_id,))
+    cur = conn.execute(
+        "update runs set stop_requested = ?, state = case when state = 'done' then state"
+        " when ? then 'stopped' else 'active' end, updated_at = ? where run_id = ?",
+        (int(stop), int(stop), time.time(), run_id),
+    )
+    if stop:  # work not yet taken is no longer queued: resume re-sends it
+        conn.execute("update requests set state = 'pending' where run_id = ? and state = 'queued'", (run_id,))
+    else:  # an export that could not write (disk full, read-only) is tried again on resume
+        conn.execute("update trials set export_state = 'pending', export_worker = null"
+                     " where run_id = ? and export_state = 'failed'", (run_id,))
     return cur.rowcount
+
+
+def fail_export(conn: sqlite3.Connection, run_id: str, trial: str, reason: str) -> None:
+    """A trial's files could not be written: its export is ``failed`` (reconcile does not send it again
+    in a loop) and the run stops with ``reason``, in one transaction; resuming the run retries it."""
+    with transaction(conn):
+        conn.execute("update trials set export_state = 'failed', export_worker = null"
+                     " where run_id = ? and trial = ?", (run_id, trial))
+        _set_stop_in(conn, run_id, True, reason)
+
+
+def reopen_failed(conn: sqlite3.Connection, run_id: str, ids: Sequence[int]) -> int:
+    """Failures an outage caused go back to ``pending`` (with their trial's export), so the printed
+    ``run --resume`` sends them again; requests that failed for their own reasons stay failed."""
+    if not ids:
+        return 0
+    with transaction(conn):
+        before = conn.total_changes
+        conn.executemany(
+            "update requests set state = 'pending', worker = null, last_error = null, finished_at = null"
+            " where id = ? and run_id = ? and state = 'failed'", [(i, run_id) for i in ids])
+        n = conn.total_changes - before
+        if n:
+            conn.execute(
+                "update trials set export_state = 'pending' where run_id = ? and trial in"
+                " (select distinct trial from requests where run_id = ? and state = 'pending')",
+                (run_id, run_id),
+            )
+    return n
+
+
+def release_worker(conn: sqlite3.Connection, pid: int, refund: Sequence[int] = ()) -> int:
+    """A worker leaving on its own (its pool died) gives back everything it claimed; ``refund``: the
+    requests it had in flight, whose crash charge is taken back (leaving is not a crash)."""
+    with transaction(conn):
+        conn.executemany("update requests set crashes = max(crashes - 1, 0) where id = ? and worker = ?"
+                         " and state = 'running'", [(i, pid) for i in refund])
+        n = conn.execute("update requests set state = 'queued', worker = null where state = 'running'"
+                         " and worker = ?", (pid,)).rowcount
+        conn.execute("update trials set export_state = 'pending', export_worker = null"
+                     " where export_state = 'running' and export_worker = ?", (pid,))
+        conn.execute("update workers set state = 'stopped', heartbeat = ? where host = ? and pid = ?",
+                     (time.time(), HOST, pid))
+    return n
 
 
 def retry_failed(conn: sqlite3.Connection, run_id: str) -> int:
@@ -308,15 +376,12 @@ def finish_export(conn: sqlite3.Connection, run_id: str, trial: str, state: str 
 def reset_dead_work(conn: sqlite3.Connection, live_pids: set[int]) -> int:
     """Work held by dead workers goes back to the queue (requests -> queued, exports -> pending).
 
-    A request that was being run when its worker died MAX_CRASHES times is failed instead: it is
-    what kills the worker (a crash loop must end)."""
+    A request that was in flight (``mark_in_flight``) when its worker died MAX_CRASHES times is failed
+    instead: it is what kills the worker (a crash loop must end). A death before anything was sent
+    (killed while loading the model, out of memory at load) is charged to no request."""
     live = json.dumps(sorted(live_pids))
     dead = "(worker is null or worker not in (select value from json_each(:live)))"
     with transaction(conn):
-        culprits = conn.execute(
-            f"select min(id) from requests where state = 'running' and {dead} group by run_id, worker", {"live": live},
-        ).fetchall()
-        conn.executemany("update requests set crashes = crashes + 1 where id = ?", culprits)
         conn.execute(
             f"update requests set state = 'failed', finished_at = :now, last_error = :err where state = 'running'"
             f" and crashes >= :max and {dead}",

@@ -7,6 +7,11 @@ variable ``EXCELLENCE_FAULTS`` (inherited by spawned workers), e.g.
 ``transient=0.3,permanent=0.1`` (shares of requests, chosen by a hash of the messages: the same
 requests fail in every process). A transient fault fails the first ``transient_tries`` attempts
 (default 1) of a request, then lets it through; a permanent fault fails every attempt.
+
+For the crash drills: ``crash`` (a share of requests whose call ends the process at once, like a
+segfault in the engine), ``delay_s`` (seconds added to every call: a slower model, so a kill lands
+mid-chunk) and ``load_delay_s`` (seconds added to the engine's start, after the weights loaded: a kill
+lands while nothing is in flight yet).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from typing import Any
 
 from workers.engines.base import (
@@ -43,6 +49,8 @@ class FaultyEngine:
         self.transient = spec.get("transient", 0.0)
         self.permanent = spec.get("permanent", 0.0)
         self.transient_tries = int(spec.get("transient_tries", 1))
+        self.crash = spec.get("crash", 0.0)
+        self.delay_s = spec.get("delay_s", 0.0)
         self._tries: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -52,6 +60,10 @@ class FaultyEngine:
     def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult:
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode("utf-8")).hexdigest()
         share = int(key[:8], 16) / 0xFFFFFFFF
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if 1.0 - share < self.crash:  # the top of the range, apart from the permanent/transient shares
+            os._exit(70)
         if share < self.permanent:
             raise PermanentEngineError("injected permanent fault: request rejected")
         if share < self.permanent + self.transient:
@@ -67,4 +79,9 @@ class FaultyEngine:
 
 def maybe_wrap(engine: Engine) -> Engine:
     spec = os.environ.get(ENV_FAULTS, "").strip()
-    return FaultyEngine(engine, _parse(spec)) if spec else engine
+    if not spec:
+        return engine
+    parsed = _parse(spec)
+    if parsed.get("load_delay_s"):
+        time.sleep(parsed["load_delay_s"])
+    return FaultyEngine(engine, parsed)

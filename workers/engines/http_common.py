@@ -2,17 +2,20 @@
 
 Why: the queue retries ``TransientEngineError`` with backoff and records ``PermanentEngineError`` once,
 so every HTTP failure must land in the right class with a one-line message a user can act on:
-connection refused / timeouts / dropped connections / 408 / 429 / 5xx are transient; other 4xx are
+connection refused / timeouts / dropped connections / answers cut off mid-body (a truncated or
+reset response, an incomplete chunked read, JSON that ends early) / 408 / 429 / 5xx are transient; other 4xx are
 permanent and carry the server's own message; an unknown model says how to get it. Secrets (API keys)
 are sent in headers only and never appear in a message.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 from typing import Any
 
 import requests
+import urllib3
 
 from workers.engines.base import PermanentEngineError, TransientEngineError
 
@@ -22,6 +25,23 @@ MAX_MESSAGE = 300
 
 class EngineUnreachableError(TransientEngineError):
     """Nothing listens at the endpoint (connection refused, DNS): transient for the queue, fatal for preflight."""
+
+
+class EngineTimeoutError(TransientEngineError):
+    """No answer within ``request_timeout_s``: retried, and counted by the hung-server check (health.py)."""
+
+
+# A response that started and then broke off: the server went away or the connection was reset mid-answer.
+# requests wraps most of these (ChunkedEncodingError, ContentDecodingError), but urllib3 and http.client can
+# let theirs through, and a reset can surface as the builtin ConnectionError.
+CUT_OFF = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.DecodeError,
+    http.client.HTTPException,
+    ConnectionError,
+)
 
 
 class ModelNotFoundError(PermanentEngineError):
@@ -98,7 +118,10 @@ def request_json(
             raise EngineUnreachableError(f"cannot reach {service} at {base_of(url)}: {start_hint(service)}") from None
         raise TransientEngineError(f"{service} at {base_of(url)}: connection dropped ({type(exc).__name__})") from None
     except requests.exceptions.Timeout:
-        raise TransientEngineError(f"{service} at {base_of(url)}: no answer within {timeout_s:g} s") from None
+        raise EngineTimeoutError(f"{service} at {base_of(url)}: no answer within {timeout_s:g} s") from None
+    except CUT_OFF as exc:
+        raise TransientEngineError(
+            f"{service} at {base_of(url)}: answer cut off mid-body ({type(exc).__name__})") from None
     except requests.exceptions.RequestException as exc:
         raise PermanentEngineError(f"{service} at {base_of(url)}: {one_line(type(exc).__name__)}") from None
     raise_for_status(resp, service, model)

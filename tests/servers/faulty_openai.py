@@ -1,0 +1,226 @@
+"""An OpenAI-compatible chat server on 127.0.0.1 that fails the ways a real one does on a bad night.
+
+Why: the engine-fault and crash-drill tests need real HTTP failures, not exceptions raised in-process:
+a body cut off after its headers (``Content-Length`` promises more than is sent, then the connection
+closes), a connection reset before any answer, HTTP 500, a JSON body that ends mid-object, and a
+server that accepts a request and never answers. Answers follow ``POST /v1/chat/completions`` as
+OpenAI documents it (``choices[0].message.content``, ``finish_reason``, ``usage``); the text is a pure
+function of the messages, so a re-sent request gets the same answer.
+
+Faults come from ``FaultPlan``: a script (one fault per generation request, consumed in order), shares
+drawn per (request, attempt) from a seeded RNG (the same run fails the same way every time), or a
+mode for every request: ``hang`` (generation never answers; ``GET`` still does, like Ollama with a
+stuck runner) or ``frozen`` (nothing answers at all, like a stopped process). ``FaultState`` counts
+every generation request per message key and every complete answer delivered, so a drill can tell a
+retry after a fault from a request sent again after a kill.
+
+Run alone: ``python -m tests.servers.faulty_openai --port 8080 --faults truncate=0.1,e500=0.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS = ("truncate", "reset", "e500", "malformed", "hang")
+
+
+def parse_shares(spec: str) -> dict[str, float]:
+    """``truncate=0.1,e500=0.05`` -> {"truncate": 0.1, "e500": 0.05} (unknown names are an error)."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        if name.strip() not in FAULTS:
+            raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+        out[name.strip()] = float(value)
+    return out
+
+
+@dataclass
+class FaultPlan:
+    script: list[str] = field(default_factory=list)  # "ok" or a FAULTS name, one per generation request
+    shares: dict[str, float] = field(default_factory=dict)
+    mode: str = "ok"  # ok | hang | frozen
+    seed: int = 0
+    hang_s: float = 3600.0
+    latency_s: float = 0.0  # every answer takes this long (a model that needs time to generate)
+
+
+@dataclass
+class FaultState:
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    model: str = "smollm2"
+    sent: Counter = field(default_factory=Counter)  # generation requests received, per message key
+    answered: Counter = field(default_factory=Counter)  # complete 200 answers delivered, per message key
+    faults: Counter = field(default_factory=Counter)
+    gets: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)  # set: hung handlers give up
+
+    def choose(self, key: str) -> str:
+        with self.lock:
+            self.sent[key] += 1
+            n = self.sent[key]
+            if self.plan.mode != "ok":
+                fault = "hang"
+            elif self.plan.script:
+                fault = self.plan.script.pop(0)
+            else:
+                draw = random.Random(f"{self.plan.seed}:{key}:{n}").random()
+                fault, edge = "ok", 0.0
+                for name in FAULTS:
+                    edge += self.plan.shares.get(name, 0.0)
+                    if draw < edge:
+                        fault = name
+                        break
+            self.faults[fault] += 1
+            return fault
+
+
+def message_key(messages: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
+def answer_text(messages: list[dict[str, Any]]) -> str:
+    return f"Answer {message_key(messages)[:8]}."
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "FaultyOpenAI/0.1"
+    protocol_version = "HTTP/1.1"  # keep-alive, as llama-server and vLLM speak it
+    state: FaultState
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
+        return
+
+    def _send_bytes(self, status: int, data: bytes, length: int | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data) if length is None else length))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _hang(self) -> None:
+        self.state.release.wait(self.state.plan.hang_s)
+        self.close_connection = True
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        if self.state.plan.mode == "frozen":
+            self._hang()
+            return
+        with self.state.lock:
+            self.state.gets += 1
+        if self.path.rstrip("/") in ("/v1/models", "/models"):
+            self._send_bytes(200, json.dumps({"object": "list", "data": [
+                {"id": self.state.model, "object": "model", "owned_by": "test"}]}).encode("utf-8"))
+        else:
+            self._send_bytes(200, b'{"status": "ok"}')
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length).decode("utf-8") or "{}")
+        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            self._send_bytes(404, b'{"error": {"message": "not found"}}')
+            return
+        messages = body.get("messages") or []
+        key = message_key(messages + [{"temperature": body.get("temperature")}])  # one key per request
+        fault = self.state.choose(key)
+        if fault == "hang":
+            self._hang()
+            return
+        if fault == "reset":  # RST before any byte of the answer
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
+        if self.state.plan.latency_s:
+            time.sleep(self.state.plan.latency_s)
+        if fault == "e500":
+            self._send_bytes(500, b'{"error": {"message": "llama runner process has terminated", "code": 500}}')
+            return
+        text = answer_text(messages)
+        words = len(text.split())
+        out = {"id": f"chatcmpl-{key}", "object": "chat.completion", "created": int(time.time()),
+               "model": body.get("model") or self.state.model,
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 10 + sum(len(str(m.get("content") or "").split()) for m in messages),
+                         "completion_tokens": words,
+                         "total_tokens": 10 + words + sum(len(str(m.get("content") or "").split()) for m in messages)}}
+        data = json.dumps(out).encode("utf-8")
+        if fault == "truncate":  # headers promise the whole body; half of it arrives, then the connection ends
+            self.close_connection = True
+            self._send_bytes(200, data[: len(data) // 2], length=len(data))
+            return
+        if fault == "malformed":  # a complete HTTP answer whose JSON ends mid-object
+            self._send_bytes(200, data[: len(data) // 2])
+            return
+        self._send_bytes(200, data)
+        with self.state.lock:
+            self.state.answered[key] += 1
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (killed worker, timeout) is part of the drill, not an error to print."""
+        return
+
+
+class FaultyOpenAIServer:
+    """Start/stop the server on 127.0.0.1 (a free port unless given) in a daemon thread."""
+
+    def __init__(self, state: FaultState | None = None, port: int = 0) -> None:
+        self.state = state or FaultState()
+        handler = type("BoundHandler", (Handler,), {"state": self.state})
+        self.httpd = _QuietServer(("127.0.0.1", port), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FaultyOpenAIServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.state.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--faults", default="", help="shares, e.g. truncate=0.1,reset=0.05,e500=0.05")
+    parser.add_argument("--mode", choices=("ok", "hang", "frozen"), default="ok")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    plan = FaultPlan(shares=parse_shares(args.faults), mode=args.mode, seed=args.seed)
+    server = FaultyOpenAIServer(FaultState(plan=plan), args.port)
+    print(f"faulty OpenAI-compatible server on {server.url}", flush=True)
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

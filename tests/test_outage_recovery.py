@@ -1,0 +1,85 @@
+"""An engine outage never leaves failed requests behind (issue 13 item 3), with real processes, real SQLite
+and a real server on 127.0.0.1 (tests/servers/faulty_openai.py):
+
+- the engine goes away mid-run: the run stops with its reason, the requests that failed while the
+  stop was being detected go back to pending, and the printed resume command finishes every one;
+- the server hangs (accepts requests, never answers): the stop trips after one or two timed-out
+  attempts, not after 16 requests x every retry (ten hours with the default 600 s timeout).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.queue_support import count_state, expected_ids, ledger, producer, run_id_of, write_config
+from tests.servers.faulty_openai import FaultPlan, FaultState, FaultyOpenAIServer
+from tests.servers.llama_server import free_port
+
+SIZES = {"squad_v2": 6, "triviaqa": 4, "nq_open": 4}  # 28 requests
+
+
+def _cfg(tmp_path, url: str, **overrides):
+    return write_config(tmp_path, local_engine="openai_compat", local_model="smollm2", local_endpoint=f"{url}/v1",
+                        sizes=SIZES, **overrides)
+
+
+def test_failures_of_an_outage_go_back_to_pending_and_resume_finishes_them(tmp_path):
+    port = free_port()
+    queue = tmp_path / "queue"
+    cfg = _cfg(tmp_path, f"http://127.0.0.1:{port}", max_retries=1, retry_backoff_s=0.01)
+    out = producer(["run", "--config", str(cfg), "--workers", "1", "--no-preflight"], queue)
+    assert out.returncode == 1, out.stdout + out.stderr
+    run_id = run_id_of(queue)
+    assert f"run {run_id} stopped: engine down:" in out.stdout
+    assert count_state(queue, run_id, "failed") == 0  # 16-20 stayed failed before
+    assert count_state(queue, run_id, "pending") == 28
+    with ledger(queue) as conn:
+        assert conn.execute("select count(*) from requests where run_id = ? and last_error is not null",
+                            (run_id,)).fetchone()[0] == 0
+    st = json.loads(producer(["status", "--json"], queue).stdout)
+    assert st["state"] == "stopped" and st["stop_reason"].startswith("engine down: ")
+
+    with FaultyOpenAIServer(FaultState(), port=port) as server:  # the engine is back
+        again = producer(["run", "--resume", run_id, "--workers", "1"], queue)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert sum(server.state.answered.values()) == 28
+    assert "done: 28 results, 0 failed" in again.stdout
+    with ledger(queue) as conn:
+        keys = sorted(r[0] for r in conn.execute("select custom_id from results where run_id = ?", (run_id,)))
+    assert keys == expected_ids(queue, run_id)
+
+
+@pytest.mark.parametrize(("mode", "sends", "why"), [
+    ("hang", 2, "2 attempts in a row got no answer"),  # GET still answers (Ollama with a stuck runner)
+    ("frozen", 1, "the server does not answer at all"),  # nothing answers (a stopped process)
+])
+def test_a_hung_server_trips_the_engine_down_stop_after_one_or_two_timeouts(tmp_path, mode, sends, why):
+    queue = tmp_path / "queue"
+    with FaultyOpenAIServer(FaultState(plan=FaultPlan(mode=mode))) as server:
+        cfg = _cfg(tmp_path, server.url, request_timeout_s=1.0, max_retries=3, retry_backoff_s=0.01)
+        out = producer(["run", "--config", str(cfg), "--workers", "1", "--no-preflight"], queue)
+        sent = sum(server.state.sent.values())
+    assert out.returncode == 1, out.stdout + out.stderr
+    run_id = run_id_of(queue)
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith(f"run {run_id} stopped: "))
+    assert "engine down:" in line and "no answer within 1 s" in line and why in line
+    assert "raise request_timeout_s" in line
+    assert sent == sends  # before: 16 requests x 4 attempts, each waiting the whole timeout
+    assert count_state(queue, run_id, "failed") == 0 and count_state(queue, run_id, "pending") == 28
+
+
+def test_the_window_remembers_which_failures_an_outage_may_explain_and_counts_timeout_rounds():
+    from workers.engines.health import FailureWindow
+
+    window = FailureWindow(size=4, threshold=0.75)
+    window.failure("gave up after 2 attempts: connection dropped", 11)
+    window.failure("HTTP 400: prompt too long")  # the request's own fault: never given back
+    window.failure("gave up after 2 attempts: cannot reach", 13)
+    assert window.failed_ids() == [11, 13]
+    assert [window.timeout("no answer within 600 s", concurrent=2) for _ in range(3)] == [False, False, True]
+    window.success()  # an answer in between: the server is alive
+    assert window.timeout("no answer within 600 s") is False and window.timeout("no answer") is True
+    window.reset()
+    assert window.failed_ids() == [] and window.timeout("no answer") is False
