@@ -56,12 +56,26 @@ def pin_queue_dir() -> Path:
     return path
 
 
+_CHECKED: set[tuple[int, str]] = set()  # (pid, path) already checked in this process
+
+
 def check_sqlite_file(path: Path, way_out: str) -> Path:
-    """A database file that exists must start with SQLite's header (a garbage or zeroed file does not)."""
+    """A database file that exists must start with SQLite's header (a garbage or zeroed file does not).
+
+    Why once per process: on POSIX, closing *any* handle to a file drops every lock this process holds
+    on it, including SQLite's own locks from open connections: re-reading the header while a connection
+    is open can corrupt the database (it did, in the crash drill). The first check in a process runs
+    before that process opens the file with SQLite; a file that does not exist yet is created by SQLite
+    in this process, so it is not read again either.
+    """
+    key = (os.getpid(), str(path))
+    if key in _CHECKED:
+        return path
     try:
         with path.open("rb") as fh:
             head = fh.read(len(SQLITE_HEADER))
     except FileNotFoundError:
+        _CHECKED.add(key)
         return path
     except IsADirectoryError:
         raise QueueError(f"{path} is a folder, not a database: move it away") from None
@@ -69,6 +83,7 @@ def check_sqlite_file(path: Path, way_out: str) -> Path:
         raise QueueError(f"cannot read {path}: {exc.strerror or exc}: make it readable and writable") from None
     if head and head != SQLITE_HEADER:
         raise QueueError(f"{path} is not a SQLite database (damaged or overwritten): {way_out}")
+    _CHECKED.add(key)
     return path
 
 
