@@ -1,5 +1,6 @@
-"""The command line and everything before execution: config snapshot, data preparation, request
-building and planning, the ledger (``producer.ledger``), enqueue and reconcile. Workers execute.
+"""The command line (``producer.cli``: the group, one module per command) and everything before
+execution: config snapshot, data preparation, request building and planning, the ledger
+(``producer.ledger``), enqueue and reconcile. Workers execute.
 
 ``producer.huey`` (the SqliteHuey instance, for ``huey_consumer producer.huey``) is loaded lazily so
 that ``python -m producer --help`` and stages that need no queue never open or create ``queue/``.

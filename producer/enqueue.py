@@ -23,7 +23,9 @@ from config.schema import EvalConfig
 from producer.console import UserError
 from producer.layout import RunLayout
 from producer.ledger import connect
-from producer.ledger.queries import get_run, latest_run, request_count
+from producer.ledger.locate import find_run_queue
+from producer.ledger.queries import get_run, latest_run, request_count, trial_names
+from producer.ledger.sweep import register_shared
 from producer.ledger.writes import NewRequest, register_run, retry_failed, set_stop
 
 CHUNK_SIZE = 16  # requests per inference task: small enough to lose little on a crash
@@ -84,7 +86,6 @@ def recorded_config(run_id: str) -> tuple[EvalConfig, str]:
     needs no ``--config`` and works from any folder."""
     from config.errors import ConfigError
     from config.schema import validate_config_dict
-    from producer.queue_paths import find_run_queue
 
     if find_run_queue(run_id) is None:
         raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
@@ -190,7 +191,7 @@ def enqueue_run(
 
     A new run of absurd size is refused before its folder is written unless ``yes``; requests are
     streamed into the ledger, never held in memory all at once."""
-    from producer.config_option import apply_data_overrides
+    from config.lookup import apply_data_overrides
     from producer.reconcile import reconcile  # opens huey.sqlite3: a bad queue is one line, nothing written
 
     connect()  # the ledger too (read-only, damaged): checked before anything is written
@@ -250,7 +251,7 @@ def enqueue_run(
             "experiments_dir": str(layout.experiments_dir),
             "prepared_dir": str(prepared_dir),
         }
-        from producer.sweep_share import register_shared, write_manifest_notes
+        from producer.sweep_share import write_manifest_notes
 
         register_shared(conn, run_id, shared)  # before the requests: none of them is ever generated twice
         registered = register_run(conn, run_row, trials, requests)
@@ -260,9 +261,8 @@ def enqueue_run(
         if retry_failed_requests:
             retry_failed(conn, run_id)
     report = reconcile(run_id)
-    trial_names = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
     return EnqueueSummary(run_id, created, request_count(conn, run_id), registered, report.enqueued,
-                          layout.run_dir, trial_names, engine)
+                          layout.run_dir, trial_names(conn, run_id), engine)
 
 
 def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSummary:
@@ -281,6 +281,5 @@ def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSumma
     elif retry_failed_requests:
         retry_failed(conn, run_id)
     report = reconcile(run_id)
-    trial_names = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
     return EnqueueSummary(run_id, False, request_count(conn, run_id), 0, report.enqueued,
-                          Path(run["experiments_dir"]) / f"run_{run_id}", trial_names, run["engine"])
+                          Path(run["experiments_dir"]) / f"run_{run_id}", trial_names(conn, run_id), run["engine"])

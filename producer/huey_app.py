@@ -2,8 +2,8 @@
 
 The database is ``queue/huey.sqlite3`` under the working directory, or under ``$EXCELLENCE_QUEUE_DIR``
 when that is set (every process of a run must see the same value). WAL mode and a 60 s busy timeout
-let several processes share it (ARCHITECTURE fact 9). Huey only carries messages; the ledger
-(``queue/ledger.sqlite3``) is the source of truth for what is done (ARCHITECTURE fact 3).
+let several processes share it (docs/architecture.md fact 9). Huey only carries messages; the ledger
+(``queue/ledger.sqlite3``) is the source of truth for what is done (docs/architecture.md fact 3).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from huey import SqliteHuey
 from huey.api import Task
 
+from producer.ledger.huey_messages import insert_messages
 from producer.queue_paths import HUEY_WAY_OUT, QueueError, describe_sqlite_error, huey_path
 
 HUEY_NAME = "excellence"
@@ -60,8 +61,7 @@ def enqueue_many(tasks: Iterable[Task]) -> int:
     rows = [(huey.storage.name, huey.serialize_task(t), float(t.priority or 0)) for t in tasks]
     if not rows:
         return 0
-    with huey.storage.db(commit=True) as curs:
-        curs.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
+    insert_messages(huey.storage, rows)
     return len(rows)
 
 

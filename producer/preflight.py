@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import EvalConfig
+from producer.ledger.db import check_writable
 
 OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 HTTP_TIMEOUT_S = 5.0
@@ -141,12 +142,7 @@ def queue_check() -> Check:
     ledger = folder / LEDGER_DB
     if ledger.exists():
         try:
-            con = sqlite3.connect(ledger, timeout=2.0)
-            try:
-                con.execute("BEGIN IMMEDIATE")
-                con.rollback()
-            finally:
-                con.close()
+            check_writable(ledger)
         except sqlite3.Error as exc:
             return Check("queue", FAIL, f"{ledger} not writable: {exc}")
     return Check("queue", OK, f"{folder} writable")

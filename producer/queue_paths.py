@@ -124,30 +124,3 @@ def huey_path() -> Path:
 
 def model_lock_path() -> Path:
     return queue_dir() / MODEL_LOCK
-
-
-def _holds_run(folder: Path, run_id: str) -> bool:
-    ledger = folder / LEDGER_DB
-    if not ledger.is_file():
-        return False
-    try:
-        con = sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("select 1 from runs where run_id = ?", (run_id,)).fetchone() is not None
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return False
-
-
-def find_run_queue(run_id: str) -> Path | None:
-    """The queue folder that holds ``run_id``: ``EXCELLENCE_QUEUE_DIR`` when set, else ``./queue``, else
-    the project's own ``queue/`` (a printed resume command typed in another folder). Pins the folder
-    it finds, so the worker processes use it too; None when no folder holds the run."""
-    if os.environ.get(ENV_QUEUE_DIR):
-        return queue_dir(create=False)
-    for folder in dict.fromkeys((queue_dir(create=False), PROJECT_QUEUE_DIR.resolve())):
-        if _holds_run(folder, run_id):
-            os.environ[ENV_QUEUE_DIR] = str(folder)
-            return folder
-    return None

@@ -1,4 +1,4 @@
-"""Reconcile the ledger with the queue (ARCHITECTURE fact 3): nothing lost, nothing run twice.
+"""Reconcile the ledger with the queue (docs/architecture.md fact 3): nothing lost, nothing run twice.
 
 Runs at ``enqueue``, ``run``/``--resume``, pool start-up, after a crashed child and every minute
 under ``huey_consumer``. Work held by dead workers goes back to ``queued``; every open chunk without

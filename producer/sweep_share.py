@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from config.contract import TRIAL_MANIFEST_JSON
+from producer.ledger.sweep import shared_counts
 from producer.requests_build import Request
 from producer.trials import Trial
 
@@ -46,34 +47,6 @@ def plan_shared(trial_requests: Iterable[tuple[Trial, Iterable[Request]]]
                 mine.append(req)
         owned.append((trial, mine))
     return owned, shared
-
-
-# The ledger table that maps a reusing trial's request to its owner (created with the ledger schema).
-SHARED_DDL = """create table if not exists shared_requests (
-        run_id text not null, trial text not null, custom_id text not null, owner_trial text not null,
-        primary key (run_id, trial, custom_id))"""
-
-
-def register_shared(conn: Any, run_id: str, shared: dict[tuple[str, str], str]) -> None:
-    """Record who reuses whom (insert-or-ignore; before the requests, so no request runs twice)."""
-    from producer.ledger.db import transaction
-
-    conn.execute(SHARED_DDL)
-    with transaction(conn):
-        conn.executemany(
-            "insert or ignore into shared_requests (run_id, trial, custom_id, owner_trial) values (?, ?, ?, ?)",
-            [(run_id, t, c, o) for (t, c), o in shared.items()],
-        )
-
-
-def shared_counts(conn: Any, run_id: str) -> dict[str, dict[str, int]]:
-    """trial -> {owner_trial: number of requests it reuses}."""
-    conn.execute(SHARED_DDL)
-    out: dict[str, dict[str, int]] = {}
-    for row in conn.execute("select trial, owner_trial, count(*) from shared_requests where run_id = ?"
-                            " group by trial, owner_trial", (run_id,)):
-        out.setdefault(row[0], {})[row[1]] = row[2]
-    return out
 
 
 def write_manifest_notes(conn: Any, layout: Any, run_id: str) -> None:

@@ -1,6 +1,7 @@
 """costs.json from predictions.csv token usage and the configured prices (CONTRACT section 8).
 
-    python -m scoring.costs --pred_csv P --out_path O [--config C] [--manifest trial_manifest.json]
+    python -m producer costs --pred-csv P --out-path O [--config C] [--manifest trial_manifest.json]
+    (alias: python -m scoring.costs)
 
 Prices are USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half), applied
 when the run used Fireworks' batch API. For a local run nothing is billed: ``usd`` is the *equivalent
@@ -20,13 +21,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import click
 import pandas as pd
 
 from config.atomic import write_json_atomic
 from config.contract import RAW_RESULTS_JSONL
-from config.schema import EvalConfig, Pricing, load_config
-from producer.console import UserError, make_console_safe, one_line_errors
+from config.schema import EvalConfig, Pricing
+from producer.console import UserError
 from producer.results_io import ResultsFormatError, check_unique_custom_ids
 
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -128,22 +128,7 @@ def write_costs(pred_csv: Path, out_path: Path, cfg: EvalConfig | None = None, m
     return write_json_atomic(Path(out_path), data)
 
 
-@click.command()
-@click.option("--pred_csv", required=True, type=click.Path(path_type=Path), help="predictions.csv")
-@click.option("--out_path", required=True, type=click.Path(path_type=Path), help="costs.json to write")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="config YAML (pricing and backend); defaults when omitted")
-@click.option("--manifest", type=click.Path(path_type=Path), default=None, help="trial_manifest.json (optional)")
-@one_line_errors
-def main(pred_csv: Path, out_path: Path, config_path: Path | None, manifest: Path | None) -> None:
-    """Token totals and USD cost of a trial."""
-    make_console_safe()
-    if not pred_csv.is_file():
-        raise UserError(f"predictions not found: {pred_csv}")
-    cfg = load_config(config_path, check_files=False) if config_path else None
-    path = write_costs(pred_csv, out_path, cfg, manifest)
-    click.echo(f"wrote {path}")
+if __name__ == "__main__":  # alias: the command lives in producer/cli/cmd_costs.py
+    from producer.cli import run_alias
 
-
-if __name__ == "__main__":
-    main()
+    run_alias("costs", "python -m scoring.costs")

@@ -1,16 +1,14 @@
 """One trial's report: ``report.md``, a self-contained ``report.html`` and PNG figures.
 
-Usage: ``python -m scoring.report --results_dir experiments/run_X/<slug>/results`` (reports go to the
-sibling ``reports/`` folder, CONTRACT section 9). Missing artifacts show as "not available"; the report
-never fails because a run was incomplete.
+Usage: ``python -m producer report --results-dir experiments/run_X/<slug>/results`` (alias
+``python -m scoring.report``; reports go to the sibling ``reports/`` folder, CONTRACT section 9).
+Missing artifacts show as "not available"; the report never fails because a run was incomplete.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import click
 
 FIGURE_PATTERNS = ("forest_*.png", "risk_coverage_*.png", "telemetry.png")
 
@@ -63,33 +61,7 @@ def write_report(results_dir: Path, reports_dir: Path | None = None, cfg: Any = 
             "headline": [b.text for b in doc if isinstance(b, Para) and b.kind in ("headline", "subhead")]}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--results_dir", required=True, type=click.Path(path_type=Path), help="A trial's results/ folder.")
-@click.option("--reports_dir", type=click.Path(path_type=Path), default=None,
-              help="Where to write (default: the sibling reports/ folder).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Optional config, used for settings when trial_manifest.json is missing.")
-def main(results_dir: Path, reports_dir: Path | None, config_path: Path | None) -> None:
-    """Render report.md and report.html for one trial."""
-    from producer.console import UserError, make_console_safe, one_line_errors
+if __name__ == "__main__":  # alias: the command lives in producer/cli/cmd_report.py
+    from producer.cli import run_alias
 
-    make_console_safe()
-
-    @one_line_errors
-    def run() -> None:
-        if not results_dir.is_dir():
-            raise UserError(f"results folder not found: {results_dir}")
-        cfg = None
-        if config_path is not None:
-            from config.schema import load_config
-
-            cfg = load_config(config_path, check_files=False)
-        out = write_report(results_dir, reports_dir, cfg)
-        click.echo(f"wrote {out['report_html']}")
-        click.echo(f"wrote {out['report_md']}")
-
-    run()
-
-
-if __name__ == "__main__":
-    main()
+    run_alias("report", "python -m scoring.report")

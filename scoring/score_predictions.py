@@ -1,19 +1,16 @@
-"""Stage CLI: predictions.csv + prepared items -> per_item_scores.csv (CONTRACT sections 4-6).
+"""Scoring stage: predictions.csv + prepared items -> per_item_scores.csv (CONTRACT sections 4-6).
 
-    python -m scoring.score_predictions --pred_csv P --prepared_dir D --out_dir O [--config C]
+    python -m producer score --pred-csv P --prepared-dir D --out-dir O [--config C]
+    (alias: python -m scoring.score_predictions)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 from config.contract import PER_ITEM_SCORES_CSV
-from config.schema import EvalConfig, Unsupported, load_config
-from producer.console import UserError, make_console_safe, one_line_errors
+from config.schema import EvalConfig, Unsupported
 from scoring.aggregate import (
-    ScoringInputError,
     aggregate,
     items_by_key,
     read_predictions,
@@ -33,25 +30,7 @@ def score_predictions(pred_csv: Path, prepared_dir: Path, out_dir: Path, cfg: Ev
     return write_per_item_csv(per_item, Path(out_dir) / PER_ITEM_SCORES_CSV)
 
 
-@click.command()
-@click.option("--pred_csv", required=True, type=click.Path(path_type=Path), help="predictions.csv")
-@click.option("--prepared_dir", required=True, type=click.Path(path_type=Path), help="prepared items folder")
-@click.option("--out_dir", required=True, type=click.Path(path_type=Path), help="where per_item_scores.csv goes")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="config YAML (for the unsupported-answer settings)")
-@one_line_errors
-def main(pred_csv: Path, prepared_dir: Path, out_dir: Path, config_path: Path | None) -> None:
-    """Score predictions into per-item means over samples."""
-    make_console_safe()
-    if not pred_csv.is_file():
-        raise UserError(f"predictions not found: {pred_csv}")
-    cfg = load_config(config_path, check_files=False) if config_path else None
-    try:
-        path = score_predictions(pred_csv, prepared_dir, out_dir, cfg)
-    except ScoringInputError as exc:
-        raise UserError(str(exc)) from None
-    click.echo(f"wrote {path}")
+if __name__ == "__main__":  # alias: the command lives in producer/cli/cmd_score.py
+    from producer.cli import run_alias
 
-
-if __name__ == "__main__":
-    main()
+    run_alias("score", "python -m scoring.score_predictions")

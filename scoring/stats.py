@@ -1,6 +1,6 @@
-"""Stage CLI and builder for significance.json (CONTRACT section 7, schema_version 2).
+"""Builder of significance.json (CONTRACT section 7, schema_version 2).
 
-    python -m scoring.stats --per_item_csv P --config C --out_path O
+    python -m producer stats --per-item-csv P --config C --out-path O   (alias: python -m scoring.stats)
 
 Pairs control and treatment per (temp, type) on item_key; everything is seeded from ``stats.seed`` and
 the block's label, so a rerun gives the same file. See docs/statistics.md for what each number means.
@@ -15,14 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import pandas as pd
 
 from config.atomic import write_json_atomic
 from config.contract import CONDITIONS, parse_item_key
-from config.schema import StatsConfig, load_config
-from producer.console import UserError, make_console_safe, one_line_errors
+from config.schema import StatsConfig
 from scoring.aggregate import ScoringInputError, read_per_item_csv
 from scoring.fdr import apply_fdr
 from scoring.stats_meta import meta_analysis, selective_risk_curve, tost
@@ -163,24 +161,7 @@ def run_stats(per_item_csv: Path, cfg: StatsConfig, out_path: Path) -> Path:
     return write_json_atomic(Path(out_path), build_significance(per_item, cfg))
 
 
-@click.command()
-@click.option("--per_item_csv", required=True, type=click.Path(path_type=Path), help="per_item_scores.csv")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="config YAML (its `stats` section); defaults when omitted")
-@click.option("--out_path", required=True, type=click.Path(path_type=Path), help="significance.json to write")
-@one_line_errors
-def main(per_item_csv: Path, config_path: Path | None, out_path: Path) -> None:
-    """Paired statistics of treatment vs control into significance.json."""
-    make_console_safe()
-    if not per_item_csv.is_file():
-        raise UserError(f"per-item scores not found: {per_item_csv}")
-    cfg = load_config(config_path, check_files=False).stats if config_path else StatsConfig()
-    try:
-        path = run_stats(per_item_csv, cfg, out_path)
-    except ScoringInputError as exc:
-        raise UserError(str(exc)) from None
-    click.echo(f"wrote {path}")
+if __name__ == "__main__":  # alias: the command lives in producer/cli/cmd_stats.py
+    from producer.cli import run_alias
 
-
-if __name__ == "__main__":
-    main()
+    run_alias("stats", "python -m scoring.stats")

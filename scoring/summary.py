@@ -1,7 +1,7 @@
 """Multi-trial summary for a run with several trials (a sweep over prompt sets, models or sampling).
 
-Usage: ``python -m scoring.summary --run_dir experiments/run_<ID>`` writes ``summary.md`` and a
-self-contained ``summary.html`` in the run folder. Each trial's treatment effect (treatment - control
+Usage: ``python -m producer summary --run-dir experiments/run_<ID>`` (alias ``python -m scoring.summary``)
+writes ``summary.md`` and a self-contained ``summary.html`` in the run folder. Each trial's treatment effect (treatment - control
 on that trial's paired items) is compared side by side per condition, temperature and metric; control
 and treatment are never pooled across trials. Benjamini-Hochberg FDR is applied again across every
 test of every trial (q across trials), since a sweep multiplies the number of tests.
@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import click
 
 from config.atomic import write_text_atomic
 from config.contract import LOCAL_COSTS_JSON, PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
@@ -172,24 +170,7 @@ def write_run_summary(run_dir: Path) -> Path:
     return write_text_atomic(run_dir / "summary.html", to_html(doc, title))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--run_dir", required=True, type=click.Path(path_type=Path), help="experiments/run_<ID> folder.")
-def main(run_dir: Path) -> None:
-    """Compare treatment effects across the trials of one run."""
-    from producer.console import UserError, make_console_safe, one_line_errors
+if __name__ == "__main__":  # alias: the command lives in producer/cli/cmd_summary.py
+    from producer.cli import run_alias
 
-    make_console_safe()
-
-    @one_line_errors
-    def run() -> None:
-        if not run_dir.is_dir():
-            raise UserError(f"run folder not found: {run_dir}")
-        out = write_run_summary(run_dir)
-        click.echo(f"wrote {out}")
-        click.echo(f"wrote {out.with_suffix('.md')}")
-
-    run()
-
-
-if __name__ == "__main__":
-    main()
+    run_alias("summary", "python -m scoring.summary")

@@ -1,9 +1,9 @@
-"""Telemetry samples in the ledger's SQLite file (table ``telemetry_samples``).
+"""Telemetry samples in the ledger's SQLite file (table ``telemetry_samples``), as ``Sample`` objects.
 
 Why: the ledger is the one durable place a run writes to, and ``status`` already reads it; keeping the
-samples there (in a table this module owns) means no extra file to find. Writes are one short
-transaction per batch (WAL, busy timeout: docs/architecture.md fact 9); each call opens its own connection, so
-the store is safe to use from the sampler thread and from any spawned worker process.
+samples there means no extra file to find. The table and its SQL belong to the ledger package
+(``producer.ledger.telemetry``: one short connection per call, safe from the sampler thread and from
+any spawned worker process); this module adds the samples' meaning: rates and the ``status`` line.
 """
 
 from __future__ import annotations
@@ -14,42 +14,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from producer.ledger.telemetry import (
+    SAMPLE_FIELDS,
+    TABLE,
+    create_samples_table,
+    insert_samples,
+    latest_samples,
+    read_samples,
+)
 from telemetry.sampler import Sample
 
-TABLE = "telemetry_samples"
-_FIELDS = (
-    "t",
-    "gpu_mem_used_mib",
-    "gpu_mem_total_mib",
-    "gpu_util_pct",
-    "power_w",
-    "temp_c",
-    "cpu_pct",
-    "rss_mib",
-    "requests_done",
-    "prompt_tokens",
-    "completion_tokens",
-)
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    trial TEXT NOT NULL DEFAULT '',
-    pid INTEGER,
-    t REAL NOT NULL,
-    gpu_mem_used_mib REAL,
-    gpu_mem_total_mib REAL,
-    gpu_util_pct REAL,
-    power_w REAL,
-    temp_c REAL,
-    cpu_pct REAL,
-    rss_mib REAL,
-    requests_done INTEGER NOT NULL DEFAULT 0,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS {TABLE}_run_t ON {TABLE}(run_id, trial, t);
-"""
+__all__ = ["TABLE", "TelemetryStore", "current_rates", "status_line"]
 
 
 class TelemetryStore:
@@ -61,35 +36,14 @@ class TelemetryStore:
         self.readonly = readonly
         if readonly:  # status: never create or write anything
             return
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._connect()
-        try:
-            con.executescript(_SCHEMA)
-        finally:
-            con.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.readonly:
-            uri = self.db_path.resolve().as_uri() + "?mode=ro"
-            return sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_s)
-        con = sqlite3.connect(str(self.db_path), timeout=self.busy_timeout_s)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-        return con
+        create_samples_table(self.db_path, busy_timeout_s)
 
     def insert_many(self, samples: Iterable[Sample], run_id: str, trial: str = "", pid: int | None = None) -> int:
         """One transaction for the whole batch; returns rows written."""
-        rows = [(run_id, trial, pid, *(getattr(s, f) for f in _FIELDS)) for s in samples]
+        rows = [(run_id, trial, pid, *(getattr(s, f) for f in SAMPLE_FIELDS)) for s in samples]
         if not rows:
             return 0
-        cols = ", ".join(("run_id", "trial", "pid", *_FIELDS))
-        marks = ", ".join("?" * (3 + len(_FIELDS)))
-        con = self._connect()
-        try:
-            with con:
-                con.executemany(f"INSERT INTO {TABLE} ({cols}) VALUES ({marks})", rows)
-        finally:
-            con.close()
+        insert_samples(self.db_path, self.busy_timeout_s, rows)
         return len(rows)
 
     def sink(self, run_id: str, trial: str = "", pid: int | None = None):
@@ -104,32 +58,12 @@ class TelemetryStore:
         self, run_id: str, trial: str | None = None, since: float | None = None, until: float | None = None
     ) -> list[Sample]:
         """Samples of a run (optionally one trial and a time window), oldest first."""
-        where, args = ["run_id = ?"], [run_id]
-        if trial is not None:
-            where.append("trial = ?")
-            args.append(trial)
-        if since is not None:
-            where.append("t >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("t <= ?")
-            args.append(until)
-        sql = f"SELECT {', '.join(_FIELDS)} FROM {TABLE} WHERE {' AND '.join(where)} ORDER BY t, id"
-        con = self._connect()
-        try:
-            return [Sample(*row) for row in con.execute(sql, args)]
-        finally:
-            con.close()
+        rows = read_samples(self.db_path, self.busy_timeout_s, self.readonly, run_id, trial, since, until)
+        return [Sample(*row) for row in rows]
 
     def latest(self, run_id: str, n: int = 40) -> list[Sample]:
         """The newest ``n`` samples of a run, oldest first (what ``status`` needs)."""
-        sql = f"SELECT {', '.join(_FIELDS)} FROM {TABLE} WHERE run_id = ? ORDER BY t DESC, id DESC LIMIT ?"
-        con = self._connect()
-        try:
-            rows = [Sample(*row) for row in con.execute(sql, (run_id, n))]
-        finally:
-            con.close()
-        return rows[::-1]
+        return [Sample(*row) for row in latest_samples(self.db_path, self.busy_timeout_s, self.readonly, run_id, n)]
 
 
 def current_rates(samples: list[Sample]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from config.errors import ConfigError
+from config.lookup import resolve_config_path
 from config.schema import load_config, validate_config_dict
-from producer.config_option import resolve_config_path
 from tests.conftest import ROOT
 from tests.foundation_support import make_workdir
 

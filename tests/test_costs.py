@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from config.schema import Pricing
+from producer.cli.cmd_costs import costs as costs_main
 from scoring.costs import compute_costs
-from scoring.costs import main as costs_main
 from tests.test_scoring_pipeline import make_inputs
 
 

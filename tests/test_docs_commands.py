@@ -35,6 +35,7 @@ from tests.test_windows_safety_powershell import _parser, _text, _walk, task_tab
 
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 RUN_MARKER = "<!-- runnable -->"
+PROJECT_PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
 FENCE = re.compile(r"^```(\S*)\s*$")
 INLINE = re.compile(r"`([^`\n]+)`")
 PYTHON_TOKEN = re.compile(r"(^|[\\/])(python3?(\.exe)?|py)$", re.IGNORECASE)
@@ -126,6 +127,11 @@ def _click_opts(command: click.Command) -> set[str]:
     return found
 
 
+def _kebab(option: str) -> str:
+    """The kebab-case spelling our commands declare for a (hidden) ``--snake_case`` alias."""
+    return "--" + option[2:].replace("_", "-") if option.startswith("--") else option
+
+
 @functools.cache
 def _module_help(module: str) -> str:
     proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True,
@@ -145,7 +151,7 @@ def _config_value(args: list[str]) -> str | None:
 
 def _check_config_ref(value: str) -> str | None:
     from config.errors import ConfigError
-    from producer.config_option import resolve_config_path
+    from config.lookup import resolve_config_path
 
     if value.startswith(("<", "$")) or "..." in value or value.isupper():
         return None  # a placeholder the reader fills in
@@ -172,7 +178,7 @@ def check_python_command(module: str, args: list[str]) -> list[str]:
             return [f"'producer {sub}' is not a registered command ({sorted(COMMANDS)})"]
         mod, _, attr = COMMANDS[sub].partition(":")
         accepted = _click_opts(getattr(import_module(mod), attr))
-        problems += [f"producer {sub} has no option {o}" for o in _options(args[1:]) if o not in accepted]
+        problems += [f"producer {sub} has no option {o}" for o in _options(args[1:]) if _kebab(o) not in accepted]
     elif module == "pytest":
         return []
     else:
@@ -182,7 +188,9 @@ def check_python_command(module: str, args: list[str]) -> list[str]:
         if importlib.util.find_spec(module.split(".")[0]) is None:
             return [f"module {module} does not exist"]
         text = _module_help(module)
-        problems += [f"python -m {module} --help does not list {o}" for o in _options(args) if o not in text]
+        ours = module.split(".")[0] in PROJECT_PACKAGES  # our commands take --snake_case as a hidden alias
+        problems += [f"python -m {module} --help does not list {o}" for o in _options(args)
+                     if o not in text and not (ours and _kebab(o) in text)]
     value = _config_value(args)
     if value and (err := _check_config_ref(value)):
         problems.append(err)
@@ -301,7 +309,9 @@ def test_checker_catches_wrong_commands(text: str, expected_problem: str) -> Non
      ".\\tools\\tasks.ps1 Doctor -Config config\\eval_config.local.yaml",
      ".\\tools\\tasks.ps1 Test -- -m \"not realmodel\" -k windows",
      "pwsh -File tools\\bootstrap.ps1 -LlamaCpp -Cuda -CudaTag cu124",
-     "bash tools/bootstrap.sh --dev --recreate"],
+     "bash tools/bootstrap.sh --dev --recreate",
+     "python -m producer analyse --results_dir experiments/run_X/t/results",  # snake_case: a hidden alias
+     "python -m scoring.report --results_dir experiments/run_X/t/results"],
 )
 def test_checker_accepts_right_commands(text: str) -> None:
     parsed = _python_module(text)

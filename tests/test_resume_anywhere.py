@@ -87,6 +87,7 @@ def test_resume_checks_the_engine_first_and_sends_nothing_while_it_is_down(tmp_p
 def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, monkeypatch):
     from producer import queue_paths
     from producer.ledger.db import close_all, connect
+    from producer.ledger.locate import find_run_queue
 
     project_queue = tmp_path / "project" / "queue"
     project_queue.mkdir(parents=True)
@@ -99,8 +100,8 @@ def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, m
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    assert queue_paths.find_run_queue("nope") is None
+    assert find_run_queue("nope") is None
     assert not (elsewhere / "queue").exists()  # looking creates nothing
-    assert queue_paths.find_run_queue("r1") == project_queue.resolve()
+    assert find_run_queue("r1") == project_queue.resolve()
     assert queue_paths.queue_dir() == project_queue.resolve()  # pinned: the pool's workers use it too
     monkeypatch.delenv(queue_paths.ENV_QUEUE_DIR)

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 from config.schema import EvalConfig
 from producer.cli import main as producer_main
+from producer.cli.cmd_costs import costs as costs_main
+from producer.cli.cmd_score import score as score_main
 from scoring.aggregate import ScoringInputError
-from scoring.costs import main as costs_main
 from scoring.pipeline import analyse_trial
 from scoring.report import write_report
-from scoring.score_predictions import main as score_main
 from tests.test_scoring_pipeline import make_inputs
 
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from config.atomic import write_csv_atomic, write_jsonl_atomic
 from config.contract import PER_ITEM_COLUMNS, PREDICTIONS_COLUMNS, build_custom_id
 from config.schema import EvalConfig
+from producer.cli.cmd_score import score as score_main
 from scoring.aggregate import ScoringInputError
 from scoring.pipeline import analyse_trial
-from scoring.score_predictions import main as score_main
 
 OPEN = [
     {"dataset": "squad_v2", "id": "s1", "context": "Harold built the castle in 1200.", "question": "Who?",

@@ -68,3 +68,10 @@ def test_the_checks_catch_what_they_are_for() -> None:
     assert cited_facts("x.py", "(docs/architecture.md\n  fact 14)") == {14}
     assert cited_facts("docs/architecture.md", "destructive (fact 3)") == {3}
     assert defined_facts("## Facts the design rests on\n\n1. **a**\n2. **b**\n   3. no\n## Next\n4. x") == {1, 2}
+
+
+def test_citations_name_the_document_they_cite() -> None:
+    """A bare "ARCHITECTURE fact N" names no file a reader of this repository can open."""
+    bare = re.compile("ARCHITECTURE" + r"\s+facts?\s+\d+")
+    hits = [f"{name}: {m.group(0)}" for name, text in project_texts().items() for m in bare.finditer(text)]
+    assert not hits, "cite facts as 'docs/architecture.md fact N':\n" + "\n".join(hits)

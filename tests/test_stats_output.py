@@ -13,10 +13,10 @@ from statsmodels.stats.multitest import multipletests
 
 from config.contract import PER_ITEM_COLUMNS, item_key
 from config.schema import StatsConfig
+from producer.cli.cmd_stats import stats as stats_main
 from scoring.aggregate import write_per_item_csv
 from scoring.fdr import iter_tests
 from scoring.stats import build_significance
-from scoring.stats import main as stats_main
 
 CFG = StatsConfig(bootstrap_samples=300, permutation_samples=300, seed=7)
 

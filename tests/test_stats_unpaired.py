@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from config.contract import item_key
 from config.schema import StatsConfig
+from producer.cli.cmd_stats import stats as stats_main
 from scoring.aggregate import write_per_item_csv
 from scoring.stats import build_significance
-from scoring.stats import main as stats_main
 from tests.test_stats_output import frame, strict_loads, synthetic
 
 CFG = StatsConfig(bootstrap_samples=200, permutation_samples=200, seed=3)

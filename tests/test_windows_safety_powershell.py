@@ -148,12 +148,12 @@ def _options_in(argv: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("task", [t for t, (m, _) in EXPECTED_TASKS.items() if m == "producer"])
 def test_producer_task_uses_registered_command_and_real_options(task: str) -> None:
-    """``producer <cmd>`` must be in producer/cli.py COMMANDS and accept every option the task passes."""
+    """``producer <cmd>`` must be in producer/cli/__init__.py COMMANDS and accept every option the task passes."""
     from producer.cli import COMMANDS
 
     argv = task_table()[task]
     _, sub = _module_and_command(argv)
-    assert sub in COMMANDS, f"{task}: 'producer {sub}' is not registered in producer/cli.py COMMANDS"
+    assert sub in COMMANDS, f"{task}: 'producer {sub}' is not registered in producer/cli/__init__.py COMMANDS"
     module, _, attr = COMMANDS[sub].partition(":")
     command = getattr(import_module(module), attr)
     missing = [o for o in _options_in(argv[argv.index(sub) + 1 :]) if o not in _click_options(command)]

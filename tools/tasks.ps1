@@ -57,13 +57,13 @@ $Tasks = [ordered]@{
     Run      = @{ Help = "Everything in one command: prepare, enqueue, work, score, report"
                   Args = { "-m", "producer", "run", "--config", $Config } }
     Parse    = @{ Help = "Raw results JSONL -> predictions CSV (-ResultsJsonl, -OutCsv)"
-                  Args = { "-m", "producer", "parse", "--results_jsonl", $ResultsJsonl, "--out_csv", $OutCsv } }
+                  Args = { "-m", "producer", "parse", "--results-jsonl", $ResultsJsonl, "--out-csv", $OutCsv } }
     Score    = @{ Help = "Score predictions (pass its options after --)"
                   Args = { "-m", "scoring.score_predictions" } }
     Stats    = @{ Help = "Paired statistics (pass its options after --)"
                   Args = { "-m", "scoring.stats" } }
     Report   = @{ Help = "Write the report for one trial's results (-ResultsDir)"
-                  Args = { "-m", "scoring.report", "--results_dir", $ResultsDir } }
+                  Args = { "-m", "scoring.report", "--results-dir", $ResultsDir } }
     Archive  = @{ Help = "Archive a finished run (-RunId)"
                   Args = { "-m", "producer", "archive", "--run-id", $RunId } }
     Test     = @{ Help = "The test suite, with encoding warnings as errors"

@@ -32,7 +32,7 @@ def main(workers: int, config_ref: str | None, allow_sleep: bool, verbose: bool)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
     prevent = True
     if config_ref is not None:
-        from producer.config_option import load_config_ref
+        from config.lookup import load_config_ref
 
         cfg, _ = load_config_ref(config_ref)
         prevent = cfg.prevent_sleep

@@ -18,7 +18,7 @@ from config.atomic import write_jsonl_atomic
 from config.contract import ERRORS_JSONL, PREDICTIONS_CSV, RAW_RESULTS_JSONL, TRIAL_MANIFEST_JSON
 from producer.layout import RunLayout
 from producer.ledger import connect
-from producer.ledger.queries import failed_rows, get_run, result_rows
+from producer.ledger.queries import failed_rows, get_run, result_rows, trial_names
 from producer.ledger.writes import claim_export, fail_export, finish_export
 from producer.results_io import raw_result_row, write_predictions_csv
 
@@ -151,7 +151,7 @@ def _record_phases(run_id: str, failed: tuple[str, str] | None = None) -> None:
         conn = connect()
         run = get_run(conn, run_id)
         layout = RunLayout(Path(run["experiments_dir"]), run_id)
-        trials = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
+        trials = trial_names(conn, run_id)
         batch = str(run["engine"]).startswith("fireworks")
         record_run_phases(layout, trials, batch=batch, failed=failed)
     except Exception as exc:  # noqa: BLE001 - a read-only run folder must not hide the real error
@@ -161,7 +161,7 @@ def _record_phases(run_id: str, failed: tuple[str, str] | None = None) -> None:
 def _summarise_run(run_id: str) -> None:
     """A run of several trials gets summary.html comparing their treatment effects (scoring.summary)."""
     conn = connect()
-    if conn.execute("select count(*) from trials where run_id = ?", (run_id,)).fetchone()[0] < 2:
+    if len(trial_names(conn, run_id)) < 2:
         return
     from scoring.summary import write_run_summary
 

@@ -2,7 +2,7 @@
 
 Why chunks: a chunk is N consecutive requests of one trial, temperature and condition (the order of
 ``iter_trial_requests``), so consecutive calls share the system prompt and llama.cpp reuses its
-KV cache (ARCHITECTURE fact 5). Only the process holding the model lock runs inference; it also
+KV cache (docs/architecture.md fact 5). Only the process holding the model lock runs inference; it also
 drains queued chunks straight from the ledger so other processes' messages never leave it idle.
 """
 

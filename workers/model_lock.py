@@ -1,4 +1,4 @@
-"""The OS lock that elects the one process allowed to hold the in-process model (ARCHITECTURE fact 4).
+"""The OS lock that elects the one process allowed to hold the in-process model (docs/architecture.md fact 4).
 
 Why an OS lock: the operating system releases it when the holder dies (kill -9, crash, power loss of
 the process), so a dead GPU worker never blocks the run and no stale pid file needs cleaning.

@@ -1,7 +1,7 @@
 """The spawn-safe worker pool: N child processes, each running ``workers.loop.worker_loop``.
 
-Why spawn: it is the only start method on Windows (Huey refuses process mode there, ARCHITECTURE
-fact 2), and testing it on Linux keeps both paths equal. Children get only picklable arguments and
+Why spawn: it is the only start method on Windows (Huey refuses process mode there,
+docs/architecture.md fact 2), and testing it on Linux keeps both paths equal. Children get only picklable arguments and
 import ``producer`` themselves. The parent restarts a child that died, reconciles the ledger so its
 claimed work is re-queued, and on stop asks children to finish the current request and exit.
 """

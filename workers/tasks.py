@@ -12,7 +12,7 @@ from huey import crontab
 
 from producer.huey_app import huey
 from producer.ledger import connect
-from producer.ledger.queries import chunk_has_waiting_work, inference_busy, trial_is_complete
+from producer.ledger.queries import chunk_has_waiting_work, chunk_trials, inference_busy, trial_is_complete
 from workers import worker_state
 
 log = logging.getLogger("workers")
@@ -67,8 +67,7 @@ def after_chunk(run_id: str, chunk: int, trial: str) -> None:
     """Follow-up CPU work of a finished chunk: score it; export its trial when nothing is open."""
     score_chunk(run_id, chunk)
     conn = connect()
-    trials = {trial} | {r[0] for r in conn.execute(  # shared requests of other trials ride in this chunk
-        "select distinct trial from requests where run_id = ? and chunk = ?", (run_id, chunk))}
+    trials = {trial} | set(chunk_trials(conn, run_id, chunk))  # shared requests of other trials ride in it
     for t in sorted(trials):
         if trial_is_complete(conn, run_id, t):
             export_trial(run_id, t)

@@ -1,7 +1,11 @@
 """The durable ledger (SQLite, ``queue/ledger.sqlite3``): what every run expects, holds and has done.
 
-Split by job: ``db`` (schema, connections, transactions), ``writes`` (state transitions),
-``queries`` (reads for workers and producer), ``status`` (the read-only ``status`` summary).
+Split by job: ``db`` (schema, migrations, connections, transactions), ``writes`` (state transitions),
+``queries`` (reads for workers and producer), ``status`` (the read-only ``status`` summary), ``sweep``
+(a sweep's shared generations), ``fireworks`` (batch parts and their results), ``telemetry`` (the
+samples table), ``locate`` (which queue folder holds a run). Why one package: every table, migration,
+query and write lives here, behind named functions; no other module holds SQL text
+(tests/test_ledger_owns_sql.py).
 """
 
 from producer.ledger.db import connect, transaction

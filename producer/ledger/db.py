@@ -74,7 +74,17 @@ DDL = (
     """create table if not exists model_loads (
         id integer primary key, host text not null, pid integer not null, model_path text not null,
         settings text, loaded_at real not null)""",
+    # one row per Fireworks batch part: dataset, job, state, progress (producer.ledger.fireworks)
+    """create table if not exists fireworks_parts (
+        run_id text not null, part integer not null, trial text not null, model text not null,
+        temp text not null, condition text not null, type text not null, params text not null,
+        n_rows integer not null, input_dataset_id text not null, output_dataset_id text not null,
+        job_id text not null, state text not null default 'planned', job_state text, progress text,
+        error text, created_at real not null, updated_at real not null, deadline_at real,
+        primary key (run_id, part))""",
 )
+# Columns newer than a ledger's table, added in place when a writer opens it (table -> column -> type).
+ADDED_COLUMNS = {"fireworks_parts": {"deadline_at": "real"}}
 
 _local = threading.local()
 _schema_ready: set[str] = set()
@@ -95,10 +105,20 @@ def _ensure_schema(conn: sqlite3.Connection, key: str) -> None:
         with transaction(conn):
             for sql in DDL:
                 conn.execute(sql)
+            _add_columns(conn)
             conn.execute(
                 "insert or ignore into meta (key, value) values ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
         _schema_ready.add(key)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Migrate a ledger written by an older version: add the columns its tables lack (ADDED_COLUMNS)."""
+    for table, columns in ADDED_COLUMNS.items():
+        have = {r[1] for r in conn.execute(f"pragma table_info({table})")}
+        for col, kind in columns.items():
+            if col not in have:
+                conn.execute(f"alter table {table} add column {col} {kind}")
 
 
 def connect(path: Path | None = None, readonly: bool = False) -> sqlite3.Connection:
@@ -166,3 +186,29 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         conn.execute("commit")
+
+
+def check_writable(path: Path, timeout_s: float = 2.0) -> None:
+    """Take and drop the write lock of an existing ledger file (``doctor``); raises ``sqlite3.Error``.
+
+    Why a plain connection: the check must neither create the schema nor cache a connection."""
+    con = sqlite3.connect(path, timeout=timeout_s)
+    try:
+        con.execute("begin immediate")
+        con.rollback()
+    finally:
+        con.close()
+
+
+def holds_run(path: Path, run_id: str) -> bool:
+    """Whether the ledger file at ``path`` (opened read-only, created never) knows ``run_id``."""
+    if not path.is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("select 1 from runs where run_id = ?", (run_id,)).fetchone() is not None
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False

@@ -46,6 +46,17 @@ def request_count(conn: sqlite3.Connection, run_id: str) -> int:
     return conn.execute("select count(*) from requests where run_id = ?", (run_id,)).fetchone()[0]
 
 
+def trial_names(conn: sqlite3.Connection, run_id: str) -> list[str]:
+    """The run's trials in the order they were registered."""
+    return [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
+
+
+def chunk_trials(conn: sqlite3.Connection, run_id: str, chunk: int) -> list[str]:
+    """Trials with requests in a chunk (a Fireworks part): shared requests of other trials ride in it."""
+    return [r[0] for r in conn.execute("select distinct trial from requests where run_id = ? and chunk = ?",
+                                       (run_id, chunk))]
+
+
 def open_chunks(conn: sqlite3.Connection, run_id: str | None = None) -> list[tuple[str, int]]:
     """Chunks with requests that still need a message (pending or queued) in runs not stopped."""
     sql = (

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from producer.ledger.fireworks import format_jobs, job_summary
 from producer.ledger.queries import HEARTBEAT_STALE_S, live_worker_pids, stop_reason
 from producer.ledger.writes import HOST
 from producer.queue_paths import huey_path
@@ -120,11 +121,9 @@ def run_status(conn: sqlite3.Connection, run_id: str, now: float | None = None) 
 
 
 def _fireworks_jobs(conn: sqlite3.Connection, run_id: str, engine: str) -> list[dict[str, Any]]:
-    """Batch runs: each part's job state and progress (workers.fireworks.store owns that table)."""
+    """Batch runs: each part's job state and progress (``fireworks_parts``)."""
     if not str(engine).startswith("fireworks"):
         return []
-    from workers.fireworks.store import job_summary
-
     return job_summary(conn, run_id)
 
 
@@ -172,8 +171,6 @@ def format_status(st: dict[str, Any]) -> str:
     else:
         lines.append("  workers: none running (start: python -m workers -w 2)")
     if st.get("fireworks_jobs"):
-        from workers.fireworks.store import format_jobs
-
         lines.append(format_jobs(st["fireworks_jobs"]))
     for e in st["recent_errors"]:
         lines.append(f"  failed {e['custom_id']}: {e['error']}")

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from config.schema import EvalConfig
-from workers.fireworks import store
+from producer.ledger import fireworks as fw_ledger
 
 log = logging.getLogger("workers.fireworks")
 
@@ -49,7 +49,7 @@ def check_deadline(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, job
     if deadline_at is None or deadline_at == RESTART:
         start = now if deadline_at == RESTART else (created_at(job) or now)
         deadline_at = start + limit
-        store.update_part(conn, run_id, part["part"], deadline_at=deadline_at)
+        fw_ledger.update_part(conn, run_id, part["part"], deadline_at=deadline_at)
     if now <= deadline_at:
         return False
     from producer.enqueue import set_run_stop
@@ -63,7 +63,7 @@ def check_deadline(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, job
               " (app.fireworks.ai, Batch Inference); `python -m producer run --resume"
               f" {run_id}` then waits {_hours(limit)} more (a cancelled job's rows fail and `--retry-failed` sends"
               " them again)")
-    store.update_part(conn, run_id, part["part"], deadline_at=RESTART, error=reason[:500])
+    fw_ledger.update_part(conn, run_id, part["part"], deadline_at=RESTART, error=reason[:500])
     set_run_stop(conn, run_id, True, reason=reason)
     log.error("run %s: %s", run_id, reason)
     return True

@@ -15,9 +15,9 @@ from config.schema import EvalConfig
 from producer.console import UserError
 from producer.layout import RunLayout
 from producer.ledger import connect
-from producer.ledger.queries import get_run, latest_run, request_count
+from producer.ledger import fireworks as fw_ledger
+from producer.ledger.queries import get_run, latest_run, request_count, trial_names
 from producer.ledger.writes import NewRequest, register_run
-from workers.fireworks import store
 from workers.fireworks.parts import FireworksPlan, RowValidationError, fireworks_ids, plan_parts, validate_row
 from workers.fireworks.runner import DRY_RUN_ENGINE
 
@@ -54,7 +54,7 @@ def enqueue_fireworks_run(cfg: EvalConfig, config_path: Path | None = None, run_
                           data_overrides: dict[str, str] | None = None, retry_failed_requests: bool = False,
                           force: bool = False) -> Any:
     """Like the local enqueue: idempotent, resumable, one transaction for the ledger rows."""
-    from producer.config_option import apply_data_overrides
+    from config.lookup import apply_data_overrides
     from producer.enqueue import (
         EnqueueSummary,
         _snapshot_prepared,
@@ -103,7 +103,7 @@ def enqueue_fireworks_run(cfg: EvalConfig, config_path: Path | None = None, run_
         parts = [{"part": p.index, "trial": p.trial, "model": p.model, "temp": p.temp, "condition": p.condition,
                   "type": p.type, "params": p.inference_parameters, "n_rows": len(p.custom_ids),
                   **fireworks_ids(run_id, p.trial, p.index)} for p in plan.parts]
-        store.register_parts(conn, run_id, parts, plan.shared_from)
+        fw_ledger.register_parts(conn, run_id, parts, plan.shared_from)
         from workers.fireworks.runner import save_job_table, write_shared_manifest_notes
 
         write_shared_manifest_notes(run_id)
@@ -116,9 +116,8 @@ def enqueue_fireworks_run(cfg: EvalConfig, config_path: Path | None = None, run_
             retry_failed_parts(run_id)
     reconcile(run_id)
     sent = reconcile_fireworks(run_id)
-    trial_names = [r[0] for r in conn.execute("select trial from trials where run_id = ? order by rowid", (run_id,))]
     return EnqueueSummary(run_id, created, request_count(conn, run_id), registered, sent, layout.run_dir,
-                          trial_names, engine)
+                          trial_names(conn, run_id), engine)
 
 
 def retry_failed_parts(run_id: str) -> int:
@@ -128,42 +127,6 @@ def retry_failed_parts(run_id: str) -> int:
     A part marked failed although its job finished with output (a download that failed, in a ledger
     written before downloads were retried) never gets a new job: it goes back to ``submitted`` and its
     output is downloaded again, so rows Fireworks already returned are never paid twice."""
-    from producer.ledger.db import transaction
     from workers.fireworks.client import TERMINAL_OK, TERMINAL_PARTIAL
 
-    conn = connect()
-    store.ensure_tables(conn)
-    with_output = tuple(TERMINAL_OK | TERMINAL_PARTIAL)
-    marks = ", ".join("?" * len(with_output))
-    redownload = conn.execute(
-        f"select part from fireworks_parts where run_id = ? and state = 'failed' and job_state in ({marks})",
-        (run_id, *with_output)).fetchall()
-    with transaction(conn):
-        for row in redownload:
-            conn.execute("update fireworks_parts set state = 'submitted', error = null, deadline_at = 0"
-                         " where run_id = ? and part = ?", (run_id, row["part"]))
-            conn.execute("update requests set state = 'pending', worker = null where run_id = ? and chunk = ?"
-                         " and state = 'failed'", (run_id, row["part"]))
-        if redownload:
-            conn.execute("update trials set export_state = 'pending' where run_id = ? and trial in (select distinct"
-                         " trial from requests where run_id = ? and state = 'pending')", (run_id, run_id))
-            conn.execute("update runs set state = 'active' where run_id = ?", (run_id,))
-    failed = conn.execute(
-        "select p.part, p.job_id from fireworks_parts p where p.run_id = ? and (p.state = 'failed' or"
-        " (p.state = 'downloaded' and exists (select 1 from requests r where r.run_id = p.run_id and"
-        " r.chunk = p.part and r.state = 'failed')))", (run_id,)).fetchall()
-    with transaction(conn):
-        for row in failed:
-            base, _, n = row["job_id"].partition("-r")
-            k = int(n) + 1 if n.isdigit() else 1
-            new = f"{base}-r{k}"
-            conn.execute("update fireworks_parts set state = 'planned', job_id = ?, input_dataset_id = ?,"
-                         " output_dataset_id = ?, error = null where run_id = ? and part = ?",
-                         (new, f"{new}-in", f"{new}-out", run_id, row["part"]))
-            conn.execute("update requests set state = 'pending', worker = null where run_id = ? and chunk = ?"
-                         " and state = 'failed'", (run_id, row["part"]))
-        if failed:
-            conn.execute("update trials set export_state = 'pending' where run_id = ? and trial in (select distinct"
-                         " trial from requests where run_id = ? and state = 'pending')", (run_id, run_id))
-            conn.execute("update runs set state = 'active' where run_id = ?", (run_id,))
-    return len(failed) + len(redownload)
+    return fw_ledger.reopen_failed_parts(connect(), run_id, TERMINAL_OK | TERMINAL_PARTIAL)

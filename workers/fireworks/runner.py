@@ -22,10 +22,10 @@ from config.contract import TRIAL_MANIFEST_JSON
 from config.schema import EvalConfig
 from producer.layout import RunLayout
 from producer.ledger import connect
-from producer.ledger.db import transaction
+from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import get_run
+from producer.ledger.sweep import sharers
 from producer.results_io import ResultsFormatError, normalise_raw_row
-from workers.fireworks import store
 from workers.fireworks.client import (
     TERMINAL_FAILED,
     TERMINAL_STATES,
@@ -67,11 +67,7 @@ def _layout(run: sqlite3.Row) -> RunLayout:
 
 
 def _part_requests(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row) -> list[sqlite3.Row]:
-    return conn.execute(
-        "select r.id, r.run_id, r.trial, r.custom_id, r.body, r.state, t.text as system_text from requests r"
-        " left join texts t on t.sha = r.system_sha where r.run_id = ? and r.chunk = ? order by r.seq",
-        (run_id, part["part"]),
-    ).fetchall()
+    return fw_ledger.part_requests(conn, run_id, part["part"])
 
 
 def _batch_row(req: sqlite3.Row) -> dict[str, Any]:
@@ -97,14 +93,14 @@ def _wait_ready(client: FireworksClient, dataset_id: str, cfg: EvalConfig) -> No
 def submit_part(run_id: str, part_no: int, cfg: EvalConfig, client: FireworksClient) -> str:
     """Ensure the part's dataset is uploaded and its job exists; returns the part state."""
     conn = connect()
-    part = store.get_part(conn, run_id, part_no)
+    part = fw_ledger.get_part(conn, run_id, part_no)
     if part is None or part["state"] in ("submitted", "downloaded", "failed"):
         return part["state"] if part is not None else "missing"
     job = client.get_job(part["job_id"])  # look up before anything: a resumed part never pays twice
     if job is None:
         owned = [r for r in _part_requests(conn, run_id, part) if r["trial"] == part["trial"] and r["state"] != "done"]
         if not owned:  # a retried part whose rows all have results already
-            store.update_part(conn, run_id, part_no, state="downloaded")
+            fw_ledger.update_part(conn, run_id, part_no, state="downloaded")
             return "downloaded"
         rows = [_batch_row(r) for r in owned]
         data = encode_rows(rows)  # one invalid row would fail the whole job: check locally first
@@ -121,7 +117,7 @@ def submit_part(run_id: str, part_no: int, cfg: EvalConfig, client: FireworksCli
         job = client.create_job(part["job_id"], part["model"], part["input_dataset_id"], part["output_dataset_id"],
                                 json.loads(part["params"]), f"{run_id} {part['trial']} p{part_no}")
         log.info("created Fireworks job %s for part %s (%s rows)", part["job_id"], part_no, len(rows))
-    store.update_part(conn, run_id, part_no, state="submitted", job_state=job.get("state"),
+    fw_ledger.update_part(conn, run_id, part_no, state="submitted", job_state=job.get("state"),
                       progress=job_progress(job), error=None)
     return "submitted"
 
@@ -132,32 +128,32 @@ def poll_part(run_id: str, part_no: int, cfg: EvalConfig, client: FireworksClien
     A job that finished with output is never failed by its download: a refused or expired URL keeps
     the part open (fresh URLs at the next poll) until ``fireworks.poll_deadline_s`` stops the run."""
     conn = connect()
-    part = store.get_part(conn, run_id, part_no)
+    part = fw_ledger.get_part(conn, run_id, part_no)
     if part is None or part["state"] in ("downloaded", "failed"):
         return True
     job = client.get_job(part["job_id"])
     if job is None:
         raise FireworksError(f"job {part['job_id']} of part {part_no} not found on Fireworks", 404)
     state = job.get("state") or "JOB_STATE_UNSPECIFIED"
-    store.update_part(conn, run_id, part_no, job_state=state, progress=job_progress(job))
+    fw_ledger.update_part(conn, run_id, part_no, job_state=state, progress=job_progress(job))
     if state not in TERMINAL_STATES:
         check_deadline(conn, run_id, part, job, cfg)
         return False
     if state in TERMINAL_FAILED:
         message = ((job.get("status") or {}).get("message") or state).strip()
         _fail_open(conn, run_id, part, f"Fireworks job {part['job_id']} ended {state}: {message}")
-        store.update_part(conn, run_id, part_no, state="failed", error=message[:500])
+        fw_ledger.update_part(conn, run_id, part_no, state="failed", error=message[:500])
         return True
     out_id = short_id(job.get("outputDatasetId")) or part["output_dataset_id"]
     try:
         counts = download_part(run_id, part, out_id, client)
     except (FireworksError, ResultsFormatError) as exc:  # the job's output exists: never fail its rows
         note = f"{state}: output not downloaded yet ({exc}); trying again"
-        store.update_part(conn, run_id, part_no, error=note[:500])
+        fw_ledger.update_part(conn, run_id, part_no, error=note[:500])
         log.warning("part %s: %s", part_no, note)
         check_deadline(conn, run_id, part, job, cfg, problem=str(exc)[:200])
         return False
-    store.update_part(conn, run_id, part_no, state="downloaded",
+    fw_ledger.update_part(conn, run_id, part_no, state="downloaded",
                       error=None if state == "JOB_STATE_COMPLETED" else f"{state}: partial output")
     log.info("part %s: %s", part_no, counts)
     return True
@@ -208,10 +204,12 @@ def download_part(run_id: str, part: sqlite3.Row, output_dataset_id: str, client
 def ingest(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, results: dict[str, dict[str, Any]],
            errors: dict[str, str]) -> dict[str, int]:
     """Results of the part's owner trial go to it and to every trial sharing that generation."""
-    share = store.sharers(conn, run_id, part["trial"])
+    share = sharers(conn, run_id, part["trial"])
     reqs = _part_requests(conn, run_id, part)
     now, pid = time.time(), os.getpid()
-    done_rows, result_rows, failed = [], [], []
+    done_ids: list[int] = []
+    result_rows: list[dict[str, Any]] = []
+    failed: list[tuple[int, str]] = []
     job = part["job_id"]
     for req in reqs:
         owner = part["trial"]
@@ -220,7 +218,7 @@ def ingest(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, results: di
         row = results.get(req["custom_id"])
         if row is None:
             error = errors.get(req["custom_id"]) or f"no output row in Fireworks job {job}"
-            failed.append((f"fireworks: {error}", now, req["id"]))
+            failed.append((req["id"], f"fireworks: {error}"))
             continue
         body = row["response"]["body"]
         choice = (body.get("choices") or [{}])[0]
@@ -229,32 +227,19 @@ def ingest(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, results: di
                   "cached_tokens": row.get("cached_tokens")}
         if req["trial"] != owner:
             engine["shared_control_from"] = owner
-        result_rows.append((run_id, req["trial"], req["custom_id"], (choice.get("message") or {}).get("content") or "",
-                            choice.get("finish_reason"), usage.get("prompt_tokens"), usage.get("completion_tokens"),
-                            usage.get("total_tokens"), None, json.dumps(engine), row["response"].get("request_id"),
-                            pid, now))
-        done_rows.append((now, now, req["id"]))
-    with transaction(conn):  # the queue's result key: a second download cannot add a row
-        conn.executemany(
-            "insert or ignore into results (run_id, trial, custom_id, text, finish_reason, prompt_tokens,"
-            " completion_tokens, total_tokens, usage_estimated, latency_s, engine, request_id, worker, created_at)"
-            " values (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)", result_rows)
-        conn.executemany(
-            "update requests set state = 'done', attempts = attempts + 1, last_error = null, finished_at = ?,"
-            " heartbeat = ? where id = ? and state != 'done'", done_rows)
-        conn.executemany(
-            "update requests set state = 'failed', attempts = attempts + 1, last_error = ?, finished_at = ?"
-            " where id = ? and state != 'done'", failed)
+        result_rows.append({"trial": req["trial"], "custom_id": req["custom_id"],
+                            "text": (choice.get("message") or {}).get("content") or "",
+                            "finish_reason": choice.get("finish_reason"), "prompt_tokens": usage.get("prompt_tokens"),
+                            "completion_tokens": usage.get("completion_tokens"),
+                            "total_tokens": usage.get("total_tokens"), "engine": json.dumps(engine),
+                            "request_id": row["response"].get("request_id")})
+        done_ids.append(req["id"])
+    fw_ledger.record_part_outcome(conn, run_id, result_rows, done_ids, failed, pid, now)
     return {"results": len(result_rows), "failed": len(failed)}
 
 
 def _fail_open(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, error: str) -> None:
     ingest(conn, run_id, part, {}, {r["custom_id"]: error for r in _part_requests(conn, run_id, part)})
-
-
-def trials_of_part(conn: sqlite3.Connection, run_id: str, part_no: int) -> list[str]:
-    return [r[0] for r in conn.execute("select distinct trial from requests where run_id = ? and chunk = ?",
-                                       (run_id, part_no))]
 
 
 def write_shared_manifest_notes(run_id: str) -> None:
@@ -273,7 +258,7 @@ def save_job_table(run_id: str) -> None:
     conn = connect()
     run = get_run(conn, run_id)
     layout = _layout(run)
-    jobs = store.job_summary(conn, run_id)
+    jobs = fw_ledger.job_summary(conn, run_id)
     write_jsonl_atomic(layout.run_dir / "fireworks" / "jobs.jsonl", jobs)
     states = [j["state"] for j in jobs]
     if not states:

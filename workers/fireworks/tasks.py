@@ -13,8 +13,8 @@ import time
 
 from producer.huey_app import enqueue_many, huey, queued_task_args
 from producer.ledger import connect
-from producer.ledger.queries import is_stopped, trial_is_complete
-from workers.fireworks import store
+from producer.ledger import fireworks as fw_ledger
+from producer.ledger.queries import chunk_trials, is_stopped, trial_is_complete
 from workers.fireworks.client import FireworksError
 from workers.fireworks.parts import RowValidationError
 
@@ -37,11 +37,11 @@ def _fail_part(run_id: str, part: int, message: str) -> None:
     from workers.fireworks.runner import _fail_open
 
     conn = connect()
-    row = store.get_part(conn, run_id, part)
+    row = fw_ledger.get_part(conn, run_id, part)
     if row is None:
         return
     _fail_open(conn, run_id, row, message)
-    store.update_part(conn, run_id, part, state="failed", error=message[:500])
+    fw_ledger.update_part(conn, run_id, part, state="failed", error=message[:500])
     after_part(run_id, part)
 
 
@@ -57,12 +57,12 @@ def _stop_for_key(run_id: str, part: int, exc: FireworksError) -> None:
 def after_part(run_id: str, part: int) -> None:
     """Score the part's results and export every trial that no longer has open requests."""
     from workers import tasks
-    from workers.fireworks.runner import save_job_table, trials_of_part
+    from workers.fireworks.runner import save_job_table
 
     save_job_table(run_id)
     conn = connect()
     tasks.score_chunk(run_id, part)
-    for trial in trials_of_part(conn, run_id, part):
+    for trial in chunk_trials(conn, run_id, part):
         if trial_is_complete(conn, run_id, trial):
             tasks.export_trial(run_id, trial)
 
@@ -114,7 +114,7 @@ def fw_poll_part(run_id: str, part: int) -> None:
         finished = poll_part(run_id, part, cfg, make_client(cfg, engine))
     except FireworksError as exc:
         if exc.status == 404 and engine == DRY_RUN_ENGINE:  # the offline fake died with its process
-            store.update_part(connect(), run_id, part, state="planned")
+            fw_ledger.update_part(connect(), run_id, part, state="planned")
             fw_submit_part(run_id, part)
             return
         if exc.status in (401, 403):  # a key problem says nothing about the job: never fail its rows
@@ -133,15 +133,7 @@ def fw_poll_part(run_id: str, part: int) -> None:
 
 def reconcile_fireworks(run_id: str | None = None) -> int:
     """Re-send lost messages: planned parts get a submit, submitted parts a poll. Returns messages sent."""
-    conn = connect()
-    store.ensure_tables(conn)
-    sql = ("select p.run_id, p.part, p.state from fireworks_parts p join runs u on u.run_id = p.run_id"
-           " where p.state in ('planned', 'submitted') and u.stop_requested = 0")
-    args: tuple = ()
-    if run_id is not None:
-        sql += " and p.run_id = ?"
-        args = (run_id,)
-    rows = conn.execute(sql, args).fetchall()
+    rows = fw_ledger.open_parts(connect(), run_id)
     if not rows:
         return 0
     have_submit = queued_task_args("fw_submit_part")

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from producer.cli.command import command
 from producer.console import UserError, make_console_safe, one_line_errors
 
 
@@ -20,7 +21,7 @@ def _open_readonly():
     return connect(path, readonly=True)
 
 
-@click.command()
+@command()
 @click.option("--run-id", default=None, help="Run id (default: the latest run).")
 @click.option("--watch", is_flag=True, help="Refresh every few seconds until Ctrl+C.")
 @click.option("--interval", type=click.FloatRange(min=0.5), default=5.0, show_default=True)

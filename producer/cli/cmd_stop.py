@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from producer.cli.command import command
 from producer.console import UserError, make_console_safe, one_line_errors
 
 
-@click.command()
+@command()
 @click.option("--run-id", default=None, help="Run id (default: the latest unfinished run).")
 @one_line_errors
 def stop(run_id: str | None) -> None:

@@ -6,33 +6,24 @@ from pathlib import Path
 
 import click
 
+from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
-from producer.config_option import apply_data_overrides, config_option, data_option, limit_items_option
+from producer.cli.command import command
+from producer.cli.common import (
+    config_option,
+    data_option,
+    dry_run_option,
+    force_option,
+    limit_items_option,
+    no_preflight_option,
+    preflight,
+    retry_failed_option,
+    yes_option,
+)
 from producer.console import make_console_safe, one_line_errors
 
-dry_run_option = click.option("--dry-run", is_flag=True, help="Use the dry_run engine (no model): the whole flow offline.")
-retry_failed_option = click.option("--retry-failed", is_flag=True, help="Send failed requests of the run again.")
-force_option = click.option("--force", is_flag=True,
-                            help="Continue --run-id even though the config changed (the run keeps its own settings).")
-yes_option = click.option("--yes", is_flag=True,
-                          help="Run even when the request count or estimated time looks absurd (see `plan`).")
-no_preflight_option = click.option("--no-preflight", is_flag=True,
-                                   help="Skip the engine, model, context and disk checks (see `doctor`).")
 
-
-def preflight(cfg: EvalConfig, skip: bool, check_data: bool = True) -> None:
-    """Refuse to start a run that `doctor` would fail (one line, exit 1); show its warnings. ``cfg`` with
-    any ``--data`` overrides applied; ``check_data=False`` for a resume (its items are in the ledger)."""
-    if skip or cfg.backend != "local" or cfg.local_engine == "dry_run":
-        return
-    from producer.preflight import WARN, ensure_ready
-
-    for check in ensure_ready(cfg, check_data):
-        if check.status == WARN:
-            click.echo(f"warning: {check.line()}", err=True)
-
-
-@click.command()
+@command()
 @config_option
 @data_option
 @limit_items_option

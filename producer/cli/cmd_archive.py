@@ -16,6 +16,7 @@ import yaml
 
 from config.atomic import atomic_target
 from config.contract import CONDITIONS
+from producer.cli.command import command
 from producer.console import UserError, make_console_safe, one_line_errors
 from producer.layout import safe_slug, validate_run_id
 
@@ -66,7 +67,7 @@ def archive_run(run_dir: Path, out: Path | None = None, allow_unfinished: bool =
     return out
 
 
-@click.command()
+@command()
 @click.option("--run-id", required=True, help="The run to pack (folder experiments/run_<RUN_ID>).")
 @click.option("--experiments-dir", type=click.Path(path_type=Path), default=Path("experiments"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Zip path (default: next to the run folder).")

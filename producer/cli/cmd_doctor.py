@@ -11,12 +11,14 @@ from pathlib import Path
 
 import click
 
+from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
-from producer.config_option import apply_data_overrides, config_option, data_option
+from producer.cli.command import command
+from producer.cli.common import config_option, data_option
 from producer.console import UserError, make_console_safe, one_line_errors
 
 
-@click.command()
+@command()
 @config_option
 @data_option
 @click.option("--json", "as_json", is_flag=True,

@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from config.schema import EvalConfig
-from producer.config_option import config_option, data_option, limit_items_option
+from producer.cli.command import command
+from producer.cli.common import config_option, data_option, limit_items_option
 from producer.console import one_line_errors
 
 
-@click.command()
+@command()
 @config_option
 @data_option
 @limit_items_option

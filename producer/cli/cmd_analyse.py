@@ -1,4 +1,4 @@
-"""`python -m producer analyse --results_dir R`: re-run score -> stats -> costs -> report on one trial.
+"""``python -m producer analyse --results-dir R``: re-run score -> stats -> costs -> report on one trial.
 
 Why: the queue analyses each trial when it ends; after a crash, a config change to ``stats`` or
 ``unsupported``, or new prices, the same analysis is re-run by hand on the exported files.
@@ -14,17 +14,18 @@ from pathlib import Path
 import click
 
 from config.schema import load_config
+from producer.cli.command import command
+from producer.cli.common import config_path_option
 from producer.console import UserError, make_console_safe, one_line_errors
 from scoring.aggregate import ScoringInputError
 
 
-@click.command()
-@click.option("--results_dir", required=True, type=click.Path(path_type=Path), help="<run>/<trial>/results")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="config YAML (default: the run's effective_config.yaml)")
-@click.option("--prepared_dir", type=click.Path(path_type=Path), default=None,
+@command()
+@click.option("--results-dir", required=True, type=click.Path(path_type=Path), help="<run>/<trial>/results")
+@config_path_option("the run's effective_config.yaml")
+@click.option("--prepared-dir", type=click.Path(path_type=Path), default=None,
               help="prepared items (default: the config's paths.prepared_dir)")
-@click.option("--reports_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--reports-dir", type=click.Path(path_type=Path), default=None,
               help="where the report goes (default: <trial>/reports)")
 @click.option("--no-report", is_flag=True, help="skip the report")
 @one_line_errors
@@ -39,7 +40,7 @@ def analyse(results_dir: Path, config_path: Path | None, prepared_dir: Path | No
         if not config_path.is_file():
             raise UserError(f"no --config given and no effective_config.yaml at {config_path}")
     cfg = load_config(config_path, check_files=False)
-    from scoring.pipeline import analyse_trial
+    from scoring.pipeline import analyse_trial  # lazy: --help stays fast
 
     reports = None if no_report else (reports_dir or results_dir.resolve().parent / "reports")
     try:

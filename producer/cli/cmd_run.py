@@ -11,17 +11,21 @@ from pathlib import Path
 import click
 
 from config.contract import TRIAL_MANIFEST_JSON
+from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
 from producer import exit_codes
-from producer.cmd_enqueue import (
+from producer.cli.command import command
+from producer.cli.common import (
+    config_option,
+    data_option,
     dry_run_option,
     force_option,
+    limit_items_option,
     no_preflight_option,
     preflight,
     retry_failed_option,
     yes_option,
 )
-from producer.config_option import apply_data_overrides, config_option, data_option, limit_items_option
 from producer.console import make_console_safe, one_line_errors
 from producer.layout import validate_run_id
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
@@ -85,7 +89,7 @@ def _echo_trial(trial_dir: Path, t: dict) -> None:
     click.echo(f"    results: {trial_dir / 'results'}")
 
 
-@click.command()
+@command()
 @config_option(unless="resume")  # a resume reads the settings recorded with the run, not a config file
 @data_option
 @limit_items_option

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from producer.cli.command import command
 from producer.console import UserError, make_console_safe, one_line_errors
 
 
-@click.command()
-@click.option("--results_jsonl", "--results-jsonl", "results_jsonl", required=True,
+@command()
+@click.option("--results-jsonl", "results_jsonl", required=True,
               type=click.Path(path_type=Path), help="Raw results JSONL (CONTRACT section 3, or Fireworks output).")
-@click.option("--out_csv", "--out-csv", "out_csv", required=True, type=click.Path(path_type=Path),
+@click.option("--out-csv", "out_csv", required=True, type=click.Path(path_type=Path),
               help="predictions.csv to write (atomically).")
 @one_line_errors
 def parse(results_jsonl: Path, out_csv: Path) -> None:
