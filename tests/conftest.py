@@ -2,8 +2,8 @@
 
 Why here: eighteen test files each computed the root, and several wrote their own ``subprocess.run``
 of ``python -m producer``; how the CLI is started (interpreter flags, environment) belongs in one
-place. Nothing here is a fixture, so support modules and tests import it (``from tests.conftest
-import ROOT``).
+place. Support modules and tests import its names (``from tests.conftest import ROOT``); its one
+fixture, ``isolated_queue``, applies to every test.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every CLI subprocess turns a missing encoding= into an error, as the suite itself does.
@@ -40,3 +42,11 @@ def run_cli(args: list[str], cwd: Path = ROOT, queue: Path | None = None, timeou
     cmd = exe or [sys.executable, *PY_FLAGS, "-m", "producer"]
     return subprocess.run([*cmd, *args], cwd=cwd, env=cli_env(queue, **extra), capture_output=True, text=True,
                           encoding="utf-8", timeout=timeout, preexec_fn=preexec)
+
+
+@pytest.fixture(autouse=True)
+def isolated_queue(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test's queue (and every child process's) is a temp dir: no test touches the repo's queue/."""
+    queue_dir = tmp_path_factory.mktemp("queue")
+    monkeypatch.setenv("EXCELLENCE_QUEUE_DIR", str(queue_dir))
+    yield queue_dir

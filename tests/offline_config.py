@@ -6,11 +6,9 @@ Prompt and instruction files point at the repo's (absolute paths), so commands c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -56,14 +54,3 @@ def write_offline_config(out_dir: Path, name: str = "offline.yaml", **overrides:
     text = yaml.safe_dump(offline_config_dict(out_dir, **overrides), allow_unicode=True, sort_keys=False)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-@pytest.fixture(autouse=True)
-def isolated_queue(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point the queue (and every child process's) at a temp dir: tests never touch the repo's queue/.
-
-    Import it into a test module (``from tests.offline_config import isolated_queue``) to apply it there.
-    """
-    queue_dir = tmp_path_factory.mktemp("queue")
-    monkeypatch.setenv("EXCELLENCE_QUEUE_DIR", str(queue_dir))
-    yield queue_dir

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from config.schema import load_config, validate_config_dict
-from tests.offline_config import ROOT, isolated_queue, offline_config_dict  # noqa: F401 - isolated_queue is autouse
+from tests.offline_config import ROOT, offline_config_dict
 
 BOM = "\ufeff"
 

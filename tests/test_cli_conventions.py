@@ -15,7 +15,6 @@ from click.testing import CliRunner
 
 from producer.cli import COMMANDS, load_command, main
 from tests.conftest import PY_FLAGS, ROOT, cli_env
-from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
 ALIASES = {"scoring.score_predictions": "score", "scoring.stats": "stats", "scoring.costs": "costs",
            "scoring.report": "report", "scoring.summary": "summary"}

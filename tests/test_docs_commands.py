@@ -30,7 +30,6 @@ import pytest
 
 from producer.cli import COMMANDS
 from tests.conftest import ROOT
-from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 from tests.test_windows_safety_powershell import _parser, _text, _walk, task_table
 
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])

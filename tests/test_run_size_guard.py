@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.offline_config import isolated_queue, offline_config_dict  # noqa: F401 - isolated_queue is autouse
+from tests.offline_config import offline_config_dict
 
 
 def _cli(args: list[str], queue: Path) -> subprocess.CompletedProcess:

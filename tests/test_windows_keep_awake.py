@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from config.schema import validate_config_dict
 from tests.conftest import ROOT
-from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 from workers.keep_awake import (
     ES_CONTINUOUS,
     ES_SYSTEM_REQUIRED,

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
 WORKFLOW = ROOT / ".github" / "workflows" / "windows-smoke.yml"
 BOOTSTRAP_SH = ROOT / "tools" / "bootstrap.sh"

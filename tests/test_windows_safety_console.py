@@ -16,7 +16,7 @@ import pytest
 
 from producer.cli import COMMANDS
 from tests.conftest import ROOT
-from tests.offline_config import isolated_queue, write_offline_config  # noqa: F401 (autouse)
+from tests.offline_config import write_offline_config
 
 PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
 NON_CP1252 = "✓ 你好 🚀"

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
 PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
 POSIX_ONLY_MODULES = {"fcntl", "termios", "tty", "pty", "pwd", "grp", "resource", "posix"}

@@ -21,7 +21,6 @@ from config.schema import load_config, validate_config_dict
 from producer.layout import RunLayout
 from producer.messages import load_prompt_texts
 from tests.conftest import ROOT
-from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
 WEIRD_DIR = "dir with spaces ü ✓ 你好"
 

@@ -18,7 +18,6 @@ import click
 import pytest
 
 from tests.conftest import ROOT
-from tests.offline_config import isolated_queue  # noqa: F401 (autouse: queue in a temp dir)
 
 TOOLS = ROOT / "tools"
 PS_SCRIPTS = sorted(TOOLS.glob("*.ps1"))
