@@ -9,10 +9,11 @@ broken JSON and hangs. It prints:
 - lost: requests that ended with neither a result nor a recorded failure;
 - duplicated: requests with more than one result row or predictions.csv line;
 - re-sent: requests the server answered completely more than once (in flight at a kill: sent again,
-  recorded once; see README "Crash safety");
-- orphans: workers still alive 10 s after their parent was killed.
+  recorded once; see docs/architecture.md);
+- orphans: workers still alive 10 s after their parent was killed;
+- databases: SQLite's integrity_check of ledger.sqlite3 and huey.sqlite3 after the drill.
 
-Exit status 0 when lost, duplicated and orphans are all 0. Bounded: every wait has a deadline, and the
+Exit status 0 when lost, duplicated and orphans are all 0 and both databases are intact. Bounded: every wait has a deadline, and the
 drill stops by itself. Usage (about 5 minutes on 2 cores):
 
     python tools/crash_drill.py --cycles 20
@@ -60,6 +61,20 @@ def _ledger(queue: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(queue / "ledger.sqlite3"), timeout=60)
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _integrity(queue: Path) -> dict[str, str]:
+    """SQLite's own check of each queue database ("ok", or its first complaint)."""
+    out = {}
+    for name in ("ledger.sqlite3", "huey.sqlite3"):
+        conn = sqlite3.connect(str(queue / name), timeout=60)
+        try:
+            out[name] = str(conn.execute("pragma integrity_check").fetchone()[0])
+        except sqlite3.Error as exc:
+            out[name] = str(exc)
+        finally:
+            conn.close()
+    return out
 
 
 def _state(queue: Path, run_id: str) -> str:
@@ -206,6 +221,7 @@ def main() -> int:
             print(f"cycle {cycle}/{args.cycles}: kills {dict(kills)} ({time.monotonic() - t0:.1f} s)", flush=True)
         finished = _finish(queue, run_id, log)
         counts = _counts(queue, run_id, tmp)
+        intact = _integrity(queue)
         resent = sum(n - 1 for n in server.state.answered.values() if n > 1)
         sends = sum(server.state.sent.values())
         faults = {k: v for k, v in server.state.faults.items() if k != "ok"}
@@ -215,13 +231,15 @@ def main() -> int:
     print(f"  lost: {counts['lost']}  duplicated: {counts['duplicated']}  re-sent: {resent}"
           f"  orphans: {len(orphans)}")
     print(f"  server: {sends} generation requests, injected faults {faults}")
+    print("  databases: " + ", ".join(f"{k} {v}" for k, v in intact.items()))
     if args.keep:
         print(f"  drill folder: {tmp}")
     else:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    ok = finished and counts["lost"] == 0 and counts["duplicated"] == 0 and not orphans
+    ok = (finished and counts["lost"] == 0 and counts["duplicated"] == 0 and not orphans
+          and all(v == "ok" for v in intact.values()))
     return 0 if ok else 1
 
 
