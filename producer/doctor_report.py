@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from config.schema import EvalConfig
-from producer.preflight import Check
+from producer.checks import URL_CREDENTIALS, Check, existing_parent
 
 SCHEMA_VERSION = 1
 REPORT_PACKAGES = (
@@ -58,7 +58,6 @@ def safe_url(url: str | None) -> str | None:
 
 def _no_credentials(value: str | None) -> str | None:
     """A value with any URL's user:password@ removed (a proxy URL often carries them)."""
-    from producer.preflight import URL_CREDENTIALS
 
     return URL_CREDENTIALS.sub(r"\1", value) if value else value
 
@@ -198,9 +197,8 @@ def folder_facts(path: Path) -> dict[str, Any]:
     """Filesystem, network drive, OneDrive and free space of a folder (its nearest existing parent)."""
     import psutil
 
-    from producer.preflight import _existing_parent
 
-    where = _existing_parent(path)
+    where = existing_parent(path)
     out: dict[str, Any] = {"path": str(path), "filesystem": None, "mountpoint": None, "drive_type": None,
                            "network": False, "onedrive": False, "free_mib": None}
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,8 +24,9 @@ from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger.locate import find_run_queue
 from producer.ledger.queries import get_run, latest_run, request_count, trial_names
+from producer.ledger.run_record import run_config, set_run_stop
 from producer.ledger.sweep import register_shared
-from producer.ledger.writes import NewRequest, register_run, retry_failed, set_stop
+from producer.ledger.writes import NewRequest, register_run, retry_failed
 
 CHUNK_SIZE = 16  # requests per inference task: small enough to lose little on a crash
 
@@ -85,20 +85,18 @@ def recorded_config(run_id: str) -> tuple[EvalConfig, str]:
     """The settings a run was created with (absolute paths, from the ledger) and its engine: a resume
     needs no ``--config`` and works from any folder."""
     from config.errors import ConfigError
-    from config.schema import validate_config_dict
 
     if find_run_queue(run_id) is None:
         raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
     conn = connect()
     import producer.huey_app  # noqa: F401 - a damaged huey.sqlite3 is one line before the run is touched
-    run = get_run(conn, run_id)
-    if run is None:
-        raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
     try:
-        cfg = validate_config_dict(json.loads(run["config_json"]), f"run {run_id}", check_files=False)
+        found = run_config(conn, run_id)
     except (ConfigError, ValueError) as exc:
         raise UserError(f"run {run_id}: its recorded settings cannot be read ({exc})") from None
-    return cfg, str(run["engine"])
+    if found is None:
+        raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
+    return found
 
 
 def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int = CHUNK_SIZE,
@@ -161,18 +159,6 @@ def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | Non
     manifests.update_phase(layout, "build", "done")
     for trial in expand_trials(cfg):
         manifests.write_trial_manifest(layout, cfg, trial, items, dry_run)
-
-
-def set_run_stop(conn: sqlite3.Connection, run_id: str, stop: bool, reason: str | None = None) -> None:
-    """Raise or clear a run's stop flag in the ledger (``reason``: why it stopped by itself) and mirror it
-    into run_state.json (CONTRACT section 9) for readers of the run folder."""
-    from producer.manifests import set_stop_flag
-
-    set_stop(conn, run_id, stop, reason=reason)
-    run = get_run(conn, run_id)
-    layout = RunLayout(Path(run["experiments_dir"]), run_id) if run is not None else None
-    if layout is not None and layout.run_state.exists():
-        set_stop_flag(layout, stop)
 
 
 def enqueue_run(

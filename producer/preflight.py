@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import re
 import shutil
 import sqlite3
 import sys
@@ -25,35 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import EvalConfig
+from producer.checks import (  # noqa: F401 - the verdicts stay importable from preflight (cmd_doctor, tests)
+    FAIL,
+    INFO,
+    OK,
+    WARN,
+    Check,
+    can_start,
+    existing_parent,
+    format_checks,
+)
 from producer.ledger.db import check_writable
 
-OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 HTTP_TIMEOUT_S = 5.0
 MIN_FREE_DISK_MB = 200
 LOW_FREE_DISK_MB = 2048
 PACKAGES = ("llama_cpp_python", "requests", "huey", "pydantic", "click", "pandas", "scipy", "nvidia-ml-py", "psutil")
-
-
-URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # ok | warn | fail | info
-    detail: str
-
-    def __post_init__(self) -> None:
-        # a URL's user:password@ (an endpoint written with credentials) never reaches a screen or a report
-        self.detail = URL_CREDENTIALS.sub(r"\1", self.detail)
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAIL
-
-    def line(self) -> str:
-        tag = {OK: " OK ", WARN: "WARN", FAIL: "FAIL", INFO: "INFO"}.get(self.status, self.status.upper()[:4])
-        return f"[{tag}] {self.name}: {' '.join(self.detail.split())}"
 
 
 @dataclass
@@ -64,17 +50,6 @@ class EngineFacts:
     context_source: str = ""
     counter: Callable[[list[dict[str, str]]], int] | None = None
     counter_name: str = "~4 characters per token"
-
-
-def can_start(checks: list[Check]) -> bool:
-    return not any(c.failed for c in checks)
-
-
-def format_checks(checks: list[Check]) -> str:
-    lines = [c.line() for c in checks]
-    failures = sum(1 for c in checks if c.failed)
-    lines.append("ready: the run can start" if not failures else f"NOT ready: {failures} check(s) failed")
-    return "\n".join(lines)
 
 
 # -- environment ---------------------------------------------------------------------------------
@@ -106,15 +81,8 @@ def gpu_check(cfg: EvalConfig) -> Check:
     return Check("gpu", INFO, f"no NVIDIA GPU ({reason})")
 
 
-def _existing_parent(path: Path) -> Path:
-    path = path.resolve()
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
-
-
 def disk_check(cfg: EvalConfig) -> Check:
-    where = _existing_parent(Path(cfg.paths.experiments_dir))
+    where = existing_parent(Path(cfg.paths.experiments_dir))
     free_mb = shutil.disk_usage(where).free / 1024 / 1024
     detail = f"{free_mb / 1024:.1f} GiB free for results at {where}"
     if free_mb < MIN_FREE_DISK_MB:

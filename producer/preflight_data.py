@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.schema import DATASETS, EvalConfig
-from producer.preflight import FAIL, OK, Check
+from producer.checks import FAIL, OK, Check
 
 HEAD_TIMEOUT_S = 5.0
 FULL_READ_MAX_BYTES = 64 * 1024 * 1024  # larger files: header only (the 2.5 GB official TriviaQA JSON)

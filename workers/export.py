@@ -19,6 +19,7 @@ from config.contract import ERRORS_JSONL, PREDICTIONS_CSV, RAW_RESULTS_JSONL, TR
 from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger.queries import failed_rows, get_run, result_rows, trial_names
+from producer.ledger.run_record import run_settings
 from producer.ledger.writes import claim_export, fail_export, finish_export
 from producer.results_io import raw_result_row, write_predictions_csv
 
@@ -69,7 +70,6 @@ def _write_local_costs(run_id: str, trial: str, results_dir: Path, raw: list[dic
     """local_costs.json + telemetry.csv (local backends only); never fails the export."""
     try:
         from telemetry.summary import export_local_costs
-        from workers.inference import run_settings
 
         cfg, _ = run_settings(run_id)
         export_local_costs(results_dir, raw, run_id, trial, cfg, finished_at)
@@ -93,7 +93,6 @@ def _update_manifest(info: dict[str, Any]) -> None:
 def _analyse(run_id: str, info: dict[str, Any]) -> tuple[str, str | None]:
     """Scores, statistics, costs and the report of one trial (scoring.pipeline)."""
     from scoring import pipeline
-    from workers.inference import run_settings
 
     cfg, _ = run_settings(run_id)
     run = get_run(connect(), run_id)

@@ -15,12 +15,12 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 
-from config.schema import EvalConfig, validate_config_dict
+from config.schema import EvalConfig
 from producer.ledger import connect
-from producer.ledger.queries import get_run, is_stopped
+from producer.ledger.queries import is_stopped
+from producer.ledger.run_record import run_settings, set_run_stop
 from producer.ledger.writes import (
     claim_chunk,
     mark_in_flight,
@@ -40,14 +40,13 @@ from workers.engines.base import (
 from workers.engines.health import FailureWindow, answers_at_all
 from workers.engines.http_common import EngineTimeoutError
 from workers.parent_watch import parent_gone
-from workers.worker_state import STOP, engine_for
+from workers.worker_state import STOP, engine_for, set_in_flight
 
 log = logging.getLogger("workers")
 
 DRAIN_BUDGET_S: float | None = None  # None: drain until no chunk is queued (other processes score/export)
 _health: dict[str, FailureWindow] = {}
 _health_lock = threading.Lock()
-_in_flight: set[int] = set()  # ids of the requests this process is sending or recording now
 
 
 class Failure(str):
@@ -65,12 +64,6 @@ class Failure(str):
         return out
 
 
-def in_flight() -> set[int]:
-    """Requests this process is sending or recording right now (the parent watch waits for them)."""
-    with _health_lock:
-        return set(_in_flight)
-
-
 def _stopping(run_id: str) -> bool:
     return STOP.is_set() or parent_gone() or is_stopped(connect(), run_id)
 
@@ -85,24 +78,12 @@ def stop_run(conn: sqlite3.Connection, run_id: str, reason: str, reopen: list[in
     """The engine is down or cannot start: stop the run with one clear reason instead of failing every
     remaining request after its retries; ``run --resume`` continues once the engine is back. ``reopen``:
     requests that failed because of the outage, given back (pending) so that resume sends them again."""
-    from producer.enqueue import set_run_stop
-
     health_of(run_id).reset()
     if not is_stopped(conn, run_id):
         set_run_stop(conn, run_id, True, reason=reason)
         log.error("run %s: %s", run_id, reason)
     if reopen:
         reopen_failed(conn, run_id, reopen)
-
-
-@lru_cache(maxsize=16)
-def run_settings(run_id: str) -> tuple[EvalConfig, str]:
-    """The run's config snapshot and engine name (frozen at enqueue: workers never read config files)."""
-    row = get_run(connect(), run_id)
-    if row is None:
-        raise KeyError(f"unknown run {run_id}")
-    cfg = validate_config_dict(json.loads(row["config_json"]), f"run {run_id}", check_files=False)
-    return cfg, row["engine"]
 
 
 def _messages(req: sqlite3.Row) -> tuple[list[dict[str, str]], GenerationParams]:
@@ -161,8 +142,7 @@ def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str
     ends after MAX_CRASHES, while deaths before anything was sent (model loading) charge no request."""
     conn = connect()
     rid = req["id"]
-    with _health_lock:
-        _in_flight.add(rid)
+    set_in_flight(rid, True)
     try:
         if _stopping(req["run_id"]):
             return "released"
@@ -191,8 +171,7 @@ def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str
             stop_run(conn, req["run_id"], window.message(), reopen=window.failed_ids())
         return "failed"
     finally:
-        with _health_lock:
-            _in_flight.discard(rid)
+        set_in_flight(rid, False)
 
 
 def process_chunk(run_id: str, chunk: int) -> dict[str, Any]:

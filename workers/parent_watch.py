@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from workers.worker_state import STOP
+from workers.worker_state import STOP, in_flight
 
 log = logging.getLogger("workers")
 
@@ -79,8 +79,6 @@ def _loop(stop_event: Any) -> None:
 
 
 def _busy() -> bool:
-    from workers.inference import in_flight
-
     if in_flight():
         return True
     huey_mod = sys.modules.get("producer.huey_app")
@@ -98,7 +96,6 @@ def _leave() -> None:
     try:
         from producer.ledger import connect
         from producer.ledger.writes import release_worker
-        from workers.inference import in_flight
 
         release_worker(connect(), pid, refund=sorted(in_flight()))
     except Exception as exc:  # the next pool's reconcile gives it back anyway

@@ -14,6 +14,7 @@ from typing import Any
 from config.contract import parse_custom_id
 from producer.ledger import connect
 from producer.ledger.queries import done_unscored, get_run
+from producer.ledger.run_record import run_settings
 from producer.ledger.writes import record_scores
 
 log = logging.getLogger("workers")
@@ -29,7 +30,6 @@ def _items(prepared_dir: str) -> dict[str, dict[str, Any]]:
 def score_chunk(run_id: str, chunk: int) -> int:
     """Score the done, unscored requests of a chunk; returns how many were scored."""
     from scoring.rules import score_response
-    from workers.inference import run_settings
 
     conn = connect()
     rows = done_unscored(conn, run_id, chunk)

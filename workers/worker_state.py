@@ -24,6 +24,8 @@ log = logging.getLogger("workers")
 STOP = threading.Event()  # set on Ctrl+C / pool shutdown: finish the current request, give back the rest
 
 _state_lock = threading.Lock()
+_in_flight: set[int] = set()  # ids of the requests this process is sending or recording now
+_in_flight_lock = threading.Lock()
 _state: dict[str, Any] = {"pid": None}
 
 
@@ -123,3 +125,19 @@ def close_engines() -> None:
             except Exception:
                 pass
         engines.clear()
+
+
+def in_flight() -> set[int]:
+    """Requests this process is sending or recording right now (the parent watch waits for them and
+    gives them back). Here, not in ``inference``, so that the parent watch does not import inference."""
+    with _in_flight_lock:
+        return set(_in_flight)
+
+
+def set_in_flight(request_id: int, sending: bool) -> None:
+    """Mark a request as being sent and recorded by this process (``sending``) or done with."""
+    with _in_flight_lock:
+        if sending:
+            _in_flight.add(request_id)
+        else:
+            _in_flight.discard(request_id)

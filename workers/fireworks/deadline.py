@@ -18,6 +18,7 @@ from typing import Any
 
 from config.schema import EvalConfig
 from producer.ledger import fireworks as fw_ledger
+from producer.ledger.run_record import set_run_stop
 
 log = logging.getLogger("workers.fireworks")
 
@@ -52,8 +53,6 @@ def check_deadline(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, job
         fw_ledger.update_part(conn, run_id, part["part"], deadline_at=deadline_at)
     if now <= deadline_at:
         return False
-    from producer.enqueue import set_run_stop
-
     state = str(job.get("state") or "JOB_STATE_UNSPECIFIED").replace("JOB_STATE_", "")
     what = f"is still {state}" if problem is None else f"is {state} but its results could not be downloaded ({problem})"
     age = now - (created_at(job) or deadline_at - limit)

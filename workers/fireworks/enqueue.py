@@ -17,6 +17,7 @@ from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import get_run, latest_run, request_count, trial_names
+from producer.ledger.run_record import set_run_stop
 from producer.ledger.writes import NewRequest, register_run
 from workers.fireworks.parts import FireworksPlan, RowValidationError, fireworks_ids, plan_parts, validate_row
 from workers.fireworks.runner import DRY_RUN_ENGINE
@@ -109,8 +110,6 @@ def enqueue_fireworks_run(cfg: EvalConfig, config_path: Path | None = None, run_
         write_shared_manifest_notes(run_id)
         save_job_table(run_id)
     else:
-        from producer.enqueue import set_run_stop
-
         set_run_stop(conn, run_id, False)
         if retry_failed_requests:
             retry_failed_parts(run_id)

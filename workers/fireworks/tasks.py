@@ -15,6 +15,7 @@ from producer.huey_app import enqueue_many, huey, queued_task_args
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import chunk_trials, is_stopped, trial_is_complete
+from producer.ledger.run_record import run_settings, set_run_stop
 from workers.fireworks.client import FireworksError
 from workers.fireworks.parts import RowValidationError
 
@@ -24,8 +25,6 @@ DRY_RUN_POLL_S = 0.01
 
 
 def _settings(run_id: str):
-    from workers.inference import run_settings
-
     return run_settings(run_id)
 
 
@@ -46,8 +45,6 @@ def _fail_part(run_id: str, part: int, message: str) -> None:
 
 
 def _stop_for_key(run_id: str, part: int, exc: FireworksError) -> None:
-    from producer.enqueue import set_run_stop
-
     reason = (f"Fireworks refused the request while polling part {part} ({exc}): check FIREWORKS_API_KEY and"
               f" FIREWORKS_ACCOUNT_ID, then python -m producer run --resume {run_id}")
     set_run_stop(connect(), run_id, True, reason=reason[:600])
