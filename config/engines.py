@@ -26,3 +26,18 @@ ENGINES: dict[str, EngineSpec] = {
 }
 ENGINE_NAMES = tuple(ENGINES)
 HTTP_ENGINES = tuple(name for name, spec in ENGINES.items() if spec.http)
+
+
+class EngineError(Exception):
+    """Base class; the message must be one line, safe to show (no secrets).
+
+    Why here: ``config.llama_cpp_import`` (below workers, used by the trial manifest's token counts)
+    raises ``PermanentEngineError``; ``workers.engines.base`` re-exports these classes."""
+
+
+class TransientEngineError(EngineError):
+    """Retry with backoff (connection refused/reset, timeout, HTTP 408/429/5xx)."""
+
+
+class PermanentEngineError(EngineError):
+    """Do not retry (HTTP 4xx other than 408/429, model missing, prompt too long)."""

@@ -2,7 +2,7 @@
 
 Why: a reader can audit every request body before anything is sent (the same bodies the local queue
 and the Fireworks path send: both build them with ``iter_trial_requests``; the Fireworks path cuts and
-uploads its own parts, ``workers/fireworks/parts.py``, rather than these files).
+uploads its own parts, ``producer/fireworks_plan.py``, rather than these files).
 Files are optionally split into parts (``--parts-per-dataset`` or ``--lines-per-part``, and never
 above ``fireworks.max_part_bytes``); every part is written and listed in ``build_manifest.json``
 with its line count, and the build checks that every request appears exactly once.

@@ -73,8 +73,9 @@ def _packages() -> dict[str, str | None]:
 
 
 def _llama_cpp() -> dict[str, Any]:
+    from config.llama_cpp_import import import_llama_cpp
     from workers.engines.base import PermanentEngineError
-    from workers.engines.llama_cpp_engine import gpu_offload_supported, import_llama_cpp
+    from workers.engines.llama_cpp_engine import gpu_offload_supported
 
     out: dict[str, Any] = {"importable": False, "version": None, "gpu_offload": None, "system_info": None,
                            "error": None}

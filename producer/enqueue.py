@@ -1,8 +1,11 @@
 """Register a run in the ledger and queue its work: idempotent, crash-safe, one transaction.
 
 Why: a producer killed mid-enqueue must leave either nothing or a complete run, and running enqueue
-again must add only what is missing. Requests are built by ``iter_trial_requests`` (the one builder)
-and cut into chunks of consecutive requests of one trial, temperature and condition.
+again must add only what is missing. One flow for both backends: requests are built by
+``iter_trial_requests`` (the one builder), then the backend step cuts them into chunks of consecutive
+requests of one trial, temperature and condition (local) or into Fireworks parts
+(``producer.fireworks_plan``); the same ledger and queue carry both, so export, scoring and ``status``
+are shared.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +164,72 @@ def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | Non
         manifests.write_trial_manifest(layout, cfg, trial, items, dry_run)
 
 
+def _backend_engine(cfg: EvalConfig, dry_run: bool) -> str:
+    """The engine recorded for a new run; a Fireworks run checks its credentials now, not in a worker
+    an hour later."""
+    if cfg.backend != "fireworks":
+        return "dry_run" if dry_run else cfg.local_engine
+    from producer.env import Credentials, FireworksError
+    from producer.fireworks_plan import DRY_RUN_ENGINE
+
+    if dry_run:
+        return DRY_RUN_ENGINE
+    try:
+        Credentials.from_env()
+    except FireworksError as exc:
+        raise UserError(f"{exc} (or use --dry-run to try the flow offline)") from None
+    return "fireworks"
+
+
+@dataclass
+class _Planned:
+    """The backend step's answer: ledger trial rows, requests (a stream for local runs) and shared ones."""
+
+    trials: list[dict[str, Any]]
+    requests: Iterable[NewRequest]
+    shared: dict[tuple[str, str], str]
+    fireworks_plan: Any = None  # the parts of a Fireworks run, registered after its requests
+
+
+def _plan_local(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int, engine: str,
+                yes: bool) -> _Planned:
+    """Chunks of consecutive requests; a new run of absurd size is refused unless ``yes``."""
+    from producer.plan import requests_per_item, size_refusal
+    from producer.trials import expand_trials
+
+    trial_list = expand_trials(cfg)
+    per_trial = {t.slug: len(items) * requests_per_item(cfg, [t]) for t in trial_list}
+    new_tokens = sum(t.max_tokens_for(DATASET_TYPE[i["dataset"]]) * requests_per_item(cfg, [t])
+                     for t in trial_list for i in items)
+    why = None if yes else size_refusal(cfg, sum(per_trial.values()), new_tokens, engine)
+    if why:  # the exact count, now that every dataset is known; nothing of the run is written yet
+        raise UserError(why)
+    shared: dict[tuple[str, str], str] = {}
+    if len(trial_list) > 1:  # a first pass learns which requests a sweep shares (registered first)
+        for _ in chunked_requests(cfg, items, chunk_size, shared):
+            pass
+    trials = [{"trial": t.slug, "model": t.model, "total": per_trial[t.slug]} for t in trial_list]
+    return _Planned(trials, chunked_requests(cfg, items, chunk_size), shared)  # streamed into the ledger
+
+
+def _plan_fireworks(cfg: EvalConfig, items: list[dict[str, Any]]) -> _Planned:
+    """Parts under the upload limit, every row checked before anything is written or paid."""
+    from producer.fireworks_plan import plan_run
+
+    plan, rows, totals = plan_run(cfg, items)
+    return _Planned(list(totals.values()), rows, plan.shared_from, plan)
+
+
+def _retry(conn: Any, run_id: str, engine: str) -> None:
+    """Failed requests back to pending: Fireworks parts get a fresh job, local chunks are queued again."""
+    if str(engine).startswith("fireworks"):
+        from producer.fireworks_plan import retry_failed_parts
+
+        retry_failed_parts(run_id)
+    else:
+        retry_failed(conn, run_id)
+
+
 def enqueue_run(
     cfg: EvalConfig,
     config_path: Path | None = None,
@@ -173,22 +242,19 @@ def enqueue_run(
     force: bool = False,
     yes: bool = False,
 ) -> EnqueueSummary:
-    """Prepare if needed, register the run (once), and send a message for every open chunk.
+    """Prepare if needed, register the run (once), and send a message for every open chunk or part.
 
-    A new run of absurd size is refused before its folder is written unless ``yes``; requests are
-    streamed into the ledger, never held in memory all at once."""
+    One flow for both backends; the backend step plans the work (local chunks or Fireworks parts).
+    A new local run of absurd size is refused before its folder is written unless ``yes``; local
+    requests are streamed into the ledger, never held in memory all at once."""
     from config.lookup import apply_data_overrides
     from producer.reconcile import reconcile  # opens huey.sqlite3: a bad queue is one line, nothing written
 
     connect()  # the ledger too (read-only, damaged): checked before anything is written
-    if cfg.backend == "fireworks":  # same ledger and queue; parts become Fireworks batch jobs
-        from workers.fireworks.enqueue import enqueue_fireworks_run
-
-        return enqueue_fireworks_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides,
-                                     retry_failed_requests, force)
     cfg = apply_data_overrides(cfg, data_overrides)
-    engine = "dry_run" if dry_run else cfg.local_engine
-    check_outputs(cfg)
+    engine = _backend_engine(cfg, dry_run)
+    if cfg.backend != "fireworks":  # a Fireworks run writes its outputs the same way, unchecked (as before)
+        check_outputs(cfg)
     fingerprint = run_fingerprint(cfg, limit_items, engine)
     conn = connect()
     if run_id is not None:
@@ -206,27 +272,16 @@ def enqueue_run(
     created = existing is None
     registered = 0
     if created:
-        from producer.plan import requests_per_item, size_refusal
         from producer.prepare import ensure_prepared
-        from producer.trials import expand_trials
+        from producer.sweep_share import write_manifest_notes
 
         prepared = ensure_prepared(cfg, data_overrides, limit_items)
-        items = prepared.items
-        trial_list = expand_trials(cfg)
-        per_trial = {t.slug: len(items) * requests_per_item(cfg, [t]) for t in trial_list}
-        new_tokens = sum(t.max_tokens_for(DATASET_TYPE[i["dataset"]]) * requests_per_item(cfg, [t])
-                         for t in trial_list for i in items)
-        why = None if yes else size_refusal(cfg, sum(per_trial.values()), new_tokens, engine)
-        if why:  # the exact count, now that every dataset is known; nothing of the run is written yet
-            raise UserError(why)
+        if cfg.backend == "fireworks":
+            planned = _plan_fireworks(cfg, prepared.items)
+        else:
+            planned = _plan_local(cfg, prepared.items, chunk_size, engine, yes)
         prepared_dir = _snapshot_prepared(prepared, layout.run_dir)
-        _write_manifests(cfg, layout, config_path, items, dry_run=engine == "dry_run")
-        shared: dict[tuple[str, str], str] = {}
-        if len(trial_list) > 1:  # a first pass learns which requests a sweep shares (registered first)
-            for _ in chunked_requests(cfg, items, chunk_size, shared):
-                pass
-        requests = chunked_requests(cfg, items, chunk_size)  # a generator: streamed into the ledger
-        trials = [{"trial": t.slug, "model": t.model, "total": per_trial[t.slug]} for t in trial_list]
+        _write_manifests(cfg, layout, config_path, prepared.items, dry_run=engine.endswith("dry_run"))
         run_row = {
             "run_id": run_id,
             "config_path": str(config_path) if config_path else None,
@@ -237,16 +292,18 @@ def enqueue_run(
             "experiments_dir": str(layout.experiments_dir),
             "prepared_dir": str(prepared_dir),
         }
-        from producer.sweep_share import write_manifest_notes
+        register_shared(conn, run_id, planned.shared)  # before the requests: none is ever generated twice
+        registered = register_run(conn, run_row, planned.trials, planned.requests)
+        if planned.fireworks_plan is not None:
+            from producer.fireworks_plan import register_plan
 
-        register_shared(conn, run_id, shared)  # before the requests: none of them is ever generated twice
-        registered = register_run(conn, run_row, trials, requests)
+            register_plan(conn, run_id, planned.fireworks_plan)
         write_manifest_notes(conn, layout, run_id)
     else:
         set_run_stop(conn, run_id, False)
         if retry_failed_requests:
-            retry_failed(conn, run_id)
-    report = reconcile(run_id)
+            _retry(conn, run_id, existing["engine"])
+    report = reconcile(run_id)  # local chunks and Fireworks parts alike (the task registration)
     return EnqueueSummary(run_id, created, request_count(conn, run_id), registered, report.enqueued,
                           layout.run_dir, trial_names(conn, run_id), engine)
 
@@ -260,12 +317,8 @@ def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSumma
     if run is None:
         raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
     set_run_stop(conn, run_id, False)
-    if retry_failed_requests and str(run["engine"]).startswith("fireworks"):
-        from workers.fireworks.enqueue import retry_failed_parts
-
-        retry_failed_parts(run_id)
-    elif retry_failed_requests:
-        retry_failed(conn, run_id)
+    if retry_failed_requests:
+        _retry(conn, run_id, run["engine"])
     report = reconcile(run_id)
     return EnqueueSummary(run_id, False, request_count(conn, run_id), 0, report.enqueued,
                           Path(run["experiments_dir"]) / f"run_{run_id}", trial_names(conn, run_id), run["engine"])

@@ -10,8 +10,11 @@ never logged.
 from __future__ import annotations
 
 import io
+import ipaddress
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -44,3 +47,108 @@ def setting_source(name: str, env_file: Path | str | None = None) -> str | None:
     if os.environ.get(name):
         return "environment"
     return ".env" if read_env_file(env_file).get(name) else None
+
+
+# Fireworks settings: the API base check and the credentials (one definition; workers.fireworks.client
+# uses them, and plan/doctor show the API base notice without importing workers).
+DEFAULT_API_BASE = "https://api.fireworks.ai"
+
+
+class FireworksError(RuntimeError):
+    """A Fireworks call that failed for good; ``status`` is the HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class FireworksConfigError(FireworksError):
+    """Missing key or account: the user must set FIREWORKS_API_KEY / FIREWORKS_ACCOUNT_ID."""
+
+
+class _Secret:
+    """Holds the key; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+    __str__ = __repr__
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: a connection that never leaves this machine."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_base(base: str, source: str | None = None) -> str:
+    """The API base without a trailing slash; FireworksConfigError (one line) unless it is https://,
+    or http:// to a loopback host. The message shows scheme, host and port only."""
+    where = f" (from {source})" if source else ""
+    raw = base.strip().rstrip("/")
+    try:
+        parts = urlsplit(raw)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    shown = f"{scheme}://{host}" + (f":{port}" if port else "")
+    if scheme not in ("https", "http") or not host:
+        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} must be an https:// URL such as {DEFAULT_API_BASE}")
+    if parts.username or parts.password:
+        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} must not contain a user name or password")
+    if scheme == "http" and not is_loopback_host(host):
+        raise FireworksConfigError(
+            f"FIREWORKS_API_BASE{where} is {shown}: it must use https:// (http:// only to a loopback host such as"
+            " 127.0.0.1), or the API key would travel in clear")
+    return raw
+
+
+def api_base_notice(env_file: str | None = None) -> tuple[str, str | None] | None:
+    """For ``doctor`` and ``plan``: (line, error) when FIREWORKS_API_BASE is set to something other than
+    the default, else None. ``error`` is the one-line refusal when the base would be refused."""
+    base = get_setting("FIREWORKS_API_BASE", env_file=env_file)
+    if not base or base.strip().rstrip("/") == DEFAULT_API_BASE:
+        return None
+    source = setting_source("FIREWORKS_API_BASE", env_file)
+    try:
+        shown = check_api_base(base, source)
+    except FireworksConfigError as exc:
+        return f"Fireworks API base from {source} is not the default {DEFAULT_API_BASE}", str(exc)
+    return f"Fireworks API base: {shown} (from {source}; the default is {DEFAULT_API_BASE})", None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: _Secret
+    account: str
+    api_base: str = DEFAULT_API_BASE
+
+    def __post_init__(self) -> None:  # every client, however built, talks https (or to loopback)
+        object.__setattr__(self, "api_base", check_api_base(self.api_base))
+
+    @classmethod
+    def from_env(cls, env_file: str | None = None) -> Credentials:
+        """FIREWORKS_API_KEY, FIREWORKS_ACCOUNT_ID, optional FIREWORKS_API_BASE (environment, then .env)."""
+        key = get_setting("FIREWORKS_API_KEY", env_file=env_file)
+        account = get_setting("FIREWORKS_ACCOUNT_ID", env_file=env_file)
+        if not key:
+            raise FireworksConfigError("FIREWORKS_API_KEY is not set (environment or .env)")
+        if not account:
+            raise FireworksConfigError("FIREWORKS_ACCOUNT_ID is not set (environment or .env)")
+        base = get_setting("FIREWORKS_API_BASE", env_file=env_file) or DEFAULT_API_BASE
+        base = check_api_base(base, setting_source("FIREWORKS_API_BASE", env_file))  # before any key is sent
+        return cls(_Secret(key), account, base)

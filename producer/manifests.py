@@ -106,7 +106,7 @@ def _locked(path: Path, timeout_s: float = 10.0) -> Iterator[None]:
             lock.unlink()
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_manifest_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; ``{}`` when the file does not exist yet."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -117,7 +117,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def _update_json(path: Path, change) -> dict[str, Any]:
     with _locked(Path(path)):
-        data = read_json(path)
+        data = read_manifest_json(path)
         change(data)
         data["updated_at"] = now_iso()
         write_json_atomic(path, data)
@@ -149,7 +149,7 @@ def init_run_state(layout: RunLayout, cfg: EvalConfig, config_path: Path | str |
 
 
 def read_run_state(layout: RunLayout) -> dict[str, Any]:
-    return read_json(layout.run_state)
+    return read_manifest_json(layout.run_state)
 
 
 def update_phase(layout: RunLayout, phase: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def record_run_phases(layout: RunLayout, trials: Iterable[str], batch: bool = Fa
     nine phases "pending". A local run has no batch job: ``submit`` and ``poll`` are ``skipped``.
     ``failed`` = (phase, error) records a phase that could not complete (an export that could not write).
     """
-    stages = {t: read_json(layout.artifact(t, TRIAL_MANIFEST_JSON)).get("stage_status", {}) for t in trials}
+    stages = {t: read_manifest_json(layout.artifact(t, TRIAL_MANIFEST_JSON)).get("stage_status", {}) for t in trials}
     wanted: dict[str, dict[str, Any]] = {}
     for phase, stage in PHASE_FROM_STAGE.items():
         status = _combined([(stages[t].get(stage) or {}).get("status", "pending") for t in stages])
@@ -293,7 +293,7 @@ def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False) -> dict[
 def build_trial_manifest(
     cfg: EvalConfig, trial: Trial, run_id: str, items: Iterable[dict[str, Any]], dry_run: bool = False
 ) -> dict[str, Any]:
-    from workers.engines.tokens import prompt_text_counter
+    from config.token_count import prompt_text_counter
 
     pset = cfg.prompt_sets[trial.prompt_set]
     stages = FIREWORKS_STAGES if cfg.backend == "fireworks" else LOCAL_STAGES
@@ -341,7 +341,7 @@ def write_trial_manifest(
     path = layout.artifact(trial.slug, TRIAL_MANIFEST_JSON)
     fresh = build_trial_manifest(cfg, trial, layout.run_id, items, dry_run)
     with _locked(path):
-        old = read_json(path)
+        old = read_manifest_json(path)
         if old:
             fresh["created_at"] = old.get("created_at", fresh["created_at"])
             fresh["stage_status"].update(old.get("stage_status", {}))

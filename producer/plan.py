@@ -138,7 +138,7 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         )
         out.append(engine)
         notes = PHASE_NOTES_LOCAL
-    from workers.fireworks.client import api_base_notice
+    from producer.env import api_base_notice
 
     base = api_base_notice()  # whenever FIREWORKS_API_BASE is not the default (a stray .env)
     if base is not None:

@@ -223,8 +223,9 @@ def _openai_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFact
 def llama_cpp_engine_check() -> tuple[Check, Any]:
     """(check, the llama_cpp module or None). Any failure to import or load the library is FAIL: the
     worker would stop the run with the same reason (``import_llama_cpp`` is the one place that says it)."""
+    from config.llama_cpp_import import import_llama_cpp
     from workers.engines.base import PermanentEngineError
-    from workers.engines.llama_cpp_engine import gpu_offload_supported, import_llama_cpp
+    from workers.engines.llama_cpp_engine import gpu_offload_supported
 
     try:
         llama_cpp = import_llama_cpp()
@@ -236,9 +237,9 @@ def llama_cpp_engine_check() -> tuple[Check, Any]:
 
 def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
     from config.model_files import ModelFileError, resolve_model_path
+    from config.token_count import gguf_counter, gguf_vocab
     from telemetry.gguf import MAGIC, read_gguf_metadata
     from workers.engines.llama_cpp_engine import gpu_offload_supported
-    from workers.engines.tokens import gguf_counter, gguf_vocab
 
     facts = EngineFacts(context_limit=cfg.n_ctx, context_source=f"n_ctx {cfg.n_ctx}")
     engine, llama_cpp = llama_cpp_engine_check()
@@ -283,10 +284,10 @@ def longest_request(cfg: EvalConfig, counter: Callable[[list[dict[str, str]]], i
     """(prompt tokens + max_new_tokens, description) of the largest request of any trial, or None when
     no items are available yet (datasets not prepared or downloaded)."""
     from config.contract import CONDITIONS, DATASET_TYPE
+    from config.token_count import count_prompt
     from producer.messages import load_prompt_texts, render_messages
     from producer.plan import make_plan
     from producer.trials import expand_trials
-    from workers.engines.tokens import count_prompt
 
     items = make_plan(cfg, Path("."), None, None).items
     if not items:
@@ -357,7 +358,7 @@ def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
         checks.append(Check("engine", OK, f"{cfg.local_engine}: no server or model needed"))
     else:
         checks.append(Check("engine", INFO, f"backend {cfg.backend}: checked by its own commands"))
-    from workers.fireworks.client import api_base_notice
+    from producer.env import api_base_notice
 
     base = api_base_notice()  # shown whenever FIREWORKS_API_BASE is not the default (a stray .env)
     if base is not None:

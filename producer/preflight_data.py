@@ -59,7 +59,7 @@ def _header_problem(dataset: str, path: Path) -> str | None:
 
 def _local_check(dataset: str, path: Path, what: str) -> Check:
     """A file on disk: readable, recognised format, reader present, and (small files) fully loadable."""
-    from producer.datasets.errors import DataError
+    from producer.datasets.data_errors import DataError
     from producer.datasets.formats import LOADERS
 
     if not path.exists():

@@ -63,7 +63,7 @@ def check_output_dir(path: Path, field: str) -> None:
 def check_something_selected(cfg: EvalConfig, limit_items: int | None = None) -> None:
     """Every size 0 (``--limit-items 0``) would be a run of nothing that reports nothing: refuse it."""
     if all(target_size(cfg, ds, limit_items) == 0 for ds in DATASETS):
-        from producer.datasets.errors import DataError
+        from producer.datasets.data_errors import DataError
 
         raise DataError("nothing to evaluate: every dataset has size 0 (sizes, --limit-items): "
                         "give one dataset a size above 0")

@@ -48,7 +48,7 @@ class ReportData:
     problems: list[str] = field(default_factory=list)  # artifacts that exist but could not be read
 
 
-def read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+def read_result_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
     """A JSON object, or None when absent; an unreadable file is recorded in ``problems``."""
     if not path.is_file():
         return None
@@ -223,14 +223,14 @@ def load_report_data(results_dir: Path) -> ReportData:
     results_dir = Path(results_dir)
     data = ReportData(results_dir=results_dir)
     problems = data.problems
-    data.significance = read_json(results_dir / SIGNIFICANCE_JSON, problems)
+    data.significance = read_result_json(results_dir / SIGNIFICANCE_JSON, problems)
     per_item = load_per_item(results_dir / PER_ITEM_SCORES_CSV, problems)
     if per_item is not None and not per_item.empty:
         data.means, data.pairing = paired_means(per_item)
     data.predictions = summarise_predictions(results_dir / PREDICTIONS_CSV, problems)
-    data.costs = read_json(results_dir / COSTS_JSON, problems)
-    data.local_costs = read_json(results_dir / LOCAL_COSTS_JSON, problems)
-    data.manifest = read_json(results_dir / TRIAL_MANIFEST_JSON, problems)
+    data.costs = read_result_json(results_dir / COSTS_JSON, problems)
+    data.local_costs = read_result_json(results_dir / LOCAL_COSTS_JSON, problems)
+    data.manifest = read_result_json(results_dir / TRIAL_MANIFEST_JSON, problems)
     data.errors = summarise_errors(results_dir, problems)
     data.telemetry = load_telemetry(results_dir, problems)
     return data

@@ -16,7 +16,7 @@ from typing import Any
 from config.atomic import write_text_atomic
 from config.contract import LOCAL_COSTS_JSON, PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
 from scoring.fdr import bh_qvalues
-from scoring.report_data import is_dry_run, load_per_item, paired_means, read_json
+from scoring.report_data import is_dry_run, load_per_item, paired_means, read_result_json
 from scoring.report_html import to_html
 from scoring.report_md import to_markdown
 from scoring.report_sig import ALPHA, EffectRow, all_tests, effect_rows
@@ -69,13 +69,13 @@ def _trial_settings(manifest: dict[str, Any] | None) -> str:
 def load_trials(run_dir: Path) -> tuple[list[TrialResult], list[str]]:
     trials, problems = [], []
     for results in find_trials(run_dir):
-        sig = read_json(results / SIGNIFICANCE_JSON, problems)
+        sig = read_result_json(results / SIGNIFICANCE_JSON, problems)
         if not sig:
             continue
         per_item = load_per_item(results / PER_ITEM_SCORES_CSV, problems)
         means = paired_means(per_item)[0] if per_item is not None and not per_item.empty else None
-        manifest = read_json(results / TRIAL_MANIFEST_JSON, problems)
-        dry = is_dry_run(manifest, read_json(results / LOCAL_COSTS_JSON, problems))
+        manifest = read_result_json(results / TRIAL_MANIFEST_JSON, problems)
+        dry = is_dry_run(manifest, read_result_json(results / LOCAL_COSTS_JSON, problems))
         trials.append(TrialResult(results.parent.name, _trial_settings(manifest),
                                   effect_rows(sig, with_subgroups=False), means, all_tests(sig), dry))
     return trials, problems

@@ -97,7 +97,7 @@ def test_cached_prompt_is_estimated_not_zero(tmp_path, server):
     # the chat model cannot embed: the server was asked once, then the chars/4 fallback is used
     embeds = [r for r in server.state.requests if r[1] == "/api/embed"]
     assert len(embeds) == 1
-    from workers.engines.tokens import chars_estimate
+    from config.token_count import chars_estimate
     assert result.usage.prompt_tokens == chars_estimate(MESSAGES)
 
 

@@ -61,7 +61,7 @@ def test_real_server_answers_with_usage(tmp_path, server_url, monkeypatch):
 
 def test_gguf_vocab_count_matches_the_server(tmp_path, server_url):
     """The estimator (GGUF vocabulary + chat template) counts the prompt exactly as the server does."""
-    from workers.engines.tokens import gguf_counter
+    from config.token_count import gguf_counter
 
     result = OpenAICompatEngine(compat_cfg(tmp_path, server_url), None).generate(MESSAGES, GenerationParams(1, 0.0))
     assert gguf_counter(resolve_model_path("smollm2"))(MESSAGES) == result.usage.prompt_tokens

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from config.model_files import resolve_model_path
+from config.token_count import chars_estimate, count_prompt, gguf_counter, gguf_vocab, render_with_template
 from telemetry.gguf import read_gguf_metadata
-from workers.engines.tokens import (
-    chars_estimate,
-    complete_usage,
-    count_prompt,
-    gguf_counter,
-    gguf_vocab,
-    render_with_template,
-)
+from workers.engines.tokens import complete_usage
 
 MESSAGES = [{"role": "system", "content": "You answer in a few words."},
             {"role": "user", "content": "What is the capital of France?"}]

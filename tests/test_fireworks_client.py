@@ -9,6 +9,14 @@ import pytest
 
 from config.schema import validate_config_dict
 from producer.env import get_setting, parse_env_text
+from producer.fireworks_plan import (
+    MAX_ID_LEN,
+    RowValidationError,
+    encode_rows,
+    fireworks_ids,
+    plan_parts,
+    validate_row,
+)
 from producer.requests_build import Request
 from producer.sweep_share import share_key
 from producer.trials import expand_trials
@@ -20,14 +28,6 @@ from workers.fireworks.client import (
     FireworksConfigError,
     FireworksError,
     _Secret,
-)
-from workers.fireworks.parts import (
-    MAX_ID_LEN,
-    RowValidationError,
-    encode_rows,
-    fireworks_ids,
-    plan_parts,
-    validate_row,
 )
 
 KEY = "fw-SECRET-key-1234567890"

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from producer.fireworks_plan import encode_rows
 from tests.servers.fake_fireworks import FakeFireworksServer, FakeState
 from workers.fireworks.client import Credentials, FireworksClient, FireworksError, _Secret
-from workers.fireworks.parts import encode_rows
 
 KEY = "fw-fake-SECRET-abcdef123456"
 

@@ -27,7 +27,7 @@ def product_sources() -> dict[str, str]:
     (r"""\(\s*["']control["'],\s*["']treatment["']\s*\)""", "config/contract.py"),  # CONDITIONS
     (r"repr\(float\((?!T\))", "config/contract.py"),  # temp_label (docstrings may say repr(float(T)))
     (r"""b["']GGUF["']""", "telemetry/gguf.py"),  # the GGUF header reader
-    (r"^\s*def import_llama_cpp\(", "workers/engines/llama_cpp_engine.py"),
+    (r"^\s*def import_llama_cpp\(", "config/llama_cpp_import.py"),
     (r"""Literal\[\s*["']llama_cpp["']""", None),  # engine names: config/engines.py only
     (r"""\(\s*["']ollama["'],\s*["']openai_compat["']\s*\)""", None),  # HTTP engines: config/engines.py
 ])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.datasets.errors import DataError
+from producer.datasets.data_errors import DataError
 from producer.datasets.hub import ensure_downloaded
 from tests.foundation_support import FIXTURES, make_workdir, run_cli
 

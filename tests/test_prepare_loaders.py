@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from config.schema import load_config
-from producer.datasets.errors import DataError
+from producer.datasets.data_errors import DataError
 from producer.datasets.formats import load_nq_open, load_squad_v2, load_triviaqa
 from producer.datasets.items import question_hash_id
 from producer.datasets.sources import SAMPLE_FILES, SAMPLES_DIR
@@ -75,7 +75,7 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['pyarrow'] = None\n"
         "from producer.datasets.formats import load_triviaqa\n"
-        "from producer.datasets.errors import DataError\n"
+        "from producer.datasets.data_errors import DataError\n"
         f"try:\n    load_triviaqa({str(path)!r})\nexcept DataError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8",

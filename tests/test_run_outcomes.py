@@ -214,7 +214,7 @@ def test_live_scoring_that_cannot_read_its_items_does_not_loop(tmp_path, monkeyp
         chunks = sorted({c for _, c in unscored_chunks(connect(), run_id)})
         assert chunks
         for chunk in chunks:
-            assert scoring_task.score_chunk(run_id, chunk) > 0
+            assert scoring_task.score_chunk_rows(run_id, chunk) > 0
         assert unscored_chunks(connect(), run_id) == []
     finally:
         close_all()

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import pytest
 
 from producer.results_io import raw_result_row, read_raw_results
+from telemetry.local_costs import TELEMETRY_CSV_COLUMNS, write_local_costs
 from telemetry.nvml import GpuReader, device_index_from_env
 from telemetry.sampler import Sample, TelemetrySampler
 from telemetry.store import TABLE, TelemetryStore, current_rates
-from telemetry.summary import TELEMETRY_CSV_COLUMNS, write_local_costs
 
 MIB = 1024 * 1024
 

@@ -44,7 +44,7 @@ def test_export_local_costs_uses_ledger_times_and_samples(tmp_path):
     import json
 
     from producer.results_io import raw_result_row
-    from telemetry.summary import export_local_costs
+    from telemetry.local_costs import export_local_costs
 
     ledger = tmp_path / "ledger.sqlite3"
     cfg = validate_config_dict({"local_engine": "dry_run"}, check_files=False)

@@ -22,11 +22,9 @@ from tests.conftest import ROOT, cli_env
 
 ROOTS = ("config", "producer", "workers", "scoring", "telemetry")
 # TODO(issue 15): cycles still to break. inference's process_chunk sends the follow-up messages itself
-# (tasks.infer_chunk / after_chunk) while tasks runs process_chunk; the Fireworks enqueue reuses
-# producer.enqueue's helpers (item 2, one enqueue flow). Delete an entry when its cycle is gone.
+# (tasks.infer_chunk / after_chunk) while tasks runs process_chunk. Delete an entry when its cycle is gone.
 KNOWN_CYCLES = {
     frozenset({"workers.inference", "workers.tasks"}),
-    frozenset({"producer.enqueue", "workers.fireworks.enqueue"}),
 }
 REGISTRATION = ("producer.huey_app", "producer.reconcile")
 

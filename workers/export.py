@@ -69,7 +69,7 @@ def _write_local_costs(run_id: str, trial: str, results_dir: Path, raw: list[dic
                        finished_at: list[float]) -> None:
     """local_costs.json + telemetry.csv (local backends only); never fails the export."""
     try:
-        from telemetry.summary import export_local_costs
+        from telemetry.local_costs import export_local_costs
 
         cfg, _ = run_settings(run_id)
         export_local_costs(results_dir, raw, run_id, trial, cfg, finished_at)
@@ -122,7 +122,7 @@ def export_failed(run_id: str, trial: str, exc: BaseException) -> str:
     return reason
 
 
-def export_trial(run_id: str, trial: str) -> bool:
+def export_trial_files(run_id: str, trial: str) -> bool:
     """Export a complete trial exactly once; False when not complete or another worker has it."""
     conn = connect()
     if not claim_export(conn, run_id, trial, os.getpid()):

@@ -27,7 +27,7 @@ def _items(prepared_dir: str) -> dict[str, dict[str, Any]]:
     return {f"{it['dataset']}|{it['id']}": it for it in load_prepared_items(Path(prepared_dir))}
 
 
-def score_chunk(run_id: str, chunk: int) -> int:
+def score_chunk_rows(run_id: str, chunk: int) -> int:
     """Score the done, unscored requests of a chunk; returns how many were scored."""
     from scoring.rules import score_response
 

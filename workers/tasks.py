@@ -40,18 +40,18 @@ def infer_chunk(run_id: str, chunk: int) -> None:
 
 @huey.task()
 def score_chunk(run_id: str, chunk: int) -> None:
-    from workers.scoring_task import score_chunk as score
+    from workers.scoring_task import score_chunk_rows
 
     worker_state.ensure_registered()
-    score(run_id, chunk)
+    score_chunk_rows(run_id, chunk)
 
 
 @huey.task()
 def export_trial(run_id: str, trial: str) -> None:
-    from workers.export import export_trial as export
+    from workers.export import export_trial_files
 
     worker_state.ensure_registered()
-    export(run_id, trial)
+    export_trial_files(run_id, trial)
 
 
 @huey.periodic_task(crontab(minute="*"))

@@ -81,7 +81,7 @@ def data_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(func)
     def wrapper(*args: Any, data_values: tuple[str, ...] = (), **kwargs: Any) -> Any:
-        from producer.datasets.errors import DataError  # lazy: --help stays fast
+        from producer.datasets.data_errors import DataError  # lazy: --help stays fast
         from producer.datasets.sources import parse_data_overrides
 
         try:

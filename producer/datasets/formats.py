@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from producer.datasets.errors import DataError
+from producer.datasets.data_errors import DataError
 from producer.datasets.items import (
     check_item_id,
     closed_item,
@@ -21,7 +21,7 @@ from producer.datasets.items import (
     reject_duplicate_ids,
     unique_answers,
 )
-from producer.datasets.readers import iter_jsonl, read_json, read_parquet_rows
+from producer.datasets.readers import iter_jsonl, read_dataset_json, read_parquet_rows
 
 
 def _suffix(path: Path) -> str:
@@ -45,7 +45,7 @@ def load_squad_v2(path: Path) -> list[dict[str, Any]]:
     ds = "squad_v2"
     if _suffix(path) in (".jsonl", ".parquet"):
         return reject_duplicate_ids(ds, [_squad_flat_row(row, path, where) for where, row in _rows(path, ds)], path)
-    doc = read_json(path, ds)
+    doc = read_dataset_json(path, ds)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f"{ds}: {path}: not a SQuAD v2 file (expected a top-level 'data' list)")
     items = []
@@ -78,7 +78,7 @@ def load_triviaqa(path: Path) -> list[dict[str, Any]]:
     if _suffix(path) in (".jsonl", ".parquet"):
         rows = _rows(path, ds)
     else:
-        doc = read_json(path, ds)
+        doc = read_dataset_json(path, ds)
         if isinstance(doc, dict) and isinstance(doc.get("Data"), list):
             rows = [(f"Data[{i}]", row) for i, row in enumerate(doc["Data"])]
         elif isinstance(doc, list):

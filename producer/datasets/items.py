@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from producer.datasets.errors import DataError
+from producer.datasets.data_errors import DataError
 
 
 def collapse(text: Any) -> str:

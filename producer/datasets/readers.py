@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from producer.datasets.errors import DataError
+from producer.datasets.data_errors import DataError
 
 
 def read_bytes_checked(path: Path, dataset: str) -> bytes:
@@ -29,7 +29,7 @@ def _decode(raw: bytes, path: Path, dataset: str) -> str:
         raise DataError(f"{dataset}: {path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def read_json(path: Path, dataset: str) -> Any:
+def read_dataset_json(path: Path, dataset: str) -> Any:
     text = _decode(read_bytes_checked(path, dataset), path, dataset)
     if not text.strip():
         raise DataError(f"{dataset}: {path}: the file is empty: use a full file or the bundled sample "

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import DATASETS, EvalConfig
-from producer.datasets.errors import DataError
+from producer.datasets.data_errors import DataError
 from producer.datasets.formats import LOADERS
 from producer.datasets.hub import HUB_URLS, ensure_downloaded, file_name_for
 

@@ -16,13 +16,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from producer.ledger.db import transaction
-from producer.ledger.sweep import insert_shared
 
 PART_STATES = ("planned", "submitted", "downloaded", "failed")
 
 
-def register_parts(conn: sqlite3.Connection, run_id: str, parts: Iterable[dict[str, Any]],
-                   shared: dict[tuple[str, str], str]) -> None:
+def register_parts(conn: sqlite3.Connection, run_id: str, parts: Iterable[dict[str, Any]]) -> None:
     """Insert-or-ignore: a second enqueue of the same run keeps the states it already reached."""
     now = time.time()
     with transaction(conn):
@@ -34,7 +32,6 @@ def register_parts(conn: sqlite3.Connection, run_id: str, parts: Iterable[dict[s
               json.dumps(p["params"], sort_keys=True), p["n_rows"], p["input_dataset_id"],
               p["output_dataset_id"], p["job_id"], now, now) for p in parts],
         )
-        insert_shared(conn, run_id, shared)
 
 
 def get_part(conn: sqlite3.Connection, run_id: str, part: int) -> sqlite3.Row | None:

@@ -221,9 +221,9 @@ class Handler(BaseHTTPRequestHandler):
 def smollm2_responder(n_ctx: int = 2048) -> Callable[[dict[str, Any]], tuple[str, int, int, str]]:
     """Answers from the real SmolLM2 (llama-cpp-python, CPU), honouring the options Ollama would:
     temperature, top_p, top_k, min_p, num_predict, stop, seed. One request at a time."""
+    from config.llama_cpp_import import import_llama_cpp
     from config.model_files import resolve_model_path
     from workers.engines.cpu_quirks import disable_cpu_repack
-    from workers.engines.llama_cpp_engine import import_llama_cpp
 
     disable_cpu_repack()  # VMs that advertise AMX they cannot run (see cpu_quirks)
     llm = import_llama_cpp().Llama(model_path=str(resolve_model_path("smollm2")), n_ctx=n_ctx, n_gpu_layers=0,

@@ -10,17 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-
-class EngineError(Exception):
-    """Base class; the message must be one line, safe to show (no secrets)."""
-
-
-class TransientEngineError(EngineError):
-    """Retry with backoff (connection refused/reset, timeout, HTTP 408/429/5xx)."""
-
-
-class PermanentEngineError(EngineError):
-    """Do not retry (HTTP 4xx other than 408/429, model missing, prompt too long)."""
+# The error classes live below workers so the token counting in config can raise them; re-exported here.
+from config.engines import EngineError, PermanentEngineError, TransientEngineError  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,10 @@ import uuid
 from typing import Any
 
 from config.schema import EvalConfig
+from config.token_count import Counter, Messages, chars_estimate, plain_transcript, text_estimate
 from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError
 from workers.engines.http_common import make_session, normalise_endpoint, request_json
-from workers.engines.tokens import (
-    Counter,
-    Messages,
-    chars_estimate,
-    complete_usage,
-    plain_transcript,
-    text_estimate,
-)
+from workers.engines.tokens import complete_usage
 
 SERVICE = "Ollama"
 NS = 1e-9

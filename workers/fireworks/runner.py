@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from config.atomic import write_jsonl_atomic, write_text_atomic
-from config.contract import TRIAL_MANIFEST_JSON
+from config.atomic import write_text_atomic
 from config.schema import EvalConfig
+from producer.fireworks_plan import DRY_RUN_ENGINE, encode_rows
 from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
@@ -38,11 +38,9 @@ from workers.fireworks.client import (
 )
 from workers.fireworks.deadline import check_deadline
 from workers.fireworks.download import fetch_output_files, is_output_file
-from workers.fireworks.parts import encode_rows
 
 log = logging.getLogger("workers.fireworks")
 
-DRY_RUN_ENGINE = "fireworks_dry_run"
 _fake_lock = threading.Lock()
 _fake: dict[int, Any] = {}
 
@@ -240,42 +238,3 @@ def ingest(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, results: di
 
 def _fail_open(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, error: str) -> None:
     ingest(conn, run_id, part, {}, {r["custom_id"]: error for r in _part_requests(conn, run_id, part)})
-
-
-def write_shared_manifest_notes(run_id: str) -> None:
-    """``shared_control_from`` in each trial manifest that reuses another trial's generations."""
-    from producer.sweep_share import write_manifest_notes
-
-    conn = connect()
-    write_manifest_notes(conn, _layout(get_run(conn, run_id)), run_id)
-
-
-def save_job_table(run_id: str) -> None:
-    """``fireworks/jobs.jsonl`` in the run folder (job ids and states, for the record and the archive);
-    run_state phases ``submit`` / ``poll`` and each finished trial's ``downloaded`` stage."""
-    from producer import manifests
-
-    conn = connect()
-    run = get_run(conn, run_id)
-    layout = _layout(run)
-    jobs = fw_ledger.job_summary(conn, run_id)
-    write_jsonl_atomic(layout.run_dir / "fireworks" / "jobs.jsonl", jobs)
-    states = [j["state"] for j in jobs]
-    if not states:
-        return
-    planned = states.count("planned")
-    open_ = planned + states.count("submitted")
-    manifests.update_phase(layout, "submit", "running" if planned else "done", parts=len(states))
-    if planned < len(states):
-        manifests.update_phase(layout, "poll", "running" if open_ else "done",
-                               failed_parts=states.count("failed"))
-    by_trial: dict[str, list[dict[str, Any]]] = {}
-    for j in jobs:
-        by_trial.setdefault(j["trial"], []).append(j)
-    for trial, tj in by_trial.items():
-        if all(j["state"] in ("downloaded", "failed") for j in tj):
-            path = layout.artifact(trial, TRIAL_MANIFEST_JSON)
-            status = "failed" if all(j["state"] == "failed" for j in tj) else "done"
-            manifests.update_stage(path, "downloaded", status,
-                                   [layout.run_dir / "fireworks" / "downloads" / f"part-{j['part']:04d}" for j in tj],
-                                   jobs=[j["job_id"] for j in tj])

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import time
 
+from producer.fireworks_plan import RowValidationError
 from producer.huey_app import enqueue_many, huey, queued_task_args
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import chunk_trials, is_stopped, trial_is_complete
 from producer.ledger.run_record import run_settings, set_run_stop
 from workers.fireworks.client import FireworksError
-from workers.fireworks.parts import RowValidationError
 
 log = logging.getLogger("workers.fireworks")
 
@@ -53,8 +53,8 @@ def _stop_for_key(run_id: str, part: int, exc: FireworksError) -> None:
 
 def after_part(run_id: str, part: int) -> None:
     """Score the part's results and export every trial that no longer has open requests."""
+    from producer.fireworks_plan import save_job_table
     from workers import tasks
-    from workers.fireworks.runner import save_job_table
 
     save_job_table(run_id)
     conn = connect()

@@ -1,10 +1,12 @@
-"""Cut a run's requests into Fireworks parts: one job per part, deterministic ids, shared controls.
+"""The Fireworks backend's planning: a run's requests cut into parts (one batch job each), their ids,
+row checks, the ledger rows and the job table; the enqueue flow (``producer.enqueue``) calls it.
 
-Why: a part is one trial x temperature x condition x type (CONTRACT section 2 files, split further by
-type so the job-level ``maxTokens`` is exact), cut below the upload limit. Ids derive from run, trial
-and part, so a retry or a resume finds the job it already created instead of paying twice.
-Requests identical across trials (same model and body, e.g. the control of a sweep over treatment
-prompts) are sent once, by the first trial that needs them; the others share its result.
+Why planning, not workers: nothing here talks to the API; the Huey tasks that submit and poll the parts
+live in ``workers.fireworks``. A part is one trial x temperature x condition x type (CONTRACT section 2
+files, split further by type so the job-level ``maxTokens`` is exact), cut below the upload limit. Ids
+derive from run, trial and part, so a retry or a resume finds the job it already created instead of
+paying twice. Requests identical across trials (``producer.sweep_share``) are sent once, by the first
+trial that needs them; the others share its result.
 """
 
 from __future__ import annotations
@@ -15,15 +17,26 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from config.contract import CustomIdError, parse_custom_id, temp_label
+from config.atomic import write_jsonl_atomic
+from config.contract import TRIAL_MANIFEST_JSON, CustomIdError, parse_custom_id, temp_label
 from config.schema import EvalConfig
+from producer.console import UserError
+from producer.layout import RunLayout
+from producer.ledger import connect
+from producer.ledger import fireworks as fw_ledger
+from producer.ledger.queries import get_run
+from producer.ledger.writes import NewRequest
 from producer.requests_build import Request
 from producer.sweep_share import plan_shared
 from producer.trials import Trial
-from workers.fireworks.client import UPLOAD_LIMIT_BYTES
 
+DRY_RUN_ENGINE = "fireworks_dry_run"  # the offline fake server stands in for the API
+UPLOAD_LIMIT_BYTES = 150_000_000  # :upload accepts files up to 150 MB (docs: upload-dataset-files)
+TERMINAL_OK = {"JOB_STATE_COMPLETED"}
+TERMINAL_PARTIAL = {"JOB_STATE_EXPIRED", "JOB_STATE_EARLY_STOPPED"}  # keep partial output (docs)
 # Fireworks resource ids: lowercase letters, digits and hyphens, at most 63 characters
 # (the AIP-122 style ids the API uses for datasets and batchInferenceJobs).
 MAX_ID_LEN = 63
@@ -166,3 +179,83 @@ def plan_parts(cfg: EvalConfig, trial_requests: Iterable[tuple[Trial, list[Reque
     for (slug, cid), owner_slug in shared.items():
         chunk_of[(slug, cid)] = chunk_of[(owner_slug, cid)]
     return FireworksPlan(parts, chunk_of, shared)
+
+
+def plan_run(cfg: EvalConfig, items: list[dict[str, Any]]
+             ) -> tuple[FireworksPlan, list[NewRequest], dict[str, dict[str, Any]]]:
+    """Every trial's requests (its own model and parameters), cut into parts; ledger rows numbered.
+
+    A request shared with another trial carries the owner's part as its chunk, so it completes with it."""
+    from producer.messages import load_prompt_texts
+    from producer.requests_build import iter_trial_requests
+    from producer.trials import expand_trials
+
+    per_trial = []
+    for trial in expand_trials(cfg):
+        texts = load_prompt_texts(cfg, trial.prompt_set)
+        per_trial.append((trial, list(iter_trial_requests(cfg, trial, items, texts))))
+    try:
+        for _, reqs in per_trial:  # one invalid row fails a whole job: refuse before anything is paid
+            for r in reqs:
+                validate_row(r.to_batch_row())
+        plan = plan_parts(cfg, per_trial)
+    except RowValidationError as exc:
+        raise UserError(f"invalid batch request: {exc}") from None
+    rows, totals, seq = [], {}, 0
+    for trial, reqs in per_trial:
+        totals[trial.slug] = {"trial": trial.slug, "model": trial.model, "total": len(reqs)}
+        for r in reqs:
+            seq += 1
+            rows.append(NewRequest(r.trial, plan.chunk_of[(r.trial, r.custom_id)], seq, r.custom_id, r.model,
+                                   r.condition, r.temp, r.type, r.body))
+    return plan, rows, totals
+
+
+def register_plan(conn: Any, run_id: str, plan: FireworksPlan) -> None:
+    """The parts' ledger rows (insert-or-ignore) and ``fireworks/jobs.jsonl``."""
+    parts = [{"part": p.index, "trial": p.trial, "model": p.model, "temp": p.temp, "condition": p.condition,
+              "type": p.type, "params": p.inference_parameters, "n_rows": len(p.custom_ids),
+              **fireworks_ids(run_id, p.trial, p.index)} for p in plan.parts]
+    fw_ledger.register_parts(conn, run_id, parts)
+    save_job_table(run_id)
+
+
+def save_job_table(run_id: str) -> None:
+    """``fireworks/jobs.jsonl`` in the run folder (job ids and states, for the record and the archive);
+    run_state phases ``submit`` / ``poll`` and each finished trial's ``downloaded`` stage."""
+    from producer import manifests
+
+    conn = connect()
+    run = get_run(conn, run_id)
+    layout = RunLayout(Path(run["experiments_dir"]), run["run_id"])
+    jobs = fw_ledger.job_summary(conn, run_id)
+    write_jsonl_atomic(layout.run_dir / "fireworks" / "jobs.jsonl", jobs)
+    states = [j["state"] for j in jobs]
+    if not states:
+        return
+    planned = states.count("planned")
+    open_ = planned + states.count("submitted")
+    manifests.update_phase(layout, "submit", "running" if planned else "done", parts=len(states))
+    if planned < len(states):
+        manifests.update_phase(layout, "poll", "running" if open_ else "done",
+                               failed_parts=states.count("failed"))
+    by_trial: dict[str, list[dict[str, Any]]] = {}
+    for j in jobs:
+        by_trial.setdefault(j["trial"], []).append(j)
+    for trial, tj in by_trial.items():
+        if all(j["state"] in ("downloaded", "failed") for j in tj):
+            path = layout.artifact(trial, TRIAL_MANIFEST_JSON)
+            status = "failed" if all(j["state"] == "failed" for j in tj) else "done"
+            manifests.update_stage(path, "downloaded", status,
+                                   [layout.run_dir / "fireworks" / "downloads" / f"part-{j['part']:04d}" for j in tj],
+                                   jobs=[j["job_id"] for j in tj])
+
+
+def retry_failed_parts(run_id: str) -> int:
+    """Parts with failed requests (a failed or expired job, rows in the error file) get a fresh job id
+    (``-r<n>``: the old job keeps its own) and go back to planned; only rows without a result are sent.
+
+    A part marked failed although its job finished with output (a download that failed, in a ledger
+    written before downloads were retried) never gets a new job: it goes back to ``submitted`` and its
+    output is downloaded again, so rows Fireworks already returned are never paid twice."""
+    return fw_ledger.reopen_failed_parts(connect(), run_id, TERMINAL_OK | TERMINAL_PARTIAL)
