@@ -13,8 +13,8 @@ TROUBLE = " ".join((ROOT / "docs" / "troubleshooting.md").read_text(encoding="ut
 
 # message quoted in troubleshooting.md -> the file that prints it
 MESSAGES = {
-    "llama-cpp-python's native library cannot load": "workers/engines/llama_cpp_engine.py",
-    "llama-cpp-python is not installed": "workers/engines/llama_cpp_engine.py",
+    "llama-cpp-python's native library cannot load": "config/llama_cpp_import.py",
+    "llama-cpp-python is not installed": "config/llama_cpp_import.py",
     "engine cannot start: ": "workers/inference.py",
     "is a CPU-only build (no GPU offload) although -Cuda was asked for": "tools/bootstrap.ps1",
     "is installed but cannot load": "tools/bootstrap.ps1",

@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
-import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,7 +24,6 @@ from producer.ledger.run_record import run_settings, set_run_stop
 from producer.ledger.writes import (
     claim_chunk,
     mark_in_flight,
-    next_queued_chunk,
     record_failure,
     record_result,
     release_requests,
@@ -44,7 +43,6 @@ from workers.worker_state import STOP, engine_for, set_in_flight
 
 log = logging.getLogger("workers")
 
-DRAIN_BUDGET_S: float | None = None  # None: drain until no chunk is queued (other processes score/export)
 _health: dict[str, FailureWindow] = {}
 _health_lock = threading.Lock()
 
@@ -174,11 +172,14 @@ def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str
         set_in_flight(rid, False)
 
 
-def process_chunk(run_id: str, chunk: int) -> dict[str, Any]:
-    """Claim and run one chunk. Unfinished requests (stop, Ctrl+C) go back: queued with a new message
-    when this process stops, pending when the run was stopped (resume re-sends them)."""
-    from workers import tasks
+def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None]) -> dict[str, Any]:
+    """Claim and run one chunk. Unfinished requests (stop, Ctrl+C) go back: queued, with ``requeue``
+    sending a new message for the chunk, when this process stops; pending when the run was stopped
+    (resume re-sends them).
 
+    Why a callback: sending messages is the task layer's job (workers.tasks); this module only runs
+    requests, so it imports no task and the two modules form no import cycle.
+    """
     pid = os.getpid()
     conn = connect()
     rows = claim_chunk(conn, run_id, chunk, pid)
@@ -206,21 +207,6 @@ def process_chunk(run_id: str, chunk: int) -> dict[str, Any]:
             stopped_run = is_stopped(conn, run_id)
             release_requests(conn, left, "pending" if stopped_run else "queued")
             if not stopped_run:
-                tasks.infer_chunk(run_id, chunk)  # the message was consumed: send a new one
-    tasks.after_chunk(run_id, chunk, rows[0]["trial"])
-    return {"claimed": len(rows), "done": sum(1 for s in outcome.values() if s == "done")}
-
-
-def drain(budget_s: float | None = DRAIN_BUDGET_S) -> int:
-    """Run queued chunks straight from the ledger (oldest first) until none is left (or ``budget_s``)."""
-    deadline = None if budget_s is None else time.monotonic() + budget_s
-    ran = 0
-    conn = connect()
-    while not STOP.is_set() and not parent_gone() and (deadline is None or time.monotonic() < deadline):
-        nxt = next_queued_chunk(conn)
-        if nxt is None:
-            break
-        if not process_chunk(*nxt)["claimed"]:
-            break
-        ran += 1
-    return ran
+                requeue(run_id, chunk)  # the message was consumed: send a new one
+    return {"claimed": len(rows), "done": sum(1 for s in outcome.values() if s == "done"),
+            "trial": rows[0]["trial"]}

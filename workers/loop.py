@@ -34,7 +34,7 @@ def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None
     from producer.ledger import connect
     from producer.ledger.writes import heartbeat_worker
     from workers import parent_watch
-    from workers.inference import drain
+    from workers.tasks import drain
 
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigint)  # a service manager's stop, or pool.stop()'s terminate

@@ -7,24 +7,32 @@ message that is executed twice, late, or for a finished chunk does nothing harmf
 from __future__ import annotations
 
 import logging
+import time
 
 from huey import crontab
 
 from producer.huey_app import huey
 from producer.ledger import connect
-from producer.ledger.queries import chunk_has_waiting_work, chunk_trials, inference_busy, trial_is_complete
+from producer.ledger.queries import (
+    chunk_has_waiting_work,
+    chunk_trials,
+    inference_busy,
+    trial_is_complete,
+)
+from producer.ledger.writes import next_queued_chunk
 from workers import worker_state
+from workers.parent_watch import parent_gone
+from workers.worker_state import STOP
 
 log = logging.getLogger("workers")
 
+DRAIN_BUDGET_S: float | None = None  # None: drain until no chunk is queued (other processes score/export)
 BOUNCE_DELAY_S = 1.0  # a non-inference process hands an inference message back after this delay
 
 
 @huey.task()
 def infer_chunk(run_id: str, chunk: int) -> None:
     """Run one chunk, in the process that holds the model lock; any other process hands it back."""
-    from workers.inference import drain, process_chunk
-
     worker_state.ensure_registered()
     if not worker_state.try_inference_role():
         conn = connect()
@@ -34,8 +42,34 @@ def infer_chunk(run_id: str, chunk: int) -> None:
         if chunk_has_waiting_work(conn, run_id, chunk) and not inference_busy(conn):
             infer_chunk.schedule((run_id, chunk), delay=BOUNCE_DELAY_S)
         return
-    process_chunk(run_id, chunk)
+    run_chunk(run_id, chunk)
     drain()
+
+
+def run_chunk(run_id: str, chunk: int) -> dict:
+    """Run one chunk (workers.inference), then send its messages: the chunk again for requests that
+    went back to the queue, and its scoring and export."""
+    from workers.inference import process_chunk
+
+    out = process_chunk(run_id, chunk, requeue=infer_chunk)
+    if out["claimed"]:
+        after_chunk(run_id, chunk, out["trial"])
+    return out
+
+
+def drain(budget_s: float | None = DRAIN_BUDGET_S) -> int:
+    """Run queued chunks straight from the ledger (oldest first) until none is left (or ``budget_s``)."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    ran = 0
+    conn = connect()
+    while not STOP.is_set() and not parent_gone() and (deadline is None or time.monotonic() < deadline):
+        nxt = next_queued_chunk(conn)
+        if nxt is None:
+            break
+        if not run_chunk(*nxt)["claimed"]:
+            break
+        ran += 1
+    return ran
 
 
 @huey.task()
