@@ -19,8 +19,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.servers.local_server import LocalServer
 
 CREATED_AT = "2024-07-22T20:33:28.123648Z"
 DIGEST = "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72"
@@ -248,31 +250,11 @@ def smollm2_responder(n_ctx: int = 2048) -> Callable[[dict[str, Any]], tuple[str
     return respond
 
 
-class FakeOllamaServer:
+class FakeOllamaServer(LocalServer):
     """Start/stop the fake on 127.0.0.1 (free port) in a daemon thread."""
 
     def __init__(self, state: FakeOllama | None = None, port: int = 0) -> None:
-        self.state = state or FakeOllama()
-        handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeOllamaServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler, state or FakeOllama(), port)
 
 
 def main() -> None:

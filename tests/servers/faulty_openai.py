@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.servers.local_server import LocalServer
+
 FAULTS = ("truncate", "reset", "e500", "malformed", "hang")
 
 
@@ -178,32 +180,17 @@ class _QuietServer(ThreadingHTTPServer):
         return
 
 
-class FaultyOpenAIServer:
+class FaultyOpenAIServer(LocalServer):
     """Start/stop the server on 127.0.0.1 (a free port unless given) in a daemon thread."""
 
+    server_class = _QuietServer
+
     def __init__(self, state: FaultState | None = None, port: int = 0) -> None:
-        self.state = state or FaultState()
-        handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = _QuietServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FaultyOpenAIServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(Handler, state or FaultState(), port)
 
     def close(self) -> None:
-        self.state.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.state.release.set()  # hung handlers return first, or shutdown() would wait for them
+        super().close()
 
 
 def main() -> None:
