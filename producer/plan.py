@@ -91,34 +91,60 @@ def _fmt(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
-def _trial_lines(plan: Plan, trial: Trial) -> list[str]:
+def trial_counts(plan: Plan, trial: Trial) -> dict[str, dict[str, dict[str, int]]]:
+    """{temp label: {condition: {requests, prompt_tokens, max_completion_tokens}}} over the known items;
+    prompt tokens are estimates (~4 characters per token), completion tokens the max_new_tokens bound."""
     cfg = plan.cfg
     texts = load_prompt_texts(cfg, trial.prompt_set)
-    mx = trial.max_new_tokens
-    lines = [
-        f"  trial {trial.slug}: model {trial.model}, prompt set {trial.prompt_set}, "
-        f"temps {', '.join(temp_label(t) for t in trial.temps)}, top_p {trial.top_p if trial.top_p is not None else '-'}, "
-        f"top_k {trial.top_k if trial.top_k is not None else '-'}, max_new_tokens closed {mx.closed_book} / open {mx.open_book}"
-    ]
-    # prompt tokens per condition for one pass over the items (estimated: ~4 characters per token)
-    per_condition: dict[str, int] = {}
+    per_condition: dict[str, int] = {}  # prompt tokens of one pass over the items
     for condition in CONDITIONS:
         total = 0
         for item in plan.items:
             msgs = render_messages(texts, item, condition, DATASET_TYPE[item["dataset"]])
             total += sum(estimate_tokens(m["content"]) for m in msgs)
         per_condition[condition] = total
-    n_items = len(plan.items)
+    completion = sum(trial.max_tokens_for(DATASET_TYPE[item["dataset"]]) for item in plan.items)
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for temp in trial.temps:
+        k = cfg.samples_for(temp)
+        out[temp_label(temp)] = {c: {"requests": len(plan.items) * k, "prompt_tokens": per_condition[c] * k,
+                                     "max_completion_tokens": completion * k} for c in CONDITIONS}
+    return out
+
+
+def _trial_lines(plan: Plan, trial: Trial, counts: dict[str, dict[str, dict[str, int]]]) -> list[str]:
+    cfg = plan.cfg
+    mx = trial.max_new_tokens
+    lines = [
+        f"  trial {trial.slug}: model {trial.model}, prompt set {trial.prompt_set}, "
+        f"temps {', '.join(temp_label(t) for t in trial.temps)}, top_p {trial.top_p if trial.top_p is not None else '-'}, "
+        f"top_k {trial.top_k if trial.top_k is not None else '-'}, max_new_tokens closed {mx.closed_book} / open {mx.open_book}"
+    ]
     for temp in trial.temps:
         k = cfg.samples_for(temp)
         suffix = plan.unknown_note(k) if not plan.complete else ""
-        parts = []
-        for condition in CONDITIONS:
-            parts.append(
-                f"{condition} {n_items * k:,} requests, ~{per_condition[condition] * k:,} prompt tokens"
-            )
+        by_cond = counts[temp_label(temp)]
+        parts = [f"{c} {by_cond[c]['requests']:,} requests, ~{by_cond[c]['prompt_tokens']:,} prompt tokens"
+                 for c in CONDITIONS]
         lines.append(f"    temp {temp_label(temp)} (samples_per_item {k}): {'; '.join(parts)}{suffix}")
     return lines
+
+
+def usd_estimate(plan: Plan, counts: list[dict[str, dict[str, dict[str, int]]]]) -> dict[str, Any] | None:
+    """The Fireworks bill of the run at the configured prices and batch discount: prompt tokens are
+    estimated, completions counted at their max_new_tokens bound, so ``usd`` is an upper estimate;
+    None for local backends (nothing is billed)."""
+    if plan.cfg.backend != "fireworks":
+        return None
+    from scoring.costs import usd_of
+
+    prompt = sum(c["prompt_tokens"] for trial in counts for temp in trial.values() for c in temp.values())
+    completion = sum(c["max_completion_tokens"] for trial in counts for temp in trial.values() for c in temp.values())
+    pricing = plan.cfg.pricing
+    return {"prompt_tokens": prompt, "max_completion_tokens": completion,
+            "usd": round(usd_of(prompt, completion, 0, pricing, pricing.batch_discount), 4),
+            "batch_discount": pricing.batch_discount, "input_per_mtok": pricing.input_per_mtok,
+            "output_per_mtok": pricing.output_per_mtok, "complete": plan.complete}
 
 
 def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
@@ -168,19 +194,53 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         else:
             out.append(f"  {d.name:<9} {kind:<6} {d.selected:,} of {_fmt(d.available)} items ({where})")
     out.append(f"trials: {len(plan.trials)}")
-    total = 0
-    per_item = 0  # requests per item over all trials, temps and conditions
-    for trial in plan.trials:
-        out.extend(_trial_lines(plan, trial))
-        per_item += sum(cfg.samples_for(t) * len(CONDITIONS) for t in trial.temps)
+    counts = [trial_counts(plan, trial) for trial in plan.trials]
+    for trial, trial_count in zip(plan.trials, counts, strict=True):
+        out.extend(_trial_lines(plan, trial, trial_count))
+    per_item = requests_per_item(cfg, plan.trials)
     total = len(plan.items) * per_item
     unknown = plan.unknown_note(per_item)
     out.append(f"total requests: {total:,}{unknown} (prompt tokens are estimates, ~4 characters per token)")
+    usd = usd_estimate(plan, counts)
+    if usd is not None and not plan.items:
+        out.append("estimated cost: unknown until the datasets are downloaded (python -m producer prepare)")
+    elif usd is not None:
+        known = "" if usd["complete"] else " for the datasets already known"
+        out.append(f"estimated cost: up to ${usd['usd']:,.2f}{known} (Fireworks batch, ~{usd['prompt_tokens']:,} "
+                   f"prompt tokens at ${usd['input_per_mtok']}/M, at most {usd['max_completion_tokens']:,} "
+                   f"completion tokens at ${usd['output_per_mtok']}/M, batch_discount {usd['batch_discount']})")
     phase_names = [f"{p} ({notes[p]})" if p in notes else p for p in PHASES]
     out.append("phases: " + " -> ".join(phase_names))
     out.extend(extra_lines or [])
     out.append("plan only: nothing was written")
     return "\n".join(out)
+
+
+def plan_json(plan: Plan, extra_lines: list[str] | None = None) -> dict[str, Any]:
+    """The plan for scripts (``plan --json``): the same facts as ``render_plan``, as data."""
+    cfg = plan.cfg
+    counts = [trial_counts(plan, trial) for trial in plan.trials]
+    per_item = requests_per_item(cfg, plan.trials)
+    engine = cfg.model_id if cfg.backend == "fireworks" else cfg.local_engine
+    return {
+        "schema_version": 1,
+        "config": str(plan.config_path),
+        "backend": cfg.backend,
+        "engine": engine,
+        "model": cfg.model_id if cfg.backend == "fireworks" else cfg.local_model,
+        "temps": [temp_label(t) for t in cfg.temps],
+        "samples_per_item": dict(cfg.samples_per_item),
+        "datasets": [{"name": d.name, "type": DATASET_TYPE[d.name], "selected": d.selected,
+                      "available": d.available, "cap": d.cap, "source": d.source} for d in plan.datasets],
+        "trials": [{"slug": t.slug, "model": t.model, "prompt_set": t.prompt_set,
+                    "temps": [temp_label(x) for x in t.temps], "counts": c}
+                   for t, c in zip(plan.trials, counts, strict=True)],
+        "total_requests": len(plan.items) * per_item,
+        "complete": plan.complete,
+        "estimated_cost": usd_estimate(plan, counts),
+        "notes": list(extra_lines or []),
+        "written": False,
+    }
 
 
 def requests_per_item(cfg: EvalConfig, trials: list[Trial]) -> int:

@@ -32,7 +32,9 @@ from producer.results_io import ResultsFormatError, check_unique_custom_ids
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
-def _usd(prompt: int, completion: int, cached: int, pricing: Pricing, multiplier: float) -> float:
+def usd_of(prompt: int, completion: int, cached: int, pricing: Pricing, multiplier: float) -> float:
+    """USD of these tokens at ``pricing`` (cached prompt tokens at the cached multiplier), times
+    ``multiplier`` (1 on demand, ``batch_discount`` for the batch API); ``plan`` estimates with it too."""
     uncached = prompt - cached
     cost = (uncached * pricing.input_per_mtok + cached * pricing.input_per_mtok * pricing.cached_input_multiplier
             + completion * pricing.output_per_mtok) / 1_000_000
@@ -91,9 +93,9 @@ def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "usd": _usd(paid_prompt, paid_completion, cached, pricing, multiplier),
+        "usd": usd_of(paid_prompt, paid_completion, cached, pricing, multiplier),
         "usd_kind": "billed_estimate" if batch else "equivalent_cloud_cost",
-        "usd_if_batch": _usd(paid_prompt, paid_completion, cached, pricing, pricing.batch_discount),
+        "usd_if_batch": usd_of(paid_prompt, paid_completion, cached, pricing, pricing.batch_discount),
         "batch_discount_applied": batch,
         "usage_records": int(known.sum()),
         "rows": int(len(df)),

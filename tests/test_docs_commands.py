@@ -38,6 +38,7 @@ PROJECT_PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
 FENCE = re.compile(r"^```(\S*)\s*$")
 INLINE = re.compile(r"`([^`\n]+)`")
 PYTHON_TOKEN = re.compile(r"(^|[\\/])(python3?(\.exe)?|py)$", re.IGNORECASE)
+EXCELLENCE_TOKEN = re.compile(r"(^|[\\/])excellence(\.exe)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,12 @@ def _tokens(text: str) -> list[str]:
 
 
 def _python_module(text: str) -> tuple[str, list[str]] | None:
-    """(module, args after it) for ``[path/]python [-X ..] -m module args``; None otherwise."""
+    """(module, args after it) for ``[path/]python [-X ..] -m module args``, or for the console script
+    ``[path/]excellence args`` (it is ``python -m producer``); None otherwise."""
     tokens = _tokens(text)
     for i, tok in enumerate(tokens):
+        if i == 0 and EXCELLENCE_TOKEN.search(tok.lstrip("&").strip()):
+            return "producer", tokens[i + 1 :]
         if PYTHON_TOKEN.search(tok.lstrip("&").strip()):
             rest = tokens[i + 1 :]
             if "-m" in rest:
@@ -170,7 +174,7 @@ def check_python_command(module: str, args: list[str]) -> list[str]:
     problems = []
     if module == "producer":
         if not args or args[0].startswith("-"):
-            bad = [o for o in _options(args) if o not in ("--help", "-h")]
+            bad = [o for o in _options(args) if o not in ("--help", "-h", "--version")]
             return [f"unknown producer group options {bad}"] if bad else []
         sub = args[0]
         if sub not in COMMANDS:
@@ -288,6 +292,8 @@ def test_runnable_doc_commands_run(doc: str, tmp_path: Path) -> None:
         ("python -m producer frobnicate --config config/eval_config.demo.yaml", "not a registered command"),
         ("python -m producer plan --no-such-option", "has no option --no-such-option"),
         ("python -m producer plan --config nowhere.yaml", "--config nowhere.yaml"),
+        ("excellence frobnicate", "not a registered command"),
+        ("excellence plan --no-such-option", "has no option --no-such-option"),
         (".\\tools\\tasks.ps1 Frobnicate", "has no task Frobnicate"),
         (".\\tools\\tasks.ps1 Smoke -Nope x", "has no parameter -Nope"),
         ("pwsh -File tools\\bootstrap.ps1 -Gpu", "has no parameter -Gpu"),

@@ -66,3 +66,51 @@ def test_plan_fireworks_sweep_lists_both_prompt_sets(tmp_path: Path) -> None:
     assert "submit (upload + create batch jobs)" in out
     # 84 items; temps 0.0 (K=1) and 0.7 (K=5): (1 + 5) * 2 conditions * 2 trials = 24 requests per item
     assert "total requests: 2,016" in out
+
+
+def test_plan_json_has_the_same_counts(tmp_path: Path) -> None:
+    import json
+
+    work = make_workdir(tmp_path)
+    before = snapshot(work)
+    proc = run_cli(["plan", "--config", "demo", "--json"], cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(work) == before
+    data = json.loads(proc.stdout)
+    assert data["backend"] == "local" and data["engine"] == "llama_cpp" and data["written"] is False
+    assert data["total_requests"] == 48
+    assert {d["name"]: d["selected"] for d in data["datasets"]}["squad_v2"] == 12
+    counts = data["trials"][0]["counts"]["0.0"]
+    assert counts["control"]["requests"] == counts["treatment"]["requests"] == 24
+    assert counts["treatment"]["prompt_tokens"] > counts["control"]["prompt_tokens"]
+    assert data["estimated_cost"] is None  # a local run is not billed
+    text = run_cli(["plan", "--config", "demo"], cwd=work).stdout
+    assert f"~{counts['treatment']['prompt_tokens']:,} prompt tokens" in text
+
+
+def test_plan_shows_fireworks_cost(tmp_path: Path) -> None:
+    import json
+
+    from scoring.costs import usd_of
+
+    work = make_workdir(tmp_path)
+    args = ["plan", "--config", "eval_config.yaml", "--data", "squad_v2=sample", "--data", "triviaqa=sample",
+            "--data", "nq_open=sample"]
+    data = json.loads(run_cli([*args, "--json"], cwd=work).stdout)
+    cost = data["estimated_cost"]
+    trials = data["trials"]
+    prompt = sum(c["prompt_tokens"] for t in trials for temp in t["counts"].values() for c in temp.values())
+    completion = sum(c["max_completion_tokens"] for t in trials for temp in t["counts"].values()
+                     for c in temp.values())
+    assert (cost["prompt_tokens"], cost["max_completion_tokens"]) == (prompt, completion)
+    assert prompt > 0 and completion > 0
+    from config.schema import Pricing
+
+    pricing = Pricing(input_per_mtok=cost["input_per_mtok"], output_per_mtok=cost["output_per_mtok"],
+                      batch_discount=cost["batch_discount"])
+    assert cost["usd"] == pytest.approx(usd_of(prompt, completion, 0, pricing, pricing.batch_discount), abs=1e-4)
+    assert 0 < cost["usd"] < usd_of(prompt, completion, 0, pricing, 1.0)  # the batch discount applies
+    text = run_cli(args, cwd=work).stdout
+    assert f"estimated cost: up to ${cost['usd']:,.2f} (Fireworks batch" in text
+    unknown = run_cli(["plan", "--config", "eval_config.yaml"], cwd=work).stdout
+    assert "estimated cost: unknown until the datasets are downloaded" in unknown

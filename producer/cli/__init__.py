@@ -4,7 +4,8 @@ Commands are registered in ``COMMANDS`` and imported only when called (lazy: ``-
 The scoring stages (``score``, ``stats``, ``costs``, ``report``, ``summary``) are subcommands here too;
 ``python -m scoring.<stage>`` runs the same click command (an alias kept for scripts and the docs).
 Every command is a ``producer.cli.command.Command``: ``-h`` works, options are kebab-case and each also
-answers to its snake_case spelling (hidden).
+answers to its snake_case spelling (hidden). ``excellence`` (the console script that ``pip install``
+creates, setup.cfg) is the same group: ``excellence run`` is ``python -m producer run``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,37 @@ class LazyGroup(click.Group):
         return load_command(name) if name in COMMANDS else None
 
 
+DIST_NAME = "excellence-experiment"  # setup.cfg [metadata] name: the version comes from there
+
+
+def project_version() -> str:
+    """The installed distribution's version (setup.cfg is its one source); a source tree that was never
+    ``pip install``ed says so instead of failing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DIST_NAME)
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"excellence {project_version()}")
+        ctx.exit(0)
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": list(HELP_OPTIONS)})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the version and exit.")
 def main() -> None:
     """Excellence Experiment: paired control-vs-treatment evaluation of LLM system prompts."""
+
+
+def entry() -> None:
+    """The ``excellence`` console script: the same commands as ``python -m producer``."""
+    import multiprocessing
+
+    multiprocessing.freeze_support()
+    make_console_safe()
+    main(prog_name="excellence")

@@ -17,16 +17,24 @@ from producer.console import one_line_errors
 @data_option
 @limit_items_option
 @yes_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (for scripts) instead of text.")
 @one_line_errors
 def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None,
-         yes: bool) -> None:
-    """Print trials, datasets, requests and estimated prompt tokens per condition; writes nothing."""
+         yes: bool, as_json: bool) -> None:
+    """Print trials, datasets, requests, estimated prompt tokens per condition and, for Fireworks, the
+    estimated cost; writes nothing."""
+    import json
+
     from producer.console import UserError
-    from producer.plan import make_plan, render_plan, run_size, size_refusal
+    from producer.plan import make_plan, plan_json, render_plan, run_size, size_refusal
     from telemetry.budget import vram_lines  # VRAM budget: reads GGUF/NVML, writes nothing
 
     the_plan = make_plan(cfg, config_path, data_overrides, limit_items)
     why = None if yes else size_refusal(cfg, *run_size(the_plan))
     if why:  # before the per-item rendering, which an absurd run would make slow too
         raise UserError(why)
-    click.echo(render_plan(the_plan, extra_lines=list(vram_lines(cfg))))
+    extra = list(vram_lines(cfg))
+    if as_json:
+        click.echo(json.dumps(plan_json(the_plan, extra), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_plan(the_plan, extra_lines=extra))
