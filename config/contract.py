@@ -39,6 +39,8 @@ COSTS_JSON = "costs.json"
 LOCAL_COSTS_JSON = "local_costs.json"
 TELEMETRY_CSV = "telemetry.csv"
 TRIAL_MANIFEST_JSON = "trial_manifest.json"
+TRANSCRIPTS_JSONL = "transcripts.jsonl"  # one line per item x temp x sample (CONTRACT section 10)
+CONTEXTS_JSONL = "contexts.jsonl"  # each open-book context once, by context_id (CONTRACT section 10)
 
 PER_ITEM_COLUMNS = (
     "abstain_rate",

@@ -20,14 +20,17 @@ class ConfigError(Exception):
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """Walk the model fields along ``loc`` to find the pydantic model that owns the last key."""
     current: Any = model
+    keyed = False  # the last field was a dict[str, Model]: the next part is a key of the user's choice
     for part in loc:
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         field = current.model_fields.get(str(part))
         if field is None:
             return None
+        keyed = getattr(field.annotation, "__origin__", None) is dict
         current = _unwrap(field.annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 

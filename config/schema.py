@@ -10,18 +10,22 @@ Absolute paths, POSIX or Windows drive-letter style, are kept as written.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from config.contract import CONDITIONS, temp_label
+from config.contract import CONDITIONS, DATASET_TYPE, temp_label
 from config.engines import ENGINE_NAMES, HTTP_ENGINES
 from config.errors import ConfigError, format_validation_error
+from config.textfile import TextFileError, read_user_text
 
 Backend = Literal["local", "fireworks"]
 LocalEngine = Literal[ENGINE_NAMES]  # type: ignore[valid-type] - the names come from config/engines.py
-DATASETS = ("squad_v2", "triviaqa", "nq_open")
+DATASETS = tuple(DATASET_TYPE)  # the built-in datasets; custom_datasets adds the user's own
+# A custom dataset's name goes into every custom_id, item_key, file and HTML id: letters, digits, _ and -.
+CUSTOM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,47}")
 # Bounds of what one machine can hold: a typo of a billion is an error, not a 28-billion-request run.
 MAX_ITEMS_PER_DATASET = 1_000_000
 MAX_SAMPLES_PER_ITEM = 10_000
@@ -59,13 +63,6 @@ class Sizes(_Strict):
     triviaqa: int | None = Field(100, ge=0, le=MAX_ITEMS_PER_DATASET)
     nq_open: int | None = Field(100, ge=0, le=MAX_ITEMS_PER_DATASET)
 
-    @model_validator(mode="after")
-    def _not_all_zero(self) -> Sizes:
-        if all(getattr(self, ds) == 0 for ds in DATASETS):
-            raise ValueError("every dataset has size 0, so there is nothing to evaluate "
-                             "(give one a size above 0, or null for all its items)")
-        return self
-
 
 class DataSources(_Strict):
     """Where each dataset comes from: ``sample`` (bundled), ``hub`` (download once) or a file path."""
@@ -73,6 +70,14 @@ class DataSources(_Strict):
     squad_v2: str = "sample"
     triviaqa: str = "sample"
     nq_open: str = "sample"
+
+
+class CustomDataset(_Strict):
+    """A user's own question-answer JSONL file (docs/configuration.md, *Your own dataset*)."""
+
+    path: Path
+    type: Literal["open_book", "closed_book"]
+    size: int | None = Field(None, ge=0, le=MAX_ITEMS_PER_DATASET)  # after the seeded shuffle; null = all
 
 
 class Paths(_Strict):
@@ -172,6 +177,7 @@ class EvalConfig(_Strict):
     n_threads: int | None = Field(None, ge=1, le=4096)
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     max_concurrent_requests: int = Field(1, ge=1, le=64)
+    n_parallel: int = Field(1, ge=1, le=64)  # in-process llama.cpp: sequences decoded together (batched)
     keep_alive: str = "30m"
     request_timeout_s: float = Field(600.0, gt=0, le=DAY_S)
     max_retries: int = Field(3, ge=0, le=20)
@@ -186,6 +192,7 @@ class EvalConfig(_Strict):
     data_seed: int = 42
     sizes: Sizes = Field(default_factory=Sizes)
     data: DataSources = Field(default_factory=DataSources)
+    custom_datasets: dict[str, CustomDataset] = Field(default_factory=dict)
     paths: Paths = Field(default_factory=Paths)
     pricing: Pricing = Field(default_factory=Pricing)
     unsupported: Unsupported = Field(default_factory=Unsupported)
@@ -203,6 +210,7 @@ class EvalConfig(_Strict):
     stats: StatsConfig = Field(default_factory=StatsConfig)
     sweep: Sweep | None = None
     trials: list[TrialSpec] = Field(default_factory=list)
+    cache: bool = False  # answer repeated deterministic requests from the local response cache
     enable_local_telemetry: bool = True
     prevent_sleep: bool = True
     tokenizer: str | None = None
@@ -227,8 +235,27 @@ class EvalConfig(_Strict):
             return out
         return value
 
+    @field_validator("custom_datasets")
+    @classmethod
+    def _custom_names(cls, value: dict[str, CustomDataset]) -> dict[str, CustomDataset]:
+        taken = {ds.lower(): ds for ds in DATASETS}
+        for name in value:
+            if not CUSTOM_NAME.fullmatch(name):
+                raise ValueError(f"name {name!r} must start with a letter and hold only letters, digits, _ "
+                                 "and - (at most 48): it becomes part of every custom_id")
+            other = taken.get(name.lower())  # case-blind: Windows file names, and readers, would confuse them
+            taken[name.lower()] = name
+            if other is not None:
+                kind = "the built-in dataset" if other in DATASETS else "the custom dataset"
+                raise ValueError(f"name {name!r} collides with {kind} {other!r}: choose another name")
+        return value
+
     @model_validator(mode="after")
     def _cross_checks(self) -> EvalConfig:
+        if all(self.dataset_size(ds) == 0 for ds in self.dataset_names()):
+            where = " (and every custom_datasets size)" if self.custom_datasets else ""
+            raise ValueError(f"sizes: every dataset has size 0{where}, so there is nothing to evaluate "
+                             "(give one a size above 0, or null for all its items)")
         for label, n in self.samples_per_item.items():
             if n < 1:
                 raise ValueError(f"samples_per_item.{label}: must be >= 1")
@@ -260,6 +287,25 @@ class EvalConfig(_Strict):
             raise ValueError(f"local_model: local_engine {self.local_engine} needs local_model")
         return self
 
+    def dataset_names(self) -> tuple[str, ...]:
+        """Every dataset this config knows: the built-in ones, then ``custom_datasets`` in config order."""
+        return (*DATASETS, *self.custom_datasets)
+
+    def dataset_type(self, name: str) -> str:
+        """``open`` or ``closed`` for a dataset: the one lookup (built-in table plus custom_datasets)."""
+        custom = self.custom_datasets.get(name)
+        if custom is not None:
+            return "open" if custom.type == "open_book" else "closed"
+        if name in DATASET_TYPE:
+            return DATASET_TYPE[name]
+        raise ConfigError(f"config error: dataset {name!r} is neither built in ({', '.join(DATASETS)}) nor "
+                          "declared under custom_datasets: use the config these items were prepared with")
+
+    def dataset_size(self, name: str) -> int | None:
+        """Items kept after the seeded shuffle (None = all): ``sizes`` or the custom dataset's ``size``."""
+        custom = self.custom_datasets.get(name)
+        return custom.size if custom is not None else getattr(self.sizes, name)
+
     def samples_for(self, temp: float) -> int:
         """K samples per item at this temperature (keys are repr(float(T)))."""
         return self.samples_per_item[temp_label(temp)]
@@ -273,8 +319,6 @@ class EvalConfig(_Strict):
 
 def _check_text_file(field: str, path: Path) -> None:
     """Exists, is a file, reads as UTF-8: checked at load, so no command writes anything first."""
-    from config.textfile import TextFileError, read_user_text
-
     if not path.is_file():
         raise ConfigError(f"{field}: file not found: {path}")
     try:
@@ -317,8 +361,6 @@ def validate_config_dict(raw: Any, source: str = "<dict>", check_files: bool = T
 def load_config(path: str | Path, check_files: bool = True) -> EvalConfig:
     """Read a YAML config file and validate it. Raises ConfigError (one line) on any problem."""
     import yaml
-
-    from config.textfile import TextFileError, read_user_text
 
     p = Path(path)
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "huey":
-        from producer.huey_app import huey
+        from producer.huey_app import huey  # lazy: the task registration cycle
 
         return huey
     raise AttributeError(f"module 'producer' has no attribute {name!r}")

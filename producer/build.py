@@ -21,6 +21,7 @@ from config.atomic import write_json_atomic, write_text_atomic
 from config.contract import CONDITIONS, temp_label
 from config.schema import EvalConfig
 from producer.console import UserError
+from producer.layout import safe_slug  # the one slug rule: a prompt-set name never climbs out (no "..")
 from producer.manifests import config_fingerprint, now_iso
 from producer.messages import load_prompt_texts
 from producer.requests_build import iter_trial_requests
@@ -39,8 +40,6 @@ class BuildResult:
 
 def base_name(prompt_set: str, temp: float, condition: str) -> str:
     """``<prompt_set>__t<temp>__<condition>``: temp as in custom_ids (``0.7``), safe on Windows."""
-    from producer.layout import safe_slug  # the one slug rule: a prompt-set name never climbs out (no "..")
-
     return f"{safe_slug(prompt_set)}__t{temp_label(temp)}__{condition}"
 
 

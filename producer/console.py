@@ -42,7 +42,7 @@ def fail(message: str, exit_code: int = BAD_INPUT) -> None:
 
 def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator for CLI commands: known user errors become one line and an exit status."""
-    from config.errors import ConfigError
+    from config.errors import ConfigError  # lazy: --help speed (config.errors loads pydantic)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from config.llama_cpp_import import import_llama_cpp
 from config.schema import EvalConfig
 from producer.checks import URL_CREDENTIALS, Check, existing_parent
+from producer.env import user_env_value
+from producer.queue_paths import queue_dir
+from workers.engines.base import PermanentEngineError
 
 SCHEMA_VERSION = 1
 REPORT_PACKAGES = (
@@ -73,9 +77,7 @@ def _packages() -> dict[str, str | None]:
 
 
 def _llama_cpp() -> dict[str, Any]:
-    from config.llama_cpp_import import import_llama_cpp
-    from workers.engines.base import PermanentEngineError
-    from workers.engines.llama_cpp_engine import gpu_offload_supported
+    from workers.engines.llama_cpp_engine import gpu_offload_supported  # lazy: only for the configured engine
 
     out: dict[str, Any] = {"importable": False, "version": None, "gpu_offload": None, "system_info": None,
                            "error": None}
@@ -138,19 +140,6 @@ def _nvml() -> dict[str, Any]:
     return out
 
 
-def _user_env_value(name: str) -> str | None:
-    """A variable set with ``setx`` (HKCU\\Environment) that this shell may not have yet (Windows)."""
-    if sys.platform != "win32":
-        return None
-    try:
-        import winreg
-
-        with winreg.OpenKey(winreg.HKEY_CURRENT_USER, "Environment") as key:
-            return str(winreg.QueryValueEx(key, name)[0])
-    except OSError:
-        return None
-
-
 def _ollama(cfg: EvalConfig) -> dict[str, Any]:
     import requests
 
@@ -158,7 +147,7 @@ def _ollama(cfg: EvalConfig) -> dict[str, Any]:
     base = base.rstrip("/")
     out: dict[str, Any] = {"endpoint": safe_url(base), "version": None, "error": None,
                            "num_parallel_env": os.environ.get("OLLAMA_NUM_PARALLEL"),
-                           "num_parallel_user_setting": _user_env_value("OLLAMA_NUM_PARALLEL")}
+                           "num_parallel_user_setting": user_env_value("OLLAMA_NUM_PARALLEL")}
     try:
         resp = requests.get(f"{base}/api/version", timeout=OLLAMA_TIMEOUT_S)
         resp.raise_for_status()
@@ -249,8 +238,6 @@ def scrub(text: str) -> str:
 
 def build_report(cfg: EvalConfig, config_path: Path, checks: list[Check], ready: bool) -> dict[str, Any]:
     """The report (docs/doctor-report.schema.json)."""
-    from producer.queue_paths import queue_dir
-
     queue = queue_dir(create=False)
     secrets_set = sorted(k for k in os.environ if any(m in k.upper() for m in SECRET_MARKERS))
     return {

@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import copy_file_atomic
-from config.contract import CONDITIONS, DATASET_TYPE
+from config.contract import CONDITIONS
+from config.errors import ConfigError
+from config.lookup import apply_data_overrides
 from config.model_files import KNOWN_MODELS
 from config.schema import EvalConfig
+from producer import manifests
 from producer.console import UserError
+from producer.env import Credentials, FireworksError
+from producer.fireworks_plan import DRY_RUN_ENGINE, plan_run, register_plan, retry_failed_parts
 from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger.locate import find_run_queue
@@ -30,6 +35,13 @@ from producer.ledger.queries import get_run, latest_run, request_count, trial_na
 from producer.ledger.run_record import run_config, set_run_stop
 from producer.ledger.sweep import register_shared
 from producer.ledger.writes import NewRequest, register_run, retry_failed
+from producer.manifests import config_fingerprint
+from producer.messages import load_prompt_texts
+from producer.plan import requests_per_item, size_refusal
+from producer.prepare import check_output_dir, ensure_prepared
+from producer.requests_build import iter_trial_requests
+from producer.sweep_share import share_key, write_manifest_notes
+from producer.trials import expand_trials
 
 CHUNK_SIZE = 16  # requests per inference task: small enough to lose little on a crash
 
@@ -47,8 +59,6 @@ class EnqueueSummary:
 
 
 def run_fingerprint(cfg: EvalConfig, limit_items: int | None, engine: str) -> str:
-    from producer.manifests import config_fingerprint
-
     text = json.dumps([config_fingerprint(cfg), limit_items, engine])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -73,13 +83,13 @@ def absolute_snapshot(cfg: EvalConfig) -> dict[str, Any]:
     for name, spec in data["data"].items():  # a dataset file path (not sample/hub/URL)
         if spec not in ("sample", "hub") and not str(spec).startswith(("http://", "https://")):
             data["data"][name] = str(Path(spec).expanduser().resolve())
+    for custom in data["custom_datasets"].values():
+        custom["path"] = str(Path(custom["path"]).expanduser().resolve())
     return data
 
 
 def check_outputs(cfg: EvalConfig) -> None:
     """Output folders must be folders we can create and write: checked before anything is written."""
-    from producer.prepare import check_output_dir
-
     for name in ("experiments_dir", "prepared_dir", "raw_dir"):
         check_output_dir(Path(getattr(cfg.paths, name)), f"paths.{name}")
 
@@ -87,12 +97,10 @@ def check_outputs(cfg: EvalConfig) -> None:
 def recorded_config(run_id: str) -> tuple[EvalConfig, str]:
     """The settings a run was created with (absolute paths, from the ledger) and its engine: a resume
     needs no ``--config`` and works from any folder."""
-    from config.errors import ConfigError
-
     if find_run_queue(run_id) is None:
         raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
     conn = connect()
-    import producer.huey_app  # noqa: F401 - a damaged huey.sqlite3 is one line before the run is touched
+    import producer.huey_app  # noqa: F401 - lazy: opens huey.sqlite3; a damaged one is one line
     try:
         found = run_config(conn, run_id)
     except (ConfigError, ValueError) as exc:
@@ -109,11 +117,6 @@ def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: i
     A request identical to one of an earlier trial (``producer.sweep_share``) is put in its owner's
     chunk and recorded in ``shared`` ((trial, custom_id) -> owner trial): it is generated once.
     """
-    from producer.messages import load_prompt_texts
-    from producer.requests_build import iter_trial_requests
-    from producer.sweep_share import share_key
-    from producer.trials import expand_trials
-
     chunk, in_chunk, seq, group = -1, 0, 0, None
     owners: dict[str, tuple[str, int]] = {}
     trials = expand_trials(cfg)
@@ -153,9 +156,6 @@ def _snapshot_prepared(prepared: Any, run_dir: Path) -> Path:
 
 def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | None, items: list[dict],
                      dry_run: bool = False) -> None:
-    from producer import manifests
-    from producer.trials import expand_trials
-
     manifests.write_effective_config(layout, cfg, dry_run)
     manifests.init_run_state(layout, cfg, config_path, dry_run)
     manifests.update_phase(layout, "prepare", "done")
@@ -169,8 +169,6 @@ def _backend_engine(cfg: EvalConfig, dry_run: bool) -> str:
     an hour later."""
     if cfg.backend != "fireworks":
         return "dry_run" if dry_run else cfg.local_engine
-    from producer.env import Credentials, FireworksError
-    from producer.fireworks_plan import DRY_RUN_ENGINE
 
     if dry_run:
         return DRY_RUN_ENGINE
@@ -194,12 +192,9 @@ class _Planned:
 def _plan_local(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int, engine: str,
                 yes: bool) -> _Planned:
     """Chunks of consecutive requests; a new run of absurd size is refused unless ``yes``."""
-    from producer.plan import requests_per_item, size_refusal
-    from producer.trials import expand_trials
-
     trial_list = expand_trials(cfg)
     per_trial = {t.slug: len(items) * requests_per_item(cfg, [t]) for t in trial_list}
-    new_tokens = sum(t.max_tokens_for(DATASET_TYPE[i["dataset"]]) * requests_per_item(cfg, [t])
+    new_tokens = sum(t.max_tokens_for(cfg.dataset_type(i["dataset"])) * requests_per_item(cfg, [t])
                      for t in trial_list for i in items)
     why = None if yes else size_refusal(cfg, sum(per_trial.values()), new_tokens, engine)
     if why:  # the exact count, now that every dataset is known; nothing of the run is written yet
@@ -214,8 +209,6 @@ def _plan_local(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int, e
 
 def _plan_fireworks(cfg: EvalConfig, items: list[dict[str, Any]]) -> _Planned:
     """Parts under the upload limit, every row checked before anything is written or paid."""
-    from producer.fireworks_plan import plan_run
-
     plan, rows, totals = plan_run(cfg, items)
     return _Planned(list(totals.values()), rows, plan.shared_from, plan)
 
@@ -223,8 +216,6 @@ def _plan_fireworks(cfg: EvalConfig, items: list[dict[str, Any]]) -> _Planned:
 def _retry(conn: Any, run_id: str, engine: str) -> None:
     """Failed requests back to pending: Fireworks parts get a fresh job, local chunks are queued again."""
     if str(engine).startswith("fireworks"):
-        from producer.fireworks_plan import retry_failed_parts
-
         retry_failed_parts(run_id)
     else:
         retry_failed(conn, run_id)
@@ -247,8 +238,7 @@ def enqueue_run(
     One flow for both backends; the backend step plans the work (local chunks or Fireworks parts).
     A new local run of absurd size is refused before its folder is written unless ``yes``; local
     requests are streamed into the ledger, never held in memory all at once."""
-    from config.lookup import apply_data_overrides
-    from producer.reconcile import reconcile  # opens huey.sqlite3: a bad queue is one line, nothing written
+    from producer.reconcile import reconcile  # lazy: the task registration cycle
 
     connect()  # the ledger too (read-only, damaged): checked before anything is written
     cfg = apply_data_overrides(cfg, data_overrides)
@@ -272,9 +262,6 @@ def enqueue_run(
     created = existing is None
     registered = 0
     if created:
-        from producer.prepare import ensure_prepared
-        from producer.sweep_share import write_manifest_notes
-
         prepared = ensure_prepared(cfg, data_overrides, limit_items)
         if cfg.backend == "fireworks":
             planned = _plan_fireworks(cfg, prepared.items)
@@ -295,8 +282,6 @@ def enqueue_run(
         register_shared(conn, run_id, planned.shared)  # before the requests: none is ever generated twice
         registered = register_run(conn, run_row, planned.trials, planned.requests)
         if planned.fireworks_plan is not None:
-            from producer.fireworks_plan import register_plan
-
             register_plan(conn, run_id, planned.fireworks_plan)
         write_manifest_notes(conn, layout, run_id)
     else:
@@ -310,7 +295,7 @@ def enqueue_run(
 
 def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSummary:
     """Continue a stopped or crashed run with the settings it was created with."""
-    from producer.reconcile import reconcile
+    from producer.reconcile import reconcile  # lazy: the task registration cycle
 
     conn = connect()
     run = get_run(conn, run_id)

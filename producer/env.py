@@ -42,6 +42,22 @@ def get_setting(name: str, default: str | None = None, env_file: Path | str | No
     return value or default
 
 
+def user_env_value(name: str) -> str | None:
+    """A variable set with ``setx`` (HKCU\\Environment) that this shell may not have yet (Windows;
+    None elsewhere). Ollama's tray app reads such variables when it starts (OLLAMA_NUM_PARALLEL)."""
+    import sys
+
+    if sys.platform != "win32":
+        return None
+    try:
+        import winreg
+
+        with winreg.OpenKey(winreg.HKEY_CURRENT_USER, "Environment") as key:
+            return str(winreg.QueryValueEx(key, name)[0])
+    except OSError:
+        return None
+
+
 def setting_source(name: str, env_file: Path | str | None = None) -> str | None:
     """Where ``get_setting(name)`` comes from: "environment", ".env" or None (unset), for messages."""
     if os.environ.get(name):

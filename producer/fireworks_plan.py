@@ -23,15 +23,17 @@ from typing import Any
 from config.atomic import write_jsonl_atomic
 from config.contract import TRIAL_MANIFEST_JSON, CustomIdError, parse_custom_id, temp_label
 from config.schema import EvalConfig
+from producer import manifests
 from producer.console import UserError
 from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import get_run
 from producer.ledger.writes import NewRequest
-from producer.requests_build import Request
+from producer.messages import load_prompt_texts
+from producer.requests_build import Request, iter_trial_requests
 from producer.sweep_share import plan_shared
-from producer.trials import Trial
+from producer.trials import Trial, expand_trials
 
 DRY_RUN_ENGINE = "fireworks_dry_run"  # the offline fake server stands in for the API
 UPLOAD_LIMIT_BYTES = 150_000_000  # :upload accepts files up to 150 MB (docs: upload-dataset-files)
@@ -186,10 +188,6 @@ def plan_run(cfg: EvalConfig, items: list[dict[str, Any]]
     """Every trial's requests (its own model and parameters), cut into parts; ledger rows numbered.
 
     A request shared with another trial carries the owner's part as its chunk, so it completes with it."""
-    from producer.messages import load_prompt_texts
-    from producer.requests_build import iter_trial_requests
-    from producer.trials import expand_trials
-
     per_trial = []
     for trial in expand_trials(cfg):
         texts = load_prompt_texts(cfg, trial.prompt_set)
@@ -223,8 +221,6 @@ def register_plan(conn: Any, run_id: str, plan: FireworksPlan) -> None:
 def save_job_table(run_id: str) -> None:
     """``fireworks/jobs.jsonl`` in the run folder (job ids and states, for the record and the archive);
     run_state phases ``submit`` / ``poll`` and each finished trial's ``downloaded`` stage."""
-    from producer import manifests
-
     conn = connect()
     run = get_run(conn, run_id)
     layout = RunLayout(Path(run["experiments_dir"]), run["run_id"])

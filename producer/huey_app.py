@@ -78,7 +78,7 @@ def queued_task_args(task_name: str) -> set[tuple]:
 def _watch_parent() -> None:
     """Under ``huey_consumer -k process``: a worker exits when the consumer dies (kill -9) instead of
     running on with the model lock and the VRAM (workers.parent_watch; once per process)."""
-    from workers.parent_watch import start
+    from workers.parent_watch import start  # lazy: the task registration cycle
 
     start()
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_json_atomic, write_text_atomic
-from config.contract import CONDITIONS, DATASET_TYPE, TRIAL_MANIFEST_JSON, temp_label
+from config.contract import CONDITIONS, TRIAL_MANIFEST_JSON, temp_label
 from config.schema import EvalConfig
 from config.textfile import read_user_bytes, read_user_text
+from producer.env import user_env_value
 from producer.layout import RunLayout
 from producer.trials import Trial
 
@@ -261,7 +262,7 @@ def request_counts(cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]
     """Requests per (temp, condition), split by type: what the trial is expected to produce."""
     by_type = {"open": 0, "closed": 0}
     for item in items:
-        by_type[DATASET_TYPE[item["dataset"]]] += 1
+        by_type[cfg.dataset_type(item["dataset"])] += 1
     counts: dict[str, dict[str, Any]] = {}
     for temp in trial.temps:
         k = cfg.samples_for(temp)
@@ -290,10 +291,67 @@ def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False) -> dict[
     }
 
 
+SLOTS_PROBE_TIMEOUT_S = 3.0
+
+
+def _server_slots(endpoint: str | None) -> int | None:
+    """llama-server's parallel slots: ``GET /props`` -> ``total_slots`` (its documented API); None when
+    the server is down or does not say (llama-cpp-python's server, vLLM, LM Studio)."""
+    if not endpoint:
+        return None
+    import requests
+
+    base = endpoint.rstrip("/")
+    base = base[:-3] if base.endswith("/v1") else base
+    try:
+        resp = requests.get(f"{base}/props", timeout=SLOTS_PROBE_TIMEOUT_S)
+        slots = resp.json().get("total_slots") if resp.status_code == 200 else None
+        return int(slots) if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else None
+    except (requests.RequestException, ValueError, AttributeError):
+        return None
+
+
+def engine_batching(cfg: EvalConfig, dry_run: bool = False) -> dict[str, Any]:
+    """How the engine batches requests, stated once per trial: control and treatment always run with
+    the same setting (one config per run; a resume with another config is refused) and the same rules
+    (each condition its own block, the same order of items). ``server_parallel``: the server's own
+    slot count where it can be learnt (Ollama: OLLAMA_NUM_PARALLEL as this process sees it; llama-server:
+    ``/props`` ``total_slots``)."""
+    engine = "fireworks" if cfg.backend == "fireworks" else ("dry_run" if dry_run else cfg.local_engine)
+    out: dict[str, Any] = {"engine": engine, "n_parallel": None, "max_concurrent_requests": None,
+                           "server_parallel": None, "server_parallel_source": None,
+                           "same_for_both_conditions": True}
+    if engine == "fireworks":
+        return out | {"mode": "server-side", "description": "Fireworks batch API: batching is done by the service "
+                      "and not visible to the client"}
+    if engine == "dry_run":
+        return out | {"mode": "none", "description": "dry run: no model, no batching"}
+    if engine == "llama_cpp":
+        p = cfg.n_parallel
+        text = (f"in-process llama.cpp, {p} sequences decoded together (one context, unified KV cache, "
+                "continuous batching)" if p > 1 else "in-process llama.cpp, one sequence at a time")
+        return out | {"n_parallel": p, "mode": "batched" if p > 1 else "sequential", "description": text}
+    out["max_concurrent_requests"] = cfg.max_concurrent_requests
+    if engine == "ollama":
+        env, user = os.environ.get("OLLAMA_NUM_PARALLEL"), user_env_value("OLLAMA_NUM_PARALLEL")
+        raw = env or user
+        if raw and raw.strip().isdigit():
+            out["server_parallel"] = int(raw.strip())
+            out["server_parallel_source"] = "OLLAMA_NUM_PARALLEL " + ("(environment)" if env else "(user setting)")
+        server = f"OLLAMA_NUM_PARALLEL {out['server_parallel'] if raw else 'not set (Ollama chooses)'}"
+    else:
+        out["server_parallel"] = _server_slots(cfg.local_endpoint)
+        out["server_parallel_source"] = "GET /props total_slots" if out["server_parallel"] else None
+        server = (f"server slots {out['server_parallel']}" if out["server_parallel"]
+                  else "server slots not reported by the server")
+    return out | {"mode": "server", "description": f"{engine} server: up to {cfg.max_concurrent_requests} "
+                  f"concurrent requests, {server}; the server batches them"}
+
+
 def build_trial_manifest(
     cfg: EvalConfig, trial: Trial, run_id: str, items: Iterable[dict[str, Any]], dry_run: bool = False
 ) -> dict[str, Any]:
-    from config.token_count import prompt_text_counter
+    from config.token_count import prompt_text_counter  # lazy: keeps producer.huey_app's import light
 
     pset = cfg.prompt_sets[trial.prompt_set]
     stages = FIREWORKS_STAGES if cfg.backend == "fireworks" else LOCAL_STAGES
@@ -329,6 +387,7 @@ def build_trial_manifest(
         "temps": [temp_label(t) for t in trial.temps],
         "samples_per_item": {temp_label(t): cfg.samples_for(t) for t in trial.temps},
         "engine": engine_settings(cfg, trial.model, dry_run),
+        "batching": engine_batching(cfg, dry_run),
         "counts": request_counts(cfg, trial, items),
         "stage_status": {s: {"status": "pending", "updated_at": None, "artifacts": []} for s in stages},
     }

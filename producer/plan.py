@@ -10,12 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.contract import CONDITIONS, DATASET_TYPE, temp_label
+from config.contract import CONDITIONS, temp_label
 from config.engines import HTTP_ENGINES
-from config.schema import DATASETS, EvalConfig
+from config.schema import EvalConfig
 from config.textfile import read_user_text
+from producer.console import UserError
+from producer.datasets.sources import load_items, resolve_source
+from producer.env import api_base_notice
 from producer.manifests import PHASES, estimate_tokens
 from producer.messages import load_prompt_texts, render_messages
+from producer.prepare import check_something_selected, select_items, target_size
 from producer.trials import Trial, expand_trials
 
 # A run above either bound is refused unless the user says --yes (a typo of a billion, a sweep too wide).
@@ -67,12 +71,9 @@ def make_plan(
     cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str] | None = None, limit_items: int | None = None
 ) -> Plan:
     """Count items in memory (sample and local files are read; hub files are never downloaded)."""
-    from producer.datasets.sources import load_items, resolve_source
-    from producer.prepare import check_something_selected, select_items, target_size
-
     check_something_selected(cfg, limit_items)
     datasets = []
-    for ds in DATASETS:
+    for ds in cfg.dataset_names():
         size = target_size(cfg, ds, limit_items)
         src = resolve_source(cfg, ds, data_overrides)
         if size == 0:
@@ -100,10 +101,10 @@ def trial_counts(plan: Plan, trial: Trial) -> dict[str, dict[str, dict[str, int]
     for condition in CONDITIONS:
         total = 0
         for item in plan.items:
-            msgs = render_messages(texts, item, condition, DATASET_TYPE[item["dataset"]])
+            msgs = render_messages(texts, item, condition, cfg.dataset_type(item["dataset"]))
             total += sum(estimate_tokens(m["content"]) for m in msgs)
         per_condition[condition] = total
-    completion = sum(trial.max_tokens_for(DATASET_TYPE[item["dataset"]]) for item in plan.items)
+    completion = sum(trial.max_tokens_for(cfg.dataset_type(item["dataset"])) for item in plan.items)
     out: dict[str, dict[str, dict[str, int]]] = {}
     for temp in trial.temps:
         k = cfg.samples_for(temp)
@@ -136,7 +137,7 @@ def usd_estimate(plan: Plan, counts: list[dict[str, dict[str, dict[str, int]]]])
     None for local backends (nothing is billed)."""
     if plan.cfg.backend != "fireworks":
         return None
-    from scoring.costs import usd_of
+    from scoring.costs import usd_of  # lazy: pandas, only for a Fireworks plan's price
 
     prompt = sum(c["prompt_tokens"] for trial in counts for temp in trial.values() for c in temp.values())
     completion = sum(c["max_completion_tokens"] for trial in counts for temp in trial.values() for c in temp.values())
@@ -164,7 +165,6 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         )
         out.append(engine)
         notes = PHASE_NOTES_LOCAL
-    from producer.env import api_base_notice
 
     base = api_base_notice()  # whenever FIREWORKS_API_BASE is not the default (a stray .env)
     if base is not None:
@@ -185,7 +185,7 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
     out.append(f"datasets (data_seed {cfg.data_seed}{limit}):")
     for d in plan.datasets:
         where = d.source["kind"] if d.source["kind"] == "sample" else f"{d.source['kind']} {d.source.get('url') or d.source['path']}"
-        kind = DATASET_TYPE[d.name]
+        kind = cfg.dataset_type(d.name)
         if d.selected == 0:
             out.append(f"  {d.name:<9} {kind:<6} 0 items (size 0)")
         elif d.selected is None:
@@ -230,7 +230,7 @@ def plan_json(plan: Plan, extra_lines: list[str] | None = None) -> dict[str, Any
         "model": cfg.model_id if cfg.backend == "fireworks" else cfg.local_model,
         "temps": [temp_label(t) for t in cfg.temps],
         "samples_per_item": dict(cfg.samples_per_item),
-        "datasets": [{"name": d.name, "type": DATASET_TYPE[d.name], "selected": d.selected,
+        "datasets": [{"name": d.name, "type": cfg.dataset_type(d.name), "selected": d.selected,
                       "available": d.available, "cap": d.cap, "source": d.source} for d in plan.datasets],
         "trials": [{"slug": t.slug, "model": t.model, "prompt_set": t.prompt_set,
                     "temps": [temp_label(x) for x in t.temps], "counts": c}
@@ -255,7 +255,7 @@ def run_size(plan: Plan) -> tuple[int, float]:
     by_type = {"open": 0, "closed": 0}
     for d in plan.datasets:
         n = d.selected if d.selected is not None else (d.cap or 0)
-        by_type[DATASET_TYPE[d.name]] += n
+        by_type[cfg.dataset_type(d.name)] += n
     requests, tokens = 0, 0.0
     for trial in plan.trials:
         for temp in trial.temps:
@@ -288,6 +288,4 @@ def check_run_size(cfg: EvalConfig, data_overrides: dict[str, str] | None, limit
     plan = make_plan(cfg, Path("."), data_overrides, limit_items)
     why = size_refusal(cfg, *run_size(plan), engine=engine)
     if why:
-        from producer.console import UserError
-
         raise UserError(why)

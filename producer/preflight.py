@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.contract import CONDITIONS
+from config.llama_cpp_import import import_llama_cpp
+from config.model_files import ModelFileError, resolve_model_path
 from config.schema import EvalConfig
+from config.token_count import count_prompt, gguf_counter, gguf_vocab
 from producer.checks import (  # noqa: F401 - the verdicts stay importable from preflight (cmd_doctor, tests)
     FAIL,
     INFO,
@@ -34,7 +38,20 @@ from producer.checks import (  # noqa: F401 - the verdicts stay importable from 
     existing_parent,
     format_checks,
 )
+from producer.console import UserError
+from producer.doctor_report import folder_facts
+from producer.env import api_base_notice
 from producer.ledger.db import check_writable
+from producer.messages import load_prompt_texts, render_messages
+from producer.plan import make_plan
+from producer.preflight_data import data_checks
+from producer.queue_paths import ENV_QUEUE_DIR, LEDGER_DB, queue_dir
+from producer.trials import expand_trials
+from telemetry.batching import measure_workload
+from telemetry.budget import vram_check
+from telemetry.gguf import MAGIC, read_gguf_metadata
+from telemetry.nvml import GpuReader
+from workers.engines.base import EngineError, PermanentEngineError
 
 HTTP_TIMEOUT_S = 5.0
 MIN_FREE_DISK_MB = 200
@@ -65,8 +82,6 @@ def versions_check() -> Check:
 
 def gpu_check(cfg: EvalConfig) -> Check:
     """NVML's view. No GPU is fatal only for the in-process engine asked to offload layers."""
-    from telemetry.nvml import GpuReader
-
     with GpuReader() as reader:
         reading = reader.read()
         if reading is not None:
@@ -92,9 +107,6 @@ def disk_check(cfg: EvalConfig) -> Check:
 
 def queue_check() -> Check:
     """The queue folder accepts files and its SQLite ledger (if any) accepts a write transaction."""
-    from producer.console import UserError
-    from producer.queue_paths import LEDGER_DB, queue_dir
-
     try:
         folder = queue_dir()
         fd, tmp = tempfile.mkstemp(prefix=".doctor-", dir=folder)
@@ -119,9 +131,6 @@ def queue_check() -> Check:
 def queue_place_check(folder: Path) -> Check | None:
     """SQLite's WAL journal needs a local disk: a network share can corrupt the queue, and a synced
     folder (OneDrive) locks and uploads the database files while workers write them."""
-    from producer.doctor_report import folder_facts
-    from producer.queue_paths import ENV_QUEUE_DIR
-
     facts = folder_facts(folder)
     fix = f"set {ENV_QUEUE_DIR} to a folder on a local disk, e.g. C:\\excellence-queue (docs/windows.md)"
     if facts["network"]:
@@ -135,15 +144,12 @@ def queue_place_check(folder: Path) -> Check | None:
 
 # -- engines -------------------------------------------------------------------------------------
 def _trial_models(cfg: EvalConfig) -> list[str]:
-    from producer.trials import expand_trials
-
     return list(dict.fromkeys(t.model for t in expand_trials(cfg)))
 
 
 def _ollama_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
-    from workers.engines.base import EngineError
-    from workers.engines.http_common import pull_hint
-    from workers.engines.ollama import OllamaEngine
+    from workers.engines.http_common import pull_hint  # lazy: only for the configured engine
+    from workers.engines.ollama import OllamaEngine  # lazy: only for the configured engine
 
     facts = EngineFacts()
     engine = OllamaEngine(cfg, model)
@@ -187,8 +193,7 @@ def _context_from_info(info: dict[str, Any]) -> int | None:
 
 
 def _openai_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
-    from workers.engines.base import EngineError
-    from workers.engines.openai_compat import OpenAICompatEngine
+    from workers.engines.openai_compat import OpenAICompatEngine  # lazy: only for the configured engine
 
     facts = EngineFacts()
     engine = OpenAICompatEngine(cfg, model)
@@ -223,9 +228,7 @@ def _openai_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFact
 def llama_cpp_engine_check() -> tuple[Check, Any]:
     """(check, the llama_cpp module or None). Any failure to import or load the library is FAIL: the
     worker would stop the run with the same reason (``import_llama_cpp`` is the one place that says it)."""
-    from config.llama_cpp_import import import_llama_cpp
-    from workers.engines.base import PermanentEngineError
-    from workers.engines.llama_cpp_engine import gpu_offload_supported
+    from workers.engines.llama_cpp_engine import gpu_offload_supported  # lazy: only for the configured engine
 
     try:
         llama_cpp = import_llama_cpp()
@@ -236,10 +239,7 @@ def llama_cpp_engine_check() -> tuple[Check, Any]:
 
 
 def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
-    from config.model_files import ModelFileError, resolve_model_path
-    from config.token_count import gguf_counter, gguf_vocab
-    from telemetry.gguf import MAGIC, read_gguf_metadata
-    from workers.engines.llama_cpp_engine import gpu_offload_supported
+    from workers.engines.llama_cpp_engine import gpu_offload_supported  # lazy: only for the configured engine
 
     facts = EngineFacts(context_limit=cfg.n_ctx, context_source=f"n_ctx {cfg.n_ctx}")
     engine, llama_cpp = llama_cpp_engine_check()
@@ -283,22 +283,16 @@ ENGINE_CHECKS = {"ollama": _ollama_checks, "openai_compat": _openai_checks, "lla
 def longest_request(cfg: EvalConfig, counter: Callable[[list[dict[str, str]]], int] | None) -> tuple[int, str] | None:
     """(prompt tokens + max_new_tokens, description) of the largest request of any trial, or None when
     no items are available yet (datasets not prepared or downloaded)."""
-    from config.contract import CONDITIONS, DATASET_TYPE
-    from config.token_count import count_prompt
-    from producer.messages import load_prompt_texts, render_messages
-    from producer.plan import make_plan
-    from producer.trials import expand_trials
-
     items = make_plan(cfg, Path("."), None, None).items
     if not items:
         return None
     best: tuple[int, str] | None = None
     for trial in expand_trials(cfg):
         texts = load_prompt_texts(cfg, trial.prompt_set)
-        for type_ in sorted({DATASET_TYPE[i["dataset"]] for i in items}):
+        for type_ in sorted({cfg.dataset_type(i["dataset"]) for i in items}):
             new_tokens = trial.max_new_tokens.open_book if type_ == "open" else trial.max_new_tokens.closed_book
             for condition in CONDITIONS:
-                longest = max((render_messages(texts, i, condition, type_) for i in items if DATASET_TYPE[i["dataset"]] == type_),
+                longest = max((render_messages(texts, i, condition, type_) for i in items if cfg.dataset_type(i["dataset"]) == type_),
                               key=lambda msgs: sum(len(m["content"]) for m in msgs))
                 need = count_prompt(longest, counter) + new_tokens
                 if best is None or need > best[0]:
@@ -325,10 +319,28 @@ def context_check(cfg: EvalConfig, facts: EngineFacts) -> Check:
     return Check("context", OK, detail)
 
 
+def batching_check(cfg: EvalConfig, counter: Callable[[list[dict[str, str]]], int] | None) -> Check:
+    """In-process n_parallel P > 1: the P sequences share n_ctx (telemetry.batching), so the shared prefix
+    + P x (longest suffix + max_new_tokens) must fit it."""
+    try:
+        work = measure_workload(cfg, make_plan(cfg, Path("."), None, None).items, counter)
+    except Exception as exc:  # noqa: BLE001 - a dataset problem is `prepare`'s to report
+        return Check("batching", WARN, f"cannot render the prompts: {' '.join(str(exc).split())}")
+    p = cfg.n_parallel
+    if work is None:
+        return Check("batching", WARN, f"n_parallel {p}: no items available yet, context need not checked")
+    need = work.context_need(p)
+    detail = (f"n_parallel {p}: shared prefix {work.prefix_tokens} + {p} x (longest suffix + max_new_tokens "
+              f"{work.longest_tail}) = {need} of n_ctx {cfg.n_ctx} tokens")
+    if need > cfg.n_ctx:
+        fit = work.max_parallel(cfg.n_ctx)
+        fix = f"raise n_ctx to {need}" + (f" or set n_parallel {fit}" if fit >= 1 else "")
+        return Check("batching", WARN, f"context too small for {p} sequences: {detail} ({work.where}): {fix}")
+    return Check("batching", OK, detail)
+
+
 def vram_budget_check(cfg: EvalConfig) -> Check:
     """The VRAM budget (telemetry.budget.vram_check): one line, never fatal."""
-    from telemetry.budget import vram_check
-
     try:
         status, message = vram_check(cfg)
     except Exception as exc:  # noqa: BLE001 - advisory
@@ -339,8 +351,6 @@ def vram_budget_check(cfg: EvalConfig) -> Check:
 def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
     """Every check, in screen order. ``can_start(checks)`` says whether a run may begin. ``cfg`` carries
     any ``--data`` overrides (``apply_data_overrides``); ``check_data=False`` skips the data sources."""
-    from producer.preflight_data import data_checks
-
     checks = [versions_check(), *(data_checks(cfg) if check_data else [])]
     if cfg.backend == "local" and cfg.local_engine in ENGINE_CHECKS:
         facts: EngineFacts | None = None
@@ -354,11 +364,12 @@ def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
                 break
         if facts is not None:
             checks.append(context_check(cfg, facts))
+            if cfg.local_engine == "llama_cpp" and cfg.n_parallel > 1:
+                checks.append(batching_check(cfg, facts.counter))
     elif cfg.backend == "local":
         checks.append(Check("engine", OK, f"{cfg.local_engine}: no server or model needed"))
     else:
         checks.append(Check("engine", INFO, f"backend {cfg.backend}: checked by its own commands"))
-    from producer.env import api_base_notice
 
     base = api_base_notice()  # shown whenever FIREWORKS_API_BASE is not the default (a stray .env)
     if base is not None:
@@ -373,8 +384,6 @@ def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
 
 def ensure_ready(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
     """For ``run``/``enqueue``: raise a one-line ``UserError`` (exit 1) naming the failed checks."""
-    from producer.console import UserError
-
     checks = run_preflight(cfg, check_data)
     failed = [c for c in checks if c.failed]
     if failed:

@@ -9,9 +9,15 @@ read through the real loader (the very code ``prepare`` runs); large ones only h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from config.schema import DATASETS, EvalConfig
+from config.schema import EvalConfig
 from producer.checks import FAIL, OK, Check
+from producer.datasets.data_errors import DataError
+from producer.datasets.sources import load_items, resolve_source
+
+if TYPE_CHECKING:
+    from producer.datasets.sources import DatasetSource
 
 HEAD_TIMEOUT_S = 5.0
 FULL_READ_MAX_BYTES = 64 * 1024 * 1024  # larger files: header only (the 2.5 GB official TriviaQA JSON)
@@ -23,6 +29,8 @@ SUFFIXES = {
 
 
 def _fixes(dataset: str) -> str:
+    if dataset not in SUFFIXES:  # a custom dataset: its file is declared in the config
+        return f"check custom_datasets.{dataset}.path in the config"
     return f"or use the bundled sample (data.{dataset}: sample) or a local file (--data {dataset}=PATH)"
 
 
@@ -38,7 +46,9 @@ def parquet_reader_problem() -> str | None:
 
 def _format_problem(dataset: str, path: Path) -> str | None:
     suffix = path.suffix.lower()
-    allowed = SUFFIXES[dataset]
+    allowed = SUFFIXES.get(dataset)
+    if allowed is None:  # a custom dataset is JSONL whatever its file is called
+        return None
     if suffix not in allowed:
         return f"unrecognised format {suffix or '(no extension)'!r} for {path} (expected {', '.join(allowed)})"
     if suffix == ".parquet":
@@ -57,11 +67,9 @@ def _header_problem(dataset: str, path: Path) -> str | None:
     return None
 
 
-def _local_check(dataset: str, path: Path, what: str) -> Check:
+def _local_check(source: DatasetSource, what: str) -> Check:
     """A file on disk: readable, recognised format, reader present, and (small files) fully loadable."""
-    from producer.datasets.data_errors import DataError
-    from producer.datasets.formats import LOADERS
-
+    dataset, path = source.dataset, source.path
     if not path.exists():
         return Check("data", FAIL, f"{dataset}: {what} not found: {path} ({_fixes(dataset)})")
     if not path.is_file():
@@ -76,7 +84,7 @@ def _local_check(dataset: str, path: Path, what: str) -> Check:
             if problem:
                 return Check("data", FAIL, f"{dataset}: {problem}")
             return Check("data", OK, f"{dataset}: {what} {path} ({size / 1024 / 1024:.0f} MiB, header checked)")
-        items = LOADERS[dataset](path)
+        items = load_items(source, download=False) or []  # the very checks prepare makes
     except DataError as exc:
         return Check("data", FAIL, str(exc))
     except OSError as exc:
@@ -109,16 +117,15 @@ def _download_check(dataset: str, url: str, dest: Path) -> Check:
 def data_checks(cfg: EvalConfig) -> list[Check]:
     """One check per dataset the config reads (size 0 = not read). ``--data`` overrides: pass
     ``apply_data_overrides(cfg, overrides)``."""
-    from producer.datasets.sources import resolve_source
-
     checks = []
-    for dataset in DATASETS:
-        if getattr(cfg.sizes, dataset) == 0:
+    for dataset in cfg.dataset_names():
+        if cfg.dataset_size(dataset) == 0:
             continue
         source = resolve_source(cfg, dataset)
         if source.kind in ("hub", "url") and not source.path.is_file():
             checks.append(_download_check(dataset, source.url or "", source.path))
         else:
-            what = {"sample": "bundled sample", "file": "data file"}.get(source.kind, f"{source.kind} file (cached)")
-            checks.append(_local_check(dataset, source.path, what))
+            what = {"sample": "bundled sample", "file": "data file", "custom": f"custom {source.book} file"}.get(
+                source.kind, f"{source.kind} file (cached)")
+            checks.append(_local_check(source, what))
     return checks

@@ -17,17 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_json_atomic, write_jsonl_atomic
-from config.schema import DATASETS, EvalConfig
+from config.schema import EvalConfig
 from producer.console import UserError
+from producer.datasets.data_errors import DataError
 from producer.datasets.hub import sha256_file
 from producer.datasets.readers import iter_jsonl
 from producer.datasets.sources import DatasetSource, load_items, resolve_source
+from producer.manifests import config_fingerprint
 
 PREPARE_VERSION = 1  # bump when item construction changes, so old prepared files are rebuilt
 OPEN_BOOK = "open_book.jsonl"
 CLOSED_BOOK = "closed_book.jsonl"
 MANIFEST = "prepared_manifest.json"
-BOOK_DATASETS = {"open_book": ("squad_v2",), "closed_book": ("triviaqa", "nq_open")}
+BOOKS = {"open_book": "open", "closed_book": "closed"}  # prepared file -> the type of its datasets
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class PreparedData:
 
 def target_size(cfg: EvalConfig, dataset: str, limit_items: int | None = None) -> int | None:
     """Items to keep for ``dataset``: config size (None = all) capped by ``--limit-items``."""
-    size = getattr(cfg.sizes, dataset)
+    size = cfg.dataset_size(dataset)
     if limit_items is not None:
         size = limit_items if size is None else min(size, limit_items)
     return size
@@ -62,9 +64,7 @@ def check_output_dir(path: Path, field: str) -> None:
 
 def check_something_selected(cfg: EvalConfig, limit_items: int | None = None) -> None:
     """Every size 0 (``--limit-items 0``) would be a run of nothing that reports nothing: refuse it."""
-    if all(target_size(cfg, ds, limit_items) == 0 for ds in DATASETS):
-        from producer.datasets.data_errors import DataError
-
+    if all(target_size(cfg, ds, limit_items) == 0 for ds in cfg.dataset_names()):
         raise DataError("nothing to evaluate: every dataset has size 0 (sizes, --limit-items): "
                         "give one dataset a size above 0")
 
@@ -117,7 +117,7 @@ def ensure_prepared(
     sizes: dict[str, int | None] = {}
     source_info: dict[str, dict[str, Any]] = {}
     loaded: dict[str, list[dict[str, Any]]] = {}
-    for ds in DATASETS:
+    for ds in cfg.dataset_names():
         size = target_size(cfg, ds, limit_items)
         sizes[ds] = size
         src = resolve_source(cfg, ds, data_overrides)
@@ -136,17 +136,18 @@ def ensure_prepared(
             "version": PREPARE_VERSION,
             "data_seed": cfg.data_seed,
             "sizes": sizes,
-            "sources": {ds: {"kind": i["kind"], "sha256": i["sha256"]} for ds, i in source_info.items()},
+            "sources": {ds: {k: i[k] for k in ("kind", "sha256", "type") if k in i} for ds, i in source_info.items()},
         }
     )
     previous = _read_manifest(manifest_path)
     if _reusable(previous, fingerprint, files):
         items = load_prepared_items(out_dir)
-        return PreparedData(files["open_book"], files["closed_book"], manifest_path, items, True, _count(items))
+        return PreparedData(files["open_book"], files["closed_book"], manifest_path, items, True, _count(cfg, items))
 
-    selected = {ds: select_items(loaded.get(ds, []), ds, cfg.data_seed, sizes[ds]) for ds in DATASETS}
+    selected = {ds: select_items(loaded.get(ds, []), ds, cfg.data_seed, sizes[ds]) for ds in cfg.dataset_names()}
     books: dict[str, list[dict[str, Any]]] = {
-        book: [item for ds in names for item in selected[ds]] for book, names in BOOK_DATASETS.items()
+        book: [item for ds, chosen in selected.items() if cfg.dataset_type(ds) == type_ for item in chosen]
+        for book, type_ in BOOKS.items()
     }
     datasets_entry = {}
     for book, rows in books.items():
@@ -156,10 +157,8 @@ def ensure_prepared(
             "items": len(rows),
             "sha256": sha256_file(files[book]),
         }
-    for ds in DATASETS:
+    for ds in cfg.dataset_names():
         source_info[ds]["items_selected"] = len(selected[ds])
-
-    from producer.manifests import config_fingerprint
 
     now = _now()
     write_json_atomic(
@@ -178,11 +177,11 @@ def ensure_prepared(
         },
     )
     items = books["open_book"] + books["closed_book"]
-    return PreparedData(files["open_book"], files["closed_book"], manifest_path, items, False, _count(items))
+    return PreparedData(files["open_book"], files["closed_book"], manifest_path, items, False, _count(cfg, items))
 
 
-def _count(items: list[dict[str, Any]]) -> dict[str, int]:
-    counts = {ds: 0 for ds in DATASETS}
+def _count(cfg: EvalConfig, items: list[dict[str, Any]]) -> dict[str, int]:
+    counts = {ds: 0 for ds in cfg.dataset_names()}
     for item in items:
         counts[item["dataset"]] = counts.get(item["dataset"], 0) + 1
     return counts

@@ -20,10 +20,13 @@ ENV_QUEUE_DIR = "EXCELLENCE_QUEUE_DIR"
 HUEY_DB = "huey.sqlite3"
 LEDGER_DB = "ledger.sqlite3"
 MODEL_LOCK = "model.lock"
+RESPONSE_CACHE_DB = "response_cache.sqlite3"  # opt-in (config ``cache: true``): answers of repeated requests
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The project's own queue folder: where a printed `run --resume` finds its run when typed elsewhere.
 PROJECT_QUEUE_DIR = Path(__file__).resolve().parent.parent / "queue"
 HUEY_WAY_OUT = "delete it: it only carries messages, and `python -m producer run --resume RUN_ID` rebuilds them from the ledger"
+CACHE_WAY_OUT = ("delete it (`python -m producer cache clear --yes`, or remove the file): it only holds answers "
+                 "that later runs can reuse, never a run's own results")
 LEDGER_WAY_OUT = ("move it away (it holds the runs' progress; results already exported stay in experiments/), "
                   "or restore a copy")
 
@@ -120,6 +123,12 @@ def ledger_path(create: bool = True) -> Path:
 
 def huey_path() -> Path:
     return check_sqlite_file(queue_dir() / HUEY_DB, HUEY_WAY_OUT)
+
+
+def response_cache_path(create: bool = True) -> Path:
+    """The response cache file, next to the ledger (checked when a connection opens:
+    producer.ledger.response_cache)."""
+    return queue_dir(create) / RESPONSE_CACHE_DB
 
 
 def model_lock_path() -> Path:

@@ -24,7 +24,7 @@ class ReconcileReport:
 
 
 def reconcile(run_id: str | None = None) -> ReconcileReport:
-    from workers import tasks
+    from workers import tasks  # lazy: the task registration cycle
 
     conn = connect()
     report = ReconcileReport()
@@ -48,7 +48,7 @@ def reconcile(run_id: str | None = None) -> ReconcileReport:
     report.exports = enqueue_many(
         tasks.export_trial.s(r, t) for r, t in trials_ready_to_export(conn, run_id) if (r, t) not in in_queue
     )
-    from workers.fireworks.tasks import reconcile_fireworks  # lost submit/poll messages of batch parts
+    from workers.fireworks.tasks import reconcile_fireworks  # lazy: the task registration cycle
 
     report.enqueued += reconcile_fireworks(run_id)
     return report

@@ -2,8 +2,10 @@
 
 Why: one place turns (trial, items) into request bodies, so the local queue, the batch input files
 and the Fireworks jobs send exactly the same thing. Requests come out grouped by temperature, then
-condition (all control, then all treatment), so consecutive requests share the system prompt and an
-engine's prefix cache is reused (docs/architecture.md fact 5).
+condition (all control, then all treatment), so consecutive requests share the system prompt; within
+each such block items run by type (the task instruction), then by paragraph (open-book context), then
+item, so consecutive requests share the longest prefix an engine's prefix cache can reuse
+(docs/architecture.md fact 5). Both conditions get the same item order.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from config.contract import CONDITIONS, DATASET_TYPE, build_custom_id, temp_label
+from config.contract import CONDITIONS, build_custom_id, temp_label
 from config.schema import EvalConfig
 from producer.messages import PromptTexts, render_messages
 from producer.trials import Trial
@@ -53,6 +55,29 @@ def request_body(
     return body
 
 
+def prefix_order(cfg: EvalConfig, items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items by type, then open-book paragraph, then their given order: neighbours share the longest prefix.
+
+    Why: an engine reuses the longest token prefix a request shares with the one before it (the system
+    prompt, then the task instruction, then the paragraph). Types and paragraphs keep the order of their
+    first appearance, so the result is deterministic and the prepared (seeded) order still decides
+    everything else. A closed-book item shows no context, so it is a group of its own.
+    """
+    items = list(items)
+    type_rank: dict[str, int] = {}
+    group_rank: dict[tuple[str, Any], int] = {}
+    keys: list[tuple[int, int]] = []
+    for index, item in enumerate(items):
+        type_ = cfg.dataset_type(item["dataset"])
+        type_rank.setdefault(type_, len(type_rank))
+        paragraph = item.get("context") if type_ == "open" else None
+        group = (type_, paragraph if paragraph is not None else ("item", index))
+        group_rank.setdefault(group, len(group_rank))
+        keys.append((type_rank[type_], group_rank[group]))
+    order = sorted(range(len(items)), key=keys.__getitem__)  # stable: items keep their order in a group
+    return [items[i] for i in order]
+
+
 def iter_trial_requests(
     cfg: EvalConfig,
     trial: Trial,
@@ -60,14 +85,15 @@ def iter_trial_requests(
     texts: PromptTexts,
     conditions: Iterable[str] = CONDITIONS,
 ) -> Iterator[Request]:
-    """Requests of one trial: temperature → condition → item → sample (prefix-aware order)."""
-    items = list(items)
+    """Requests of one trial: temperature → condition → type → paragraph → item → sample (prefix-aware
+    order, ``prefix_order``)."""
+    items = prefix_order(cfg, items)
     for temp in trial.temps:
         label = temp_label(temp)
         k = cfg.samples_for(temp)
         for condition in conditions:
             for item in items:
-                type_ = DATASET_TYPE[item["dataset"]]
+                type_ = cfg.dataset_type(item["dataset"])
                 messages = render_messages(texts, item, condition, type_)
                 body = request_body(cfg, trial, messages, temp, type_)
                 for s in range(k):

@@ -16,6 +16,7 @@ from typing import Any
 
 from config.contract import TRIAL_MANIFEST_JSON
 from producer.ledger.sweep import shared_counts
+from producer.manifests import _update_json
 from producer.requests_build import Request
 from producer.trials import Trial
 
@@ -51,8 +52,6 @@ def plan_shared(trial_requests: Iterable[tuple[Trial, Iterable[Request]]]
 
 def write_manifest_notes(conn: Any, layout: Any, run_id: str) -> None:
     """``shared_control_from`` (owner trials) and ``shared_requests`` counts in each reusing trial's manifest."""
-    from producer.manifests import _update_json
-
     for trial, owners in shared_counts(conn, run_id).items():
         def change(data: dict[str, Any], owners: dict[str, int] = owners) -> None:
             data["shared_control_from"] = sorted(owners)

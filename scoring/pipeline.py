@@ -20,7 +20,10 @@ from config.contract import (
     TRIAL_MANIFEST_JSON,
 )
 from config.schema import EvalConfig
+from producer.console import UserError
+from producer.manifests import update_stage
 from scoring.costs import write_costs
+from scoring.report import write_report
 from scoring.score_predictions import score_predictions
 from scoring.stats import run_stats
 
@@ -28,8 +31,6 @@ from scoring.stats import run_stats
 def _stage(manifest: Path, stage: str, work: Callable[[], list[Path]], **extra: Any) -> list[Path]:
     """Run one stage, recording running/done/failed in the manifest when there is one; ``extra`` (filled
     by ``work``) is stored with the stage's entry."""
-    from producer.manifests import update_stage
-
     record = manifest.is_file()
     if record:
         update_stage(manifest, stage, "running")
@@ -51,8 +52,6 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
     manifest = results_dir / TRIAL_MANIFEST_JSON
     pred = results_dir / PREDICTIONS_CSV
     if not pred.is_file():
-        from producer.console import UserError
-
         raise UserError(f"predictions not found: {pred} (run the parse stage first)")
     per_item = results_dir / PER_ITEM_SCORES_CSV
     sig = results_dir / SIGNIFICANCE_JSON
@@ -64,22 +63,19 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
                            "headline": []}
     if reports_dir is None:
         if manifest.is_file():
-            from producer.manifests import update_stage
-
             update_stage(manifest, "report", "skipped")
         return out
 
     headline: list[str] = []
 
     def report() -> list[Path]:
-        from scoring.report import write_report
-
-        written = write_report(results_dir, Path(reports_dir), cfg)
+        written = write_report(results_dir, Path(reports_dir), cfg, prepared_dir=Path(prepared_dir))
         headline.extend(written["headline"])
-        return [written["report_md"], written["report_html"], *written["figures"]]
+        items = [written["items_html"]] if written["items_html"] is not None else []
+        return [written["report_md"], written["report_html"], *items, *written["figures"]]
 
     # the headline sentences go into the manifest too: `producer run` prints them without pandas
     written = _stage(manifest, "report", report, headline=headline)
-    out["report"] = str(next(p for p in written if p.suffix == ".html"))
+    out["report"] = str(next(p for p in written if p.name == "report.html"))
     out["headline"] = headline
     return out

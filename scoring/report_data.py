@@ -46,6 +46,8 @@ class ReportData:
     errors: dict[str, Any] | None = None
     telemetry: pd.DataFrame | None = None
     problems: list[str] = field(default_factory=list)  # artifacts that exist but could not be read
+    paired_items: list[Any] | None = None  # scoring.changed_items.PairedItem rows (set by write_report)
+    paired_problem: str | None = None  # why paired_items is None
 
 
 def read_result_json(path: Path, problems: list[str]) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """Render report blocks as one self-contained HTML page: inline CSS, figures as base64 PNG.
 
 Why: the page must open anywhere (mail attachment, offline laptop) and must never run or fetch
-anything, so there are no scripts and no external resources, and every text (model output above all)
-is HTML-escaped.
+anything, so there are no scripts and no external resources (the one link goes to the sibling
+items.html), and every text (model output above all) is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import base64
 import html
 from pathlib import Path
 
-from scoring.report_text import Block, Figure, Heading, Para, Table
+from scoring.report_text import Block, Figure, Heading, Link, Para, Table
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -23,11 +23,13 @@ p.banner{font-size:1.2em;font-weight:700;color:#fff;background:#b30000;padding:1
 p.headline{font-size:1.12em;background:#eef5fb;border-left:5px solid #2c7fb8;padding:10px 14px;margin:8px 0}
 p.subhead{background:#f6f9fc;border-left:5px solid #9ecae1;padding:6px 14px;margin:6px 0}
 p.note{color:#555;font-size:.92em}
+p.listhead{font-weight:600;margin:14px 0 2px}
 p.warning{background:#fff4e5;border-left:5px solid #e67e22;padding:6px 12px}
 table{border-collapse:collapse;margin:8px 0 4px;font-size:.9em;max-width:100%}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}td{overflow-wrap:anywhere}
 tr:nth-child(even) td{background:#fbfbfb}
+td.nowrap{white-space:nowrap;overflow-wrap:normal}
 td.code{font-family:Consolas,"DejaVu Sans Mono",monospace;font-size:.85em;white-space:pre-wrap;max-width:520px}
 caption{caption-side:bottom;text-align:left;color:#666;font-size:.85em;padding-top:3px}
 details{margin:6px 0}summary{cursor:pointer;color:#2c7fb8;font-size:.92em}
@@ -55,7 +57,8 @@ def _table(block: Table) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in block.headers)
     body = []
     for row in block.rows:
-        cells = "".join(f'<td class="code">{_esc(c)}</td>' if i in block.code_columns else f"<td>{_esc(c)}</td>"
+        cells = "".join(f'<td class="code">{_esc(c)}</td>' if i in block.code_columns else
+                        f'<td class="nowrap">{_esc(c)}</td>' if i in block.nowrap_columns else f"<td>{_esc(c)}</td>"
                         for i, c in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
     if block.collapsed:
@@ -76,6 +79,8 @@ def to_html(doc: list[Block], title: str) -> str:
             parts.append(f'<p class="{_esc(block.kind)}">{_esc(block.text)}</p>')
         elif isinstance(block, Table):
             parts.append(_table(block))
+        elif isinstance(block, Link):
+            parts.append(f'<p class="link"><a href="{_esc(block.href)}">{_esc(block.text)}</a></p>')
         elif isinstance(block, Figure):
             src = _img_src(block.path)
             if src:

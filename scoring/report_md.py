@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from scoring.report_text import Block, Figure, Heading, Para, Table
+from scoring.report_text import Block, Figure, Heading, Link, Para, Table
 
 _PREFIX = {"warning": "**Warning:** ", "note": "_", "headline": "**"}
 _SUFFIX = {"note": "_", "headline": "**"}
@@ -33,7 +33,11 @@ def to_markdown(doc: list[Block], base_dir: Path) -> str:
     """The whole report; figure links are relative to ``base_dir`` (the reports folder)."""
     lines: list[str] = []
     for block in doc:
-        if isinstance(block, Heading):
+        if getattr(block, "html_only", False):
+            continue
+        if isinstance(block, Link):  # plain text: report.md holds no link at all (its text names the file)
+            lines += [md_text(block.text), ""]
+        elif isinstance(block, Heading):
             lines += ["#" * block.level + " " + md_text(block.text), ""]
         elif isinstance(block, Para):
             text = md_text(block.text)

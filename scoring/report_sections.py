@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scoring import figures
+from scoring.report_changed import changed_section
 from scoring.report_data import ReportData, is_dry_run
 from scoring.report_quality import quality_section
 from scoring.report_sig import blocks, effect_rows, num, selective_curves, temps
@@ -104,6 +105,18 @@ def _prompt_rows(manifest: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def batching_sentence(manifest: dict[str, Any]) -> str | None:
+    """How the engine batched requests (trial_manifest.json ``batching``); None for older manifests."""
+    b = manifest.get("batching")
+    if not isinstance(b, dict) or not b.get("description"):
+        return None
+    p = b.get("n_parallel")
+    same = f" (n_parallel {p})" if isinstance(p, int) else ""
+    return (f"Batching: {str(b['description']).rstrip('.')}. Control and treatment ran with the same batching{same}, "
+            "each condition as its own block in the same order of items; see docs/statistics.md on why batching "
+            "cannot favour either arm.")
+
+
 def settings_section(data: ReportData) -> list[Block]:
     out: list[Block] = [Heading("Run settings")]
     if data.manifest is None:
@@ -118,6 +131,9 @@ def settings_section(data: ReportData) -> list[Block]:
     out.append(Table(["setting", "value"], key_rows or rows))
     if key_rows and other:
         out.append(Table(["setting", "value"], other, caption=f"All other settings ({len(other)})", collapsed=True))
+    batching = batching_sentence(data.manifest)
+    if batching:
+        out.append(Para(batching, "note"))
     prompt_rows = _prompt_rows(data.manifest)
     if prompt_rows:
         out.append(Table(["prompt", "file", "sha256", "tokens"], prompt_rows,
@@ -265,6 +281,7 @@ def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[B
                     "note"))
     doc += settings_section(data)
     doc += results_section(data, fig_dir)
+    doc += changed_section(data.paired_items, data.paired_problem)
     doc += quality_section(data)
     doc += costs_section(data, fig_dir)
     return doc

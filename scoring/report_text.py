@@ -8,14 +8,15 @@ out the blocks defined here; they never compute.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from config.contract import CONDITIONS
-from scoring.report_sig import EffectRow, find_effect, temps
+from config.contract import CONDITIONS, DATASET_TYPE
+from scoring.report_sig import EffectRow, blocks, find_effect, subgroup_blocks, temps
 
 NA = "not available"
 METRIC_LABELS = {"em": "EM", "f1": "F1", "abstain_rate": "abstain", "false_answer_rate": "false answer",
@@ -24,19 +25,40 @@ METRIC_PHRASES = {"em": "exact-match rate", "f1": "F1 score", "abstain_rate": "a
                   "false_answer_rate": "false-answer rate", "unsupported_rate": "unsupported-answer rate"}
 # +1: higher is better, -1: lower is better, 0: no preferred direction.
 METRIC_GOOD = {"em": 1, "f1": 1, "false_answer_rate": -1, "unsupported_rate": -1, "abstain_rate": 0}
-TYPE_PHRASES = {"open": "open-book questions (SQuAD v2)", "closed": "closed-book questions (TriviaQA, NQ-Open)"}
+TYPE_WORDS = {"open": "open-book questions", "closed": "closed-book questions"}
+DISPLAY_NAMES = {"squad_v2": "SQuAD v2", "triviaqa": "TriviaQA", "nq_open": "NQ-Open"}  # others: as configured
+
+
+def type_phrase(type_: str, datasets: Iterable[str] = ()) -> str:
+    """"open-book questions (SQuAD v2, my_faq)": the datasets a result covers (a user's own ones included);
+    without any known (no subgroups recorded), the built-in datasets of that type."""
+    given = list(dict.fromkeys(datasets)) or [d for d, t in DATASET_TYPE.items() if t == type_]
+    names = [d for d in DATASET_TYPE if d in given] + [d for d in given if d not in DATASET_TYPE]
+    words = TYPE_WORDS.get(type_, f"{type_} questions")
+    return f"{words} ({', '.join(DISPLAY_NAMES.get(d, d) for d in names)})" if names else words
+
+
+def sig_datasets(sig: dict[str, Any] | None) -> dict[str, list[str]]:
+    """{type: dataset names} over every block's dataset subgroups of significance.json."""
+    out: dict[str, list[str]] = {}
+    for _temp, type_, block in blocks(sig or {}):
+        out.setdefault(type_, []).extend(n for n in subgroup_blocks(block) if n not in out.get(type_, []))
+    return out
+
 
 
 @dataclass
 class Heading:
     text: str
     level: int = 2
+    html_only: bool = False  # left out of report.md (the long lists live in report.html and items.html)
 
 
 @dataclass
 class Para:
     text: str
     kind: str = "normal"  # normal | banner | headline | subhead | note | warning
+    html_only: bool = False
 
 
 DRY_RUN_BANNER = "DRY RUN: synthetic answers"
@@ -54,6 +76,17 @@ class Table:
     caption: str = ""
     code_columns: set[int] = field(default_factory=set)  # columns holding model text or ids
     collapsed: bool = False  # HTML: folded under its caption (<details>), markdown: shown as usual
+    html_only: bool = False
+    nowrap_columns: set[int] = field(default_factory=set)  # short ids (dataset, item) kept on one line in HTML
+
+
+@dataclass
+class Link:
+    """A relative link to a sibling file of the report (items.html), never to the network."""
+
+    text: str
+    href: str
+    html_only: bool = False
 
 
 @dataclass
@@ -63,7 +96,7 @@ class Figure:
     half: bool = False  # small figures sit two to a row in HTML
 
 
-Block = Heading | Para | Table | Figure
+Block = Heading | Para | Table | Figure | Link
 
 
 def fmt_pct(x: float | None) -> str:
@@ -126,10 +159,11 @@ def condition_means(means: pd.DataFrame | None, temp: str, type_: str, metric: s
     return out[0], out[1]
 
 
-def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: bool = True) -> str:
+def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: bool = True,
+                    datasets: Iterable[str] = ()) -> str:
     """One plain-English sentence: direction, size in points, interval, q (or p), paired items."""
     phrase = METRIC_PHRASES.get(row.metric, row.metric)
-    where = TYPE_PHRASES.get(row.type, f"{row.type} questions")
+    where = type_phrase(row.type, datasets)
     lead = f"At temperature {row.temp}, treatment" if prefix_temp else "Treatment"
     if row.delta is None:
         return f"{lead} has no estimate for the {phrase} on {where}: no paired items."
@@ -180,7 +214,7 @@ def missing_sentence(temp: str, type_: str, metric: str, sig: dict[str, Any],
             have = {"control": len(unpaired.get("control_only") or []),
                     "treatment": len(unpaired.get("treatment_only") or [])}
     phrase = METRIC_PHRASES.get(metric, metric)
-    where = TYPE_PHRASES.get(type_, f"{type_} questions")
+    where = type_phrase(type_, sig_datasets(sig).get(type_, ()))
     if have is None:
         if not (expected and any(expected.values())):
             return None  # this trial has no such questions at this temperature
@@ -222,7 +256,7 @@ def headline(rows: list[EffectRow], sig: dict[str, Any] | None, means: pd.DataFr
         for type_, metric in (("open", "false_answer_rate"), ("closed", "em")):
             row = find_effect(rows, temp, type_, metric)
             if row is not None:
-                out.append(effect_sentence(row, means, prefix_temp=True))
+                out.append(effect_sentence(row, means, prefix_temp=True, datasets=sig_datasets(sig).get(type_, ())))
                 continue
             reason = missing_sentence(temp, type_, metric, sig, pairing or [], manifest)
             if reason is not None:

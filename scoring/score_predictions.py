@@ -10,6 +10,7 @@ from pathlib import Path
 
 from config.contract import PER_ITEM_SCORES_CSV
 from config.schema import EvalConfig, Unsupported
+from producer.prepare import load_prepared_items
 from scoring.aggregate import (
     aggregate,
     items_by_key,
@@ -21,8 +22,6 @@ from scoring.aggregate import (
 
 def score_predictions(pred_csv: Path, prepared_dir: Path, out_dir: Path, cfg: EvalConfig | None = None) -> Path:
     """Score every prediction and write ``out_dir/per_item_scores.csv``; returns its path."""
-    from producer.prepare import load_prepared_items
-
     unsupported = cfg.unsupported if cfg is not None else Unsupported()
     items = items_by_key(load_prepared_items(Path(prepared_dir)))
     preds = read_predictions(Path(pred_csv))

@@ -34,6 +34,17 @@ RIGHT_THRESHOLD = 0.5
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
+def is_right(em: Any) -> np.ndarray:
+    """McNemar's verdict per item: right when its mean EM over the K samples is at least RIGHT_THRESHOLD.
+    The one definition: the changed-items lists (scoring.changed_items) use it too, so they count b and c."""
+    return np.asarray(em, dtype=float) >= RIGHT_THRESHOLD
+
+
+def is_abstaining(abstain_rate: Any) -> np.ndarray:
+    """An item abstains when its mean abstain rate is at least RIGHT_THRESHOLD (the same majority rule)."""
+    return np.asarray(abstain_rate, dtype=float) >= RIGHT_THRESHOLD
+
+
 def _seed(cfg: StatsConfig, *labels: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([cfg.seed & 0xFFFFFFFF, zlib.crc32("|".join(labels).encode("utf-8"))])
 
@@ -75,8 +86,8 @@ def _unpaired_in(unpaired: dict[str, list[str]], dataset: str) -> dict[str, list
 
 def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[str, ...]) -> dict[str, Any]:
     """The BLOCK of CONTRACT section 7 (without subgroups/meta) for paired items in ``frame``."""
-    ctl_right = frame["em_control"].to_numpy(float) >= RIGHT_THRESHOLD
-    trt_right = frame["em_treatment"].to_numpy(float) >= RIGHT_THRESHOLD
+    ctl_right = is_right(frame["em_control"].to_numpy(float))
+    trt_right = is_right(frame["em_treatment"].to_numpy(float))
     def one(metric: str) -> dict[str, Any]:
         return metric_block(frame[f"{metric}_control"].to_numpy(float), frame[f"{metric}_treatment"].to_numpy(float),
                             cfg.bootstrap_samples, cfg.permutation_samples, _seed(cfg, *label, metric))

@@ -23,7 +23,6 @@ from scoring.report_sig import ALPHA, EffectRow, all_tests, effect_rows
 from scoring.report_text import (
     METRIC_LABELS,
     METRIC_PHRASES,
-    TYPE_PHRASES,
     Block,
     Figure,
     Heading,
@@ -36,6 +35,7 @@ from scoring.report_text import (
     fmt_pct,
     fmt_pts,
     row_means,
+    type_phrase,
 )
 
 
@@ -92,7 +92,7 @@ def across_trial_q(trials: list[TrialResult]) -> dict[tuple[str, int], float | N
 
 def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
     """The summary's blocks: headline counts, one table and one forest plot per (type, metric)."""
-    from scoring import figures  # matplotlib only when there is something to draw
+    from scoring import figures  # lazy: matplotlib only when there is something to draw
     run_dir = Path(run_dir)
     trials, problems = load_trials(run_dir)
     title = f"Excellence Experiment summary: {run_dir.name}"
@@ -118,7 +118,8 @@ def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
             higher = sum(1 for t, i, r in hits if r.delta is not None and r.delta > 0 and (q_run[(t.slug, i)] or 1) < ALPHA)
             what = (f"treatment lowered it significantly in {lower} and raised it in {higher}" if lower or higher
                     else "treatment made no significant change in any")
-            doc.append(Para(f"{METRIC_PHRASES[metric].capitalize()} on {TYPE_PHRASES[type_]}: {what} of {len(hits)} "
+            covered = [key[2] for t in trials for key, _ in t.tests if key[1] == type_ and key[2]]
+            doc.append(Para(f"{METRIC_PHRASES[metric].capitalize()} on {type_phrase(type_, covered)}: {what} of {len(hits)} "
                             f"trial x temperature comparisons (q across trials < {ALPHA}).", "headline" if len(doc) == first else "subhead"))
     doc.append(Para(f"{len(trials)} trials. Each delta is treatment - control within one trial (paired items); "
                     "control and treatment are never pooled across trials. 'q (trial)' is the trial's own BH q-value; "

@@ -14,6 +14,7 @@ from typing import Any
 
 from config.model_files import resolve_model_path
 from config.schema import EvalConfig
+from producer.trials import expand_trials
 from telemetry.gguf import GGUFError
 from telemetry.nvml import free_vram_mib
 from telemetry.vram import Settings, VramBudget, VramError, estimate, shape_from_gguf, shape_from_ollama_show
@@ -69,8 +70,17 @@ def ollama_shape(endpoint: str, model: str, timeout_s: float = 10.0):
 
 
 def parallel_slots(cfg: EvalConfig) -> int:
-    """In-process llama.cpp runs one sequence; HTTP servers hold max_concurrent_requests slots."""
-    return 1 if cfg.local_engine == "llama_cpp" else cfg.max_concurrent_requests
+    """In-process llama.cpp decodes ``n_parallel`` sequences in one context (1: the sequential engine);
+    HTTP servers hold max_concurrent_requests slots."""
+    return cfg.n_parallel if cfg.local_engine == "llama_cpp" else cfg.max_concurrent_requests
+
+
+def budget_settings(cfg: EvalConfig, n_gpu_layers: int | None = None) -> Settings:
+    """The budget's view of the config. In process, the P sequences share one context of n_ctx cells
+    (llama.cpp ``n_seq_max`` = P, unified KV cache): n_ctx is the total, not per sequence."""
+    return Settings(n_ctx=cfg.n_ctx, slots=parallel_slots(cfg), cache_type=cfg.kv_cache_type,
+                    n_gpu_layers=cfg.n_gpu_layers if n_gpu_layers is None else n_gpu_layers,
+                    shared_cache=cfg.local_engine == "llama_cpp")
 
 
 def config_budget(cfg: EvalConfig, model: str | None = None, free_mib: float | None = None,
@@ -94,16 +104,16 @@ def config_budget(cfg: EvalConfig, model: str | None = None, free_mib: float | N
     except Exception as exc:  # connection refused, bad JSON...
         return BudgetReport(None, [f"VRAM budget: skipped ({exc.__class__.__name__}: {str(exc)[:120]})"])
     if cfg.n_gpu_layers == 0:
-        ram = estimate(shape, Settings(n_ctx=cfg.n_ctx, slots=parallel_slots(cfg), cache_type=cfg.kv_cache_type))
+        ram = estimate(shape, budget_settings(cfg, n_gpu_layers=-1))  # every layer, in RAM
         return BudgetReport(None, [
             f"VRAM budget: n_gpu_layers 0, {shape.name or model} runs on the CPU (RAM: weights "
-            f"{ram.weights_mib:.0f} MiB + KV cache {ram.kv_mib:.0f} MiB + compute {ram.compute_mib:.0f} MiB)"
+            f"{ram.weights_mib:.0f} MiB + KV cache {ram.kv_mib:.0f} MiB + compute "
+            f"{ram.compute_mib + ram.output_mib:.0f} MiB; {ram.settings.label()})"
         ])
     reason = free_reason
     if free_mib is None and query_nvml:
         free_mib, reason = free_vram_mib(nvml_library)
-    settings = Settings(n_ctx=cfg.n_ctx, slots=parallel_slots(cfg), cache_type=cfg.kv_cache_type,
-                        n_gpu_layers=cfg.n_gpu_layers)
+    settings = budget_settings(cfg)
     budget = estimate(shape, settings, free_mib=free_mib, free_reason=reason)
     lines = budget.lines()
     if shape.n_ctx_train and cfg.n_ctx > shape.n_ctx_train:
@@ -119,8 +129,6 @@ def config_budget(cfg: EvalConfig, model: str | None = None, free_mib: float | N
 
 def vram_lines(cfg: EvalConfig, nvml_library: Any = None) -> list[str]:
     """Budget lines for every distinct local model of the config's trials (``plan`` and ``doctor``)."""
-    from producer.trials import expand_trials
-
     if cfg.backend != "local" or cfg.local_engine == "dry_run":
         return []
     free_mib, reason = free_vram_mib(nvml_library)
@@ -135,7 +143,6 @@ def vram_check(cfg: EvalConfig, nvml_library: Any = None) -> tuple[str, str]:
     """One ``doctor`` line: (status, message), status ok | warn | skip. Warns with the fix."""
     if cfg.backend != "local" or cfg.local_engine == "dry_run":
         return "skip", "VRAM budget: not applicable (no local GPU model)"
-    from producer.trials import expand_trials
 
     free_mib, reason = free_vram_mib(nvml_library)
     worst: tuple[str, str] | None = None

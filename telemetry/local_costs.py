@@ -10,7 +10,9 @@ down-sampled time series the report plots. Telemetry fields are null when NVML w
   latency_max_s, prompt_tokens, completion_tokens, prompt_tokens_per_s, completion_tokens_per_s,
   wall_time_s, items_per_minute, requests_per_minute, gpu_mem_max_mib, gpu_mem_mean_mib,
   gpu_mem_total_mib, gpu_util_mean_pct, power_mean_w, temp_max_c, cpu_mean_pct, cpu_max_pct,
-  rss_mean_mib, rss_max_mib, telemetry_samples, nvml_available, nvml_reason, gpu_name, engine, model.
+  rss_mean_mib, rss_max_mib, telemetry_samples, nvml_available, nvml_reason, gpu_name, engine, model,
+  cache_hits (requests answered from the response cache, config ``cache: true``; their latency is the
+  lookup's).
 
 ``telemetry.csv`` columns: TELEMETRY_CSV_COLUMNS (t_s = seconds since the first sample).
 """
@@ -26,7 +28,11 @@ import numpy as np
 
 from config.atomic import write_csv_atomic, write_json_atomic
 from config.contract import LOCAL_COSTS_JSON, TELEMETRY_CSV, parse_custom_id
+from producer.queue_paths import ledger_path
+from telemetry.nvml import GpuReader
 from telemetry.sampler import Sample
+from telemetry.store import TelemetryStore
+from telemetry.worker_hook import flush_active
 
 TELEMETRY_CSV_COLUMNS = (
     "t_s",
@@ -78,9 +84,10 @@ def summarise(
     prompt_total = completion_total = 0
     usage_missing = 0
     items: set[tuple[str, str]] = set()
-    n = 0
+    n = cache_hits = 0
     for row in rows:
         n += 1
+        cache_hits += bool((row.get("engine") or {}).get("cache_hit"))
         if row.get("latency_s") is not None:
             latencies.append(float(row["latency_s"]))
         p, c = _usage(row)
@@ -139,6 +146,7 @@ def summarise(
         "gpu_name": gpu_name if nvml_available else None,
         "engine": dict(engine or {}),
         "model": dict(model or {}),
+        "cache_hits": cache_hits,
     }
 
 
@@ -225,20 +233,17 @@ def export_local_costs(
     ``finished_at``: the ledger's result timestamps, aligned with ``raw_rows`` (for the wall time)."""
     if cfg is not None and getattr(cfg, "backend", "local") != "local":
         return None
-    from telemetry.store import TelemetryStore
-    from telemetry.worker_hook import flush_active
 
     flush_active()  # when the export runs in the inference process, its last samples are still buffered
     if ledger is None:
-        from producer.queue_paths import ledger_path
-
         ledger = ledger_path()
     samples = TelemetryStore(ledger).read(run_id, trial) if Path(ledger).exists() else []
     wall = None
     if finished_at is not None:
         wall = wall_time_from_results(finished_at, [r.get("latency_s") for r in raw_rows])
     engine = dict(raw_rows[0].get("engine") or {}) if raw_rows else {}
-    engine.pop("usage_estimated", None)
+    for per_request in ("usage_estimated", "cache_hit", "cached_latency_s"):
+        engine.pop(per_request, None)
     model: dict[str, Any] = {}
     if cfg is not None:
         model = {"local_engine": engine.get("name") or cfg.local_engine, "local_model": engine.get("model") or cfg.local_model,
@@ -249,7 +254,6 @@ def export_local_costs(
     if cfg is not None and not cfg.enable_local_telemetry:
         reason = "NVML unavailable: telemetry disabled (enable_local_telemetry: false)"
     else:  # same machine as the worker: name the GPU, or say why NVML could not be read
-        from telemetry.nvml import GpuReader
 
         with GpuReader() as reader:
             reason, gpu_name = reader.reason, reader.device_name

@@ -9,10 +9,19 @@ Arithmetic (checked against llama.cpp's own log for SmolLM2; see tests/test_vram
   x cells, with cells = n_ctx (padded to 256, as llama.cpp does) x parallel slots. With equal key and
   value lengths this is the textbook 2 x layers x KV heads x head size x bytes x n_ctx x slots.
   Bytes per element: f16 2, q8_0 34/32, q4_0 18/32 (ggml block sizes).
+- One context with P sequences (the in-process engine's ``n_parallel``: llama.cpp ``n_seq_max`` = P,
+  ``kv_unified``): llama.cpp allocates n_ctx cells in total, whatever P is (unified: one stream of
+  n_ctx cells; not unified: P streams of n_ctx / P). ``Settings.shared_cache`` says so: the KV cache
+  and compute buffer do not grow with P; the P sequences share the n_ctx cells (the shared prefix
+  once, plus P x (suffix + max_new_tokens), see telemetry/batching.py). What grows is the output
+  buffer: P x n_vocab x 4 bytes (logits of each sequence's last token). With P > 1 the engine also
+  keeps a 256-cell context for llama-cpp-python's Llama object (``PLACEHOLDER_CTX``): its KV cache,
+  compute buffer (n_ubatch 256) and output buffer are added.
 - Compute buffer (measured on llama.cpp b-0.3.36, CPU backend, SmolLM2, n_ubatch 512): with flash
   attention it is the logits buffer, n_ubatch x n_vocab x 4 bytes, + ~2.3 MiB (98.25 MiB reported at
   n_ctx 1024-8192); without flash attention it is the larger of that and n_ubatch x cells x
-  (n_head + 1) x 4 bytes, + ~6.4 MiB (166.38 MiB at 8192, 326.38 MiB at 16384).
+  (n_head + 1) x 4 bytes, + ~6.4 MiB (166.38 MiB at 8192, 326.38 MiB at 16384). The extras scale with
+  n_ubatch (49.13 MiB at n_ubatch 256), which is min(n_ctx, 512).
 - CUDA reserve: CUDA context, cuBLAS workspace and driver reservations, a fixed 512 MiB. Not measured
   here (the build VM has no GPU); ``tools/gpu_check.py`` prints the card's used memory for checking.
 - Weights: the GGUF file size (or Ollama's reported size), scaled by the share of layers offloaded.
@@ -32,9 +41,13 @@ KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q
                         "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}
 KV_PAD = 256
 CUDA_RESERVE_MIB = 512.0
-COMPUTE_FA_EXTRA_MIB = 2.25  # measured, see module docstring
+COMPUTE_FA_EXTRA_MIB = 2.25  # measured, see module docstring (at n_ubatch 512; scaled with n_ubatch)
 COMPUTE_NOFA_EXTRA_MIB = 6.38
 DEFAULT_UBATCH = 512
+# The batched engine (n_parallel > 1) keeps llama-cpp-python's Llama object for the tokenizer and chat
+# template with a minimal context of its own (llama.cpp's minimum, 256 cells, n_ubatch 256) beside the
+# batched one; tests/test_batching_budget.py checks this against the engine's real allocation.
+PLACEHOLDER_CTX = 256
 
 
 class VramError(ValueError):
@@ -143,13 +156,22 @@ def kv_cache_bytes(shape: ModelShape, n_ctx: int, slots: int = 1, cache_type: st
     return per_cell * KV_BYTES_PER_ELEMENT[cache_type] * kv_cells(n_ctx, slots)
 
 
+def output_buffer_bytes(shape: ModelShape, n_seq: int = 1) -> float:
+    """llama.cpp's output buffer: one row of logits (n_vocab floats) per sequence (``n_seq_max``)."""
+    return max(1, n_seq) * (shape.n_vocab or 32000) * 4
+
+
 def compute_buffer_bytes(shape: ModelShape, n_ctx: int, slots: int = 1, flash_attn: bool = False,
-                         n_ubatch: int = DEFAULT_UBATCH) -> float:
-    logits = n_ubatch * (shape.n_vocab or 32000) * 4
+                         n_ubatch: int | None = None) -> float:
+    """n_ubatch: min(n_ctx, 512) unless given, as ``Llama(n_ctx=...)`` and the batched engine set it; the
+    measured extras scale with it (the logits and score rows are per token of the micro-batch)."""
+    ub = n_ubatch if n_ubatch is not None else min(n_ctx, DEFAULT_UBATCH)
+    scale = ub / DEFAULT_UBATCH
+    logits = ub * (shape.n_vocab or 32000) * 4 + COMPUTE_FA_EXTRA_MIB * MIB * scale
     if flash_attn:
-        return logits + COMPUTE_FA_EXTRA_MIB * MIB
-    kq = n_ubatch * kv_cells(n_ctx, slots) * (shape.n_head + 1) * 4
-    return max(logits, kq) + COMPUTE_NOFA_EXTRA_MIB * MIB
+        return logits
+    kq = ub * kv_cells(n_ctx, slots) * (shape.n_head + 1) * 4 + COMPUTE_NOFA_EXTRA_MIB * MIB * scale
+    return max(logits, kq)
 
 
 @dataclass(frozen=True)
@@ -159,12 +181,20 @@ class Settings:
     cache_type: str = "f16"
     n_gpu_layers: int = -1
     flash_attn: bool | None = None  # None: on when the cache is quantised (llama.cpp requires it)
+    shared_cache: bool = False  # one context, n_ctx cells shared by ``slots`` sequences (in-process n_parallel)
 
     @property
     def fa(self) -> bool:
         return self.flash_attn if self.flash_attn is not None else self.cache_type not in ("f16", "f32", "bf16")
 
+    @property
+    def cache_slots(self) -> int:
+        """How many times n_ctx cells are allocated: 1 for a shared (unified) cache."""
+        return 1 if self.shared_cache else self.slots
+
     def label(self) -> str:
+        if self.shared_cache and self.slots > 1:
+            return f"n_ctx {self.n_ctx} shared by {self.slots} sequences, {self.cache_type} cache"
         slot = "slot" if self.slots == 1 else "slots"
         return f"n_ctx {self.n_ctx} x {self.slots} {slot}, {self.cache_type} cache"
 
@@ -180,10 +210,11 @@ class VramBudget:
     free_mib: float | None = None
     free_reason: str | None = None
     fixes: list[str] = field(default_factory=list)
+    output_mib: float = 0.0  # logits of each sequence (shown within "compute")
 
     @property
     def total_mib(self) -> float:
-        return self.weights_mib + self.kv_mib + self.compute_mib + self.reserve_mib
+        return self.weights_mib + self.kv_mib + self.compute_mib + self.output_mib + self.reserve_mib
 
     @property
     def fits(self) -> bool | None:
@@ -198,7 +229,7 @@ class VramBudget:
         s = self.settings
         out = [
             f"VRAM budget for {self.model} ({s.label()}, flash_attn {'on' if s.fa else 'off'}):",
-            f"  weights {_gib(self.weights_mib)} + KV cache {_gib(self.kv_mib)} + compute {_gib(self.compute_mib)}"
+            f"  weights {_gib(self.weights_mib)} + KV cache {_gib(self.kv_mib)} + compute {_gib(self.compute_mib + self.output_mib)}"
             f" + CUDA reserve {_gib(self.reserve_mib)} = {_gib(self.total_mib)}",
         ]
         if self.free_mib is None:
@@ -214,7 +245,7 @@ class VramBudget:
             return None
         s = self.settings
         fix = " or ".join(self.fixes) if self.fixes else "use a smaller model or quantisation"
-        return (f"n_ctx {s.n_ctx} x {s.slots} slot{'s' if s.slots != 1 else ''} needs {_gib(self.total_mib)}"
+        return (f"{s.label().rsplit(',', 1)[0]} needs {_gib(self.total_mib)}"
                 f" but {_gib(self.free_mib or 0)} is free; use {fix}")
 
 
@@ -230,8 +261,14 @@ def estimate(shape: ModelShape, settings: Settings, free_mib: float | None = Non
     gpu_layers = n_layer if ngl < 0 or ngl > n_layer else ngl
     share = (gpu_layers + (1 if ngl < 0 or ngl > n_layer else 0)) / (n_layer + 1)  # +1: output layer
     weights = (shape.weights_bytes or 0) * share
-    kv = kv_cache_bytes(shape, settings.n_ctx, settings.slots, settings.cache_type, layers=gpu_layers)
-    compute = compute_buffer_bytes(shape, settings.n_ctx, settings.slots, settings.fa) if gpu_layers else 0.0
+    kv = kv_cache_bytes(shape, settings.n_ctx, settings.cache_slots, settings.cache_type, layers=gpu_layers)
+    compute = compute_buffer_bytes(shape, settings.n_ctx, settings.cache_slots, settings.fa) if gpu_layers else 0.0
+    output = output_buffer_bytes(shape, settings.slots) if gpu_layers else 0.0
+    if settings.shared_cache and settings.slots > 1:  # the batched engine's placeholder context, see above
+        kv += kv_cache_bytes(shape, PLACEHOLDER_CTX, 1, settings.cache_type, layers=gpu_layers)
+        if gpu_layers:
+            compute += compute_buffer_bytes(shape, PLACEHOLDER_CTX, 1, settings.fa)
+            output += output_buffer_bytes(shape, 1)
     reserve = CUDA_RESERVE_MIB if gpu_layers else 0.0
     budget = VramBudget(
         model=shape.name or shape.arch,
@@ -242,6 +279,7 @@ def estimate(shape: ModelShape, settings: Settings, free_mib: float | None = Non
         reserve_mib=reserve,
         free_mib=free_mib,
         free_reason=free_reason,
+        output_mib=output / MIB,
     )
     if with_fixes and budget.fits is False:
         budget.fixes = suggest_fixes(shape, settings, free_mib)
@@ -261,7 +299,7 @@ def suggest_fixes(shape: ModelShape, settings: Settings, free_mib: float | None)
         if n_ctx >= 1024 and fits(replace(settings, n_ctx=n_ctx)):
             fixes.append(f"n_ctx {n_ctx}")
             break
-    for slots in range(settings.slots - 1, 0, -1):
+    for slots in range(0 if settings.shared_cache else settings.slots - 1, 0, -1):  # shared: P adds no KV
         if fits(replace(settings, slots=slots)):
             fixes.append(f"{slots} slot{'s' if slots != 1 else ''}")
             break

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from producer.queue_paths import ledger_path
 from telemetry.nvml import GpuReader
 from telemetry.sampler import TelemetrySampler
 from telemetry.store import TelemetryStore
@@ -73,8 +74,6 @@ def chunk_telemetry(cfg: Any, run_id: str, trial: str, ledger: Path | None = Non
         return
     try:
         if ledger is None:
-            from producer.queue_paths import ledger_path
-
             ledger = ledger_path()
         store = _store(Path(ledger))
         sampler = TelemetrySampler(interval_s=interval_s or INTERVAL_S, pids=[os.getpid()],
@@ -106,8 +105,6 @@ def note_result(cfg: Any, run_id: str, trial: str, result: Any, ledger: Path | N
         return
     try:
         if ledger is None:
-            from producer.queue_paths import ledger_path
-
             ledger = ledger_path()
         key = (str(ledger), run_id, trial)
         with _lock:

@@ -17,6 +17,7 @@ EXAMPLES = [
     "eval_config.local.yaml",
     "eval_config.local.llamacpp.yaml",
     "eval_config.demo.yaml",
+    "eval_config.custom.yaml",
 ]
 
 

@@ -30,6 +30,7 @@ def product_sources() -> dict[str, str]:
     (r"^\s*def import_llama_cpp\(", "config/llama_cpp_import.py"),
     (r"""Literal\[\s*["']llama_cpp["']""", None),  # engine names: config/engines.py only
     (r"""\(\s*["']ollama["'],\s*["']openai_compat["']\s*\)""", None),  # HTTP engines: config/engines.py
+    (r"DATASET_TYPE\[", "config/schema.py"),  # a dataset's type: EvalConfig.dataset_type (custom datasets too)
 ])
 def test_each_fact_is_written_once(pattern: str, owner: str | None) -> None:
     where = sorted(name for name, text in product_sources().items() if re.search(pattern, text, re.MULTILINE))

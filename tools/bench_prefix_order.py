@@ -11,8 +11,8 @@ requests/s of each and the ratio.
     python tools/bench_prefix_order.py --pad-treatment-to 1700   # if the treatment prompt is still short
 
 Requests are built by the project's own code (``producer.requests_build.iter_trial_requests``, the order
-the queue uses: temperature -> condition -> item); the interleaved control is the same requests
-re-ordered c1, t1, c2, t2... Generation uses llama-cpp-python with the engine's settings from the config
+the queue uses: temperature -> condition -> type -> paragraph -> item); the interleaved control is the
+same requests re-ordered c1, t1, c2, t2... Generation uses llama-cpp-python with the engine's settings from the config
 (n_ctx, n_threads, n_gpu_layers, seed; sampling from each request body).
 """
 

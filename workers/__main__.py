@@ -12,8 +12,9 @@ import logging
 import click
 
 from producer.console import make_console_safe, one_line_errors
+from producer.queue_paths import pin_queue_dir
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
-from workers.pool import ctrl_break_is_ctrl_c
+from workers.pool import WorkerPool, ctrl_break_is_ctrl_c
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,12 +33,10 @@ def main(workers: int, config_ref: str | None, allow_sleep: bool, verbose: bool)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
     prevent = True
     if config_ref is not None:
-        from config.lookup import load_config_ref
+        from config.lookup import load_config_ref  # lazy: --help speed (pydantic)
 
         cfg, _ = load_config_ref(config_ref)
         prevent = cfg.prevent_sleep
-    from producer.queue_paths import pin_queue_dir
-    from workers.pool import WorkerPool
 
     click.echo(f"queue: {pin_queue_dir()}  workers: {workers}  (Ctrl+C to stop)")
     with keep_awake(should_prevent_sleep(prevent, allow_sleep)):

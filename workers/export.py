@@ -15,13 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_jsonl_atomic
-from config.contract import ERRORS_JSONL, PREDICTIONS_CSV, RAW_RESULTS_JSONL, TRIAL_MANIFEST_JSON
+from config.contract import (
+    CONDITIONS,
+    CONTEXTS_JSONL,
+    ERRORS_JSONL,
+    PREDICTIONS_CSV,
+    RAW_RESULTS_JSONL,
+    TRANSCRIPTS_JSONL,
+    TRIAL_MANIFEST_JSON,
+)
+from producer.console import UserError
 from producer.layout import RunLayout
 from producer.ledger import connect
-from producer.ledger.queries import failed_rows, get_run, result_rows, trial_names
+from producer.ledger.queries import failed_rows, get_run, result_rows, transcript_rows, trial_names
 from producer.ledger.run_record import run_settings
 from producer.ledger.writes import claim_export, fail_export, finish_export
+from producer.manifests import mark_usage_estimated, record_run_phases, set_stop_flag, update_stage
+from producer.prepare import load_prepared_items
 from producer.results_io import raw_result_row, write_predictions_csv
+from producer.trials import expand_trials
+from scoring.transcripts import build_transcripts, context_rows
 
 log = logging.getLogger("workers")
 
@@ -46,7 +59,7 @@ def _iso(ts: float | None) -> str | None:
 
 
 def write_trial_files(run_id: str, trial: str) -> dict[str, Any]:
-    """Write the three files of a trial from the ledger; returns paths and counts."""
+    """Write the files of a trial from the ledger; returns paths and counts."""
     conn = connect()
     run = get_run(conn, run_id)
     layout = RunLayout(Path(run["experiments_dir"]), run_id)
@@ -59,17 +72,47 @@ def write_trial_files(run_id: str, trial: str) -> dict[str, Any]:
     errors = [{"custom_id": e["custom_id"], "attempts": e["attempts"], "error": e["last_error"],
                "failed_at": _iso(e["finished_at"])} for e in failed_rows(conn, run_id, trial)]
     write_jsonl_atomic(results_dir / ERRORS_JSONL, errors)
+    n_lines = _write_transcripts(conn, run_id, trial, results_dir)
     _write_local_costs(run_id, trial, results_dir, raw, [r["created_at"] for r in rows])
     estimated = any(r["engine"].get("usage_estimated") for r in raw)
+    cache_hits = sum(1 for r in raw if r["engine"].get("cache_hit"))  # answered from the response cache
     return {"results_dir": results_dir, "reports_dir": layout.reports_dir(trial), "results": n_pred,
-            "failed": len(errors), "usage_estimated": estimated, "layout": layout}
+            "failed": len(errors), "usage_estimated": estimated, "layout": layout, "cache_hits": cache_hits,
+            "transcripts": n_lines}
+
+
+def _write_transcripts(conn: Any, run_id: str, trial: str, results_dir: Path) -> int:
+    """transcripts.jsonl from the ledger's requests and results (scoring.transcripts), after contexts.jsonl:
+    every context_id a line names is already there. Returns the number of lines."""
+    from scoring.aggregate import items_by_key  # lazy: pandas, only when a trial is analysed
+
+    cfg, _ = run_settings(run_id)
+    try:
+        items = load_prepared_items(Path(get_run(conn, run_id)["prepared_dir"]))
+    except UserError as exc:  # the run's items were deleted: the answers still go out, unscored
+        log.warning("transcripts of %s without questions or scores: %s", trial, exc)
+        items = []
+    write_jsonl_atomic(results_dir / CONTEXTS_JSONL, context_rows(items))
+    pset = next((cfg.prompt_sets[t.prompt_set] for t in expand_trials(cfg) if t.slug == trial), None)
+    files = {c: Path(getattr(pset, c)).as_posix() if pset is not None else None for c in CONDITIONS}
+    count = 0
+
+    def lines() -> Any:
+        nonlocal count
+        rows = (dict(r) for r in transcript_rows(conn, run_id, trial))
+        for line in build_transcripts(rows, items_by_key(items), files, cfg.unsupported):
+            count += 1
+            yield line
+
+    write_jsonl_atomic(results_dir / TRANSCRIPTS_JSONL, lines())
+    return count
 
 
 def _write_local_costs(run_id: str, trial: str, results_dir: Path, raw: list[dict[str, Any]],
                        finished_at: list[float]) -> None:
     """local_costs.json + telemetry.csv (local backends only); never fails the export."""
     try:
-        from telemetry.local_costs import export_local_costs
+        from telemetry.local_costs import export_local_costs  # lazy: numpy/psutil, only for local costs
 
         cfg, _ = run_settings(run_id)
         export_local_costs(results_dir, raw, run_id, trial, cfg, finished_at)
@@ -79,20 +122,19 @@ def _write_local_costs(run_id: str, trial: str, results_dir: Path, raw: list[dic
 
 def _update_manifest(info: dict[str, Any]) -> None:
     """Record the generated/parsed stages in trial_manifest.json."""
-    from producer.manifests import mark_usage_estimated, update_stage
-
     manifest = info["results_dir"] / TRIAL_MANIFEST_JSON
     rd = info["results_dir"]
     update_stage(manifest, "generated", "done", [rd / RAW_RESULTS_JSONL, rd / ERRORS_JSONL],
-                 results=info["results"], failed=info["failed"])
-    update_stage(manifest, "parsed", "done", [rd / PREDICTIONS_CSV])
+                 results=info["results"], failed=info["failed"], cache_hits=info["cache_hits"])
+    update_stage(manifest, "parsed", "done", [rd / PREDICTIONS_CSV, rd / TRANSCRIPTS_JSONL, rd / CONTEXTS_JSONL],
+                 transcripts=info["transcripts"])
     if info["usage_estimated"]:
         mark_usage_estimated(manifest, True)
 
 
 def _analyse(run_id: str, info: dict[str, Any]) -> tuple[str, str | None]:
     """Scores, statistics, costs and the report of one trial (scoring.pipeline)."""
-    from scoring import pipeline
+    from scoring import pipeline  # lazy: pandas/scipy, only when a trial is analysed
 
     cfg, _ = run_settings(run_id)
     run = get_run(connect(), run_id)
@@ -107,8 +149,6 @@ def _analyse(run_id: str, info: dict[str, Any]) -> tuple[str, str | None]:
 def export_failed(run_id: str, trial: str, exc: BaseException) -> str:
     """The trial's files could not be written (disk full, read-only folder): stop the run with the reason
     instead of retrying for ever; ``status`` shows it, ``run`` exits with NOT_WRITTEN, resume retries."""
-    from producer.manifests import set_stop_flag
-
     reason = " ".join(f"export of trial {trial} failed: {type(exc).__name__}: {exc}".split())[:500]
     conn = connect()
     fail_export(conn, run_id, trial, reason)  # export failed and run stopped, in one transaction
@@ -144,8 +184,6 @@ def export_trial_files(run_id: str, trial: str) -> bool:
 
 def _record_phases(run_id: str, failed: tuple[str, str] | None = None) -> None:
     """Mirror the trials' stages into run_state.json's phases (advisory: never fails the export)."""
-    from producer.manifests import record_run_phases
-
     try:
         conn = connect()
         run = get_run(conn, run_id)
@@ -162,7 +200,7 @@ def _summarise_run(run_id: str) -> None:
     conn = connect()
     if len(trial_names(conn, run_id)) < 2:
         return
-    from scoring.summary import write_run_summary
+    from scoring.summary import write_run_summary  # lazy: pandas, only when a trial is analysed
 
     run_dir = RunLayout(Path(get_run(conn, run_id)["experiments_dir"]), run_id).run_dir
     try:

@@ -39,6 +39,7 @@ from workers.engines.base import (
 from workers.engines.health import FailureWindow, answers_at_all
 from workers.engines.http_common import EngineTimeoutError
 from workers.parent_watch import parent_gone
+from workers.response_cache import cache_for
 from workers.worker_state import STOP, engine_for, set_in_flight
 
 log = logging.getLogger("workers")
@@ -128,9 +129,34 @@ def generate_with_retries(
 
 def _note_telemetry(cfg: EvalConfig, req: sqlite3.Row, result: EngineResult) -> None:
     """The telemetry sampler (GPU/CPU samples tagged with run and trial, stored in the ledger file)."""
-    from telemetry.worker_hook import note_result
+    from telemetry.worker_hook import note_result  # lazy: psutil/NVML, only when telemetry is on
 
     note_result(cfg, req["run_id"], req["trial"], result)
+
+
+def _remember(cfg: EvalConfig, engine: Engine, req: sqlite3.Row, result: EngineResult) -> None:
+    """``cache: true``: keep a deterministic answer for later runs (workers.response_cache)."""
+    cache = cache_for(cfg, engine.name, req["model"])
+    if cache is not None:
+        cache.remember(*_messages(req), result)
+
+
+def _answer_from_cache(rows: list[sqlite3.Row], cfg: EvalConfig, engine_name: str, pid: int,
+                       outcome: dict[int, str]) -> list[sqlite3.Row]:
+    """``cache: true``: requests with a cached answer are recorded now, without the engine (which is not
+    even created when every request hits); returns the requests still to run."""
+    cache = cache_for(cfg, engine_name, rows[0]["model"])
+    if cache is None or _stopping(rows[0]["run_id"]):
+        return rows
+    todo = []
+    for req in rows:
+        result = cache.lookup(*_messages(req))
+        if result is None:
+            todo.append(req)
+        else:
+            record_result(connect(), req, result, 0, pid)
+            outcome[req["id"]] = "done"
+    return todo
 
 
 def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str:
@@ -152,6 +178,7 @@ def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str
         window = health_of(req["run_id"])
         if result is not None:
             record_result(conn, req, result, attempts, pid, refund_crash=True)
+            _remember(cfg, engine, req, result)
             _note_telemetry(cfg, req, result)
             window.success()
             return "done"
@@ -188,14 +215,17 @@ def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None]) 
     cfg, engine_name = run_settings(run_id)
     outcome: dict[int, str] = {}
     try:
-        engine = engine_for(engine_name, rows[0]["model"], cfg)
-        workers = cfg.max_concurrent_requests if engine.thread_safe else 1
+        todo = _answer_from_cache(rows, cfg, engine_name, pid, outcome)
+        engine = engine_for(engine_name, rows[0]["model"], cfg) if todo else None
+        # the batched llama.cpp engine says how many requests it decodes together (n_parallel)
+        workers = (getattr(engine, "concurrency", None) or cfg.max_concurrent_requests
+                   if engine is not None and engine.thread_safe else 1)
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer") as pool:
-                for req, state in zip(rows, pool.map(lambda r: _run_one(engine, r, cfg, pid), rows), strict=True):
+                for req, state in zip(todo, pool.map(lambda r: _run_one(engine, r, cfg, pid), todo), strict=True):
                     outcome[req["id"]] = state
         else:
-            for req in rows:
+            for req in todo:
                 outcome[req["id"]] = _run_one(engine, req, cfg, pid)
                 if outcome[req["id"]] == "released":
                     break

@@ -14,7 +14,9 @@ import signal
 import time
 from typing import Any
 
-from workers import worker_state
+from producer.ledger import connect
+from producer.ledger.writes import heartbeat_worker
+from workers import parent_watch, worker_state
 from workers.worker_state import STOP
 
 log = logging.getLogger("workers")
@@ -30,11 +32,8 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None:
     """Take and execute messages until ``stop_event`` (or Ctrl+C); ``max_idle_s`` ends an idle loop."""
-    from producer.huey_app import huey
-    from producer.ledger import connect
-    from producer.ledger.writes import heartbeat_worker
-    from workers import parent_watch
-    from workers.tasks import drain
+    from producer.huey_app import huey  # lazy: opens the queue: after the child set its queue folder
+    from workers.tasks import drain  # lazy: the task registration cycle
 
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigint)  # a service manager's stop, or pool.stop()'s terminate

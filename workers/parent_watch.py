@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Any
 
+from producer.ledger import connect
+from producer.ledger.writes import release_worker
 from workers.worker_state import STOP, in_flight
 
 log = logging.getLogger("workers")
@@ -94,9 +96,6 @@ def _leave() -> None:
     while _busy() and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
-        from producer.ledger import connect
-        from producer.ledger.writes import release_worker
-
         release_worker(connect(), pid, refund=sorted(in_flight()))
     except Exception as exc:  # the next pool's reconcile gives it back anyway
         log.warning("worker pid %s could not give back its work: %s", pid, exc)

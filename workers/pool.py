@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+from producer.queue_paths import ENV_QUEUE_DIR, pin_queue_dir
+
 log = logging.getLogger("workers")
 
 RESTART_BACKOFF_S = 1.0
@@ -111,11 +113,9 @@ def job_limit_information(limit_flags: int) -> Any:
 
 def _child_main(index: int, queue_dir: str, stop_event: Any, log_level: int) -> None:
     """Entry point of a child (module level: picklable under spawn)."""
-    from producer.queue_paths import ENV_QUEUE_DIR
-
     os.environ[ENV_QUEUE_DIR] = queue_dir
     logging.basicConfig(level=log_level, format=f"%(asctime)s worker-{index} pid %(process)d %(message)s")
-    from workers.loop import worker_loop
+    from workers.loop import worker_loop  # lazy: loads in the child, after its queue folder is set
 
     worker_loop(stop_event)
 
@@ -146,8 +146,6 @@ class StopFlag:
 
 class WorkerPool:
     def __init__(self, workers: int, log_level: int = logging.INFO) -> None:
-        from producer.queue_paths import pin_queue_dir
-
         self.n = max(1, int(workers))
         self.queue_dir = str(pin_queue_dir())
         self.ctx = multiprocessing.get_context("spawn")
@@ -168,7 +166,7 @@ class WorkerPool:
         self.children[index] = proc
 
     def start(self) -> None:
-        from producer.reconcile import reconcile
+        from producer.reconcile import reconcile  # lazy: the task registration cycle
 
         reconcile()  # work of workers that died before this pool started
         for i in range(self.n):
@@ -176,7 +174,7 @@ class WorkerPool:
 
     def supervise(self) -> None:
         """Restart dead children (then reconcile their work); reconcile now and then anyway."""
-        from producer.reconcile import reconcile
+        from producer.reconcile import reconcile  # lazy: the task registration cycle
 
         died = False
         for index, proc in list(self.children.items()):

@@ -16,21 +16,19 @@ from producer.ledger import connect
 from producer.ledger.queries import done_unscored, get_run
 from producer.ledger.run_record import run_settings
 from producer.ledger.writes import record_scores
+from producer.prepare import load_prepared_items
+from scoring.rules import score_response
 
 log = logging.getLogger("workers")
 
 
 @lru_cache(maxsize=4)
 def _items(prepared_dir: str) -> dict[str, dict[str, Any]]:
-    from producer.prepare import load_prepared_items
-
     return {f"{it['dataset']}|{it['id']}": it for it in load_prepared_items(Path(prepared_dir))}
 
 
 def score_chunk_rows(run_id: str, chunk: int) -> int:
     """Score the done, unscored requests of a chunk; returns how many were scored."""
-    from scoring.rules import score_response
-
     conn = connect()
     rows = done_unscored(conn, run_id, chunk)
     if not rows:

@@ -49,7 +49,7 @@ def infer_chunk(run_id: str, chunk: int) -> None:
 def run_chunk(run_id: str, chunk: int) -> dict:
     """Run one chunk (workers.inference), then send its messages: the chunk again for requests that
     went back to the queue, and its scoring and export."""
-    from workers.inference import process_chunk
+    from workers.inference import process_chunk  # lazy: keeps producer.huey_app's import light
 
     out = process_chunk(run_id, chunk, requeue=infer_chunk)
     if out["claimed"]:
@@ -74,7 +74,7 @@ def drain(budget_s: float | None = DRAIN_BUDGET_S) -> int:
 
 @huey.task()
 def score_chunk(run_id: str, chunk: int) -> None:
-    from workers.scoring_task import score_chunk_rows
+    from workers.scoring_task import score_chunk_rows  # lazy: keeps producer.huey_app's import light
 
     worker_state.ensure_registered()
     score_chunk_rows(run_id, chunk)
@@ -82,7 +82,7 @@ def score_chunk(run_id: str, chunk: int) -> None:
 
 @huey.task()
 def export_trial(run_id: str, trial: str) -> None:
-    from workers.export import export_trial_files
+    from workers.export import export_trial_files  # lazy: keeps producer.huey_app's import light
 
     worker_state.ensure_registered()
     export_trial_files(run_id, trial)
@@ -91,7 +91,7 @@ def export_trial(run_id: str, trial: str) -> None:
 @huey.periodic_task(crontab(minute="*"))
 def reconcile_every_minute() -> None:
     """Under ``huey_consumer``: pick up work of crashed workers (our pool's parent does this itself)."""
-    from producer.reconcile import reconcile
+    from producer.reconcile import reconcile  # lazy: the task registration cycle
 
     worker_state.ensure_registered()
     reconcile()

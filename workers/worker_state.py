@@ -82,7 +82,7 @@ def try_inference_role() -> bool:
 
 def _engine_key(engine_name: str, model: str, cfg: EvalConfig) -> tuple:
     return (engine_name, model, cfg.n_ctx, cfg.n_gpu_layers, cfg.n_threads, cfg.kv_cache_type,
-            cfg.local_endpoint, cfg.max_concurrent_requests)
+            cfg.local_endpoint, cfg.max_concurrent_requests, cfg.n_parallel)
 
 
 def engine_for(engine_name: str, model: str, cfg: EvalConfig) -> Engine:
@@ -90,8 +90,8 @@ def engine_for(engine_name: str, model: str, cfg: EvalConfig) -> Engine:
 
     Only one engine is kept: a different model closes the previous one (one GPU, one model).
     """
-    from workers.engines.faults import maybe_wrap
-    from workers.engines.registry import create_engine
+    from workers.engines.faults import maybe_wrap  # lazy: engines load only when a task needs one
+    from workers.engines.registry import create_engine  # lazy: engines load only when a task needs one
 
     key = _engine_key(engine_name, model, cfg)
     with _state_lock:

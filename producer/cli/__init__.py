@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "costs": "producer.cli.cmd_costs:costs",
     "report": "producer.cli.cmd_report:report",
     "summary": "producer.cli.cmd_summary:summary",
+    "show": "producer.cli.cmd_show:show",
+    "cache": "producer.cli.cmd_cache:cache",
 }
 
 

@@ -17,7 +17,6 @@ from config.schema import load_config
 from producer.cli.command import command
 from producer.cli.common import config_path_option
 from producer.console import UserError, make_console_safe, one_line_errors
-from scoring.aggregate import ScoringInputError
 
 
 @command()
@@ -40,6 +39,7 @@ def analyse(results_dir: Path, config_path: Path | None, prepared_dir: Path | No
         if not config_path.is_file():
             raise UserError(f"no --config given and no effective_config.yaml at {config_path}")
     cfg = load_config(config_path, check_files=False)
+    from scoring.aggregate import ScoringInputError  # lazy: --help stays fast (pandas)
     from scoring.pipeline import analyse_trial  # lazy: --help stays fast
 
     reports = None if no_report else (reports_dir or results_dir.resolve().parent / "reports")

@@ -27,13 +27,14 @@ def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], lim
 
     from producer.console import UserError
     from producer.plan import make_plan, plan_json, render_plan, run_size, size_refusal
+    from telemetry.batching import batching_lines  # in-process n_parallel: context need, recommended P
     from telemetry.budget import vram_lines  # VRAM budget: reads GGUF/NVML, writes nothing
 
     the_plan = make_plan(cfg, config_path, data_overrides, limit_items)
     why = None if yes else size_refusal(cfg, *run_size(the_plan))
     if why:  # before the per-item rendering, which an absurd run would make slow too
         raise UserError(why)
-    extra = list(vram_lines(cfg))
+    extra = list(vram_lines(cfg)) + batching_lines(cfg, the_plan.items)
     if as_json:
         click.echo(json.dumps(plan_json(the_plan, extra), indent=2, ensure_ascii=False))
     else:

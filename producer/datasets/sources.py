@@ -1,7 +1,7 @@
 """Where each dataset comes from: ``sample`` (bundled), ``hub`` (official download), a URL or a file.
 
-Why: the config (``data: {squad_v2: sample|hub|<path>}``) and ``--data name=path`` overrides resolve
-through this one function, so prepare and plan agree on what would be read.
+Why: the config (``data: {squad_v2: sample|hub|<path>}``, ``custom_datasets``) and ``--data name=path``
+overrides resolve through this one function, so prepare, plan and doctor agree on what would be read.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import DATASETS, EvalConfig
+from producer.datasets.custom import load_custom
 from producer.datasets.data_errors import DataError
 from producer.datasets.formats import LOADERS
 from producer.datasets.hub import HUB_URLS, ensure_downloaded, file_name_for
 
-SOURCE_KINDS = ("sample", "hub", "url", "file")
+SOURCE_KINDS = ("sample", "hub", "url", "file", "custom")
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 SAMPLE_FILES = {
     "squad_v2": "squad_v2_sample.json",
@@ -27,14 +28,17 @@ SAMPLE_FILES = {
 @dataclass(frozen=True)
 class DatasetSource:
     dataset: str
-    kind: str  # sample | hub | url | file
+    kind: str  # sample | hub | url | file | custom
     path: Path  # where the file is (or will be, for hub/url)
     url: str | None = None
+    book: str | None = None  # custom: open_book | closed_book, as declared
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "path": str(self.path)}
         if self.url:
             out["url"] = self.url
+        if self.book:
+            out["type"] = self.book
         return out
 
     @property
@@ -52,12 +56,16 @@ def parse_data_overrides(values: list[str] | tuple[str, ...] | None) -> dict[str
         if not sep or not spec:
             raise DataError(f"--data {value!r}: expected NAME=SOURCE, e.g. nq_open=data/NQ-open.dev.jsonl")
         if name not in DATASETS:
-            raise DataError(f"--data {value!r}: unknown dataset {name!r} (one of {', '.join(DATASETS)})")
+            raise DataError(f"--data {value!r}: unknown dataset {name!r} (one of {', '.join(DATASETS)}; a custom "
+                            "dataset takes its file from custom_datasets.<name>.path in the config)")
         out[name] = spec
     return out
 
 
 def resolve_source(cfg: EvalConfig, dataset: str, overrides: dict[str, str] | None = None) -> DatasetSource:
+    custom = cfg.custom_datasets.get(dataset)
+    if custom is not None:
+        return DatasetSource(dataset, "custom", Path(custom.path), book=custom.type)
     spec = (overrides or {}).get(dataset) or getattr(cfg.data, dataset)
     if spec == "sample":
         return DatasetSource(dataset, "sample", SAMPLES_DIR / SAMPLE_FILES[dataset])
@@ -77,8 +85,18 @@ def load_items(source: DatasetSource, download: bool = True) -> list[dict[str, A
             if not download:
                 return None
             ensure_downloaded(source.url or "", path, source.dataset)
-    items = LOADERS[source.dataset](path)
+    items = read_source(source)
     if not items:  # an empty file would silently drop a whole dataset from the comparison
+        if source.kind == "custom":
+            raise DataError(f"{source.dataset}: {path}: the file holds no items (empty?): add questions, one "
+                            f"JSON object per line, or set custom_datasets.{source.dataset}.size: 0")
         raise DataError(f"{source.dataset}: {path}: the file holds no items (empty?): use a full file, "
                         f"the bundled sample (data.{source.dataset}: sample), or sizes.{source.dataset}: 0")
     return items
+
+
+def read_source(source: DatasetSource) -> list[dict[str, Any]]:
+    """The items of a file already on disk, through its format's loader."""
+    if source.kind == "custom":
+        return load_custom(source.dataset, source.path, source.book or "closed_book")
+    return LOADERS[source.dataset](source.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from producer.ledger.writes import HOST
@@ -143,6 +144,17 @@ def result_rows(conn: sqlite3.Connection, run_id: str, trial: str) -> list[sqlit
     return conn.execute(
         "select * from results where run_id = ? and trial = ? order by custom_id", (run_id, trial)
     ).fetchall()
+
+
+def transcript_rows(conn: sqlite3.Connection, run_id: str, trial: str) -> Iterator[sqlite3.Row]:
+    """Every request of a trial with its result (result columns None when it has none), in custom_id
+    order, streamed: a custom_id starts with ``dataset|item_id|``, so an item's requests are consecutive."""
+    yield from conn.execute(
+        "select r.custom_id, r.system_sha, r.body, s.text, s.finish_reason, s.prompt_tokens,"
+        " s.completion_tokens, s.latency_s, s.request_id from requests r left join results s"
+        " on s.run_id = r.run_id and s.trial = r.trial and s.custom_id = r.custom_id"
+        " where r.run_id = ? and r.trial = ? order by r.custom_id", (run_id, trial),
+    )
 
 
 def failed_rows(conn: sqlite3.Connection, run_id: str, trial: str) -> list[sqlite3.Row]:

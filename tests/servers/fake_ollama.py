@@ -37,6 +37,7 @@ class FakeModel:
     quantization_level: str = "Q4_1"
     size: int = 100_000_000
     embeddings: bool = False  # chat models in current Ollama refuse /api/embed
+    digest: str = DIGEST  # sha256 of the model's manifest: a re-pulled or re-created model gets a new one
 
     def details(self) -> dict[str, Any]:
         return {"parent_model": "", "format": "gguf", "family": self.family, "families": [self.family],
@@ -114,14 +115,14 @@ class Handler(BaseHTTPRequestHandler):
         self._record(None)
         if self.path == "/api/tags":
             self._send(200, {"models": [
-                {"name": m.name, "model": m.name, "modified_at": CREATED_AT, "size": m.size, "digest": DIGEST,
+                {"name": m.name, "model": m.name, "modified_at": CREATED_AT, "size": m.size, "digest": m.digest,
                  "details": m.details()} for m in self.state.models]})
         elif self.path == "/api/ps":
             out = []
             for name in self.state.loaded:
                 m = self.state.find(name)
                 if m:
-                    out.append({"name": m.name, "model": m.name, "size": m.size, "digest": DIGEST,
+                    out.append({"name": m.name, "model": m.name, "size": m.size, "digest": m.digest,
                                 "details": m.details(), "expires_at": "2024-07-22T21:03:28.123648Z",
                                 "size_vram": m.size, "context_length": 4096})
             self._send(200, {"models": out})

@@ -66,6 +66,7 @@ class FaultState:
     answered: Counter = field(default_factory=Counter)  # complete 200 answers delivered, per message key
     faults: Counter = field(default_factory=Counter)
     gets: int = 0
+    props: dict[str, Any] | None = None  # set: GET /props answers it, as llama-server does (total_slots...)
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)  # set: hung handlers give up
 
@@ -126,6 +127,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") in ("/v1/models", "/models"):
             self._send_bytes(200, json.dumps({"object": "list", "data": [
                 {"id": self.state.model, "object": "model", "owned_by": "test"}]}).encode("utf-8"))
+        elif self.path.rstrip("/") == "/props" and self.state.props is not None:
+            self._send_bytes(200, json.dumps(self.state.props).encode("utf-8"))
         else:
             self._send_bytes(200, b'{"status": "ok"}')
 

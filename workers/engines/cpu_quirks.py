@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 
+from config.llama_cpp_import import import_llama_cpp
+from workers.engines.base import PermanentEngineError
+
 ENV_NO_CPU_REPACK = "EXCELLENCE_NO_CPU_REPACK"
 
 
 def disable_cpu_repack() -> bool:
     """Patch llama-cpp-python so models load with ``use_extra_bufts = False``; True if patched (idempotent)."""
-    from config.llama_cpp_import import import_llama_cpp  # the one import of llama-cpp-python
-    from workers.engines.base import PermanentEngineError
-
     try:
         lc = import_llama_cpp().llama_cpp  # the low-level module whose defaults Llama() reads
     except PermanentEngineError:  # not installed or cannot load: nothing to patch

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,37 +44,53 @@ def gpu_offload_supported(llama_cpp: Any) -> bool:
         return False
 
 
-def _load(path: Path, settings: dict[str, Any]) -> tuple[Any, bool]:
-    """The cached model for (path, settings), loading it (and freeing any other) if needed."""
-    key = (str(path), *sorted(settings.items()))
+def cached(key: tuple, build: Callable[[], Any]) -> tuple[Any, bool]:
+    """(the one cached model object for ``key``, whether it was built now): builds it, freeing any other
+    first (one GPU, one model). The batched engine (``llama_cpp_batched``) keeps its runtime here too."""
     with _cache_lock:
         if key in _cache:
             return _cache[key], False
         for old in list(_cache.values()):
             old.close()
         _cache.clear()
-        llama_cpp = import_llama_cpp()
-        kwargs: dict[str, Any] = {
-            "model_path": str(path),
-            "n_ctx": settings["n_ctx"],
-            "n_gpu_layers": settings["n_gpu_layers"],
-            "verbose": False,
-        }
-        if settings["n_threads"]:
-            # both: llama-cpp-python's prompt (batch) threads default to every core, which oversubscribes
-            # a busy machine and makes llama.cpp's spinning threads crawl
-            kwargs["n_threads"] = kwargs["n_threads_batch"] = settings["n_threads"]
-        if settings["seed"] is not None:
-            kwargs["seed"] = settings["seed"]
-        if settings["kv_cache_type"] != "f16":
-            ggml = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}[settings["kv_cache_type"]]
-            kwargs.update(type_k=ggml, type_v=ggml, flash_attn=True)
-        try:
-            llm = llama_cpp.Llama(**kwargs)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise PermanentEngineError(f"cannot load model {path.name}: {exc}") from None
-        _cache[key] = llm
-        return llm, True
+        obj = build()
+        _cache[key] = obj
+        return obj, True
+
+
+def llama_kwargs(llama_cpp: Any, path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``Llama(...)`` arguments for these settings."""
+    kwargs: dict[str, Any] = {
+        "model_path": str(path),
+        "n_ctx": settings["n_ctx"],
+        "n_gpu_layers": settings["n_gpu_layers"],
+        "verbose": False,
+    }
+    if settings["n_threads"]:
+        # both: llama-cpp-python's prompt (batch) threads default to every core, which oversubscribes
+        # a busy machine and makes llama.cpp's spinning threads crawl
+        kwargs["n_threads"] = kwargs["n_threads_batch"] = settings["n_threads"]
+    if settings["seed"] is not None:
+        kwargs["seed"] = settings["seed"]
+    if settings["kv_cache_type"] != "f16":
+        ggml = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}[settings["kv_cache_type"]]
+        kwargs.update(type_k=ggml, type_v=ggml, flash_attn=True)
+    return kwargs
+
+
+def new_llama(path: Path, kwargs: dict[str, Any]) -> Any:
+    """A loaded ``Llama``; a file llama.cpp cannot load is a one-line ``PermanentEngineError``."""
+    llama_cpp = import_llama_cpp()
+    try:
+        return llama_cpp.Llama(**kwargs)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise PermanentEngineError(f"cannot load model {path.name}: {exc}") from None
+
+
+def _load(path: Path, settings: dict[str, Any]) -> tuple[Any, bool]:
+    """The cached model for (path, settings), loading it (and freeing any other) if needed."""
+    key = (str(path), *sorted(settings.items()))
+    return cached(key, lambda: new_llama(path, llama_kwargs(import_llama_cpp(), path, settings)))
 
 
 def unload_all() -> None:

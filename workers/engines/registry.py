@@ -17,5 +17,10 @@ def engine_class(name: str):
 
 def create_engine(cfg: EvalConfig, model: str | None = None, name: str | None = None) -> Engine:
     """Build the configured engine for ``model`` (a trial's model; defaults to the config's).
-    Each engine class takes ``(cfg, model)``."""
-    return engine_class(name or cfg.local_engine)(cfg, model or cfg.model_name())
+    Each engine class takes ``(cfg, model)``. llama_cpp with ``n_parallel`` > 1 is the batched engine."""
+    name = name or cfg.local_engine
+    if name == "llama_cpp" and cfg.n_parallel > 1:
+        from workers.engines.llama_cpp_batched import BatchedLlamaCppEngine  # lazy: only when configured
+
+        return BatchedLlamaCppEngine(cfg, model or cfg.model_name())
+    return engine_class(name)(cfg, model or cfg.model_name())

@@ -49,7 +49,10 @@ def make_client(cfg: EvalConfig, engine: str) -> FireworksClient:
     """The real API (key from env/.env), or for ``--dry-run`` an in-process offline fake server."""
     deadline, backoff = cfg.fireworks.request_deadline_s, cfg.retry_backoff_s
     if engine == DRY_RUN_ENGINE:
-        from workers.fireworks.fake_server import FakeFireworksServer, FakeState
+        from workers.fireworks.fake_server import (  # lazy: the fake server, dry runs only
+            FakeFireworksServer,
+            FakeState,
+        )
 
         with _fake_lock:
             srv = _fake.get(os.getpid())

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 
-from producer.fireworks_plan import RowValidationError
+from producer.fireworks_plan import RowValidationError, save_job_table
 from producer.huey_app import enqueue_many, huey, queued_task_args
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import chunk_trials, is_stopped, trial_is_complete
 from producer.ledger.run_record import run_settings, set_run_stop
+from workers import worker_state
 from workers.fireworks.client import FireworksError
 
 log = logging.getLogger("workers.fireworks")
@@ -33,7 +34,7 @@ def _retryable(exc: FireworksError) -> bool:
 
 
 def _fail_part(run_id: str, part: int, message: str) -> None:
-    from workers.fireworks.runner import _fail_open
+    from workers.fireworks.runner import _fail_open  # lazy: keeps producer.huey_app's import light
 
     conn = connect()
     row = fw_ledger.get_part(conn, run_id, part)
@@ -53,8 +54,7 @@ def _stop_for_key(run_id: str, part: int, exc: FireworksError) -> None:
 
 def after_part(run_id: str, part: int) -> None:
     """Score the part's results and export every trial that no longer has open requests."""
-    from producer.fireworks_plan import save_job_table
-    from workers import tasks
+    from workers import tasks  # lazy: the task registration cycle
 
     save_job_table(run_id)
     conn = connect()
@@ -66,8 +66,12 @@ def after_part(run_id: str, part: int) -> None:
 
 @huey.task()
 def fw_submit_part(run_id: str, part: int) -> None:
-    from workers import worker_state
-    from workers.fireworks.runner import DRY_RUN_ENGINE, make_client, poll_part, submit_part
+    from workers.fireworks.runner import (  # lazy: keeps producer.huey_app's import light
+        DRY_RUN_ENGINE,
+        make_client,
+        poll_part,
+        submit_part,
+    )
 
     worker_state.ensure_registered()
     if is_stopped(connect(), run_id):
@@ -100,8 +104,11 @@ def fw_submit_part(run_id: str, part: int) -> None:
 
 @huey.task()
 def fw_poll_part(run_id: str, part: int) -> None:
-    from workers import worker_state
-    from workers.fireworks.runner import DRY_RUN_ENGINE, make_client, poll_part
+    from workers.fireworks.runner import (  # lazy: keeps producer.huey_app's import light
+        DRY_RUN_ENGINE,
+        make_client,
+        poll_part,
+    )
 
     worker_state.ensure_registered()
     if is_stopped(connect(), run_id):
