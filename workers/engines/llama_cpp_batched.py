@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from config.llama_cpp_import import import_llama_cpp
-from config.model_files import ModelFileError, resolve_model_path
 from config.schema import EvalConfig
 from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError, Usage
-from workers.engines.llama_cpp_engine import cached, llama_kwargs, model_settings, new_llama
+from workers.engines.llama_cpp_engine import cached, engine_model, llama_kwargs, model_settings, new_llama
 from workers.engines.llama_cpp_slots import Job, SlotScheduler
 
 BATCHING = "llama.cpp in process: continuous batching, unified KV cache, shared prefixes copied"
@@ -141,11 +140,7 @@ class BatchedLlamaCppEngine:
     thread_safe = True
 
     def __init__(self, cfg: EvalConfig, model: str | None = None) -> None:
-        self.model_ref = model or cfg.local_model or ""
-        try:
-            self.model_path = resolve_model_path(self.model_ref)
-        except ModelFileError as exc:
-            raise PermanentEngineError(str(exc)) from None
+        self.model_ref, self.model_path = engine_model(cfg, model)
         self.settings = {**model_settings(cfg), "n_parallel": cfg.n_parallel}
         self.concurrency = cfg.n_parallel  # the inference loop runs this many threads into ``generate``
         key = ("batched", str(self.model_path), *sorted(self.settings.items()))

@@ -100,16 +100,22 @@ def unload_all() -> None:
         _cache.clear()
 
 
+def engine_model(cfg: EvalConfig, model: str | None) -> tuple[str, Path]:
+    """(model reference, GGUF path) of an in-process engine; a missing file is a PermanentEngineError
+    (no file, no run: the worker stops the run with the reason)."""
+    ref = model or cfg.local_model or ""
+    try:
+        return ref, resolve_model_path(ref)
+    except ModelFileError as exc:
+        raise PermanentEngineError(str(exc)) from None
+
+
 class LlamaCppEngine:
     name = "llama_cpp"
     thread_safe = False
 
     def __init__(self, cfg: EvalConfig, model: str | None = None) -> None:
-        self.model_ref = model or cfg.local_model or ""
-        try:
-            self.model_path = resolve_model_path(self.model_ref)
-        except ModelFileError as exc:  # no file, no run: the worker stops the run with the reason
-            raise PermanentEngineError(str(exc)) from None
+        self.model_ref, self.model_path = engine_model(cfg, model)
         self.settings = model_settings(cfg)
         self.llm, loaded = _load(self.model_path, self.settings)
         # load_facts is set only when this call loaded weights: the worker counts model loads with it
