@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from bench_overhead import sample_run_files  # tools/ is on sys.path when a tool runs
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {  # name -> (sizes, new tokens)
@@ -55,15 +56,8 @@ def workload_requests(tmp: Path, name: str, n: int) -> list[list[Any]]:
         "backend": "local", "local_engine": "llama_cpp", "local_model": "smollm2",
         "temps": [0.0], "samples_per_item": {"0.0": 1}, "seed": 42,
         "max_new_tokens": {"closed_book": new_tokens, "open_book": new_tokens},
-        "sizes": sizes, "data": {"squad_v2": "sample", "triviaqa": "sample", "nq_open": "sample"},
-        "paths": {"data_dir": str(tmp / "data"), "raw_dir": str(tmp / "data/raw"),
-                  "prepared_dir": str(tmp / "data/prepared"), "batch_inputs_dir": str(tmp / "data/batch"),
-                  "experiments_dir": str(tmp / "experiments")},
-        "prompt_sets": {"default": {"control": str(ROOT / "config/prompts/control_system.txt"),
-                                    "treatment": str(ROOT / "config/prompts/treatment_system.txt")}},
-        "task_instructions": {"open_book": str(ROOT / "config/task_instructions/open_book.txt"),
-                              "closed_book": str(ROOT / "config/task_instructions/closed_book.txt")},
-        "enable_local_telemetry": False, "prevent_sleep": False,
+        "sizes": sizes,
+        **sample_run_files(tmp),
     }
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"{name}.yaml"

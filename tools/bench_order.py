@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench_overhead import sample_run_files  # noqa: E402 - tools/ is on sys.path when a tool runs
+
 
 @dataclass
 class Tally:
@@ -62,15 +64,7 @@ def bench_config(tmp: Path, model: str, threads: int, n_ctx: int, max_tokens: in
         "n_ctx": n_ctx, "n_gpu_layers": 0, "n_threads": threads, "temps": [0.0], "samples_per_item": {"0.0": 1},
         "max_new_tokens": {"closed_book": max_tokens, "open_book": max_tokens}, "seed": 42,
         "sizes": {"squad_v2": None, "triviaqa": 0, "nq_open": 0},
-        "data": {"squad_v2": "sample", "triviaqa": "sample", "nq_open": "sample"},
-        "paths": {"data_dir": str(tmp / "data"), "raw_dir": str(tmp / "data/raw"),
-                  "prepared_dir": str(tmp / "data/prepared"), "batch_inputs_dir": str(tmp / "data/batch"),
-                  "experiments_dir": str(tmp / "experiments")},
-        "prompt_sets": {"default": {"control": str(ROOT / "config/prompts/control_system.txt"),
-                                    "treatment": str(ROOT / "config/prompts/treatment_system.txt")}},
-        "task_instructions": {"open_book": str(ROOT / "config/task_instructions/open_book.txt"),
-                              "closed_book": str(ROOT / "config/task_instructions/closed_book.txt")},
-        "enable_local_telemetry": False, "prevent_sleep": False,
+        **sample_run_files(tmp),
     })
 
 

@@ -31,6 +31,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def sample_run_files(tmp: Path) -> dict:
+    """The config keys every benchmark shares (bench_order and bench_batched import it): the bundled
+    samples, the real prompts and task instructions, data and results under ``tmp``, no telemetry."""
+    return {
+        "data": {"squad_v2": "sample", "triviaqa": "sample", "nq_open": "sample"},
+        "paths": {"data_dir": str(tmp / "data"), "raw_dir": str(tmp / "data/raw"),
+                  "prepared_dir": str(tmp / "data/prepared"), "batch_inputs_dir": str(tmp / "data/batch"),
+                  "experiments_dir": str(tmp / "experiments")},
+        "prompt_sets": {"default": {"control": str(ROOT / "config/prompts/control_system.txt"),
+                                    "treatment": str(ROOT / "config/prompts/treatment_system.txt")}},
+        "task_instructions": {"open_book": str(ROOT / "config/task_instructions/open_book.txt"),
+                              "closed_book": str(ROOT / "config/task_instructions/closed_book.txt")},
+        "enable_local_telemetry": False, "prevent_sleep": False,
+    }
+
+
 def bench_config(tmp: Path, n_requests: int, model: str, threads: int) -> Path:
     items = max(1, n_requests // 4)  # x 2 conditions x 2 temperatures
     squad = min(34, items * 2 // 5)
@@ -42,16 +58,8 @@ def bench_config(tmp: Path, n_requests: int, model: str, threads: int) -> Path:
         "temps": [0.0, 0.7], "samples_per_item": {"0.0": 1, "0.7": 1},
         "max_new_tokens": {"closed_book": 24, "open_book": 32}, "seed": 42,
         "sizes": {"squad_v2": squad, "triviaqa": trivia, "nq_open": nq},
-        "data": {"squad_v2": "sample", "triviaqa": "sample", "nq_open": "sample"},
-        "paths": {"data_dir": str(tmp / "data"), "raw_dir": str(tmp / "data/raw"),
-                  "prepared_dir": str(tmp / "data/prepared"), "batch_inputs_dir": str(tmp / "data/batch"),
-                  "experiments_dir": str(tmp / "experiments")},
-        "prompt_sets": {"default": {"control": str(ROOT / "config/prompts/control_system.txt"),
-                                    "treatment": str(ROOT / "config/prompts/treatment_system.txt")}},
-        "task_instructions": {"open_book": str(ROOT / "config/task_instructions/open_book.txt"),
-                              "closed_book": str(ROOT / "config/task_instructions/closed_book.txt")},
         "stats": {"bootstrap_samples": 200, "permutation_samples": 200},
-        "enable_local_telemetry": False, "prevent_sleep": False,
+        **sample_run_files(tmp),
     }
     path = tmp / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
