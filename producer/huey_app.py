@@ -83,6 +83,15 @@ def _watch_parent() -> None:
     start()
 
 
+@huey.pre_execute()
+def _orphans_take_nothing(task: Task) -> None:
+    """A worker whose consumer died takes no more tasks: it would run through the whole queue as
+    no-ops before it exits (``workers.parent_watch.hold_if_orphaned`` blocks until it has)."""
+    from workers.parent_watch import hold_if_orphaned  # lazy: the task registration cycle
+
+    hold_if_orphaned()
+
+
 # The task modules must be imported whenever producer.huey is, so that huey_consumer knows them.
 import workers.fireworks.tasks  # noqa: E402,F401
 import workers.tasks  # noqa: E402,F401

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -32,6 +34,7 @@ from tests.queue_support import (
     write_config,
 )
 from workers.model_lock import ModelLock
+from workers.parent_watch import POLL_S
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals; Windows uses the Job Object")
 CHILD_EXIT_S = 10  # the acceptance bound of issue 14 item 3
@@ -48,6 +51,15 @@ def _kill_parent_and_wait_children(parent: psutil.Process) -> tuple[float, list[
     os.kill(parent.pid, signal.SIGKILL)
     _, alive = psutil.wait_procs(kids, timeout=CHILD_EXIT_S)
     return t_kill, alive
+
+
+def _tasks_started_after(log: str, t: float) -> dict[int, int]:
+    """Tasks each huey worker process began after time ``t``, from huey_consumer's own log lines."""
+    started: dict[int, int] = {}
+    for stamp, pid in re.findall(r"^\[([\d-]+ [\d:,]+)\] INFO:huey:(\d+):Executing ", log, flags=re.M):
+        if datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() > t:
+            started[int(pid)] = started.get(int(pid), 0) + 1
+    return started
 
 
 def _late_results(queue: Path, run_id: str, t_kill: float) -> int:
@@ -145,8 +157,49 @@ def test_kill_9_of_huey_consumer_ends_its_process_workers(tmp_path):
         _kill_leftovers(alive)
         if consumer.poll() is None:
             consumer.kill()
+    # An orphan takes no more tasks once it noticed (the one it may hold is given back): before, it
+    # ran through every queued message as a no-op until its output pipe filled and blocked its exit.
+    late = _tasks_started_after(consumer.stdout.read(), t_kill + 2 * POLL_S)
+    assert all(n <= 1 for n in late.values()), f"orphaned huey workers kept taking tasks: {late}"
     assert _late_results(queue, run_id, t_kill) == 0
     assert count_state(queue, run_id, "running") == 0
+    _finish_with_new_pool(queue, run_id)
+    _one_result_per_request(tmp_path, queue, run_id)
+
+
+@posix_only
+def test_an_orphaned_huey_worker_takes_no_more_tasks(tmp_path):
+    """Workers frozen while their consumer is killed and a run is enqueued, then thawed: each takes
+    at most the one task it was about to start, claims nothing, sends nothing, and exits; a new pool
+    finishes the run. (Before: an orphan claimed a chunk, gave it back, sent its message again and
+    took it again, hundreds of times a second until it exited or its output pipe filled.)"""
+    cfg = write_config(tmp_path, local_engine="dry_run", sizes={"squad_v2": 4, "triviaqa": 3, "nq_open": 3})
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    consumer_bin = str(Path(sys.executable).parent / "huey_consumer")
+    consumer = popen([consumer_bin, "producer.huey", "-w", "2", "-k", "process", "-m", "0.1"], queue)
+    parent = psutil.Process(consumer.pid)
+    wait_for(lambda: len(parent.children()) >= 3, 60, "the scheduler and two workers")
+    time.sleep(2.0)  # their startup hooks (the parent watch) have run
+    kids = parent.children(recursive=True)
+    alive = list(kids)
+    try:
+        for kid in kids:
+            kid.suspend()
+        os.kill(parent.pid, signal.SIGKILL)
+        consumer.wait(10)
+        assert producer(["enqueue", "--config", str(cfg)], queue).returncode == 0
+        run_id = run_id_of(queue)
+        t_thaw = time.time()
+        for kid in kids:
+            kid.resume()
+        _, alive = psutil.wait_procs(kids, timeout=CHILD_EXIT_S)
+        assert alive == [], f"orphaned huey workers did not exit: {[p.pid for p in alive]}"
+    finally:
+        _kill_leftovers(alive)
+    late = _tasks_started_after(consumer.stdout.read(), t_thaw)
+    assert all(n <= 1 for n in late.values()), f"orphaned huey workers kept taking tasks: {late}"
+    assert _done(queue, run_id) == 0 and count_state(queue, run_id, "running") == 0
     _finish_with_new_pool(queue, run_id)
     _one_result_per_request(tmp_path, queue, run_id)
 

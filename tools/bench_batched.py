@@ -3,7 +3,8 @@
 Targets (issue 17): >= 1.5 x requests/s on the mixed and the decode-heavy workload at the best P, and
 never below 0.95 x at the P that ``plan`` recommends for a workload (sequential where batching loses).
 
-    python tools/bench_batched.py [--requests 24] [--parallel 2,4,8] [--rounds 2] [--workloads mixed,decode,prefill]
+    python tools/bench_batched.py [--requests 48] [--parallel 2,4,8] [--rounds 2] [--workloads mixed,decode,prefill] [--cold]
+    python tools/bench_batched.py --step-costs          # the cost model: decode step of 1 and of P sequences, prefill per token
     python tools/bench_batched.py --demo-agreement      # P = 4 vs P = 1 answers on the demo config, T = 0
 
 Workloads, built by the real builder (``producer.enqueue.chunked_requests``) from the bundled samples
@@ -12,12 +13,18 @@ with the real treatment prompt (config/prompts/treatment_system.txt, ~1,800 toke
 64 new tokens) and ``prefill`` (SQuAD only, 16 new tokens: long fresh paragraphs, short answers).
 Each engine runs the requests as ``workers.inference.process_chunk`` does: chunk by chunk (16), with
 P threads into ``generate`` for the batched engine. Every configuration runs ``--rounds`` times in
-alternating order (seq, P2, P4, P8, then reversed) so that drift on a shared machine cancels; model
-loads are not timed, and each run starts from an empty cache. Prints requests/s, the ratio to the
-sequential engine measured in the same run, and the share of answers identical to the sequential
-ones (batching may change T = 0 answers at near-ties). Run it when the CPU is quiet; on a loaded
-machine use ``--threads 1``: two llama.cpp threads on oversubscribed cores wait on each other at every
-step, which punishes the sequential engine's many one-token steps and inflates the batched ratios.
+alternating order (seq, P2, P4, P8, then reversed) so that drift on a shared machine cancels. Model
+loads are not timed, and neither is the first read of the system prompt (one untimed warm-up request,
+the same for both engines): a run reads it once per block of hundreds of requests, and with a few
+dozen requests it would be most of the time measured (``--cold`` times it too).
+
+Prints the step costs first (what bounds every ratio), then per workload and engine: requests/s, the
+ratio to the sequential engine measured in the same run, the share of answers identical to the
+sequential ones (batching may change T = 0 answers at near-ties), the mean completion and prefilled
+tokens per request, the sequences per decode step, and ``ceiling``: the best ratio those step costs
+allow for those token counts. Run it when the CPU is quiet; on a loaded machine use ``--threads 1``:
+two llama.cpp threads on oversubscribed cores wait on each other at every step, which punishes the
+sequential engine's many one-token steps and inflates the batched ratios.
 """
 
 from __future__ import annotations
@@ -78,27 +85,42 @@ def engine_cfg(p: int, threads: int):
                                 "bench", check_files=False)
 
 
-def run_engine(p: int, chunks: list[list[Any]], threads: int) -> tuple[float, list[str], dict[str, Any]]:
-    """(seconds, answers, engine counters) for P (0: today's sequential engine), from an empty cache."""
+def warm_up(engine: Any, first: Any) -> None:
+    """One untimed request with the workload's system prompt and instruction and a two-word user
+    message: the steady state of a real run, where the system prompt is read once per block of
+    hundreds of requests. Both engines get the same one."""
+    from workers.engines.base import GenerationParams
+
+    messages = [dict(m) for m in first.body["messages"]]
+    messages[-1]["content"] = "Warm-up."
+    engine.generate(messages, GenerationParams.from_body({**first.body, "max_tokens": 1}))
+
+
+def run_engine(p: int, chunks: list[list[Any]], threads: int, cold: bool = False) -> tuple[float, list[Any], dict[str, Any]]:
+    """(seconds, results, engine counters) for P (0: today's sequential engine), from an empty cache,
+    warmed with the system prompt unless ``cold``."""
     from workers.engines.base import GenerationParams
     from workers.engines.llama_cpp_batched import BatchedLlamaCppEngine
     from workers.engines.llama_cpp_engine import LlamaCppEngine, unload_all
 
     unload_all()  # each run loads afresh (not timed) and starts with an empty cache
     engine = LlamaCppEngine(engine_cfg(1, threads)) if p == 0 else BatchedLlamaCppEngine(engine_cfg(p, threads))
-    answers: list[str] = []
+    if not cold:
+        warm_up(engine, chunks[0][0])
+    before = engine.stats() if p else {}
+    results: list[Any] = []
     t0 = time.perf_counter()
     for chunk in chunks:
         calls = [(r.body["messages"], GenerationParams.from_body(r.body)) for r in chunk]
         if p == 0:
-            answers += [engine.generate(*c).text for c in calls]
+            results += [engine.generate(*c) for c in calls]
         else:
             with ThreadPoolExecutor(p) as pool:
-                answers += [r.text for r in pool.map(lambda c: engine.generate(*c), calls)]
+                results += list(pool.map(lambda c: engine.generate(*c), calls))
     seconds = time.perf_counter() - t0
-    stats = engine.stats() if p else {}
+    stats = {k: v - before.get(k, 0) for k, v in engine.stats().items()} if p else {}
     unload_all()
-    return seconds, answers, stats
+    return seconds, results, stats
 
 
 def demo_agreement(threads: int) -> None:
@@ -125,9 +147,9 @@ def demo_agreement(threads: int) -> None:
             chunks.setdefault(r.chunk, []).append(r)
         out = {}
         for p in (1, 4):
-            seconds, answers, _ = run_engine(p, list(chunks.values()), threads)
-            out[p] = answers
-            print(f"demo P={p}: {len(answers)} requests in {seconds:.1f}s", flush=True)
+            seconds, results, _ = run_engine(p, list(chunks.values()), threads, cold=True)
+            out[p] = [r.text for r in results]
+            print(f"demo P={p}: {len(results)} requests in {seconds:.1f}s", flush=True)
         by_cond: dict[str, list[bool]] = {}
         for r, a, b in zip(reqs, out[1], out[4], strict=True):
             by_cond.setdefault(r.condition, []).append(a == b)
@@ -138,43 +160,139 @@ def demo_agreement(threads: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def step_costs(p: int, threads: int, rounds: int = 10) -> dict[str, float]:
+    """The cost model behind every ratio: one decode step of 1 sequence and of P sequences, and a
+    16-token prefill, each at the end of the cached treatment prompt (as in a run), median of
+    ``rounds``; built like the batched engine's context (unified cache, prefix shared by
+    ``llama_memory_seq_cp``)."""
+    import statistics
+
+    from llama_cpp._internals import LlamaContext
+
+    from config.llama_cpp_import import import_llama_cpp
+    from workers.engines.llama_cpp_engine import engine_model, llama_kwargs, model_settings, new_llama
+
+    lc = import_llama_cpp()
+    cfg = engine_cfg(p, threads)
+    _, path = engine_model(cfg, None)
+    llm = new_llama(path, {**llama_kwargs(lc, path, model_settings(cfg)), "n_ctx": 256})
+    params = lc.llama_context_params.from_buffer_copy(llm.context_params)
+    params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max, params.kv_unified = 4096, 512, 512, p, True
+    ctx = LlamaContext(model=llm._model, params=params, verbose=False)
+    batch = lc.llama_batch_init(512, 0, 1)
+    try:
+        system = (ROOT / "config/prompts/treatment_system.txt").read_text(encoding="utf-8")
+        prefix = llm.tokenize(system.encode("utf-8"), add_bos=True)
+        pos = dict.fromkeys(range(p), len(prefix))
+
+        def decode(items: list[tuple[int, int, int]]) -> float:
+            for i, (seq, at, token) in enumerate(items):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, at, 1, True
+                batch.seq_id[i][0] = seq
+            batch.n_tokens = len(items)
+            t0 = time.perf_counter()
+            if lc.llama_decode(ctx.ctx, batch) != 0:
+                raise RuntimeError("llama_decode failed")
+            return time.perf_counter() - t0
+
+        def step(seqs: list[int], tokens: int = 1) -> float:
+            items = []
+            for seq in seqs:
+                items += [(seq, pos[seq] + k, 42) for k in range(tokens)]
+                pos[seq] += tokens
+            return decode(items)
+
+        for i in range(0, len(prefix), 512):
+            decode([(0, k, prefix[k]) for k in range(i, min(i + 512, len(prefix)))])
+        for seq in range(1, p):
+            lc.llama_memory_seq_cp(lc.llama_get_memory(ctx.ctx), 0, seq, 0, len(prefix))
+
+        def ms(f: Any) -> float:
+            return round(1000 * statistics.median(f() for _ in range(rounds)), 1)
+
+        for _ in range(3):  # untimed: a fresh context's first steps also allocate
+            step(list(range(p)))
+        one, many = ms(lambda: step([0])), ms(lambda: step(list(range(p))))
+        prefill = ms(lambda: step([0], 16)) / 16
+    finally:
+        lc.llama_batch_free(batch)
+        ctx.close()
+        llm.close()
+    return {"P": p, "position": len(prefix), "decode_step_1_ms": one, f"decode_step_{p}_ms": many,
+            "prefill_ms_per_token": round(prefill, 1), "decode_ms_per_token_batched": round(many / p, 1)}
+
+
+def all_step_costs(parallel: list[int], threads: int) -> dict[int, dict[str, float]]:
+    """Step costs for P = 1 (the sequential engine's one-sequence context) and each P, with the best
+    ratio on pure decode (``pure_decode_ceiling``: P single steps of P = 1 against one step of P)."""
+    costs = {p: step_costs(p, threads) for p in [1, *parallel]}
+    for p, c in costs.items():
+        c["pure_decode_ceiling"] = round(p * costs[1]["decode_step_1_ms"] / c[f"decode_step_{p}_ms"], 2)
+        print(json.dumps(c), flush=True)
+    return costs
+
+
+def ceiling(alone: dict[str, float], cost: dict[str, float], prefilled: float, completion: float) -> float:
+    """The best ratio the step costs allow for requests that prefill ``prefilled`` and generate
+    ``completion`` tokens on average: ``alone`` is a one-sequence context (the sequential engine's
+    costs), ``cost`` the P-sequence one, where a decode step serves P requests at once."""
+    p = cost["P"]
+    one = prefilled * alone["prefill_ms_per_token"] + completion * alone["decode_step_1_ms"]
+    batched = prefilled * cost["prefill_ms_per_token"] + completion * cost[f"decode_step_{p}_ms"] / p
+    return round(one / batched, 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=24, help="requests per workload")
+    ap.add_argument("--requests", type=int, default=48, help="requests per workload")
     ap.add_argument("--parallel", default="2,4,8", help="values of P to measure")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of every configuration, alternating order")
     ap.add_argument("--workloads", default="mixed,decode,prefill")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cold", action="store_true",
+                    help="time the first read of the system prompt too (it is read once per block in a run)")
     ap.add_argument("--demo-agreement", action="store_true", help="only measure P = 4 vs P = 1 on the demo")
+    ap.add_argument("--step-costs", action="store_true",
+                    help="only measure one decode step of 1 and of P sequences and the prefill cost per token")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.demo_agreement:
         demo_agreement(args.threads)
         return
-    configs = [0, *(int(p) for p in args.parallel.split(","))]
+    parallel = [int(p) for p in args.parallel.split(",")]
+    costs = all_step_costs(parallel, args.threads)
+    if args.step_costs:
+        return
+    configs = [0, *parallel]
     tmp = Path(tempfile.mkdtemp(prefix="bench_batched_"))
     try:
         for name in args.workloads.split(","):
             chunks = workload_requests(tmp / name, name, args.requests)
             n = sum(len(c) for c in chunks)
             secs = dict.fromkeys(configs, 0.0)
-            answers: dict[int, list[str]] = {}
+            results: dict[int, list[Any]] = {}
             stats: dict[int, dict[str, Any]] = {}
             for rnd in range(args.rounds):
                 for p in (configs if rnd % 2 == 0 else configs[::-1]):
-                    s, a, st = run_engine(p, chunks, args.threads)
+                    s, res, st = run_engine(p, chunks, args.threads, args.cold)
                     secs[p] += s
-                    answers.setdefault(p, a)
+                    results.setdefault(p, res)
                     stats[p] = st
                     print(f"{name} round {rnd + 1} {'seq' if p == 0 else f'P={p}'}: {n / s:.3f} req/s", flush=True)
             base = n * args.rounds / secs[0]
             for p in configs:
                 rate = n * args.rounds / secs[p]
-                agree = sum(a == b for a, b in zip(answers[p], answers[0], strict=True))
+                agree = sum(a.text == b.text for a, b in zip(results[p], results[0], strict=True))
                 row = {"workload": name, "engine": "sequential" if p == 0 else f"P={p}", "requests": n,
-                       "req_per_s": round(rate, 3), "ratio": round(rate / base, 2), "same_answers": f"{agree}/{n}"}
+                       "req_per_s": round(rate, 3), "ratio": round(rate / base, 2), "same_answers": f"{agree}/{n}",
+                       "completion_tokens_mean": round(sum(r.usage.completion_tokens or 0 for r in results[p]) / n, 1)}
                 if p:
-                    row["prefix_reused"] = f"{stats[p]['prefix_tokens_reused']}/{stats[p]['prompt_tokens']}"
+                    st = stats[p]
+                    row.update(prefilled_tokens_mean=round(st["prefill_tokens"] / n, 1),
+                               prefix_reused=f"{st['prefix_tokens_reused']}/{st['prompt_tokens']}",
+                               sequences_per_step=round(st["sequences_decoded"] / max(st["decode_steps"], 1), 2),
+                               ceiling=ceiling(costs[1], costs[p], st["prefill_tokens"] / n,
+                                               row["completion_tokens_mean"]))
                 print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

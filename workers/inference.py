@@ -209,6 +209,8 @@ def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None]) 
     """
     pid = os.getpid()
     conn = connect()
+    if parent_gone():  # an orphan claims nothing (the next pool's reconcile sends the chunk again)
+        return {"claimed": 0}
     rows = claim_chunk(conn, run_id, chunk, pid)
     if not rows:
         return {"claimed": 0}
@@ -236,7 +238,7 @@ def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None]) 
         if left:
             stopped_run = is_stopped(conn, run_id)
             release_requests(conn, left, "pending" if stopped_run else "queued")
-            if not stopped_run:
+            if not stopped_run and not parent_gone():  # an orphan's message would only come back to it
                 requeue(run_id, chunk)  # the message was consumed: send a new one
     return {"claimed": len(rows), "done": sum(1 for s in outcome.values() if s == "done"),
             "trial": rows[0]["trial"]}

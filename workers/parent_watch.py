@@ -36,6 +36,7 @@ POLL_S = 0.5
 GRACE_S = 4.0  # how long the request in flight may take to end (it is given back, not recorded)
 
 _orphaned = threading.Event()
+_left = threading.Event()  # the work is given back; the process is exiting
 _watch: dict[str, Any] = {"pid": None}
 
 
@@ -87,10 +88,31 @@ def _busy() -> bool:
     return bool(getattr(getattr(huey_mod, "huey", None), "_tasks_in_flight", None))
 
 
+def hold_if_orphaned() -> None:
+    """Called before each huey task (``producer.huey_app``): once the pool is gone, take nothing more.
+    Why block rather than return: huey's loop would otherwise run every queued message as a no-op
+    (and an orphan's chunk sent back would come round again at once) until this process exits; the
+    watch thread gives the work back and ends the process within ``POLL_S`` + ``GRACE_S``."""
+    if not parent_gone():
+        return
+    if not _left.wait(POLL_S + GRACE_S + 10.0):  # the watch thread never got there: leave from here
+        _leave()
+    _left.wait()
+
+
+def _in_background(fn: Any, *args: Any, timeout: float | None = None) -> None:
+    """Run ``fn`` on a daemon thread, waiting at most ``timeout`` seconds: a full or dead output pipe
+    (the consumer's reader is gone) must not keep an orphan alive."""
+    t = threading.Thread(target=fn, args=args, daemon=True)
+    t.start()
+    if timeout:
+        t.join(timeout)
+
+
 def _leave() -> None:
     """Give back what this process claimed and exit, like a clean stop but without a parent to wait for."""
     pid = os.getpid()
-    log.warning("worker pid %s: its pool process is gone; giving back its work and exiting", pid)
+    _in_background(log.warning, "worker pid %s: its pool process is gone; giving back its work and exiting", pid)
     STOP.set()
     deadline = time.monotonic() + GRACE_S
     while _busy() and time.monotonic() < deadline:
@@ -98,6 +120,7 @@ def _leave() -> None:
     try:
         release_worker(connect(), pid, refund=sorted(in_flight()))
     except Exception as exc:  # the next pool's reconcile gives it back anyway
-        log.warning("worker pid %s could not give back its work: %s", pid, exc)
-    logging.shutdown()
+        _in_background(log.warning, "worker pid %s could not give back its work: %s", pid, exc, timeout=1.0)
+    _left.set()
+    _in_background(logging.shutdown, timeout=1.0)  # flush log files; never wait on a blocked stream
     os._exit(0)  # the OS releases the model lock and the VRAM
