@@ -10,6 +10,7 @@ import ast
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -19,8 +20,10 @@ import psutil
 import pytest
 
 from tests.queue_support import (
+    PY_FLAGS,
     ROOT,
     count_state,
+    env_for,
     expected_ids,
     ledger,
     popen,
@@ -202,6 +205,43 @@ def test_an_orphaned_huey_worker_takes_no_more_tasks(tmp_path):
     assert _done(queue, run_id) == 0 and count_state(queue, run_id, "running") == 0
     _finish_with_new_pool(queue, run_id)
     _one_result_per_request(tmp_path, queue, run_id)
+
+
+ORPHANED_EARLY = """
+import multiprocessing, os, time
+
+
+def child():
+    time.sleep(1.5)  # the parent is gone before the watch starts (a slow startup hook)
+    from workers import parent_watch
+
+    parent_watch.start()
+    time.sleep(30)
+    os._exit(3)
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("fork")  # as huey_consumer -k process: the second child holds
+    kids = [ctx.Process(target=child) for _ in range(2)]  # the first one's parent pipe open
+    for kid in kids:
+        kid.start()
+    print(" ".join(str(kid.pid) for kid in kids), flush=True)
+    os._exit(0)
+"""
+
+
+@posix_only
+def test_forked_workers_whose_parent_died_before_the_watch_started_exit(tmp_path):
+    script = tmp_path / "orphaned_early.py"
+    script.write_text(ORPHANED_EARLY, encoding="utf-8")
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    out = subprocess.run([sys.executable, *PY_FLAGS, str(script)], cwd=ROOT, env=env_for(queue), text=True,
+                         encoding="utf-8", capture_output=True, timeout=60, check=True).stdout
+    kids = [psutil.Process(int(pid)) for pid in out.split()]
+    _, alive = psutil.wait_procs(kids, timeout=CHILD_EXIT_S)
+    _kill_leftovers(alive)
+    assert alive == [], f"orphans that started watching late lived on: {[p.pid for p in alive]}"
 
 
 @posix_only

@@ -65,7 +65,8 @@ def start(stop_event: Any = None) -> None:
     if _watch.get("pid") == os.getpid():
         return
     parent = multiprocessing.parent_process()
-    _watch.update(pid=os.getpid(), parent=parent, ppid=os.getppid() if parent is not None else None)
+    # the parent as it was at our start: a pool that died before this call already counts as gone
+    _watch.update(pid=os.getpid(), parent=parent, ppid=parent.pid if parent is not None else None)
     if parent is None and stop_event is None:
         return  # a process started by hand (or huey's thread workers): nothing to watch
     threading.Thread(target=_loop, args=(stop_event,), name="parent-watch", daemon=True).start()
