@@ -113,7 +113,8 @@ def _in_background(fn: Any, *args: Any, timeout: float | None = None) -> None:
 def _leave() -> None:
     """Give back what this process claimed and exit, like a clean stop but without a parent to wait for."""
     pid = os.getpid()
-    _in_background(log.warning, "worker pid %s: its pool process is gone; giving back its work and exiting", pid)
+    _in_background(log.warning, "worker pid %s: its pool process is gone; giving back its work and exiting", pid,
+                   timeout=0.5)
     STOP.set()
     deadline = time.monotonic() + GRACE_S
     while _busy() and time.monotonic() < deadline:
