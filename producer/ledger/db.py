@@ -15,7 +15,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from producer.queue_paths import (
@@ -86,12 +86,43 @@ DDL = (
 # Columns newer than a ledger's table, added in place when a writer opens it (table -> column -> type).
 ADDED_COLUMNS = {"fireworks_parts": {"deadline_at": "real"}}
 
-_local = threading.local()
+class ConnectionCache:
+    """One open connection per process, thread and key: a thread-local dict keyed with the pid too, so
+    a forked child never reuses its parent's connection. The ledger and the response cache keep one each."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _conns(self) -> dict[str, sqlite3.Connection]:
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        return conns
+
+    def get(self, key: str, open_new: Callable[[], sqlite3.Connection]) -> sqlite3.Connection:
+        """The cached connection for ``key``, opened by ``open_new`` the first time."""
+        conns, full = self._conns(), f"{os.getpid()}:{key}"
+        conn = conns.get(full)
+        if conn is None:
+            conn = conns[full] = open_new()
+        return conn
+
+    def close_all(self) -> None:
+        """Close this thread's connections."""
+        conns = self._conns()
+        for conn in conns.values():
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        conns.clear()
+
+
+_conns = ConnectionCache()
 _schema_ready: set[str] = set()
 _schema_lock = threading.Lock()
 
 
-def _configure(conn: sqlite3.Connection, readonly: bool) -> None:
+def configure(conn: sqlite3.Connection, readonly: bool) -> None:
+    """What every connection to a shared file needs: a busy timeout; writers also WAL (the response cache too)."""
     conn.execute(f"pragma busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     if not readonly:
         conn.execute("pragma journal_mode=wal")
@@ -124,13 +155,10 @@ def _add_columns(conn: sqlite3.Connection) -> None:
 def connect(path: Path | None = None, readonly: bool = False) -> sqlite3.Connection:
     """A connection for this process and thread (cached; fork- and thread-safe by keying on both)."""
     path = Path(path or ledger_path())
-    key = f"{os.getpid()}:{path}:{readonly}"
-    cache = getattr(_local, "conns", None)
-    if cache is None:
-        cache = _local.conns = {}
-    conn = cache.get(key)
-    if conn is not None:
-        return conn
+    return _conns.get(f"{path}:{readonly}", lambda: _connect_new(path, readonly))
+
+
+def _connect_new(path: Path, readonly: bool) -> sqlite3.Connection:
     if readonly:
         if not path.exists():
             raise FileNotFoundError(path)
@@ -138,11 +166,9 @@ def connect(path: Path | None = None, readonly: bool = False) -> sqlite3.Connect
         path.parent.mkdir(parents=True, exist_ok=True)
     check_sqlite_file(path, LEDGER_WAY_OUT)
     try:
-        conn = _open(path, readonly)
+        return _open(path, readonly)
     except sqlite3.Error as exc:  # read-only, damaged, disk full: one line naming the file and the fix
         raise QueueError(describe_sqlite_error(exc, path, LEDGER_WAY_OUT)) from None
-    cache[key] = conn
-    return conn
 
 
 def _open(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -155,7 +181,7 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
                                check_same_thread=False)
     try:
         conn.row_factory = sqlite3.Row
-        _configure(conn, readonly)
+        configure(conn, readonly)
         if not readonly:
             _ensure_schema(conn, f"{os.getpid()}:{path}")
         conn.execute("select count(*) from sqlite_master").fetchone()
@@ -167,11 +193,7 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
 
 def close_all() -> None:
     """Close this thread's cached connections (tests, and before a process exits)."""
-    cache = getattr(_local, "conns", None) or {}
-    for conn in cache.values():
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-    cache.clear()
+    _conns.close_all()
     _schema_ready.clear()
 
 

@@ -14,15 +14,12 @@ size and mtime: hashing a multi-GB file takes a while and is done once per file 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from producer.ledger.db import BUSY_TIMEOUT_S, transaction
+from producer.ledger.db import BUSY_TIMEOUT_S, ConnectionCache, configure, transaction
 from producer.queue_paths import (
     CACHE_WAY_OUT,
     QueueError,
@@ -43,29 +40,24 @@ CACHE_DDL = (
         hashed_at real not null)""",
 )
 
-_local = threading.local()
+_conns = ConnectionCache()
 
 
 def cache_connect(path: Path | None = None) -> sqlite3.Connection:
     """A connection for this process and thread (cached), schema created; one-line ``QueueError`` when
     the file is damaged, read-only or not SQLite."""
     path = Path(path or response_cache_path())
-    key = f"{os.getpid()}:{path}"
-    cache = getattr(_local, "conns", None)
-    if cache is None:
-        cache = _local.conns = {}
-    conn = cache.get(key)
-    if conn is not None:
-        return conn
+    return _conns.get(str(path), lambda: _open_cache(path))
+
+
+def _open_cache(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     check_sqlite_file(path, CACHE_WAY_OUT)
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             conn.row_factory = sqlite3.Row
-            conn.execute(f"pragma busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("pragma journal_mode=wal")
-            conn.execute("pragma synchronous=normal")
+            configure(conn, readonly=False)
             with transaction(conn):
                 for sql in CACHE_DDL:
                     conn.execute(sql)
@@ -76,16 +68,12 @@ def cache_connect(path: Path | None = None) -> sqlite3.Connection:
             raise
     except sqlite3.Error as exc:
         raise QueueError(describe_sqlite_error(exc, path, CACHE_WAY_OUT)) from None
-    cache[key] = conn
     return conn
 
 
 def cache_close_all() -> None:
     """Close this thread's cache connections (``cache clear``, tests)."""
-    for conn in (getattr(_local, "conns", None) or {}).values():
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-    getattr(_local, "conns", {}).clear()
+    _conns.close_all()
 
 
 def get_response(conn: sqlite3.Connection, key: str) -> str | None:
