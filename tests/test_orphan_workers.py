@@ -41,6 +41,7 @@ from workers.parent_watch import POLL_S
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals; Windows uses the Job Object")
 CHILD_EXIT_S = 10  # the acceptance bound of issue 14 item 3
+HUEY_CONSUMER = str(Path(sys.executable).parent / "huey_consumer")
 LATE_S = 0.5  # a result whose write had begun when the kill landed
 
 
@@ -145,8 +146,7 @@ def test_kill_9_of_huey_consumer_ends_its_process_workers(tmp_path):
     queue = tmp_path / "queue"
     assert producer(["enqueue", "--config", str(cfg)], queue).returncode == 0
     run_id = run_id_of(queue)
-    consumer_bin = str(Path(sys.executable).parent / "huey_consumer")
-    consumer = popen([consumer_bin, "producer.huey", "-w", "2", "-k", "process"], queue,
+    consumer = popen([HUEY_CONSUMER, "producer.huey", "-w", "2", "-k", "process"], queue,
                      EXCELLENCE_FAULTS="delay_s=0.3")
     parent = psutil.Process(consumer.pid)
     alive: list[psutil.Process] = []
@@ -179,8 +179,7 @@ def test_an_orphaned_huey_worker_takes_no_more_tasks(tmp_path):
     cfg = write_config(tmp_path, local_engine="dry_run", sizes={"squad_v2": 4, "triviaqa": 3, "nq_open": 3})
     queue = tmp_path / "queue"
     queue.mkdir()
-    consumer_bin = str(Path(sys.executable).parent / "huey_consumer")
-    consumer = popen([consumer_bin, "producer.huey", "-w", "2", "-k", "process", "-m", "0.1"], queue)
+    consumer = popen([HUEY_CONSUMER, "producer.huey", "-w", "2", "-k", "process", "-m", "0.1"], queue)
     parent = psutil.Process(consumer.pid)
     wait_for(lambda: len(parent.children()) >= 3, 60, "the scheduler and two workers")
     time.sleep(2.0)  # their startup hooks (the parent watch) have run

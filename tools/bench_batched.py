@@ -167,19 +167,16 @@ def step_costs(p: int, threads: int, rounds: int = 10) -> dict[str, float]:
     ``llama_memory_seq_cp``)."""
     import statistics
 
-    from llama_cpp._internals import LlamaContext
-
     from config.llama_cpp_import import import_llama_cpp
+    from workers.engines.llama_cpp_batched import TOKENIZER_N_CTX, batched_context
     from workers.engines.llama_cpp_engine import engine_model, llama_kwargs, model_settings, new_llama
 
     lc = import_llama_cpp()
     cfg = engine_cfg(p, threads)
     _, path = engine_model(cfg, None)
-    llm = new_llama(path, {**llama_kwargs(lc, path, model_settings(cfg)), "n_ctx": 256})
-    params = lc.llama_context_params.from_buffer_copy(llm.context_params)
-    params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max, params.kv_unified = 4096, 512, 512, p, True
-    ctx = LlamaContext(model=llm._model, params=params, verbose=False)
-    batch = lc.llama_batch_init(512, 0, 1)
+    llm = new_llama(path, {**llama_kwargs(lc, path, model_settings(cfg)), "n_ctx": TOKENIZER_N_CTX})
+    ctx, n_batch = batched_context(llm, cfg.n_ctx, p)
+    batch = lc.llama_batch_init(n_batch, 0, 1)
     try:
         system = (ROOT / "config/prompts/treatment_system.txt").read_text(encoding="utf-8")
         prefix = llm.tokenize(system.encode("utf-8"), add_bos=True)
@@ -202,8 +199,8 @@ def step_costs(p: int, threads: int, rounds: int = 10) -> dict[str, float]:
                 pos[seq] += tokens
             return decode(items)
 
-        for i in range(0, len(prefix), 512):
-            decode([(0, k, prefix[k]) for k in range(i, min(i + 512, len(prefix)))])
+        for i in range(0, len(prefix), n_batch):
+            decode([(0, k, prefix[k]) for k in range(i, min(i + n_batch, len(prefix)))])
         for seq in range(1, p):
             lc.llama_memory_seq_cp(lc.llama_get_memory(ctx.ctx), 0, seq, 0, len(prefix))
 

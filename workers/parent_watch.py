@@ -36,7 +36,6 @@ POLL_S = 0.5
 GRACE_S = 4.0  # how long the request in flight may take to end (it is given back, not recorded)
 
 _orphaned = threading.Event()
-_left = threading.Event()  # the work is given back; the process is exiting
 _watch: dict[str, Any] = {"pid": None}
 
 
@@ -96,9 +95,8 @@ def hold_if_orphaned() -> None:
     watch thread gives the work back and ends the process within ``POLL_S`` + ``GRACE_S``."""
     if not parent_gone():
         return
-    if not _left.wait(POLL_S + GRACE_S + 10.0):  # the watch thread never got there: leave from here
-        _leave()
-    _left.wait()
+    time.sleep(POLL_S + GRACE_S + 10.0)  # the watch thread ends the process meanwhile; if it never got there:
+    _leave()
 
 
 def _in_background(fn: Any, *args: Any, timeout: float | None = None) -> None:
@@ -123,6 +121,5 @@ def _leave() -> None:
         release_worker(connect(), pid, refund=sorted(in_flight()))
     except Exception as exc:  # the next pool's reconcile gives it back anyway
         _in_background(log.warning, "worker pid %s could not give back its work: %s", pid, exc, timeout=1.0)
-    _left.set()
     _in_background(logging.shutdown, timeout=1.0)  # flush log files; never wait on a blocked stream
     os._exit(0)  # the OS releases the model lock and the VRAM

@@ -37,6 +37,22 @@ def batched_supported(llama_cpp: Any) -> bool:
     return "kv_unified" in fields and hasattr(llama_cpp, "llama_memory_seq_cp") and hasattr(llama_cpp, "llama_get_memory")
 
 
+def batched_context(llm: Any, n_ctx: int, n_parallel: int) -> tuple[Any, int]:
+    """(a llama.cpp context for ``n_parallel`` sequences sharing one unified KV cache of ``n_ctx`` cells,
+    its batch size), with ``llm``'s other context settings; ``tools/bench_batched.py`` builds the same."""
+    from llama_cpp._internals import LlamaContext
+
+    params = import_llama_cpp().llama_context_params.from_buffer_copy(llm.context_params)
+    n_batch = min(n_ctx, 512)  # what Llama(n_ctx=...) uses, so one slot prefills in the same chunks
+    params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
+    params.n_seq_max, params.kv_unified = n_parallel, True
+    try:
+        return LlamaContext(model=llm._model, params=params, verbose=False), n_batch
+    except ValueError as exc:
+        raise PermanentEngineError(f"cannot create a llama.cpp context with n_ctx {n_ctx} and n_parallel "
+                                   f"{n_parallel}: {exc}") from None
+
+
 class BatchedRuntime:
     """The loaded model, its batched context and the scheduler: one cached object, freed together."""
 
@@ -51,17 +67,7 @@ class BatchedRuntime:
             if llama_cpp.llama_model_is_recurrent(self.llm.model) or llama_cpp.llama_model_is_hybrid(self.llm.model):
                 raise PermanentEngineError(f"n_parallel > 1 needs a transformer model; {path.name} is recurrent: "
                                            "set n_parallel: 1")
-            params = llama_cpp.llama_context_params.from_buffer_copy(self.llm.context_params)
-            n_batch = min(n_ctx, 512)  # what Llama(n_ctx=...) uses, so one slot prefills in the same chunks
-            params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
-            params.n_seq_max, params.kv_unified = n_parallel, True
-            from llama_cpp._internals import LlamaContext
-
-            try:
-                self.ctx = LlamaContext(model=self.llm._model, params=params, verbose=False)
-            except ValueError as exc:
-                raise PermanentEngineError(f"cannot create a llama.cpp context with n_ctx {n_ctx} and n_parallel "
-                                           f"{n_parallel}: {exc}") from None
+            self.ctx, n_batch = batched_context(self.llm, n_ctx, n_parallel)
             self.scheduler = SlotScheduler(self.llm, self.ctx, n_parallel, n_batch)
         except BaseException:
             self.llm.close()
