@@ -10,6 +10,7 @@ Not thread-safe: one request at a time.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -21,6 +22,8 @@ from config.llama_cpp_import import import_llama_cpp
 from config.model_files import ModelFileError, resolve_model_path
 from config.schema import EvalConfig
 from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError, Usage
+
+PROMPT_BLOCK = 64  # prefix batches cut at multiples of this on a GPU or with flash attention (prompt_batches)
 
 _cache_lock = threading.Lock()
 _cache: dict[tuple, Any] = {}  # (path, settings...) -> llama_cpp.Llama; at most one entry
@@ -78,11 +81,69 @@ def llama_kwargs(llama_cpp: Any, path: Path, settings: dict[str, Any]) -> dict[s
     return kwargs
 
 
+def prompt_batches(start: int, end: int, block: int = 0) -> list[tuple[int, int]]:
+    """The batches ``[a, b)`` that read prompt positions ``[start, end)``: the last position always on its
+    own, the rest in one batch (``block`` 0) or cut at every multiple of ``block``.
+
+    Why: the logits of the last prompt token (the ones the first answer token is sampled from) depend
+    on the shape of the batch that computes them. llama-cpp-python reads a whole cold prompt in one
+    batch but only the last token on a warm cache, and on a CPU the two differ by up to 1.4 in a logit,
+    enough to change a seeded answer at T = 1 (docs/statistics.md, "What a seed fixes"). Read alone in
+    every path, the token gets the same logits whatever the cache held. ``block`` extends the rule to
+    the prefix for backends whose kernels change with the batch size (a GPU).
+    """
+    if end - start <= 1:
+        return [(start, end)] if end > start else []
+    cuts = [start]
+    if block:
+        cuts += range(start - start % block + block, end - 1, block)
+    cuts += [end - 1, end]
+    return list(itertools.pairwise(cuts))
+
+
+def prompt_block(settings: dict[str, Any]) -> int:
+    """``PROMPT_BLOCK`` where the prefix's batch shape was seen to change its values (flash attention on
+    the CPU, measured) or is expected to (GPU kernels picked by batch size, not measured here); else 0:
+    on the CPU without flash attention a prefix read in one batch or in several gives the same bits, and
+    re-reading part of a cached block would cost prompt time for nothing."""
+    flash = settings["kv_cache_type"] != "f16"  # llama_kwargs turns flash attention on for these
+    gpu = settings["n_gpu_layers"] != 0 and gpu_offload_supported(import_llama_cpp())
+    return PROMPT_BLOCK if flash or gpu else 0
+
+
+def _canonical_class(llama_cpp: Any) -> type:
+    """``Llama`` whose prompt reading follows ``prompt_batches`` (memoised on the module)."""
+    cls = getattr(llama_cpp, "_excellence_canonical_llama", None)
+    if cls is not None:
+        return cls
+
+    class CanonicalLlama(llama_cpp.Llama):
+        """Reads every prompt in the same batches whatever its KV cache holds: a seeded answer is then
+        the same on a cold cache (a resumed run), a warm one, and after any other prompt."""
+
+        prompt_block = 0  # 0: only the last token alone; N: also cut the prefix at multiples of N
+
+        def eval(self, tokens: Any) -> None:
+            tokens = [int(t) for t in tokens]
+            start = self.n_tokens
+            if len(tokens) > 1 and self.prompt_block and start % self.prompt_block:
+                # re-read the cached part of the current block, so that it is read as a cold cache would
+                aligned = start - start % self.prompt_block
+                tokens = [int(t) for t in self.input_ids[aligned:start]] + tokens
+                self.n_tokens = start = aligned
+            for a, b in prompt_batches(start, start + len(tokens), self.prompt_block):
+                super().eval(tokens[a - start:b - start])
+
+    llama_cpp._excellence_canonical_llama = CanonicalLlama
+    return CanonicalLlama
+
+
 def new_llama(path: Path, kwargs: dict[str, Any]) -> Any:
-    """A loaded ``Llama``; a file llama.cpp cannot load is a one-line ``PermanentEngineError``."""
+    """A loaded ``Llama`` that reads prompts in cache-independent batches (``prompt_batches``); a file
+    llama.cpp cannot load is a one-line ``PermanentEngineError``."""
     llama_cpp = import_llama_cpp()
     try:
-        return llama_cpp.Llama(**kwargs)
+        return _canonical_class(llama_cpp)(**kwargs)
     except (ValueError, RuntimeError, OSError) as exc:
         raise PermanentEngineError(f"cannot load model {path.name}: {exc}") from None
 
@@ -118,6 +179,7 @@ class LlamaCppEngine:
         self.model_ref, self.model_path = engine_model(cfg, model)
         self.settings = model_settings(cfg)
         self.llm, loaded = _load(self.model_path, self.settings)
+        self.llm.prompt_block = prompt_block(self.settings)
         # load_facts is set only when this call loaded weights: the worker counts model loads with it
         self.load_facts = {"model_path": str(self.model_path), **self.settings} if loaded else None
         self._lock = threading.Lock()
