@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from config import atomic
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 SOURCE_PACKAGES = ("producer", "workers", "scoring", "config", "telemetry", "tools")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="Windows files have no POSIX mode bits")

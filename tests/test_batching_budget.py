@@ -22,9 +22,9 @@ from config.schema import validate_config_dict
 from telemetry.batching import BATCH_RATIO_MAX, RECOMMENDED_P, Workload, batching_lines, recommend_parallel
 from telemetry.budget import budget_settings, config_budget
 from telemetry.vram import estimate, shape_from_gguf
-from tests.conftest import cli_env
-from tests.foundation_support import make_workdir, run_cli
-from tests.test_vram import smollm2_gguf
+from tests.support.cli import cli_env, run_cli
+from tests.support.smollm2 import smollm2_gguf
+from tests.support.workdirs import make_workdir
 
 MODEL_BUF = re.compile(r"CPU(?:_Mapped)? model buffer size\s*=\s*([\d.]+) MiB")
 KV_LINE = re.compile(r"llama_kv_cache: size\s*=\s*([\d.]+) MiB \(\s*(\d+) cells,\s*\d+ layers,\s*(\d+)/(\d+) seqs\)")
@@ -197,7 +197,7 @@ def test_plan_prints_the_recommendation_and_the_warning(tmp_path: Path) -> None:
 
 
 def test_doctor_warns_when_p_sequences_do_not_fit(tmp_path: Path) -> None:
-    from tests.offline_config import write_offline_config
+    from tests.support.offline_config import write_offline_config
 
     def doctor(**overrides) -> list[str]:
         config = write_offline_config(tmp_path, local_engine="llama_cpp", local_model="smollm2", n_gpu_layers=0,

@@ -19,9 +19,10 @@ from config.schema import validate_config_dict
 from producer.manifests import build_trial_manifest, engine_batching
 from producer.trials import expand_trials
 from scoring.report import write_report
-from tests.conftest import ROOT, run_cli
-from tests.offline_config import write_offline_config
-from tests.servers.faulty_openai import FaultState, FaultyOpenAIServer
+from tests.support.cli import run_cli
+from tests.support.offline_config import write_offline_config
+from tests.support.paths import ROOT
+from tests.support.servers.faulty_openai import FaultState, FaultyOpenAIServer
 
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default" / "results"
 

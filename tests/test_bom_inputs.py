@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from config.schema import load_config, validate_config_dict
-from tests.offline_config import ROOT, offline_config_dict
+from tests.support.offline_config import offline_config_dict
+from tests.support.paths import ROOT
 
 BOM = "\ufeff"
 

@@ -12,7 +12,7 @@ from config.schema import load_config
 from producer import manifests as m
 from producer.layout import RunLayout
 from producer.trials import expand_trials
-from tests.foundation_support import make_workdir
+from tests.support.workdirs import make_workdir
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from producer.messages import load_prompt_texts
 from producer.prepare import ensure_prepared
 from producer.requests_build import iter_trial_requests
 from producer.trials import expand_trials
-from tests.foundation_support import make_workdir, run_cli
+from tests.support.cli import run_cli
+from tests.support.workdirs import make_workdir
 
 
 def _sha(text: str) -> str:

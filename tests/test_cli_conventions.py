@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from producer.cli import COMMANDS, load_command, main
-from tests.conftest import PY_FLAGS, ROOT, cli_env
+from tests.support.cli import PY_FLAGS, cli_env
+from tests.support.paths import ROOT
 
 ALIASES = {"scoring.score_predictions": "score", "scoring.stats": "stats", "scoring.costs": "costs",
            "scoring.report": "report", "scoring.summary": "summary"}

@@ -20,8 +20,9 @@ from config.errors import ConfigError
 from config.schema import load_config, validate_config_dict
 from producer.datasets.data_errors import DataError
 from producer.prepare import ensure_prepared
-from tests.conftest import ROOT, run_cli
-from tests.offline_config import offline_config_dict, write_offline_config
+from tests.support.cli import run_cli
+from tests.support.offline_config import offline_config_dict, write_offline_config
+from tests.support.paths import ROOT
 
 EXAMPLE = ROOT / "config" / "examples" / "my_faq.jsonl"
 CAPITALS = [  # a closed-book dataset of one's own, with aliases

@@ -29,8 +29,8 @@ import click
 import pytest
 
 from producer.cli import COMMANDS
-from tests.conftest import ROOT
-from tests.test_windows_safety_powershell import _parser, _text, _walk, task_table
+from tests.support.paths import ROOT
+from tests.support.powershell import node_text, ps_parser, task_table, walk
 
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 RUN_MARKER = "<!-- runnable -->"
@@ -203,13 +203,13 @@ def check_python_command(module: str, args: list[str]) -> list[str]:
 @functools.cache
 def _ps_params(script: str) -> set[str]:
     source = (ROOT / "tools" / script).read_bytes()
-    tree = _parser().parse(source)
+    tree = ps_parser().parse(source)
     names = set()
-    for node in _walk(tree.root_node):
+    for node in walk(tree.root_node):
         if node.type == "script_parameter":
-            for child in _walk(node):
+            for child in walk(node):
                 if child.type == "variable":
-                    names.add(_text(source, child).lstrip("$").lower())
+                    names.add(node_text(source, child).lstrip("$").lower())
                     break
     return names
 

@@ -20,8 +20,8 @@ from producer.fireworks_plan import (
 from producer.requests_build import Request
 from producer.sweep_share import share_key
 from producer.trials import expand_trials
-from tests.offline_config import offline_config_dict
-from tests.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
+from tests.support.offline_config import offline_config_dict
+from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
 from workers.fireworks.client import (
     Credentials,
     FireworksClient,

@@ -16,7 +16,7 @@ import pytest
 
 from scoring.items_html import SCRIPT
 from scoring.report import write_report
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 FIXTURE_RUN = ROOT / "tests" / "fixtures" / "report" / "run_demo"
 HOSTILE = '</td></tr><script>window.pwned=1</script><img src=x onerror="window.pwned=2"><b>bold</b>'

@@ -16,7 +16,7 @@ import ast
 import re
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 PACKAGES = ("config", "producer", "workers", "scoring", "telemetry")
 EXEMPT = ("producer/cli/",)  # --help speed: the CLI loads a command's module when it is called

@@ -13,7 +13,7 @@ import sqlite3
 
 from producer.ledger.telemetry import SAMPLE_FIELDS
 from telemetry.sampler import Sample
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 PACKAGES = ("config", "producer", "workers", "scoring", "telemetry")
 LEDGER = "producer/ledger/"

@@ -11,7 +11,7 @@ import pytest
 
 from config.engines import ENGINE_NAMES, ENGINES, HTTP_ENGINES
 from config.schema import EvalConfig
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 from workers.engines.registry import engine_class
 
 PACKAGES = ("config", "producer", "workers", "scoring", "telemetry")

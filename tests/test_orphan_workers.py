@@ -19,11 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.queue_support import (
-    PY_FLAGS,
-    ROOT,
+from tests.support.cli import PY_FLAGS
+from tests.support.cli import cli_env as env_for
+from tests.support.paths import ROOT
+from tests.support.queue_runs import (
     count_state,
-    env_for,
     expected_ids,
     ledger,
     popen,

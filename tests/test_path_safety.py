@@ -15,7 +15,7 @@ import yaml
 from producer.build import base_name
 from producer.console import UserError
 from producer.layout import RunLayout
-from tests.queue_support import producer, run_id_of, write_config
+from tests.support.queue_runs import producer, run_id_of, write_config
 
 
 def _experiments_entries(tmp: Path) -> list[str]:

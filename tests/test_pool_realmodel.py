@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from config.contract import PREDICTIONS_COLUMNS
-from tests.queue_support import (
+from tests.support.queue_runs import (
     count_state,
     expected_ids,
     ledger,

@@ -21,8 +21,8 @@ from producer.messages import load_prompt_texts
 from producer.prepare import ensure_prepared
 from producer.requests_build import iter_trial_requests
 from producer.trials import expand_trials
-from tests.conftest import ROOT
-from tests.foundation_support import make_workdir
+from tests.support.paths import ROOT
+from tests.support.workdirs import make_workdir
 
 
 def _open(item_id: str, context: str) -> dict:

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from producer.datasets.hub import HUB_URLS, file_name_for
-from tests.conftest import ROOT
-from tests.foundation_support import FIXTURES
-from tests.offline_config import write_offline_config
-from tests.servers.llama_server import free_port
+from tests.support.offline_config import write_offline_config
+from tests.support.paths import FIXTURES, ROOT
+from tests.support.servers.llama_server import free_port
 
 NQ_MINI = FIXTURES / "NQ-open.dev.mini.jsonl"
 

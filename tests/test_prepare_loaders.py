@@ -17,8 +17,8 @@ from producer.datasets.formats import load_nq_open, load_squad_v2, load_triviaqa
 from producer.datasets.items import question_hash_id
 from producer.datasets.sources import SAMPLE_FILES, SAMPLES_DIR
 from producer.prepare import ensure_prepared, load_prepared_items, select_items
-from tests.conftest import ROOT
-from tests.foundation_support import FIXTURES, make_workdir
+from tests.support.paths import FIXTURES, ROOT
+from tests.support.workdirs import make_workdir
 
 
 def test_squad_v2_official_json() -> None:
@@ -169,7 +169,7 @@ def test_shuffle_is_seeded_and_sizes_truncate(tmp_path: Path, monkeypatch) -> No
 
 
 def test_prepare_cli_twice_reuses(tmp_path: Path) -> None:
-    from tests.foundation_support import run_cli
+    from tests.support.cli import run_cli
 
     work = make_workdir(tmp_path)
     first = run_cli(["prepare", "--config", "demo", "--limit-items", "3"], cwd=work)

@@ -17,8 +17,8 @@ from config.schema import EvalConfig, StatsConfig
 from scoring.pipeline import analyse_trial
 from scoring.report import write_report
 from scoring.stats import run_stats
-from tests.conftest import ROOT
-from tests.test_scoring_pipeline import make_inputs
+from tests.support.paths import ROOT
+from tests.support.scoring_inputs import make_inputs
 
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default" / "results"
 PY = sys.executable

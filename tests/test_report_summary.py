@@ -13,7 +13,7 @@ import numpy as np
 from statsmodels.stats.multitest import multipletests
 
 from scoring.summary import build_summary, write_run_summary
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default"
 

@@ -4,7 +4,7 @@ A second run of the same requests answers from ``queue/response_cache.sqlite3``:
 never loads the model (the ledger's ``model_loads`` table counts every load), predictions.csv is the
 same file, and the hits are counted in the trial manifest, local_costs.json and raw_results.jsonl.
 A changed seed or prompt file misses; temperature > 0 without a fixed seed is never stored. Ollama's
-cache key is the model's digest from ``/api/tags`` (tests/servers/fake_ollama.py), never its name.
+cache key is the model's digest from ``/api/tags`` (tests/support/servers/fake_ollama.py), never its name.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 
 from config.schema import EvalConfig
-from tests.offline_config import offline_config_dict
-from tests.queue_support import ledger, producer, read_jsonl, results_dir, short_prompt_set, write_config
-from tests.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer
+from tests.support.offline_config import offline_config_dict
+from tests.support.queue_runs import ledger, producer, read_jsonl, results_dir, short_prompt_set, write_config
+from tests.support.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer
 from workers.engines.base import GenerationParams
 from workers.response_cache import cache_for, deterministic
 

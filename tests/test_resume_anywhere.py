@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import run_cli
-from tests.foundation_support import make_workdir
+from tests.support.cli import run_cli
+from tests.support.workdirs import make_workdir
 
 
 def _cli(args: list[str], queue: Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -20,18 +20,10 @@ import pytest
 import yaml
 
 from config.schema import load_config
-from tests.queue_support import (
-    PY_FLAGS,
-    ROOT,
-    env_for,
-    ledger,
-    popen,
-    producer,
-    run_id_of,
-    stop_process,
-    wait_for,
-    write_config,
-)
+from tests.support.cli import PY_FLAGS
+from tests.support.cli import cli_env as env_for
+from tests.support.paths import ROOT
+from tests.support.queue_runs import ledger, popen, producer, run_id_of, stop_process, wait_for, write_config
 
 # the exit codes of producer/exit_codes.py, spelled out: the README table promises these numbers
 STOPPED, SOME_FAILED, ALL_FAILED, NOT_WRITTEN, INTERRUPTED = 1, 3, 4, 5, 130

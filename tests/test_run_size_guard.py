@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_cli
-from tests.offline_config import offline_config_dict
+from tests.support.cli import run_cli
+from tests.support.offline_config import offline_config_dict
 
 
 def _cli(args: list[str], queue: Path) -> subprocess.CompletedProcess:

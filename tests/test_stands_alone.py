@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # Built from parts so that this file does not match its own patterns.

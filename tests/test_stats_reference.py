@@ -20,7 +20,7 @@ from scoring.stats_paired import (
     signflip_sums,
     wilcoxon_test,
 )
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 @pytest.mark.parametrize("seed", range(8))

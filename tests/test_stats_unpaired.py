@@ -13,7 +13,7 @@ from config.schema import StatsConfig
 from producer.cli.cmd_stats import stats as stats_main
 from scoring.aggregate import write_per_item_csv
 from scoring.stats import build_significance
-from tests.test_stats_output import frame, strict_loads, synthetic
+from tests.support.stats_frames import frame, strict_loads, synthetic
 
 CFG = StatsConfig(bootstrap_samples=200, permutation_samples=200, seed=3)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.queue_support import (
+from tests.support.queue_runs import (
     count_state,
     expected_ids,
     ledger,

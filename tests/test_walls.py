@@ -18,7 +18,8 @@ from pathlib import Path
 
 import grimp
 
-from tests.conftest import ROOT, cli_env
+from tests.support.cli import cli_env
+from tests.support.paths import ROOT
 
 ROOTS = ("config", "producer", "workers", "scoring", "telemetry")
 # Cycles still to break (each a TODO(issue 15)); empty: the registration is the only one.

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from config.schema import validate_config_dict
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 from workers.keep_awake import (
     ES_CONTINUOUS,
     ES_SYSTEM_REQUIRED,

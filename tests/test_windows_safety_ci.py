@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "windows-smoke.yml"
 BOOTSTRAP_SH = ROOT / "tools" / "bootstrap.sh"

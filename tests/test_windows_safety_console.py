@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from producer.cli import COMMANDS
-from tests.conftest import ROOT
-from tests.offline_config import write_offline_config
+from tests.support.offline_config import write_offline_config
+from tests.support.paths import ROOT
 
 PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
 NON_CP1252 = "✓ 你好 🚀"

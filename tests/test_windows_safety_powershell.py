@@ -10,17 +10,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from functools import cache
 from importlib import import_module
 from pathlib import Path
 
 import click
 import pytest
 
-from tests.conftest import ROOT
-
-TOOLS = ROOT / "tools"
-PS_SCRIPTS = sorted(TOOLS.glob("*.ps1"))
+from tests.support.paths import ROOT
+from tests.support.powershell import PS_SCRIPTS, TOOLS, syntax_problems, task_table
 
 # The issue's task list and the entry point each must call (module, subcommand or None).
 EXPECTED_TASKS: dict[str, tuple[str, str | None]] = {
@@ -40,60 +37,6 @@ EXPECTED_TASKS: dict[str, tuple[str, str | None]] = {
     "Archive": ("producer", "archive"),
     "Test": ("pytest", None),
 }
-
-
-def _parser():
-    language_pack = pytest.importorskip("tree_sitter_language_pack")
-    return language_pack.get_parser("powershell")
-
-
-def _walk(node):
-    yield node
-    for child in node.children:
-        yield from _walk(child)
-
-
-def syntax_problems(source: bytes) -> list[str]:
-    """ERROR and MISSING nodes of the parse, as 'line:col: text' (empty when the script parses)."""
-    tree = _parser().parse(source)
-    problems = []
-    for node in _walk(tree.root_node):
-        if node.type == "ERROR" or node.is_missing:
-            row, col = node.start_point
-            text = source[node.start_byte : node.end_byte][:60].decode("utf-8", "replace")
-            problems.append(f"{row + 1}:{col + 1}: {node.type} {'(missing)' if node.is_missing else ''} {text!r}")
-    return problems
-
-
-def _text(source: bytes, node) -> str:
-    return source[node.start_byte : node.end_byte].decode("utf-8")
-
-
-@cache
-def task_table() -> dict[str, list[str]]:
-    """Task name -> the literal Python arguments of its ``Args`` block, from the parse tree.
-
-    Variables (``$Config``) are kept as their names so a test can check what is passed where.
-    """
-    source = (TOOLS / "tasks.ps1").read_bytes()
-    tree = _parser().parse(source)
-    tasks: dict[str, list[str]] = {}
-    for entry in _walk(tree.root_node):
-        if entry.type != "hash_entry" or _text(source, entry.children[0]) != "Args":
-            continue
-        task_entry = entry.parent
-        while task_entry is not None and task_entry.type != "hash_entry":
-            task_entry = task_entry.parent
-        assert task_entry is not None, "an Args block outside the task table"
-        name = _text(source, task_entry.children[0])
-        argv = []
-        for node in _walk(entry.children[2]):
-            if node.type in ("expandable_string_literal", "verbatim_string_literal"):
-                argv.append(_text(source, node)[1:-1])
-            elif node.type == "variable" and node.parent.type != "expandable_string_literal":
-                argv.append(_text(source, node))
-        tasks[name] = argv
-    return tasks
 
 
 def _module_and_command(argv: list[str]) -> tuple[str, str | None]:

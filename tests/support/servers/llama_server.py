@@ -32,7 +32,7 @@ def llama_server(model_path: Path, log_path: Path, n_ctx: int = 2048, alias: str
                  ready_timeout_s: float = 90.0) -> Iterator[str]:
     """Start the server, wait until ``GET /v1/models`` answers, yield its URL, stop it."""
     port = free_port()
-    cmd = [sys.executable, "-m", "tests.servers.llama_server", "--model", str(model_path), "--model_alias", alias,
+    cmd = [sys.executable, "-m", "tests.support.servers.llama_server", "--model", str(model_path), "--model_alias", alias,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", "0"]
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "w", encoding="utf-8") as log:
