@@ -20,6 +20,8 @@ from scoring.changed_items import CHANGES, changed_items, paired_items
 from scoring.pipeline import analyse_trial
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.unit
+
 FIXTURE_RUN = ROOT / "tests" / "fixtures" / "report" / "run_demo"
 HOSTILE = '</td><script>alert("x")</script><img src=x onerror="window.pwned=1">'
 DATASETS = (("squad_v2", "open", 40), ("triviaqa", "closed", 24), ("nq_open", "closed", 24))

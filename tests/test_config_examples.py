@@ -12,6 +12,8 @@ from config.schema import load_config, validate_config_dict
 from tests.support.paths import ROOT
 from tests.support.workdirs import make_workdir
 
+pytestmark = pytest.mark.unit
+
 EXAMPLES = [
     "eval_config.yaml",
     "eval_config.local.yaml",

@@ -13,6 +13,8 @@ from producer.cli.cmd_costs import costs as costs_main
 from scoring.costs import compute_costs
 from tests.support.scoring_inputs import make_inputs
 
+pytestmark = pytest.mark.unit
+
 
 def test_costs(tmp_path: Path) -> None:
     _, results = make_inputs(tmp_path)

@@ -96,6 +96,7 @@ def test_queue_inside_onedrive_is_flagged(tmp_path: Path) -> None:
     assert "EXCELLENCE_QUEUE_DIR" in queue_check["detail"]
 
 
+@pytest.mark.unit
 def test_schema_rejects_a_report_with_a_secret_value_field() -> None:
     """The schema is closed: a report that grew an unlisted field (say, the whole environment) fails."""
     from producer.doctor_report import safe_url

@@ -34,6 +34,7 @@ def no_fireworks_env(monkeypatch, tmp_path):
     return tmp_path
 
 
+@pytest.mark.unit
 def test_quoted_values_with_inline_comments_are_unquoted(no_fireworks_env):
     text = ('# my Fireworks settings\n'
             'FIREWORKS_API_KEY="fw-quoted" # the key from the console\n'
@@ -65,6 +66,7 @@ def test_the_key_from_a_quoted_env_line_is_accepted_by_the_server(no_fireworks_e
         srv.stop()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("base", ["https://api.fireworks.ai", "https://proxy.example.com:8443/",
                                   "http://127.0.0.1:8765", "http://127.10.0.3", "http://localhost:9",
                                   "http://[::1]:8080", "HTTPS://API.FIREWORKS.AI"])
@@ -75,6 +77,7 @@ def test_https_and_loopback_bases_are_accepted(base):
     assert Credentials(_Secret("k"), "a", base).api_base == base.rstrip("/")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("base, words", [
     ("http://api.fireworks.ai", "https://"), ("http://10.0.0.5:8080", "https://"),
     ("http://127.0.0.1.nip.io", "https://"), ("http://localhost.evil.com", "https://"),

@@ -124,6 +124,7 @@ def test_a_job_stuck_pending_stops_the_run_at_the_deadline(tmp_path, server):
     assert server.state.counts["job_creates"] == PARTS and len(_rows(tmp_path)) == TOTAL
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name, safe", [
     ("dataset/x/BIJOutputSet.jsonl", "BIJOutputSet.jsonl"), ("..\\..\\..\\evil.jsonl", "evil.jsonl"),
     ("../../etc/passwd", "passwd"), ("C:\\Windows\\win.ini", "win.ini"), ("C:evil.txt", "C_evil.txt"),
@@ -140,6 +141,7 @@ def test_api_file_names_become_safe_base_names(name, safe):
     assert (Path("/tmp/part-0000") / safe_file_name(name)).parent == Path("/tmp/part-0000")
 
 
+@pytest.mark.unit
 def test_clashing_names_stay_apart():
     from workers.fireworks.download import name_files
 
@@ -164,6 +166,7 @@ def test_hostile_download_names_stay_in_their_folder(tmp_path, server):
     assert {j["state"] for j in jobs} == {"downloaded"}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("stamp", ["2023-11-07T05:31:56Z", "2023-11-07T05:31:56.123Z", "2023-11-07T05:31:56.123456789Z",
                                    "2023-11-07T05:31:56+00:00"])
 def test_create_time_is_read_in_every_rfc3339_form(stamp):

@@ -63,6 +63,7 @@ def _total(sig: dict, cell: str, dataset: str | None = None) -> int:
     return total
 
 
+@pytest.mark.unit
 def test_page_is_self_contained_and_escaped(page: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert text.lower().count("<script") == 1  # the page's own script, nothing from the data

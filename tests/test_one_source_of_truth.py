@@ -14,6 +14,8 @@ from config.schema import EvalConfig
 from tests.support.paths import ROOT
 from workers.engines.registry import engine_class
 
+pytestmark = pytest.mark.unit
+
 PACKAGES = ("config", "producer", "workers", "scoring", "telemetry")
 NEVER_IMPORT_WORKERS = ("config", "scoring", "telemetry")
 

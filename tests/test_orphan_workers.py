@@ -294,6 +294,7 @@ def _ledger_has_run(queue: Path) -> bool:
         return False
 
 
+@pytest.mark.unit
 def test_windows_children_go_in_a_kill_on_close_job_object():
     """Static check of the Windows branch: the job's limit structure has winnt.h's layout and flag, and
     every Windows API call of the pool sits behind ``sys.platform == "win32"``."""

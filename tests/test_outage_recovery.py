@@ -70,6 +70,7 @@ def test_a_hung_server_trips_the_engine_down_stop_after_one_or_two_timeouts(tmp_
     assert count_state(queue, run_id, "failed") == 0 and count_state(queue, run_id, "pending") == 28
 
 
+@pytest.mark.unit
 def test_the_window_remembers_which_failures_an_outage_may_explain_and_counts_timeout_rounds():
     from workers.engines.health import FailureWindow
 

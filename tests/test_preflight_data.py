@@ -53,6 +53,7 @@ def hub_config(tmp_path: Path, **data: str) -> Path:
     return write_offline_config(tmp_path, data=sources)
 
 
+@pytest.mark.unit
 def test_pyarrow_is_a_base_dependency() -> None:
     """`pip install .` (the plain bootstrap) must bring the parquet reader the hub TriviaQA needs."""
     cfg = configparser.ConfigParser()

@@ -18,6 +18,8 @@ from scoring.stats import run_stats
 from scoring.summary import write_run_summary
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.unit
+
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default"
 BANNER = "DRY RUN: synthetic answers"
 

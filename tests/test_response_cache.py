@@ -209,6 +209,7 @@ def test_a_damaged_cache_file_does_not_stop_the_run(tmp_path):
     assert not (queue / "response_cache.sqlite3").exists()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("engine", "temperature", "seed", "expected"), [
     ("llama_cpp", 0.0, None, True), ("ollama", 0.0, None, True), ("openai_compat", 0.0, None, True),
     ("llama_cpp", 0.7, 42, True), ("ollama", 0.7, 42, True), ("openai_compat", 0.7, 42, False),
@@ -218,6 +219,7 @@ def test_only_deterministic_requests_are_cached(engine, temperature, seed, expec
     assert deterministic(engine, GenerationParams(max_tokens=8, temperature=temperature, seed=seed)) is expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("engine", ["openai_compat", "dry_run"])
 def test_engines_without_a_model_identity_are_not_cached(tmp_path, engine):
     cfg = EvalConfig(**offline_config_dict(tmp_path, local_engine=engine, local_endpoint="http://127.0.0.1:9",

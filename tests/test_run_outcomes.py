@@ -56,6 +56,7 @@ def test_dry_run_is_recorded_as_a_dry_run(tmp_path) -> None:
     assert load_config(run_dir / "effective_config.yaml").local_engine == "dry_run"  # still loadable
 
 
+@pytest.mark.unit
 def test_a_real_engine_run_is_not_marked_dry(tmp_path) -> None:
     from producer import manifests
     from producer.trials import expand_trials
@@ -212,6 +213,7 @@ def test_live_scoring_that_cannot_read_its_items_does_not_loop(tmp_path, monkeyp
         close_all()
 
 
+@pytest.mark.unit
 def test_readme_lists_every_exit_code() -> None:
     from producer import exit_codes
 

@@ -18,6 +18,8 @@ from scoring.pipeline import analyse_trial
 from scoring.report import write_report
 from tests.support.scoring_inputs import make_inputs
 
+pytestmark = pytest.mark.unit
+
 
 def _duplicate_a_row(results: Path) -> str:
     """Append a second copy of a row (its answer changed, as a re-run would) and return its custom_id."""

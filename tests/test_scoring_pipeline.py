@@ -17,6 +17,8 @@ from scoring.aggregate import ScoringInputError
 from scoring.pipeline import analyse_trial
 from tests.support.scoring_inputs import CLOSED, make_inputs
 
+pytestmark = pytest.mark.unit
+
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as fh:

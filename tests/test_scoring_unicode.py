@@ -13,6 +13,8 @@ from scoring.abstention import is_abstention
 from scoring.rules import score_response
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.unit
+
 # U+0027 and every code point that Unicode's UTS #39 confusables.txt maps to APOSTROPHE (U+0027),
 # written out here independently of scoring/abstention.py.
 APOSTROPHE_LIKE = (

@@ -17,6 +17,8 @@ from scoring.fdr import iter_tests
 from scoring.stats import build_significance
 from tests.support.stats_frames import frame, strict_loads, synthetic
 
+pytestmark = pytest.mark.unit
+
 CFG = StatsConfig(bootstrap_samples=300, permutation_samples=300, seed=7)
 
 

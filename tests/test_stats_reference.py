@@ -22,6 +22,8 @@ from scoring.stats_paired import (
 )
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("seed", range(8))
 def test_bh_matches_statsmodels(seed: int) -> None:

@@ -12,8 +12,12 @@ from __future__ import annotations
 import configparser
 import re
 
+import pytest
+
 from tests.support.paths import ROOT
 from tests.support.powershell import node_text, ps_parser, walk
+
+pytestmark = pytest.mark.unit
 
 SCRIPT = ROOT / "tools" / "bootstrap.ps1"
 WINDOWS_CUDA_TAGS = {"cu118", "cu124", "cu125", "cu130", "cu132"}

@@ -58,11 +58,13 @@ def _matrix_jobs() -> dict:
     return {name: job for name, job in _jobs().items() if "strategy" in job}
 
 
+@pytest.mark.unit
 def test_workflow_matrix_covers_windows_and_ubuntu_on_311_and_312() -> None:
     runners = {job["runs-on"]: job["strategy"]["matrix"]["python"] for job in _matrix_jobs().values()}
     assert runners == {"windows-latest": ["3.11", "3.12"], "ubuntu-latest": ["3.11", "3.12"]}
 
 
+@pytest.mark.unit
 def test_workflow_bootstraps_tests_and_smokes_on_each_os() -> None:
     for job in _matrix_jobs().values():
         runs = _runs(job)
@@ -82,6 +84,7 @@ def readme_windows_quick_start() -> str:
     return lines[0]
 
 
+@pytest.mark.unit
 def test_windows_powershell_51_job_runs_the_readme_commands_as_typed() -> None:
     """Issue 14.6: a job in powershell.exe (5.1) runs the bootstrap and the smoke exactly as the README
     shows them, and checks the demo run finished."""
@@ -98,6 +101,7 @@ def test_windows_powershell_51_job_runs_the_readme_commands_as_typed() -> None:
     assert "PSVersion.Major -ne 5" in runs and ".\\tools\\tasks.ps1 Smoke" in runs and "--dry-run" in runs
 
 
+@pytest.mark.unit
 def test_no_job_changes_the_default_encoding() -> None:
     """The smoke runs in Windows' default encodings (PYTHONUTF8 unset), as on a user's machine."""
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))

@@ -69,6 +69,7 @@ def test_every_module_entry_point_help(module: str, tmp_path: Path) -> None:
     assert_no_crash(run_cp1252(["-m", module, "--help"], tmp_path))
 
 
+@pytest.mark.unit
 def test_expected_entry_points_exist() -> None:
     """The stage CLIs the docs and tasks.ps1 name must be runnable with python -m."""
     assert {"producer", "workers", "scoring.report"} <= set(module_entry_points())

@@ -7,6 +7,8 @@ import pytest
 
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.unit
+
 # whitespace folded: Markdown wraps a quoted message anywhere
 WINDOWS = " ".join((ROOT / "docs" / "windows.md").read_text(encoding="utf-8").split())
 TROUBLE = " ".join((ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8").split())

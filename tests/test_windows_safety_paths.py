@@ -22,6 +22,8 @@ from producer.layout import RunLayout
 from producer.messages import load_prompt_texts
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.unit
+
 WEIRD_DIR = "dir with spaces ü ✓ 你好"
 
 

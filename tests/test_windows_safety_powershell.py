@@ -47,16 +47,19 @@ def _module_and_command(argv: list[str]) -> tuple[str, str | None]:
     return module, sub
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("script", PS_SCRIPTS, ids=lambda p: p.name)
 def test_powershell_script_parses(script: Path) -> None:
     problems = syntax_problems(script.read_bytes())
     assert not problems, f"{script.name} has syntax errors:\n" + "\n".join(problems)
 
 
+@pytest.mark.unit
 def test_expected_scripts_exist() -> None:
     assert {p.name for p in PS_SCRIPTS} >= {"bootstrap.ps1", "tasks.ps1"}
 
 
+@pytest.mark.unit
 def test_syntax_check_catches_a_broken_script() -> None:
     """The checker itself must fail on real mistakes (unclosed brace, unclosed string)."""
     good = (TOOLS / "tasks.ps1").read_bytes()
@@ -66,10 +69,12 @@ def test_syntax_check_catches_a_broken_script() -> None:
     assert syntax_problems(b"$x = @(1, 2\nWrite-Host $x\n")
 
 
+@pytest.mark.unit
 def test_task_names_match_the_issue_list() -> None:
     assert list(task_table()) == list(EXPECTED_TASKS)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("task", list(EXPECTED_TASKS))
 def test_task_calls_its_entry_point(task: str) -> None:
     argv = task_table()[task]
@@ -88,6 +93,7 @@ def _options_in(argv: list[str]) -> list[str]:
     return [a for a in argv if a.startswith("-") and a not in ("-m", "-X", "-W")]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("task", [t for t, (m, _) in EXPECTED_TASKS.items() if m == "producer"])
 def test_producer_task_uses_registered_command_and_real_options(task: str) -> None:
     """``producer <cmd>`` must be in producer/cli/__init__.py COMMANDS and accept every option the task passes."""

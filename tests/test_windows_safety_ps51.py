@@ -20,6 +20,8 @@ import pytest
 from tests.support.paths import ROOT
 from tests.support.powershell import PS_SCRIPTS, node_text, ps_parser, walk
 
+pytestmark = pytest.mark.unit
+
 # cmdlet (lower case) -> parameters PowerShell 5.1's version of it does not have
 PS7_PARAMETERS: dict[str, set[str]] = {
     "foreach-object": {"-parallel", "-throttlelimit", "-asjob", "-timeoutseconds", "-usenewrunspace"},
