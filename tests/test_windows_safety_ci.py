@@ -75,6 +75,23 @@ def test_workflow_bootstraps_tests_and_smokes_on_each_os() -> None:
     assert "./tools/bootstrap.ps1" in _runs(windows) and windows["defaults"]["run"]["shell"] == "pwsh"
 
 
+
+def readme_test_commands() -> list[str]:
+    """The lines of the README's test block (the bash block under "## Running the tests")."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Running the tests", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.strip().splitlines() if line.strip()]
+
+
+@pytest.mark.unit
+def test_ci_runs_the_readme_full_suite_and_the_readme_shows_the_unit_tier() -> None:
+    """Issue 24.7: the README's first test command is the full suite, which .ci/run runs as its last line;
+    the second is the same command restricted to the unit tier."""
+    assert readme_test_commands() == [TEST_COMMAND, f"{TEST_COMMAND} -m unit"]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    steps = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert steps[-1] == TEST_COMMAND
+
 def readme_windows_quick_start() -> str:
     """The Windows line of the README's quick start (the powershell block after "Windows")."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
