@@ -49,11 +49,13 @@ def run_producer(tmp: Path, env: dict[str, str], *args: str, timeout: float = 12
 
 
 def run_dir_of(tmp: Path) -> Path:
+    """The one run folder under ``tmp``/experiments."""
     (run,) = (tmp / "experiments").glob("run_*")
     return run
 
 
 def read_predictions_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a predictions.csv."""
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         return list(reader.fieldnames or []), list(reader)
