@@ -18,6 +18,7 @@ from importlib.machinery import ModuleSpec
 from typing import Any, NoReturn
 
 import pytest
+import urllib3  # noqa: F401 - imported now: its import probes IPv6 with a socket bind (see enforce_unit_rule)
 
 RULE = ("unit tier rule: a test marked `unit` starts no subprocess, opens no network socket and loads no "
         "llama.cpp; drop the `unit` marker from this test (setup.cfg [tool:pytest] markers)")
@@ -38,7 +39,10 @@ class _NoLlamaCpp:
 
 
 def enforce_unit_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until ``monkeypatch`` undoes it: process starts, non-AF_UNIX bind/connect and llama_cpp imports fail."""
+    """Until ``monkeypatch`` undoes it: process starts, non-AF_UNIX bind/connect and llama_cpp imports fail.
+
+    Libraries that open a socket while being imported (urllib3's IPv6 probe) are imported by this module,
+    before any test, so a unit test's result does not depend on which test imported them first."""
 
     def no_child(self: subprocess.Popen, args: Any, *rest: Any, **kw: Any) -> NoReturn:
         _refuse(f"subprocess {args!r}")
