@@ -1,47 +1,17 @@
-"""Shared test plumbing: the repository root and the one way tests run the CLI in a subprocess.
+"""Fixtures for every test: an isolated queue folder, and the unit tier's rule for tests marked ``unit``.
 
-Why here: eighteen test files each computed the root, and several wrote their own ``subprocess.run``
-of ``python -m producer``; how the CLI is started (interpreter flags, environment) belongs in one
-place. Support modules and tests import its names (``from tests.conftest import ROOT``); its one
-fixture, ``isolated_queue``, applies to every test.
+Only fixtures and hooks live here; shared helpers live in tests/support/ (test modules import those,
+never this file).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# Every CLI subprocess turns a missing encoding= into an error, as the suite itself does.
-PY_FLAGS = ["-X", "warn_default_encoding", "-W", "error::EncodingWarning"]
-
-
-def cli_env(queue: Path | None = None, **extra: str) -> dict[str, str]:
-    """This environment with the repo importable, the queue in ``queue`` (when given), no fault
-    injection and no Fireworks key unless ``extra`` sets them."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.pop("EXCELLENCE_FAULTS", None)
-    env.pop("FIREWORKS_API_KEY", None)
-    if queue is not None:
-        env["EXCELLENCE_QUEUE_DIR"] = str(queue)
-    env.update(extra)
-    return env
-
-
-def run_cli(args: list[str], cwd: Path = ROOT, queue: Path | None = None, timeout: float = 240,
-            exe: list[str] | None = None, preexec: Callable[[], None] | None = None,
-            **extra: str) -> subprocess.CompletedProcess:
-    """``python -m producer <args>`` (or ``exe <args>``) in a subprocess, as a user would run it."""
-    cmd = exe or [sys.executable, *PY_FLAGS, "-m", "producer"]
-    return subprocess.run([*cmd, *args], cwd=cwd, env=cli_env(queue, **extra), capture_output=True, text=True,
-                          encoding="utf-8", timeout=timeout, preexec_fn=preexec)
+from tests.support.unit_guard import enforce_unit_rule
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +20,10 @@ def isolated_queue(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     queue_dir = tmp_path_factory.mktemp("queue")
     monkeypatch.setenv("EXCELLENCE_QUEUE_DIR", str(queue_dir))
     yield queue_dir
+
+
+@pytest.fixture(autouse=True)
+def unit_tier_rule(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked ``unit`` fails on its first subprocess, network socket or llama.cpp load."""
+    if request.node.get_closest_marker("unit") is not None:
+        enforce_unit_rule(monkeypatch)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from config import atomic
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 SOURCE_PACKAGES = ("producer", "workers", "scoring", "config", "telemetry", "tools")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="Windows files have no POSIX mode bits")
@@ -40,6 +40,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.unit
 @posix_only
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
 def test_atomic_files_get_the_users_umask_not_0600(tmp_path, umask, mask) -> None:
@@ -68,6 +69,7 @@ def test_report_figure_is_readable_by_others(tmp_path, umask) -> None:
     assert path is not None and _mode(Path(path)) == 0o644
 
 
+@pytest.mark.unit
 def test_temp_names_are_unique_and_cleaned_up(tmp_path) -> None:
     target = tmp_path / "out.json"
     with atomic.atomic_target(target) as first, atomic.atomic_target(target) as second:
@@ -97,6 +99,7 @@ def test_figure_does_not_use_a_fixed_temp_name(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, other.name])
 
 
+@pytest.mark.unit
 def test_copy_file_atomic_copies_whole_files(tmp_path) -> None:
     src = tmp_path / "src.jsonl"
     src.write_text(json.dumps({"id": 1}) + "\n", encoding="utf-8")
@@ -127,5 +130,6 @@ def _bare_replaces() -> list[str]:
     return hits
 
 
+@pytest.mark.unit
 def test_every_file_move_goes_through_the_atomic_helper() -> None:
     assert _bare_replaces() == []

@@ -22,9 +22,9 @@ from config.schema import validate_config_dict
 from telemetry.batching import BATCH_RATIO_MAX, RECOMMENDED_P, Workload, batching_lines, recommend_parallel
 from telemetry.budget import budget_settings, config_budget
 from telemetry.vram import estimate, shape_from_gguf
-from tests.conftest import cli_env
-from tests.foundation_support import make_workdir, run_cli
-from tests.test_vram import smollm2_gguf
+from tests.support.cli import cli_env, run_cli
+from tests.support.smollm2 import smollm2_gguf
+from tests.support.workdirs import make_workdir
 
 MODEL_BUF = re.compile(r"CPU(?:_Mapped)? model buffer size\s*=\s*([\d.]+) MiB")
 KV_LINE = re.compile(r"llama_kv_cache: size\s*=\s*([\d.]+) MiB \(\s*(\d+) cells,\s*\d+ layers,\s*(\d+)/(\d+) seqs\)")
@@ -120,6 +120,7 @@ def test_budget_for_p_matches_llama_cpp_report(p: int, n_ctx: int, cache: str) -
     assert m.group(4).startswith(f"n_ctx {n_ctx} shared by 4 sequences" if p > 1 else f"n_ctx {n_ctx} x 1 slot")
 
 
+@pytest.mark.unit
 def test_kv_cache_does_not_grow_with_p_but_http_slots_do() -> None:
     shape = shape_from_gguf(smollm2_gguf())
     one, four = (estimate(shape, budget_settings(cfg_for(p, 4096), n_gpu_layers=-1)) for p in (1, 4))
@@ -133,6 +134,7 @@ def test_kv_cache_does_not_grow_with_p_but_http_slots_do() -> None:
     assert estimate(shape, budget_settings(server)).kv_mib == pytest.approx(4 * 90.0)  # n_ctx per slot
 
 
+@pytest.mark.unit
 def test_context_need_and_largest_p() -> None:
     w = Workload(requests=10, prefix_tokens=2000, longest_tail=200, fresh_tokens=40, new_tokens=32, where="x")
     assert w.context_need(1) == 2200
@@ -141,6 +143,7 @@ def test_context_need_and_largest_p() -> None:
     assert w.max_parallel(2100) == 0
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("fresh, new, expected", [
     (13, 64, RECOMMENDED_P),  # closed-book, 64 new tokens: decode-heavy
     (39, 32, RECOMMENDED_P),  # mixed SQuAD (paragraph-grouped) + closed-book, 32 new tokens
@@ -162,6 +165,7 @@ def _demo_items() -> list[dict]:
     return make_plan(cfg, Path("."), None, None).items
 
 
+@pytest.mark.unit
 def test_batching_lines_recommend_and_warn() -> None:
     items = _demo_items()
     base = {"backend": "local", "local_engine": "llama_cpp", "local_model": "smollm2",
@@ -197,7 +201,7 @@ def test_plan_prints_the_recommendation_and_the_warning(tmp_path: Path) -> None:
 
 
 def test_doctor_warns_when_p_sequences_do_not_fit(tmp_path: Path) -> None:
-    from tests.offline_config import write_offline_config
+    from tests.support.offline_config import write_offline_config
 
     def doctor(**overrides) -> list[str]:
         config = write_offline_config(tmp_path, local_engine="llama_cpp", local_model="smollm2", n_gpu_layers=0,

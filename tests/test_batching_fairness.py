@@ -19,9 +19,10 @@ from config.schema import validate_config_dict
 from producer.manifests import build_trial_manifest, engine_batching
 from producer.trials import expand_trials
 from scoring.report import write_report
-from tests.conftest import ROOT, run_cli
-from tests.offline_config import write_offline_config
-from tests.servers.faulty_openai import FaultState, FaultyOpenAIServer
+from tests.support.cli import run_cli
+from tests.support.offline_config import write_offline_config
+from tests.support.paths import ROOT
+from tests.support.servers.faulty_openai import FaultState, FaultyOpenAIServer
 
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default" / "results"
 
@@ -81,6 +82,7 @@ def test_both_conditions_run_with_the_runs_one_p(tmp_path: Path) -> None:
     assert json.loads(config_json)["n_parallel"] == 4  # --force continues with the run's own P
 
 
+@pytest.mark.unit
 def test_sequential_llama_cpp_says_so(tmp_path: Path) -> None:
     cfg = validate_config_dict({"backend": "local", "local_engine": "llama_cpp", "local_model": "smollm2"})
     assert cfg.n_parallel == 1
@@ -88,6 +90,7 @@ def test_sequential_llama_cpp_says_so(tmp_path: Path) -> None:
     assert (b["mode"], b["n_parallel"], b["description"]) == ("sequential", 1, "in-process llama.cpp, one sequence at a time")
 
 
+@pytest.mark.unit
 def test_ollama_records_num_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = validate_config_dict({"backend": "local", "local_engine": "ollama", "local_model": "m",
                                 "local_endpoint": "http://127.0.0.1:1", "max_concurrent_requests": 2})
@@ -116,6 +119,7 @@ def test_llama_server_slots_from_props() -> None:
     assert engine_batching(down)["server_parallel"] is None  # a stopped server: null, no error
 
 
+@pytest.mark.unit
 def test_fireworks_batching_is_server_side() -> None:
     cfg = validate_config_dict({"backend": "fireworks"})
     b = engine_batching(cfg)

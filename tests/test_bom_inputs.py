@@ -8,10 +8,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from config.schema import load_config, validate_config_dict
-from tests.offline_config import ROOT, offline_config_dict
+from tests.support.offline_config import offline_config_dict
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 BOM = "\ufeff"
 

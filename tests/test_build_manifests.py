@@ -12,7 +12,7 @@ from config.schema import load_config
 from producer import manifests as m
 from producer.layout import RunLayout
 from producer.trials import expand_trials
-from tests.foundation_support import make_workdir
+from tests.support.workdirs import make_workdir
 
 
 @pytest.fixture
@@ -23,6 +23,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return cfg, RunLayout(Path("experiments"), "20260101T000000Z"), work
 
 
+@pytest.mark.unit
 def test_fingerprint_follows_config_and_prompt_contents(env) -> None:
     cfg, _, work = env
     fp = m.config_fingerprint(cfg)
@@ -33,6 +34,7 @@ def test_fingerprint_follows_config_and_prompt_contents(env) -> None:
     assert fp != m.config_fingerprint(cfg)
 
 
+@pytest.mark.unit
 def test_effective_config_round_trips(env) -> None:
     cfg, layout, _ = env
     path = m.write_effective_config(layout, cfg)
@@ -41,6 +43,7 @@ def test_effective_config_round_trips(env) -> None:
     assert f"config_fingerprint: {m.config_fingerprint(cfg)}" in path.read_text(encoding="utf-8")
 
 
+@pytest.mark.unit
 def test_run_state_phases_and_stop_flag(env) -> None:
     cfg, layout, _ = env
     state = m.init_run_state(layout, cfg, "config/eval_config.demo.yaml")

@@ -17,7 +17,8 @@ from producer.messages import load_prompt_texts
 from producer.prepare import ensure_prepared
 from producer.requests_build import iter_trial_requests
 from producer.trials import expand_trials
-from tests.foundation_support import make_workdir, run_cli
+from tests.support.cli import run_cli
+from tests.support.workdirs import make_workdir
 
 
 def _sha(text: str) -> str:
@@ -35,6 +36,7 @@ def prepared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return cfg, ensure_prepared(cfg).items
 
 
+@pytest.mark.unit
 def test_user_message_identical_across_conditions_system_differs(prepared) -> None:
     cfg, items = prepared
     for prompt_set in ("default", "operational_only"):
@@ -56,6 +58,7 @@ def test_user_message_identical_across_conditions_system_differs(prepared) -> No
             assert system[key]["control"] != system[key]["treatment"], key
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("temp", [0.0, 0.7, 0.25])
 def test_custom_id_round_trip(temp: float) -> None:
     cid = build_custom_id("squad_v2", "56ddde6b9a695914005b9628", "treatment", temp, 3, "open")
@@ -66,6 +69,7 @@ def test_custom_id_round_trip(temp: float) -> None:
     assert str(parsed) == cid
 
 
+@pytest.mark.unit
 def test_plan_parts_arithmetic() -> None:
     assert plan_parts(10, 3, None) == [4, 3, 3]
     assert plan_parts(10, None, 4) == [4, 4, 2]
@@ -86,6 +90,7 @@ def _read_parts(result) -> list[str]:
     return ids
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("parts", "lines", "max_bytes"),
     [(None, None, 150_000_000), (3, None, 150_000_000), (None, 7, 150_000_000), (None, None, 40_000)],
@@ -112,6 +117,7 @@ def test_parts_cover_every_request_exactly_once(prepared, parts, lines, max_byte
         assert len(result.files) > 6
 
 
+@pytest.mark.unit
 def test_rebuild_with_fewer_parts_removes_stale_parts(prepared) -> None:
     cfg, items = prepared
     build_batch_inputs(cfg, items, parts_per_dataset=4)
@@ -120,6 +126,7 @@ def test_rebuild_with_fewer_parts_removes_stale_parts(prepared) -> None:
     assert on_disk == {f["path"] for f in result.files} and len(on_disk) == 6
 
 
+@pytest.mark.unit
 def test_trial_parameters_reach_the_body(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     work = make_workdir(tmp_path)
     monkeypatch.chdir(work)

@@ -18,7 +18,9 @@ from config.schema import EvalConfig
 from scoring.aggregate import ScoringInputError
 from scoring.changed_items import CHANGES, changed_items, paired_items
 from scoring.pipeline import analyse_trial
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 FIXTURE_RUN = ROOT / "tests" / "fixtures" / "report" / "run_demo"
 HOSTILE = '</td><script>alert("x")</script><img src=x onerror="window.pwned=1">'

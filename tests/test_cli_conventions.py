@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from producer.cli import COMMANDS, load_command, main
-from tests.conftest import PY_FLAGS, ROOT, cli_env
+from tests.support.cli import PY_FLAGS, cli_env
+from tests.support.paths import ROOT
 
 ALIASES = {"scoring.score_predictions": "score", "scoring.stats": "stats", "scoring.costs": "costs",
            "scoring.report": "report", "scoring.summary": "summary"}
@@ -33,11 +34,13 @@ def _args_for(option: click.Option, spelling: str) -> list[str]:
     return [spelling] if option.is_flag or option.count else [spelling, "1"]
 
 
+@pytest.mark.unit
 def test_every_command_is_registered_and_the_scoring_stages_are_subcommands() -> None:
     assert set(ALIASES.values()) | {"analyse", "run", "plan", "doctor"} <= set(COMMANDS)
     assert not any(target.startswith(("producer.cmd_", "scoring.")) for target in COMMANDS.values())
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", [None, *sorted(COMMANDS)])
 def test_h_works_in_the_group_and_alone(name: str | None) -> None:
     argv = ["-h"] if name is None else [name, "-h"]
@@ -49,6 +52,7 @@ def test_h_works_in_the_group_and_alone(name: str | None) -> None:
         assert alone.exit_code == 0 and "Usage:" in alone.output, alone.output
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_visible_options_are_kebab_case(name: str) -> None:
     command = load_command(name)
@@ -62,10 +66,12 @@ MULTI_WORD = [(name, opt.name) for name in sorted(COMMANDS) for opt in _options(
               if any("-" in o[2:] for o in _long(opt))]
 
 
+@pytest.mark.unit
 def test_most_commands_have_multi_word_options() -> None:
     assert len({name for name, _ in MULTI_WORD}) >= 12
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("name", "param"), MULTI_WORD, ids=[f"{n}:{p}" for n, p in MULTI_WORD])
 def test_snake_case_alias_is_accepted(name: str, param: str) -> None:
     command = load_command(name)
@@ -80,6 +86,7 @@ def test_snake_case_alias_is_accepted(name: str, param: str) -> None:
         assert eq == as_kebab
 
 
+@pytest.mark.unit
 def test_alias_rewriting_leaves_unknown_options_and_arguments_alone() -> None:
     res = CliRunner().invoke(main, ["stats", "--no_such_option", "x"])
     assert res.exit_code == 2 and "--no_such_option" in res.output
@@ -92,10 +99,12 @@ def test_alias_rewriting_leaves_unknown_options_and_arguments_alone() -> None:
 CONFIG_COMMANDS = sorted(n for n in COMMANDS if "--config" in {o for p in _options(load_command(n)) for o in p.opts})
 
 
+@pytest.mark.unit
 def test_config_commands_include_the_scoring_stages() -> None:
     assert {"analyse", "score", "stats", "costs", "report", "plan", "run", "doctor"} <= set(CONFIG_COMMANDS)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", CONFIG_COMMANDS)
 def test_config_name_is_looked_up_in_config_folder(name: str) -> None:
     command = load_command(name)
@@ -106,6 +115,7 @@ def test_config_name_is_looked_up_in_config_folder(name: str) -> None:
            "eval_config.no_such_config_name in config" in res.output
 
 
+@pytest.mark.unit
 def test_scoring_stage_finds_a_config_by_name(tmp_path) -> None:
     res = CliRunner().invoke(main, ["stats", "--per-item-csv", str(tmp_path / "missing.csv"), "--config", "demo",
                                     "--out-path", str(tmp_path / "s.json")])

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.foundation_support import FIXTURES, make_workdir, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import FIXTURES
+from tests.support.workdirs import make_workdir
 
 DEMO_HEAD = "backend: local\nlocal_engine: dry_run\nsizes: {squad_v2: 3, triviaqa: 3, nq_open: 3}\n"
 

@@ -9,8 +9,10 @@ import pytest
 from config.errors import ConfigError
 from config.lookup import resolve_config_path
 from config.schema import load_config, validate_config_dict
-from tests.conftest import ROOT
-from tests.foundation_support import make_workdir
+from tests.support.paths import ROOT
+from tests.support.workdirs import make_workdir
+
+pytestmark = pytest.mark.unit
 
 EXAMPLES = [
     "eval_config.yaml",

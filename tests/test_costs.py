@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from config.schema import Pricing
 from producer.cli.cmd_costs import costs as costs_main
 from scoring.costs import compute_costs
-from tests.test_scoring_pipeline import make_inputs
+from tests.support.scoring_inputs import make_inputs
+
+pytestmark = pytest.mark.unit
 
 
 def test_costs(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ from config.errors import ConfigError
 from config.schema import load_config, validate_config_dict
 from producer.datasets.data_errors import DataError
 from producer.prepare import ensure_prepared
-from tests.conftest import ROOT, run_cli
-from tests.offline_config import offline_config_dict, write_offline_config
+from tests.support.cli import run_cli
+from tests.support.offline_config import offline_config_dict, write_offline_config
+from tests.support.paths import ROOT
 
 EXAMPLE = ROOT / "config" / "examples" / "my_faq.jsonl"
 CAPITALS = [  # a closed-book dataset of one's own, with aliases
@@ -114,6 +115,7 @@ def test_custom_datasets_are_prepared_run_scored_and_reported(tmp_path: Path) ->
     assert "my_faq" in html and "capitals" in html
 
 
+@pytest.mark.unit
 def test_custom_items_are_scored_by_the_same_rules(tmp_path: Path) -> None:
     """Normalisation, aliases, abstention and unanswerable questions: what the built-in datasets get."""
     from scoring.score_predictions import score_predictions
@@ -180,6 +182,7 @@ BAD_ROWS = [  # (rows, declared type, line named in the error, words of the erro
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("rows,book,line,words", BAD_ROWS, ids=[w for *_, w in BAD_ROWS])
 def test_a_bad_row_is_one_line_naming_file_and_line(tmp_path: Path, rows: list[Any], book: str, line: int,
                                                      words: str) -> None:
@@ -209,6 +212,7 @@ def test_bad_rows_stop_prepare_plan_and_doctor_with_one_line(tmp_path: Path) -> 
     assert not (tmp_path / "experiments").exists() and not (tmp_path / "data" / "prepared" / "open_book.jsonl").exists()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name,words", [
     ("squad_v2", "collides with the built-in dataset 'squad_v2'"),
     ("NQ_Open", "collides with the built-in dataset 'nq_open'"),
@@ -245,6 +249,7 @@ def test_config_errors_of_custom_datasets_are_one_line(tmp_path: Path) -> None:
     one_line(run_cli(["plan", "--config", str(cfg)], cwd=tmp_path), 2, "sizes: every dataset has size 0")
 
 
+@pytest.mark.unit
 def test_example_config_and_file(monkeypatch: pytest.MonkeyPatch) -> None:
     """The documented example loads and its file is a clean dataset with unanswerables and shared contexts."""
     from producer.datasets.sources import load_items, resolve_source
@@ -257,6 +262,7 @@ def test_example_config_and_file(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len({i["context"] for i in items}) < len(items)
 
 
+@pytest.mark.unit
 def test_prepared_custom_items_are_reused_until_the_file_or_the_type_changes(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "mine.jsonl", [OPEN, {**OPEN, "id": "q2", "question": "Who else?"}])
     raw = offline_config_dict(tmp_path, sizes={"squad_v2": 1, "triviaqa": 1, "nq_open": 0},

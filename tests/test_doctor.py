@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from producer.preflight import FAIL, OK, Check, can_start, ensure_ready, format_checks, run_preflight
-from tests.offline_config import offline_config_dict, write_offline_config
-from tests.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer
-from tests.servers.llama_server import free_port
+from tests.support.offline_config import offline_config_dict, write_offline_config
+from tests.support.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer
+from tests.support.servers.llama_server import free_port
 
 MODEL = "llama3.1:8b-instruct-q4_K_M"
 

@@ -1,6 +1,6 @@
 """``doctor --json`` and ``--report FILE``: the bug report validates against docs/doctor-report.schema.json,
 holds the facts a maintainer needs and no secret (canary keys in the environment, in .env and in a URL).
-Real CLI in a subprocess, a real HTTP server (tests/servers/fake_ollama.py) for the Ollama version."""
+Real CLI in a subprocess, a real HTTP server (tests/support/servers/fake_ollama.py) for the Ollama version."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import ROOT
-from tests.offline_config import write_offline_config
-from tests.servers.fake_ollama import VERSION, FakeModel, FakeOllama, FakeOllamaServer
+from tests.support.offline_config import write_offline_config
+from tests.support.paths import ROOT
+from tests.support.servers.fake_ollama import VERSION, FakeModel, FakeOllama, FakeOllamaServer
 
 SCHEMA = json.loads((ROOT / "docs" / "doctor-report.schema.json").read_text(encoding="utf-8"))
 MODEL = "llama3.1:8b-instruct-q4_K_M"
@@ -96,6 +96,7 @@ def test_queue_inside_onedrive_is_flagged(tmp_path: Path) -> None:
     assert "EXCELLENCE_QUEUE_DIR" in queue_check["detail"]
 
 
+@pytest.mark.unit
 def test_schema_rejects_a_report_with_a_secret_value_field() -> None:
     """The schema is closed: a report that grew an unlisted field (say, the whole environment) fails."""
     from producer.doctor_report import safe_url

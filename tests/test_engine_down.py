@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import socket
 
-from tests.queue_support import count_state, producer, run_id_of, write_config
+from tests.support.queue_runs import count_state, producer, run_id_of, write_config
 
 
 def _closed_port() -> int:

@@ -1,5 +1,5 @@
 """HTTP failures a real server produces, through the real openai_compat engine against a real server on
-127.0.0.1 (tests/servers/faulty_openai.py): a body cut off mid-answer, a reset, a JSON body that ends
+127.0.0.1 (tests/support/servers/faulty_openai.py): a body cut off mid-answer, a reset, a JSON body that ends
 early and HTTP 500 are transient (retried with backoff), as docs/engines.md promises; other 4xx stay
 permanent."""
 
@@ -10,8 +10,8 @@ import json
 import pytest
 
 from config.schema import EvalConfig
-from tests.offline_config import offline_config_dict
-from tests.servers.faulty_openai import FaultPlan, FaultState, FaultyOpenAIServer, answer_text
+from tests.support.offline_config import offline_config_dict
+from tests.support.servers.faulty_openai import FaultPlan, FaultState, FaultyOpenAIServer, answer_text
 from workers.engines.base import GenerationParams, PermanentEngineError, TransientEngineError
 from workers.engines.openai_compat import OpenAICompatEngine
 

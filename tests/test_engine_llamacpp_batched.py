@@ -14,7 +14,7 @@ import pytest
 from config.schema import load_config, validate_config_dict
 from producer.enqueue import chunked_requests
 from producer.prepare import ensure_prepared
-from tests.queue_support import (
+from tests.support.queue_runs import (
     count_state,
     expected_ids,
     ledger,

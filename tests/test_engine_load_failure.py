@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from tests.queue_support import ROOT, count_state, producer, run_id_of, write_config
+from tests.support.paths import ROOT
+from tests.support.queue_runs import count_state, producer, run_id_of, write_config
 
 DLL = r"C:\work\excellence\.venv\Lib\site-packages\llama_cpp\lib\llama.dll"
 MESSAGE = f"Failed to load shared library '{DLL}': Could not find module '{DLL}' (or one of its dependencies)."

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from config.schema import EvalConfig
-from tests.offline_config import offline_config_dict
-from tests.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer, Step
+from tests.support.offline_config import offline_config_dict
+from tests.support.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer, Step
 from workers.engines.base import GenerationParams, PermanentEngineError, TransientEngineError
 from workers.engines.http_common import EngineUnreachableError, ModelNotFoundError
 from workers.engines.ollama import OllamaEngine
@@ -197,7 +197,7 @@ def test_one_engine_overlaps_requests_on_threads(tmp_path, server):
 @pytest.mark.realmodel
 def test_answers_from_the_real_smollm2(tmp_path):
     """Through the Ollama API shape, the answer comes from the real model and honours num_predict."""
-    from tests.servers.fake_ollama import smollm2_responder
+    from tests.support.servers.fake_ollama import smollm2_responder
 
     state = FakeOllama(models=[FakeModel("smollm2:135m")], responder=smollm2_responder())
     with FakeOllamaServer(state) as srv:

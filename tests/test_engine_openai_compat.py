@@ -15,9 +15,9 @@ import yaml
 from config.contract import PREDICTIONS_COLUMNS
 from config.model_files import resolve_model_path
 from config.schema import EvalConfig, load_config
-from tests.conftest import ROOT
-from tests.offline_config import offline_config_dict
-from tests.servers.llama_server import free_port, llama_server
+from tests.support.offline_config import offline_config_dict
+from tests.support.paths import ROOT
+from tests.support.servers.llama_server import free_port, llama_server
 from workers.engines.base import GenerationParams, PermanentEngineError, TransientEngineError
 from workers.engines.http_common import EngineUnreachableError
 from workers.engines.openai_compat import API_KEY_ENV, OpenAICompatEngine, timing_facts

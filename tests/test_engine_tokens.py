@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from config.model_files import resolve_model_path
 from config.token_count import chars_estimate, count_prompt, gguf_counter, gguf_vocab, render_with_template
 from telemetry.gguf import read_gguf_metadata
@@ -11,17 +13,20 @@ MESSAGES = [{"role": "system", "content": "You answer in a few words."},
             {"role": "user", "content": "What is the capital of France?"}]
 
 
+@pytest.mark.unit
 def test_chars_fallback_is_the_documented_rule():
     # ceil(26/4)=7 + 4 framing, ceil(30/4)=8 + 4 framing
     assert chars_estimate(MESSAGES) == 7 + 4 + 8 + 4
     assert chars_estimate([]) == 1
 
 
+@pytest.mark.unit
 def test_engine_usage_wins_and_is_exact():
     usage = complete_usage(31, 5, MESSAGES, "Paris")
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.estimated) == (31, 5, 36, False)
 
 
+@pytest.mark.unit
 def test_gaps_are_filled_and_flagged():
     usage = complete_usage(None, 5, MESSAGES, "Paris", counter=lambda msgs: 29)
     assert (usage.prompt_tokens, usage.estimated) == (29, True)
@@ -29,6 +34,7 @@ def test_gaps_are_filled_and_flagged():
     assert (usage.completion_tokens, usage.estimated) == (4, True)  # ceil(13/4)
 
 
+@pytest.mark.unit
 def test_broken_counter_falls_back():
     def broken(msgs):
         raise RuntimeError("server gone")

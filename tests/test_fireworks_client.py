@@ -20,8 +20,8 @@ from producer.fireworks_plan import (
 from producer.requests_build import Request
 from producer.sweep_share import share_key
 from producer.trials import expand_trials
-from tests.offline_config import offline_config_dict
-from tests.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
+from tests.support.offline_config import offline_config_dict
+from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
 from workers.fireworks.client import (
     Credentials,
     FireworksClient,
@@ -117,6 +117,7 @@ def test_bad_key_is_403_and_not_echoed(server):
     assert exc.value.status == 403 and "wrong-key-abcdef" not in str(exc.value)
 
 
+@pytest.mark.unit
 def test_env_file_and_environment(tmp_path, monkeypatch):
     env = tmp_path / ".env"
     env.write_text('# comment\nexport FIREWORKS_API_KEY="k-from-file"\nFIREWORKS_ACCOUNT_ID=acct # inline\n',
@@ -138,6 +139,7 @@ def test_env_file_and_environment(tmp_path, monkeypatch):
         Credentials.from_env()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("row, message", [
     (_row("not-a-custom-id"), "custom_id"),
     (_row(messages=[]), "non-empty"),
@@ -153,11 +155,13 @@ def test_rows_are_validated_locally(row, message):
         validate_row(row)
 
 
+@pytest.mark.unit
 def test_duplicate_custom_id_in_a_part_is_refused():
     with pytest.raises(RowValidationError, match="duplicate"):
         encode_rows([_row(), _row()])
 
 
+@pytest.mark.unit
 def test_ids_are_deterministic_and_valid():
     a = fireworks_ids("20261126-210000-ABCDEF", "Very_Long.Model:Name-with-stuff-default-tp0.9-tk40", 12)
     assert a == fireworks_ids("20261126-210000-ABCDEF", "Very_Long.Model:Name-with-stuff-default-tp0.9-tk40", 12)
@@ -166,6 +170,7 @@ def test_ids_are_deterministic_and_valid():
         assert re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", v) and len(v) <= MAX_ID_LEN
 
 
+@pytest.mark.unit
 def test_plan_splits_parts_and_shares_identical_controls(tmp_path):
     raw = offline_config_dict(tmp_path, backend="fireworks", sweep={"prompt_sets": ["default", "alt"]},
                               fireworks={"max_part_bytes": 2000})
@@ -189,6 +194,7 @@ def test_plan_splits_parts_and_shares_identical_controls(tmp_path):
     assert plan.shared_from == {}  # system prompts differ between prompt sets -> nothing shared
 
 
+@pytest.mark.unit
 def test_plan_shares_when_bodies_are_identical(tmp_path):
     raw = offline_config_dict(tmp_path, backend="fireworks", sweep={"prompt_sets": ["default", "alt"]})
     raw["prompt_sets"]["alt"] = dict(raw["prompt_sets"]["default"])
@@ -204,6 +210,7 @@ def test_plan_shares_when_bodies_are_identical(tmp_path):
         plan.chunk_of[(t1.slug, "triviaqa|q1|control|0.0|0|closed")]
 
 
+@pytest.mark.unit
 def test_each_trial_sends_its_own_model_and_parameters(tmp_path):
     """trials: with different models, top_p, top_k and max_new_tokens reach the bodies and job params."""
     from producer.messages import load_prompt_texts

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from producer.env import parse_env_text
-from tests.servers.fake_fireworks import FakeFireworksServer, FakeState
-from tests.test_fireworks_flow import _config, _env, _producer
+from tests.support.fireworks_runs import fw_config, fw_env, run_producer
+from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState
 from workers.fireworks.client import (
     DEFAULT_API_BASE,
     Credentials,
@@ -34,6 +34,7 @@ def no_fireworks_env(monkeypatch, tmp_path):
     return tmp_path
 
 
+@pytest.mark.unit
 def test_quoted_values_with_inline_comments_are_unquoted(no_fireworks_env):
     text = ('# my Fireworks settings\n'
             'FIREWORKS_API_KEY="fw-quoted" # the key from the console\n'
@@ -65,6 +66,7 @@ def test_the_key_from_a_quoted_env_line_is_accepted_by_the_server(no_fireworks_e
         srv.stop()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("base", ["https://api.fireworks.ai", "https://proxy.example.com:8443/",
                                   "http://127.0.0.1:8765", "http://127.10.0.3", "http://localhost:9",
                                   "http://[::1]:8080", "HTTPS://API.FIREWORKS.AI"])
@@ -75,6 +77,7 @@ def test_https_and_loopback_bases_are_accepted(base):
     assert Credentials(_Secret("k"), "a", base).api_base == base.rstrip("/")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("base, words", [
     ("http://api.fireworks.ai", "https://"), ("http://10.0.0.5:8080", "https://"),
     ("http://127.0.0.1.nip.io", "https://"), ("http://localhost.evil.com", "https://"),
@@ -150,8 +153,8 @@ def test_http_base_from_env_file_is_refused_before_the_key_is_sent(tmp_path):
         assert connections_before == 1
         (tmp_path / ".env").write_text(f'FIREWORKS_API_KEY="{KEY}"\nFIREWORKS_ACCOUNT_ID=acct\n'
                                        f"FIREWORKS_API_BASE={base}\n", encoding="utf-8")
-        env = _env(tmp_path, None)
-        proc = _producer(tmp_path, env, "run", "--config", str(_config(tmp_path)), "-w", "1", "--no-preflight",
+        env = fw_env(tmp_path, None)
+        proc = run_producer(tmp_path, env, "run", "--config", str(fw_config(tmp_path)), "-w", "1", "--no-preflight",
                          timeout=120)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 2, out
@@ -163,22 +166,22 @@ def test_http_base_from_env_file_is_refused_before_the_key_is_sent(tmp_path):
 
 
 def test_doctor_and_plan_show_a_base_that_is_not_the_default(tmp_path):
-    cfg = str(_config(tmp_path))
-    env = _env(tmp_path, None)
-    plain = _producer(tmp_path, env, "plan", "--config", cfg)
+    cfg = str(fw_config(tmp_path))
+    env = fw_env(tmp_path, None)
+    plain = run_producer(tmp_path, env, "plan", "--config", cfg)
     assert plain.returncode == 0, plain.stderr
     assert "API base" not in plain.stdout  # the default is not worth a line
 
     env["FIREWORKS_API_BASE"] = "http://127.0.0.1:8765/"
-    plan = _producer(tmp_path, env, "plan", "--config", cfg)
+    plan = run_producer(tmp_path, env, "plan", "--config", cfg)
     assert plan.returncode == 0, plan.stderr
     assert "Fireworks API base: http://127.0.0.1:8765 (from environment" in plan.stdout
 
     del env["FIREWORKS_API_BASE"]
     (tmp_path / ".env").write_text("FIREWORKS_API_BASE=http://192.0.2.10:8080\n", encoding="utf-8")
-    doctor = _producer(tmp_path, env, "doctor", "--config", cfg)
+    doctor = run_producer(tmp_path, env, "doctor", "--config", cfg)
     assert doctor.returncode == 1, doctor.stdout + doctor.stderr
     line = next(ln for ln in doctor.stdout.splitlines() if "fireworks api base" in ln)
     assert line.startswith("[FAIL]") and "(from .env) is http://192.0.2.10:8080" in line and "https://" in line
-    plan = _producer(tmp_path, env, "plan", "--config", cfg)
+    plan = run_producer(tmp_path, env, "plan", "--config", cfg)
     assert "REFUSED" in plan.stdout and "http://192.0.2.10:8080" in plan.stdout

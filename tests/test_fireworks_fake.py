@@ -11,7 +11,7 @@ import time
 import pytest
 
 from producer.fireworks_plan import encode_rows
-from tests.servers.fake_fireworks import FakeFireworksServer, FakeState
+from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState
 from workers.fireworks.client import Credentials, FireworksClient, FireworksError, _Secret
 
 KEY = "fw-fake-SECRET-abcdef123456"

@@ -3,9 +3,7 @@ worker pool, SQLite ledger and Huey queue in a temp folder) against the fake Fir
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,11 +16,17 @@ import yaml
 
 from config.contract import PREDICTIONS_COLUMNS
 from producer.exit_codes import ALL_FAILED, SOME_FAILED
-from tests.offline_config import ROOT, offline_config_dict
-from tests.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
-
-KEY = "fw-test-SECRET-0123456789abcdef"
-SIZES = {"squad_v2": 2, "triviaqa": 2, "nq_open": 1}
+from tests.support.fireworks_runs import (
+    KEY,
+    SIZES,
+    fw_config,
+    fw_env,
+    read_predictions_csv,
+    run_dir_of,
+    run_producer,
+)
+from tests.support.offline_config import offline_config_dict
+from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
 
 
 @pytest.fixture
@@ -30,41 +34,6 @@ def server():
     srv = FakeFireworksServer(FakeState(api_key=KEY)).start()
     yield srv
     srv.stop()
-
-
-def _config(tmp: Path, **over) -> Path:
-    raw = offline_config_dict(tmp, backend="fireworks", sizes=SIZES, retry_backoff_s=0.01,
-                              model_id="accounts/fireworks/models/model-a",
-                              fireworks={"poll_interval_s": 0.1, "request_deadline_s": 20})
-    raw.update(over)
-    path = tmp / "fw.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def _env(tmp: Path, srv: FakeFireworksServer | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWORKS_")}
-    env["EXCELLENCE_QUEUE_DIR"] = str(tmp / "queue")
-    env["PYTHONPATH"] = str(ROOT)
-    if srv is not None:
-        env.update(FIREWORKS_API_KEY=KEY, FIREWORKS_ACCOUNT_ID="acct", FIREWORKS_API_BASE=srv.base_url)
-    return env
-
-
-def _producer(tmp: Path, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "producer", *args], cwd=tmp, env=env, capture_output=True,
-                          text=True, encoding="utf-8", timeout=timeout)
-
-
-def _run_dir(tmp: Path) -> Path:
-    (run,) = (tmp / "experiments").glob("run_*")
-    return run
-
-
-def _predictions(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        return list(reader.fieldnames or []), list(reader)
 
 
 def _no_key_anywhere(folder: Path, *texts: str) -> None:
@@ -78,15 +47,15 @@ def _no_key_anywhere(folder: Path, *texts: str) -> None:
 def test_fireworks_run_matches_local_schema(tmp_path, server):
     server.state.faults += [Fault("create_job", 429, 1), Fault("get_job", 500, 1)]
     server.state.fail_index = {0}  # the first row of every job goes to the error file
-    cfg = _config(tmp_path)
-    proc = _producer(tmp_path, _env(tmp_path, server), "run", "--config", str(cfg), "-w", "1", "-v")
+    cfg = fw_config(tmp_path)
+    proc = run_producer(tmp_path, fw_env(tmp_path, server), "run", "--config", str(cfg), "-w", "1", "-v")
     assert proc.returncode == SOME_FAILED, proc.stdout + proc.stderr
     assert "retrying" in proc.stderr + proc.stdout  # verbose logs were captured (and hold no key)
-    run = _run_dir(tmp_path)
+    run = run_dir_of(tmp_path)
     trial_dirs = [p for p in run.iterdir() if (p / "results").is_dir()]
     assert len(trial_dirs) == 1
     res = trial_dirs[0] / "results"
-    header, rows = _predictions(res / "predictions.csv")
+    header, rows = read_predictions_csv(res / "predictions.csv")
     assert header == list(PREDICTIONS_COLUMNS)
     parts = server.state.counts["job_creates"]
     total = 2 * sum(SIZES.values())  # two conditions, one temperature, one sample
@@ -103,7 +72,7 @@ def test_fireworks_run_matches_local_schema(tmp_path, server):
     assert manifest["stage_status"]["downloaded"]["status"] == "done"
     phases = json.loads((run / "run_state.json").read_text(encoding="utf-8"))["phases"]
     assert phases["submit"]["status"] == "done" and phases["poll"]["status"] == "done"
-    status = _producer(tmp_path, _env(tmp_path, server), "status")
+    status = run_producer(tmp_path, fw_env(tmp_path, server), "status")
     assert "fireworks jobs" in status.stdout and "COMPLETED" in status.stdout
     _no_key_anywhere(run, proc.stdout, proc.stderr, status.stdout)
     _no_key_anywhere(tmp_path / "queue")
@@ -113,10 +82,10 @@ def test_fireworks_run_matches_local_schema(tmp_path, server):
     local_cfg = local_tmp / "local.yaml"
     local_tmp.mkdir()
     local_cfg.write_text(yaml.safe_dump(offline_config_dict(local_tmp, sizes=SIZES)), encoding="utf-8")
-    lproc = _producer(local_tmp, _env(local_tmp, None), "run", "--config", str(local_cfg), "-w", "1")
+    lproc = run_producer(local_tmp, fw_env(local_tmp, None), "run", "--config", str(local_cfg), "-w", "1")
     assert lproc.returncode == 0, lproc.stdout + lproc.stderr
     (lres,) = (local_tmp / "experiments").glob("run_*/*/results/predictions.csv")
-    lheader, lrows = _predictions(lres)
+    lheader, lrows = read_predictions_csv(lres)
     assert lheader == header
     failed_ids = {e["custom_id"] for e in errors}
     assert {r["custom_id"] for r in lrows} == {r["custom_id"] for r in rows} | failed_ids
@@ -132,8 +101,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 def test_kill_after_job_creation_then_resume_creates_no_second_job(tmp_path, server):
     server.state.hold_jobs = True
-    cfg = _config(tmp_path)
-    env = _env(tmp_path, server)
+    cfg = fw_config(tmp_path)
+    env = fw_env(tmp_path, server)
     proc = subprocess.Popen([sys.executable, "-m", "producer", "run", "--config", str(cfg), "-w", "1"], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -146,14 +115,14 @@ def test_kill_after_job_creation_then_resume_creates_no_second_job(tmp_path, ser
     finally:
         _kill_tree(proc)
     creates = dict(server.state.counts)
-    run_id = _run_dir(tmp_path).name[len("run_"):]
+    run_id = run_dir_of(tmp_path).name[len("run_"):]
     server.state.hold_jobs = False
-    out = _producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "-w", "1")
+    out = run_producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "-w", "1")
     assert out.returncode == 0, out.stdout + out.stderr
     assert server.state.counts["job_creates"] == creates["job_creates"] == expected_parts
     assert server.state.counts["create_dataset"] == creates["create_dataset"]
-    (pred,) = _run_dir(tmp_path).glob("*/results/predictions.csv")
-    assert len(_predictions(pred)[1]) == 2 * sum(SIZES.values())
+    (pred,) = run_dir_of(tmp_path).glob("*/results/predictions.csv")
+    assert len(read_predictions_csv(pred)[1]) == 2 * sum(SIZES.values())
 
 
 def test_sweep_uses_each_trials_model_and_shares_controls(tmp_path, server):
@@ -162,13 +131,13 @@ def test_sweep_uses_each_trials_model_and_shares_controls(tmp_path, server):
     base = offline_config_dict(tmp_path)
     psets = {"default": base["prompt_sets"]["default"],
              "alt": {"control": base["prompt_sets"]["default"]["control"], "treatment": str(alt)}}
-    cfg = _config(tmp_path, prompt_sets=psets, top_p=0.9, top_k=40,
+    cfg = fw_config(tmp_path, prompt_sets=psets, top_p=0.9, top_k=40,
                   max_new_tokens={"closed_book": 12, "open_book": 24},
                   sweep={"models": ["accounts/fireworks/models/model-a", "accounts/fireworks/models/model-b"],
                          "prompt_sets": ["default", "alt"]})
-    proc = _producer(tmp_path, _env(tmp_path, server), "run", "--config", str(cfg), "-w", "1")
+    proc = run_producer(tmp_path, fw_env(tmp_path, server), "run", "--config", str(cfg), "-w", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run = _run_dir(tmp_path)
+    run = run_dir_of(tmp_path)
     trials = sorted(p.name for p in run.iterdir() if (p / "results" / "predictions.csv").is_file())
     assert len(trials) == 4
     jobs = [c["body"] for c in server.state.calls if c["endpoint"] == "create_job"]
@@ -189,7 +158,7 @@ def test_sweep_uses_each_trials_model_and_shares_controls(tmp_path, server):
     shared = 0
     for t in trials:
         manifest = json.loads((run / t / "results" / "trial_manifest.json").read_text(encoding="utf-8"))
-        _, rows = _predictions(run / t / "results" / "predictions.csv")
+        _, rows = read_predictions_csv(run / t / "results" / "predictions.csv")
         assert len(rows) == 2 * n_items
         if manifest.get("shared_control_from"):
             shared += 1
@@ -200,24 +169,24 @@ def test_sweep_uses_each_trials_model_and_shares_controls(tmp_path, server):
 
 
 def test_dry_run_needs_no_key_and_no_network(tmp_path):
-    cfg = _config(tmp_path)
-    proc = _producer(tmp_path, _env(tmp_path, None), "run", "--config", str(cfg), "-w", "1", "--dry-run")
+    cfg = fw_config(tmp_path)
+    proc = run_producer(tmp_path, fw_env(tmp_path, None), "run", "--config", str(cfg), "-w", "1", "--dry-run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (pred,) = _run_dir(tmp_path).glob("*/results/predictions.csv")
-    assert len(_predictions(pred)[1]) == 2 * sum(SIZES.values())
+    (pred,) = run_dir_of(tmp_path).glob("*/results/predictions.csv")
+    assert len(read_predictions_csv(pred)[1]) == 2 * sum(SIZES.values())
     assert not (tmp_path / "data" / "batch_inputs").exists()
-    run = _run_dir(tmp_path)
+    run = run_dir_of(tmp_path)
     assert (run / "fireworks" / "jobs.jsonl").is_file()
     run_id = run.name[len("run_"):]
-    env = _env(tmp_path, None)
+    env = fw_env(tmp_path, None)
 
-    changed = _config(tmp_path, max_new_tokens={"closed_book": 5, "open_book": 5})
-    refused = _producer(tmp_path, env, "enqueue", "--config", str(changed), "--run-id", run_id, "--dry-run")
+    changed = fw_config(tmp_path, max_new_tokens={"closed_book": 5, "open_book": 5})
+    refused = run_producer(tmp_path, env, "enqueue", "--config", str(changed), "--run-id", run_id, "--dry-run")
     assert refused.returncode != 0 and "another config" in refused.stderr and "Traceback" not in refused.stderr
-    forced = _producer(tmp_path, env, "enqueue", "--config", str(changed), "--run-id", run_id, "--dry-run", "--force")
+    forced = run_producer(tmp_path, env, "enqueue", "--config", str(changed), "--run-id", run_id, "--dry-run", "--force")
     assert forced.returncode == 0, forced.stderr
 
-    packed = _producer(tmp_path, env, "archive", "--run-id", run_id)
+    packed = run_producer(tmp_path, env, "archive", "--run-id", run_id)
     assert packed.returncode == 0, packed.stderr
     with zipfile.ZipFile(tmp_path / "experiments" / f"run_{run_id}.zip") as zf:
         names = set(zf.namelist())
@@ -230,38 +199,38 @@ def test_dry_run_needs_no_key_and_no_network(tmp_path):
 
 
 def test_missing_key_is_one_line_error(tmp_path):
-    cfg = _config(tmp_path)
-    proc = _producer(tmp_path, _env(tmp_path, None), "enqueue", "--config", str(cfg))
+    cfg = fw_config(tmp_path)
+    proc = run_producer(tmp_path, fw_env(tmp_path, None), "enqueue", "--config", str(cfg))
     assert proc.returncode != 0
     assert "FIREWORKS_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_failed_and_expired_jobs_then_retry_failed(tmp_path, server):
     server.state.final_state = "JOB_STATE_FAILED"
-    cfg = _config(tmp_path)
-    env = _env(tmp_path, server)
-    proc = _producer(tmp_path, env, "run", "--config", str(cfg), "-w", "1")
+    cfg = fw_config(tmp_path)
+    env = fw_env(tmp_path, server)
+    proc = run_producer(tmp_path, env, "run", "--config", str(cfg), "-w", "1")
     assert proc.returncode == ALL_FAILED, proc.stdout + proc.stderr
-    (res,) = _run_dir(tmp_path).glob("*/results")
+    (res,) = run_dir_of(tmp_path).glob("*/results")
     errors = [json.loads(x) for x in (res / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(errors) == 2 * sum(SIZES.values())
     assert "ended JOB_STATE_FAILED: Dataset has a syntax error" in errors[0]["error"]
     first_jobs = server.state.counts["job_creates"]
 
     server.state.final_state = "JOB_STATE_EXPIRED"  # half of each job comes back
-    run_id = _run_dir(tmp_path).name[len("run_"):]
-    proc = _producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "--retry-failed", "-w", "1")
+    run_id = run_dir_of(tmp_path).name[len("run_"):]
+    proc = run_producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "--retry-failed", "-w", "1")
     assert proc.returncode == SOME_FAILED, proc.stdout + proc.stderr
     assert server.state.counts["job_creates"] == 2 * first_jobs  # new job ids for the failed parts
-    _, rows = _predictions(res / "predictions.csv")
+    _, rows = read_predictions_csv(res / "predictions.csv")
     missing = [json.loads(x) for x in (res / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
     assert rows and missing and len(rows) + len(missing) == 2 * sum(SIZES.values())
     assert all("no output row" in e["error"] for e in missing)
 
     server.state.final_state = "JOB_STATE_COMPLETED"
     before = {k: len(v["rows"]) for k, v in server.state.datasets.items() if k.endswith("-in")}
-    proc = _producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "--retry-failed", "-w", "1")
+    proc = run_producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "--retry-failed", "-w", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert len(_predictions(res / "predictions.csv")[1]) == 2 * sum(SIZES.values())
+    assert len(read_predictions_csv(res / "predictions.csv")[1]) == 2 * sum(SIZES.values())
     resent = sum(len(v["rows"]) for k, v in server.state.datasets.items() if k.endswith("-in") and k not in before)
     assert resent == len(missing)  # only the rows without a result were sent again

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tests.offline_config import offline_config_dict
-from tests.test_fireworks_flow import SIZES, _env, _predictions, _producer, _run_dir
+from tests.support.fireworks_runs import SIZES, fw_env, read_predictions_csv, run_dir_of, run_producer
+from tests.support.offline_config import offline_config_dict
 
 
 def test_local_sweep_generates_shared_controls_once(tmp_path):
@@ -20,9 +20,9 @@ def test_local_sweep_generates_shared_controls_once(tmp_path):
     raw["sweep"] = {"prompt_sets": ["default", "alt"]}
     cfg = tmp_path / "local.yaml"
     cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    proc = _producer(tmp_path, _env(tmp_path, None), "run", "--config", str(cfg), "-w", "1")
+    proc = run_producer(tmp_path, fw_env(tmp_path, None), "run", "--config", str(cfg), "-w", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run = _run_dir(tmp_path)
+    run = run_dir_of(tmp_path)
     n = sum(SIZES.values())
     db = sqlite3.connect(tmp_path / "queue" / "ledger.sqlite3")
     shared = db.execute("select trial, custom_id, owner_trial from shared_requests").fetchall()
@@ -39,11 +39,11 @@ def test_local_sweep_generates_shared_controls_once(tmp_path):
     manifest = json.loads((run / reuser / "results" / "trial_manifest.json").read_text(encoding="utf-8"))
     assert manifest["shared_control_from"] == [shared[0][2]]
     for t in (reuser, shared[0][2]):
-        assert len(_predictions(run / t / "results" / "predictions.csv")[1]) == 2 * n
+        assert len(read_predictions_csv(run / t / "results" / "predictions.csv")[1]) == 2 * n
     owner = shared[0][2]
     costs = {t: json.loads((run / t / "results" / "costs.json").read_text(encoding="utf-8")) for t in (reuser, owner)}
     assert costs[reuser]["shared_rows"] == n and costs[owner]["shared_rows"] == 0  # the copies are not billed twice
-    paid = [r for r in _predictions(run / reuser / "results" / "predictions.csv")[1] if "|treatment|" in r["custom_id"]]
+    paid = [r for r in read_predictions_csv(run / reuser / "results" / "predictions.csv")[1] if "|treatment|" in r["custom_id"]]
     price = costs[reuser]["pricing"]
     expected = sum(int(r["prompt_tokens"]) * price["input_per_mtok"] + int(r["completion_tokens"]) * price["output_per_mtok"]
                    for r in paid) / 1e6

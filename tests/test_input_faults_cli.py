@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_cli
-from tests.offline_config import offline_config_dict
+from tests.support.cli import run_cli
+from tests.support.offline_config import offline_config_dict
+from tests.support.paths import ROOT
 
 
 def _cli(args: list[str], queue: Path, cwd: Path | None = None, preexec=None, exe: list[str] | None = None,

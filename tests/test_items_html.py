@@ -16,7 +16,7 @@ import pytest
 
 from scoring.items_html import SCRIPT
 from scoring.report import write_report
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 FIXTURE_RUN = ROOT / "tests" / "fixtures" / "report" / "run_demo"
 HOSTILE = '</td></tr><script>window.pwned=1</script><img src=x onerror="window.pwned=2"><b>bold</b>'
@@ -63,6 +63,7 @@ def _total(sig: dict, cell: str, dataset: str | None = None) -> int:
     return total
 
 
+@pytest.mark.unit
 def test_page_is_self_contained_and_escaped(page: Path) -> None:
     text = page.read_text(encoding="utf-8")
     assert text.lower().count("<script") == 1  # the page's own script, nothing from the data

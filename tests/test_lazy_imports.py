@@ -16,7 +16,11 @@ import ast
 import re
 from pathlib import Path
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 PACKAGES = ("config", "producer", "workers", "scoring", "telemetry")
 EXEMPT = ("producer/cli/",)  # --help speed: the CLI loads a command's module when it is called

@@ -57,6 +57,7 @@ def _result(text: str = "Paris") -> EngineResult:
     return EngineResult(text, "stop", Usage(10, 2), "req-1", 0.1, {"name": "dry_run"})
 
 
+@pytest.mark.unit
 def test_register_is_idempotent_and_stores_system_prompts_once(conn):
     assert _register(conn) == 6
     assert _register(conn) == 0
@@ -66,6 +67,7 @@ def test_register_is_idempotent_and_stores_system_prompts_once(conn):
     assert row["system_text"].startswith("system control")
 
 
+@pytest.mark.unit
 def test_a_result_is_written_once_even_if_the_task_runs_twice(conn):
     _register(conn)
     rows = claim_chunk(conn, "r1", 0, 111)
@@ -101,6 +103,7 @@ def test_dead_workers_work_is_requeued_and_a_crash_loop_fails(conn):
     assert states[1]["state"] == "queued" and states[1]["crashes"] == 0  # the one after it was never started
 
 
+@pytest.mark.unit
 def test_stop_blocks_claims_until_resumed(conn):
     _register(conn)
     conn.execute("update requests set state = 'queued'")
@@ -112,6 +115,7 @@ def test_stop_blocks_claims_until_resumed(conn):
     assert len(claim_chunk(conn, "r1", 0, 1)) == 2
 
 
+@pytest.mark.unit
 def test_export_is_claimed_once_and_only_when_complete(conn):
     _register(conn, 2)
     rows = claim_chunk(conn, "r1", 0, 5)
@@ -123,6 +127,7 @@ def test_export_is_claimed_once_and_only_when_complete(conn):
     assert claim_export(conn, "r1", "t1", 6) is False
 
 
+@pytest.mark.unit
 def test_status_counts_and_prints_cp1252_safe(conn):
     _register(conn)
     rows = claim_chunk(conn, "r1", 0, 7)

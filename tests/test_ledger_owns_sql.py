@@ -11,9 +11,13 @@ import dataclasses
 import re
 import sqlite3
 
+import pytest
+
 from producer.ledger.telemetry import SAMPLE_FIELDS
 from telemetry.sampler import Sample
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 PACKAGES = ("config", "producer", "workers", "scoring", "telemetry")
 LEDGER = "producer/ledger/"

@@ -11,8 +11,10 @@ import pytest
 
 from config.engines import ENGINE_NAMES, ENGINES, HTTP_ENGINES
 from config.schema import EvalConfig
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 from workers.engines.registry import engine_class
+
+pytestmark = pytest.mark.unit
 
 PACKAGES = ("config", "producer", "workers", "scoring", "telemetry")
 NEVER_IMPORT_WORKERS = ("config", "scoring", "telemetry")

@@ -19,11 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.queue_support import (
-    PY_FLAGS,
-    ROOT,
+from tests.support.cli import PY_FLAGS
+from tests.support.cli import cli_env as env_for
+from tests.support.paths import ROOT
+from tests.support.queue_runs import (
     count_state,
-    env_for,
     expected_ids,
     ledger,
     popen,
@@ -294,6 +294,7 @@ def _ledger_has_run(queue: Path) -> bool:
         return False
 
 
+@pytest.mark.unit
 def test_windows_children_go_in_a_kill_on_close_job_object():
     """Static check of the Windows branch: the job's limit structure has winnt.h's layout and flag, and
     every Windows API call of the pool sits behind ``sys.platform == "win32"``."""

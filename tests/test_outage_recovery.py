@@ -1,5 +1,5 @@
 """An engine outage never leaves failed requests behind (issue 13 item 3), with real processes, real SQLite
-and a real server on 127.0.0.1 (tests/servers/faulty_openai.py):
+and a real server on 127.0.0.1 (tests/support/servers/faulty_openai.py):
 
 - the engine goes away mid-run: the run stops with its reason, the requests that failed while the
   stop was being detected go back to pending, and the printed resume command finishes every one;
@@ -13,9 +13,9 @@ import json
 
 import pytest
 
-from tests.queue_support import count_state, expected_ids, ledger, producer, run_id_of, write_config
-from tests.servers.faulty_openai import FaultPlan, FaultState, FaultyOpenAIServer
-from tests.servers.llama_server import free_port
+from tests.support.queue_runs import count_state, expected_ids, ledger, producer, run_id_of, write_config
+from tests.support.servers.faulty_openai import FaultPlan, FaultState, FaultyOpenAIServer
+from tests.support.servers.llama_server import free_port
 
 SIZES = {"squad_v2": 6, "triviaqa": 4, "nq_open": 4}  # 28 requests
 
@@ -70,6 +70,7 @@ def test_a_hung_server_trips_the_engine_down_stop_after_one_or_two_timeouts(tmp_
     assert count_state(queue, run_id, "failed") == 0 and count_state(queue, run_id, "pending") == 28
 
 
+@pytest.mark.unit
 def test_the_window_remembers_which_failures_an_outage_may_explain_and_counts_timeout_rounds():
     from workers.engines.health import FailureWindow
 

@@ -6,7 +6,7 @@ import json
 
 from config.contract import PREDICTIONS_COLUMNS
 from producer.results_io import raw_result_row
-from tests.queue_support import producer, read_predictions
+from tests.support.queue_runs import producer, read_predictions
 
 CID = "nq_open|q1|control|0.0|0|closed"
 CID2 = "squad_v2|s1|treatment|0.7|1|open"

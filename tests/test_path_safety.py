@@ -15,7 +15,7 @@ import yaml
 from producer.build import base_name
 from producer.console import UserError
 from producer.layout import RunLayout
-from tests.queue_support import producer, run_id_of, write_config
+from tests.support.queue_runs import producer, run_id_of, write_config
 
 
 def _experiments_entries(tmp: Path) -> list[str]:
@@ -41,6 +41,7 @@ def test_archive_run_id_is_validated(tmp_path) -> None:
     assert out.returncode == 2 and out.stderr.startswith("error: invalid run id"), out.stderr
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("bad", ["..", "a/../../x", "a\\b", "../x", "x..y", "", ".hidden", "a b", "C:evil", "x" * 101])
 def test_validate_run_id_refuses(bad) -> None:
     from producer.layout import validate_run_id
@@ -51,6 +52,7 @@ def test_validate_run_id_refuses(bad) -> None:
         RunLayout(Path("experiments"), bad)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("good", ["20260101-120000-abc123", "r1", "my.run_2", "run_20260101T000000Z"])
 def test_validate_run_id_accepts(good) -> None:
     from producer.layout import validate_run_id
@@ -58,6 +60,7 @@ def test_validate_run_id_accepts(good) -> None:
     assert validate_run_id(good) == good
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["..", ".", "../../x", "a/../b", "..\\..\\x", "C:\\x", "CON", "nul.txt", " ", ""])
 def test_safe_slug_is_one_safe_path_component(name) -> None:
     from producer.layout import safe_slug
@@ -70,6 +73,7 @@ def test_safe_slug_is_one_safe_path_component(name) -> None:
     assert safe_slug(slug) == slug  # idempotent: one rule, applied twice, changes nothing
 
 
+@pytest.mark.unit
 def test_batch_input_names_are_slugged() -> None:
     name = base_name("../../evil", 0.7, "control")
     assert "/" not in name and ".." not in name and name.endswith("__t0.7__control")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.foundation_support import FIXTURES, make_workdir, run_cli, snapshot
+from tests.support.cli import run_cli
+from tests.support.paths import FIXTURES
+from tests.support.workdirs import make_workdir, snapshot
 
 PHASES = "prepare -> build -> submit"
 

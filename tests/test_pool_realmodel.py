@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from config.contract import PREDICTIONS_COLUMNS
-from tests.queue_support import (
+from tests.support.queue_runs import (
     count_state,
     expected_ids,
     ledger,
@@ -34,7 +34,7 @@ def _answers(tmp, run_id):
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
-    """An uninterrupted real run (short system prompts, see queue_support.short_prompt_set)."""
+    """An uninterrupted real run (short system prompts, see tests/support/queue_runs.short_prompt_set)."""
     tmp = tmp_path_factory.mktemp("baseline")
     cfg = write_config(tmp, short_prompts=True)
     queue = tmp / "queue"

@@ -21,8 +21,8 @@ from producer.messages import load_prompt_texts
 from producer.prepare import ensure_prepared
 from producer.requests_build import iter_trial_requests
 from producer.trials import expand_trials
-from tests.conftest import ROOT
-from tests.foundation_support import make_workdir
+from tests.support.paths import ROOT
+from tests.support.workdirs import make_workdir
 
 
 def _open(item_id: str, context: str) -> dict:
@@ -44,6 +44,7 @@ def _ids(cfg, items, conditions=("control", "treatment")) -> list[str]:
                                                      conditions=conditions)]
 
 
+@pytest.mark.unit
 def test_interleaved_paragraphs_and_types_are_grouped():
     """Closed first, paragraphs interleaved: type by first appearance, then paragraph, then given order."""
     items = [_closed("c1"), _open("a1", "Para A"), _open("b1", "Para B"), _closed("c2"), _open("a2", "Para A"),
@@ -63,6 +64,7 @@ def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return cfg, ensure_prepared(cfg).items
 
 
+@pytest.mark.unit
 def test_each_block_runs_types_then_paragraphs_then_items(demo):
     cfg, items = demo
     trial = expand_trials(cfg)[0]
@@ -99,6 +101,7 @@ def test_each_block_runs_types_then_paragraphs_then_items(demo):
     assert same_paragraph_pairs == 34 - 6  # 34 SQuAD questions on 6 paragraphs: all but each first share
 
 
+@pytest.mark.unit
 def test_chunks_cut_one_trial_temp_condition_and_follow_the_order(demo):
     cfg, items = demo
     reqs = list(enqueue.chunked_requests(cfg, items, chunk_size=4))

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from producer.datasets.hub import HUB_URLS, file_name_for
-from tests.conftest import ROOT
-from tests.foundation_support import FIXTURES
-from tests.offline_config import write_offline_config
-from tests.servers.llama_server import free_port
+from tests.support.offline_config import write_offline_config
+from tests.support.paths import FIXTURES, ROOT
+from tests.support.servers.llama_server import free_port
 
 NQ_MINI = FIXTURES / "NQ-open.dev.mini.jsonl"
 
@@ -54,6 +53,7 @@ def hub_config(tmp_path: Path, **data: str) -> Path:
     return write_offline_config(tmp_path, data=sources)
 
 
+@pytest.mark.unit
 def test_pyarrow_is_a_base_dependency() -> None:
     """`pip install .` (the plain bootstrap) must bring the parquet reader the hub TriviaQA needs."""
     cfg = configparser.ConfigParser()

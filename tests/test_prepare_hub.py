@@ -14,7 +14,9 @@ import pytest
 
 from producer.datasets.data_errors import DataError
 from producer.datasets.hub import ensure_downloaded
-from tests.foundation_support import FIXTURES, make_workdir, run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import FIXTURES
+from tests.support.workdirs import make_workdir
 
 PAYLOAD = (FIXTURES / "NQ-open.dev.mini.jsonl").read_bytes()
 

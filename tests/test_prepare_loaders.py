@@ -17,10 +17,11 @@ from producer.datasets.formats import load_nq_open, load_squad_v2, load_triviaqa
 from producer.datasets.items import question_hash_id
 from producer.datasets.sources import SAMPLE_FILES, SAMPLES_DIR
 from producer.prepare import ensure_prepared, load_prepared_items, select_items
-from tests.conftest import ROOT
-from tests.foundation_support import FIXTURES, make_workdir
+from tests.support.paths import FIXTURES, ROOT
+from tests.support.workdirs import make_workdir
 
 
+@pytest.mark.unit
 def test_squad_v2_official_json() -> None:
     items = load_squad_v2(FIXTURES / "squad_v2_dev_mini.json")
     assert [i["id"] for i in items] == [
@@ -40,6 +41,7 @@ def test_squad_v2_official_json() -> None:
     assert list(first) == ["dataset", "id", "context", "question", "answers", "is_unanswerable"]
 
 
+@pytest.mark.unit
 def test_triviaqa_official_json_value_plus_aliases() -> None:
     items = load_triviaqa(FIXTURES / "triviaqa_verified_web_dev_mini.json")
     assert [i["id"] for i in items] == ["tc_33", "sfq_2517", "qb_1234"]
@@ -51,6 +53,7 @@ def test_triviaqa_official_json_value_plus_aliases() -> None:
     assert list(items[0]) == ["dataset", "id", "question", "answers"]
 
 
+@pytest.mark.unit
 def test_triviaqa_hf_rc_nocontext_jsonl_matches_official() -> None:
     hf = load_triviaqa(FIXTURES / "triviaqa_rc.nocontext_validation_mini.jsonl")
     official = load_triviaqa(FIXTURES / "triviaqa_verified_web_dev_mini.json")
@@ -59,6 +62,7 @@ def test_triviaqa_hf_rc_nocontext_jsonl_matches_official() -> None:
                      "answers": ["David Seville"]}
 
 
+@pytest.mark.unit
 def test_triviaqa_hf_parquet(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
@@ -83,6 +87,7 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
     assert "needs pyarrow: run `pip install pyarrow`" in out and out.count("\n") == 1
 
 
+@pytest.mark.unit
 def test_nq_open_jsonl_ids_are_stable_question_hashes() -> None:
     items = load_nq_open(FIXTURES / "NQ-open.dev.mini.jsonl")
     assert len(items) == 4
@@ -92,11 +97,13 @@ def test_nq_open_jsonl_ids_are_stable_question_hashes() -> None:
     assert len({i["id"] for i in items}) == 4 and all("|" not in i["id"] for i in items)
 
 
+@pytest.mark.unit
 def test_malformed_jsonl_names_its_line() -> None:
     with pytest.raises(DataError, match=r"nq_open_malformed.jsonl: line 2: malformed JSON"):
         load_nq_open(FIXTURES / "nq_open_malformed.jsonl")
 
 
+@pytest.mark.unit
 def test_bundled_samples_are_valid_and_balanced() -> None:
     squad = load_squad_v2(SAMPLES_DIR / SAMPLE_FILES["squad_v2"])
     tqa = load_triviaqa(SAMPLES_DIR / SAMPLE_FILES["triviaqa"])
@@ -117,6 +124,7 @@ def _cfg(work: Path, monkeypatch: pytest.MonkeyPatch, **sizes):
     return cfg
 
 
+@pytest.mark.unit
 def test_prepare_writes_contract_files_and_reuses_by_fingerprint(tmp_path: Path, monkeypatch) -> None:
     work = make_workdir(tmp_path)
     nq = work / "nq.jsonl"
@@ -150,6 +158,7 @@ def test_prepare_writes_contract_files_and_reuses_by_fingerprint(tmp_path: Path,
     assert not ensure_prepared(reseeded, overrides).reused
 
 
+@pytest.mark.unit
 def test_shuffle_is_seeded_and_sizes_truncate(tmp_path: Path, monkeypatch) -> None:
     items = [{"id": str(i)} for i in range(50)]
     a = select_items(items, "squad_v2", 42, None)
@@ -169,7 +178,7 @@ def test_shuffle_is_seeded_and_sizes_truncate(tmp_path: Path, monkeypatch) -> No
 
 
 def test_prepare_cli_twice_reuses(tmp_path: Path) -> None:
-    from tests.foundation_support import run_cli
+    from tests.support.cli import run_cli
 
     work = make_workdir(tmp_path)
     first = run_cli(["prepare", "--config", "demo", "--limit-items", "3"], cwd=work)

@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 
-from tests.queue_support import (
-    PY_FLAGS,
-    ROOT,
+from tests.support.cli import PY_FLAGS
+from tests.support.cli import cli_env as env_for
+from tests.support.paths import ROOT
+from tests.support.queue_runs import (
     count_state,
-    env_for,
     expected_ids,
     ledger,
     producer,

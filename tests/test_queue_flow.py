@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from config.contract import PREDICTIONS_COLUMNS
-from tests.queue_support import (
+from tests.support.queue_runs import (
     count_state,
     expected_ids,
     popen,
@@ -68,7 +68,7 @@ def test_engine_faults_retry_transient_and_record_permanent(tmp_path):
     failed = count_state(queue, run_id, "failed")
     done = count_state(queue, run_id, "done")
     assert failed > 0 and done + failed == 28
-    from tests.queue_support import ledger
+    from tests.support.queue_runs import ledger
 
     with ledger(queue) as conn:
         retried = conn.execute("select count(*) from requests where state = 'done' and attempts = 3").fetchone()[0]

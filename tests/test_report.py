@@ -17,8 +17,8 @@ from config.schema import EvalConfig, StatsConfig
 from scoring.pipeline import analyse_trial
 from scoring.report import write_report
 from scoring.stats import run_stats
-from tests.conftest import ROOT
-from tests.test_scoring_pipeline import make_inputs
+from tests.support.paths import ROOT
+from tests.support.scoring_inputs import make_inputs
 
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default" / "results"
 PY = sys.executable
@@ -42,6 +42,7 @@ def _set_effect(results: Path, delta: float, ci: list[float], q: float, temp: st
     path.write_text(json.dumps(sig), encoding="utf-8")
 
 
+@pytest.mark.unit
 def test_report_renders_from_fixture(results: Path) -> None:
     out = write_report(results, None)
     reports = results.parent / "reports"
@@ -60,6 +61,7 @@ def test_report_renders_from_fixture(results: Path) -> None:
     assert "](figures/forest_t0.0.png)" in md
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("delta", "ci", "q", "expected"),
     [
@@ -83,6 +85,7 @@ def test_headline_wording_follows_direction_and_significance(results, delta, ci,
     assert html.index('class="headline"') < html.index("Run settings")
 
 
+@pytest.mark.unit
 def test_html_is_self_contained(results: Path) -> None:
     html = write_report(results, None)["report_html"].read_text(encoding="utf-8")
     refs = re.findall(r"""<[^>]*?\s(?:src|href)\s*=\s*["']?([^"' >]+)""", html, flags=re.IGNORECASE)
@@ -95,6 +98,7 @@ def test_html_is_self_contained(results: Path) -> None:
     assert "<details><summary>All other settings" in html  # secondary settings folded, no script needed
 
 
+@pytest.mark.unit
 def test_model_text_and_errors_are_escaped(results: Path) -> None:
     pred = results / "predictions.csv"
     text = pred.read_text(encoding="utf-8").replace("<b>Paris</b>", "<script>alert(1)</script>")
@@ -108,6 +112,7 @@ def test_model_text_and_errors_are_escaped(results: Path) -> None:
     assert "<script" not in md and "The answer is &lt;script>alert(1)&lt;/script> & more" in md
 
 
+@pytest.mark.unit
 def test_secrets_in_manifest_never_shown(results: Path) -> None:
     path = results / "trial_manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -119,6 +124,7 @@ def test_secrets_in_manifest_never_shown(results: Path) -> None:
         assert "do-not-show" not in p.read_text(encoding="utf-8")
 
 
+@pytest.mark.unit
 def test_empty_results_folder_renders_not_available(tmp_path: Path) -> None:
     results = tmp_path / "t" / "results"
     results.mkdir(parents=True)
@@ -130,6 +136,7 @@ def test_empty_results_folder_renders_not_available(tmp_path: Path) -> None:
     assert out["figures"] == []
 
 
+@pytest.mark.unit
 def test_partial_and_corrupt_artifacts(results: Path) -> None:
     for name in ("per_item_scores.csv", "telemetry.csv", "local_costs.json", "errors.jsonl"):
         (results / name).unlink()
@@ -143,6 +150,7 @@ def test_partial_and_corrupt_artifacts(results: Path) -> None:
     assert "treatment lowered the false-answer rate" in out["headline"][0]
 
 
+@pytest.mark.unit
 def test_report_from_real_stats(results: Path) -> None:
     """significance.json written by the project's statistics stage, then rendered."""
 
@@ -186,6 +194,7 @@ def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path) -> N
     assert shot.stat().st_size > 50_000  # a blank page compresses to a few KB
 
 
+@pytest.mark.unit
 def test_report_after_real_pipeline_on_tiny_run(tmp_path: Path) -> None:
     """score -> stats -> costs -> report through scoring.pipeline on 4 items (n = 1 subgroups, null stats)."""
 
@@ -202,6 +211,7 @@ def test_report_after_real_pipeline_on_tiny_run(tmp_path: Path) -> None:
     assert "<script" not in html and "Traceback" not in html
 
 
+@pytest.mark.unit
 def test_headline_uses_p_when_fdr_is_off(results: Path) -> None:
     _set_effect(results, -0.2, [-0.29, -0.12], None)  # enable_fdr: false leaves q_value null
     first = write_report(results, None, figures=False)["headline"][0]

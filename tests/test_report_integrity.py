@@ -16,7 +16,9 @@ from config.schema import StatsConfig
 from scoring.report import write_report
 from scoring.stats import run_stats
 from scoring.summary import write_run_summary
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default"
 BANNER = "DRY RUN: synthetic answers"

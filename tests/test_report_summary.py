@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from statsmodels.stats.multitest import multipletests
 
 from scoring.summary import build_summary, write_run_summary
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "report" / "run_demo" / "demo-default"
 
@@ -73,6 +74,7 @@ def test_summary_compares_trials_with_fdr_across_them(tmp_path: Path) -> None:
     assert (run / "summary_figures" / "summary_open_false_answer_rate.png").is_file()
 
 
+@pytest.mark.unit
 def test_summary_of_run_without_statistics(tmp_path: Path) -> None:
     (tmp_path / "run_x" / "t1" / "results").mkdir(parents=True)
     doc = build_summary(tmp_path / "run_x", tmp_path / "figs")

@@ -4,7 +4,7 @@ A second run of the same requests answers from ``queue/response_cache.sqlite3``:
 never loads the model (the ledger's ``model_loads`` table counts every load), predictions.csv is the
 same file, and the hits are counted in the trial manifest, local_costs.json and raw_results.jsonl.
 A changed seed or prompt file misses; temperature > 0 without a fixed seed is never stored. Ollama's
-cache key is the model's digest from ``/api/tags`` (tests/servers/fake_ollama.py), never its name.
+cache key is the model's digest from ``/api/tags`` (tests/support/servers/fake_ollama.py), never its name.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 
 from config.schema import EvalConfig
-from tests.offline_config import offline_config_dict
-from tests.queue_support import ledger, producer, read_jsonl, results_dir, short_prompt_set, write_config
-from tests.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer
+from tests.support.offline_config import offline_config_dict
+from tests.support.queue_runs import ledger, producer, read_jsonl, results_dir, short_prompt_set, write_config
+from tests.support.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer
 from workers.engines.base import GenerationParams
 from workers.response_cache import cache_for, deterministic
 
@@ -209,6 +209,7 @@ def test_a_damaged_cache_file_does_not_stop_the_run(tmp_path):
     assert not (queue / "response_cache.sqlite3").exists()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("engine", "temperature", "seed", "expected"), [
     ("llama_cpp", 0.0, None, True), ("ollama", 0.0, None, True), ("openai_compat", 0.0, None, True),
     ("llama_cpp", 0.7, 42, True), ("ollama", 0.7, 42, True), ("openai_compat", 0.7, 42, False),
@@ -218,6 +219,7 @@ def test_only_deterministic_requests_are_cached(engine, temperature, seed, expec
     assert deterministic(engine, GenerationParams(max_tokens=8, temperature=temperature, seed=seed)) is expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("engine", ["openai_compat", "dry_run"])
 def test_engines_without_a_model_identity_are_not_cached(tmp_path, engine):
     cfg = EvalConfig(**offline_config_dict(tmp_path, local_engine=engine, local_endpoint="http://127.0.0.1:9",

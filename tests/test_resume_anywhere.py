@@ -9,10 +9,11 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.conftest import run_cli
-from tests.foundation_support import make_workdir
+from tests.support.cli import run_cli
+from tests.support.workdirs import make_workdir
 
 
 def _cli(args: list[str], queue: Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -84,6 +85,7 @@ def test_resume_checks_the_engine_first_and_sends_nothing_while_it_is_down(tmp_p
     assert _ledger_counts(queue, run_id) == (0, 0)  # not one request was sent to the dead engine
 
 
+@pytest.mark.unit
 def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, monkeypatch):
     from producer import queue_paths
     from producer.ledger.db import close_all, connect

@@ -20,18 +20,10 @@ import pytest
 import yaml
 
 from config.schema import load_config
-from tests.queue_support import (
-    PY_FLAGS,
-    ROOT,
-    env_for,
-    ledger,
-    popen,
-    producer,
-    run_id_of,
-    stop_process,
-    wait_for,
-    write_config,
-)
+from tests.support.cli import PY_FLAGS
+from tests.support.cli import cli_env as env_for
+from tests.support.paths import ROOT
+from tests.support.queue_runs import ledger, popen, producer, run_id_of, stop_process, wait_for, write_config
 
 # the exit codes of producer/exit_codes.py, spelled out: the README table promises these numbers
 STOPPED, SOME_FAILED, ALL_FAILED, NOT_WRITTEN, INTERRUPTED = 1, 3, 4, 5, 130
@@ -64,6 +56,7 @@ def test_dry_run_is_recorded_as_a_dry_run(tmp_path) -> None:
     assert load_config(run_dir / "effective_config.yaml").local_engine == "dry_run"  # still loadable
 
 
+@pytest.mark.unit
 def test_a_real_engine_run_is_not_marked_dry(tmp_path) -> None:
     from producer import manifests
     from producer.trials import expand_trials
@@ -220,6 +213,7 @@ def test_live_scoring_that_cannot_read_its_items_does_not_loop(tmp_path, monkeyp
         close_all()
 
 
+@pytest.mark.unit
 def test_readme_lists_every_exit_code() -> None:
     from producer import exit_codes
 

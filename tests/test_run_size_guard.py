@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_cli
-from tests.offline_config import offline_config_dict
+from tests.support.cli import run_cli
+from tests.support.offline_config import offline_config_dict
 
 
 def _cli(args: list[str], queue: Path) -> subprocess.CompletedProcess:
@@ -69,6 +69,7 @@ def test_absurd_generation_time_is_refused_unless_yes(tmp_path):
     assert _cli(["plan", "--config", cfg, "--yes"], queue).returncode == 0
 
 
+@pytest.mark.unit
 def test_enqueue_streams_requests_instead_of_holding_them(tmp_path):
     from config.schema import validate_config_dict
     from producer.enqueue import enqueue_run

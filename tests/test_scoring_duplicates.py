@@ -16,7 +16,9 @@ from producer.cli.cmd_score import score as score_main
 from scoring.aggregate import ScoringInputError
 from scoring.pipeline import analyse_trial
 from scoring.report import write_report
-from tests.test_scoring_pipeline import make_inputs
+from tests.support.scoring_inputs import make_inputs
+
+pytestmark = pytest.mark.unit
 
 
 def _duplicate_a_row(results: Path) -> str:

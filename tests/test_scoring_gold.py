@@ -12,6 +12,8 @@ import pytest
 from scoring.normalize import exact_match, f1_score
 from scoring.rules import abstains, score_response
 
+pytestmark = pytest.mark.unit
+
 
 # ---- The official SQuAD v2.0 evaluation script (evaluate-v2.0.py), the functions scoring uses ----
 def official_normalize_answer(s: str) -> str:

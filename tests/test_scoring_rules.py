@@ -10,6 +10,8 @@ from scoring.normalize import exact_match, f1_score, normalize_answer
 from scoring.rules import score_response
 from scoring.unsupported import unsupported_flag
 
+pytestmark = pytest.mark.unit
+
 UNANS = {"dataset": "squad_v2", "id": "u1", "context": "The castle was built in 1200 by the king.",
          "question": "Who destroyed it?", "answers": [], "is_unanswerable": True}
 ANS = {"dataset": "squad_v2", "id": "a1", "context": "The castle was built in 1200 by King Harold.",

@@ -11,7 +11,9 @@ import pytest
 from scoring import abstention
 from scoring.abstention import is_abstention
 from scoring.rules import score_response
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 # U+0027 and every code point that Unicode's UTS #39 confusables.txt maps to APOSTROPHE (U+0027),
 # written out here independently of scoring/abstention.py.

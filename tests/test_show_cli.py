@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.queue_support import producer, read_jsonl, write_config
+from tests.support.cli import run_cli
+from tests.support.queue_runs import producer, read_jsonl, write_config
 
 ODD = "Which tower \u2192 \u6771\u4eac is tallest?"  # characters a cp1252 console cannot print
 

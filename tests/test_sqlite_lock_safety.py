@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from producer.queue_paths import check_sqlite_file
 
 TRY_WRITE = """
@@ -47,6 +49,7 @@ def test_checking_a_database_this_process_has_open_keeps_its_locks(tmp_path: Pat
     assert _other_process_write(db) == "acquired"
 
 
+@pytest.mark.unit
 def test_a_garbage_file_is_still_refused_on_the_first_check(tmp_path: Path) -> None:
     import pytest
 

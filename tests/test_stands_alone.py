@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.support.paths import ROOT
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # Built from parts so that this file does not match its own patterns.
@@ -43,6 +45,7 @@ def cited_facts(name: str, text: str) -> set[int]:
     return found
 
 
+@pytest.mark.unit
 def test_architecture_defines_its_facts_in_order() -> None:
     facts = defined_facts(ARCHITECTURE.read_text(encoding="utf-8"))
     assert facts and facts == set(range(1, max(facts) + 1))
@@ -62,6 +65,7 @@ def test_every_cited_fact_is_defined() -> None:
     assert not bad, "cites a fact docs/architecture.md does not define:\n" + "\n".join(bad)
 
 
+@pytest.mark.unit
 def test_the_checks_catch_what_they_are_for() -> None:
     assert OUTSIDE.search("see " + "shared" + "/ARCHITECTURE.md") and OUTSIDE.search("`CONTRACT" + ".md` section 5")
     assert not OUTSIDE.search("docs/contract.md and unshared/ data")

@@ -6,52 +6,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 from statsmodels.stats.multitest import multipletests
 
-from config.contract import PER_ITEM_COLUMNS, item_key
 from config.schema import StatsConfig
 from producer.cli.cmd_stats import stats as stats_main
 from scoring.aggregate import write_per_item_csv
 from scoring.fdr import iter_tests
 from scoring.stats import build_significance
+from tests.support.stats_frames import frame, strict_loads, synthetic
+
+pytestmark = pytest.mark.unit
 
 CFG = StatsConfig(bootstrap_samples=300, permutation_samples=300, seed=7)
-
-
-def strict_loads(text: str):
-    def refuse(token: str):
-        raise ValueError(f"non-strict JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def frame(rows: list[dict]) -> pd.DataFrame:
-    out = pd.DataFrame(rows)
-    for col in PER_ITEM_COLUMNS:
-        if col not in out:
-            out[col] = np.nan
-    return out[list(PER_ITEM_COLUMNS)]
-
-
-def synthetic(n: int = 60, seed: int = 0, temps=("0.0", "0.7")) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for temp in temps:
-        for i in range(n):
-            ds = ("squad_v2", "triviaqa", "nq_open")[i % 3]
-            open_ = ds == "squad_v2"
-            for cond in ("control", "treatment"):
-                em = float(rng.integers(0, 4) / 3)
-                row = {"item_key": item_key(ds, f"q{i}"), "type": "open" if open_ else "closed",
-                       "condition": cond, "temp": temp, "em": em, "abstain_rate": float(rng.integers(0, 4) / 3)}
-                if open_:
-                    row.update(f1=min(1.0, em + rng.uniform(0, 0.2)), false_answer_rate=float(rng.integers(0, 2)),
-                               unsupported_rate=float(rng.integers(0, 2)))
-                rows.append(row)
-    return frame(rows)
 
 
 def test_keys_fdr_and_reproducible(tmp_path: Path) -> None:

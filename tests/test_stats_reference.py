@@ -20,7 +20,9 @@ from scoring.stats_paired import (
     signflip_sums,
     wilcoxon_test,
 )
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("seed", range(8))

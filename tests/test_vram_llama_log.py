@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from telemetry.vram import MIB, compute_buffer_bytes, kv_cache_bytes, kv_cells, shape_from_gguf
-from tests.test_vram import smollm2_gguf
+from tests.support.smollm2 import smollm2_gguf
 
 pytestmark = pytest.mark.realmodel
 

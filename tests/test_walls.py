@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.support.cli import cli_env
+from tests.support.paths import ROOT
 
 ROOTS = ("config", "producer", "workers", "scoring", "telemetry")
 # Cycles still to break (each a TODO(issue 15)); empty: the registration is the only one.
@@ -45,6 +47,7 @@ def test_lint_imports_keeps_every_contract():
     assert re.search(r"Contracts: \d+ kept, 0 broken", proc.stdout), proc.stdout
 
 
+@pytest.mark.unit
 def test_every_producer_module_has_a_room_and_queue_is_no_package():
     cfg = _config()
     roots = _lines(cfg["importlinter"]["root_packages"])
@@ -56,6 +59,7 @@ def test_every_producer_module_has_a_room_and_queue_is_no_package():
     assert modules - placed == set(), "place each new producer module in a layer of .importlinter"
 
 
+@pytest.mark.unit
 def test_the_only_import_cycles_are_the_registration_and_the_listed_debts():
     graph = grimp.build_graph(*ROOTS, cache_dir=None)
     allowed = set()

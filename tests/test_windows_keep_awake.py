@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from config.schema import validate_config_dict
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 from workers.keep_awake import (
     ES_CONTINUOUS,
     ES_SYSTEM_REQUIRED,
@@ -37,6 +37,7 @@ class RecordingKernel32:
         return self.result
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("config_value", "allow_sleep", "expected"),
     [(True, False, True), (False, False, False), (True, True, False), (None, False, True), (None, True, False)],
@@ -45,18 +46,21 @@ def test_flag_logic(config_value, allow_sleep, expected) -> None:
     assert should_prevent_sleep(config_value, allow_sleep) is expected
 
 
+@pytest.mark.unit
 def test_config_field_defaults_on_and_can_be_turned_off() -> None:
     assert validate_config_dict({"local_engine": "dry_run"}, check_files=False).prevent_sleep is True
     cfg = validate_config_dict({"local_engine": "dry_run", "prevent_sleep": False}, check_files=False)
     assert should_prevent_sleep(cfg.prevent_sleep, allow_sleep=False) is False
 
 
+@pytest.mark.unit
 @pytest.mark.skipif(sys.platform == "win32", reason="checks the no-op on other systems")
 def test_noop_on_this_platform() -> None:
     with keep_awake(True) as active:
         assert active is False
 
 
+@pytest.mark.unit
 def test_windows_requests_and_resets() -> None:
     k32 = RecordingKernel32()
     with keep_awake(True, platform="win32", kernel32=k32) as active:
@@ -65,6 +69,7 @@ def test_windows_requests_and_resets() -> None:
     assert k32.calls == [ES_CONTINUOUS | ES_SYSTEM_REQUIRED, ES_CONTINUOUS]
 
 
+@pytest.mark.unit
 def test_windows_resets_when_the_run_fails() -> None:
     k32 = RecordingKernel32()
     with pytest.raises(RuntimeError), keep_awake(True, platform="win32", kernel32=k32):
@@ -72,6 +77,7 @@ def test_windows_resets_when_the_run_fails() -> None:
     assert k32.calls[-1] == ES_CONTINUOUS
 
 
+@pytest.mark.unit
 def test_windows_disabled_makes_no_call() -> None:
     k32 = RecordingKernel32()
     with keep_awake(False, platform="win32", kernel32=k32) as active:
@@ -79,6 +85,7 @@ def test_windows_disabled_makes_no_call() -> None:
     assert k32.calls == []
 
 
+@pytest.mark.unit
 def test_windows_api_failure_is_not_fatal() -> None:
     k32 = RecordingKernel32(result=0)
     with keep_awake(True, platform="win32", kernel32=k32) as active:
@@ -86,6 +93,7 @@ def test_windows_api_failure_is_not_fatal() -> None:
     assert k32.calls == [ES_CONTINUOUS | ES_SYSTEM_REQUIRED]  # nothing to reset
 
 
+@pytest.mark.unit
 def test_allow_sleep_option_parses() -> None:
     seen = {}
 

@@ -12,8 +12,12 @@ from __future__ import annotations
 import configparser
 import re
 
-from tests.conftest import ROOT
-from tests.test_windows_safety_powershell import _parser, _text, _walk
+import pytest
+
+from tests.support.paths import ROOT
+from tests.support.powershell import node_text, ps_parser, walk
+
+pytestmark = pytest.mark.unit
 
 SCRIPT = ROOT / "tools" / "bootstrap.ps1"
 WINDOWS_CUDA_TAGS = {"cu118", "cu124", "cu125", "cu130", "cu132"}
@@ -44,18 +48,18 @@ def pip_calls() -> list[list[str]]:
     source = _source()
     values = _assignments(source)
     calls = []
-    for node in _walk(_parser().parse(source).root_node):
+    for node in walk(ps_parser().parse(source).root_node):
         if node.type != "command":
             continue
         name = next((c for c in node.children if c.type == "command_name"), None)
-        if name is None or _text(source, name) != "Invoke-Checked":
+        if name is None or node_text(source, name) != "Invoke-Checked":
             continue
         argv = []
-        for sub in _walk(node):
+        for sub in walk(node):
             if sub.type in ("expandable_string_literal", "verbatim_string_literal"):
-                argv.append(_expand(_text(source, sub)[1:-1], values))
+                argv.append(_expand(node_text(source, sub)[1:-1], values))
             elif sub.type == "variable" and sub.parent.type != "expandable_string_literal":
-                argv.append(_expand(_text(source, sub), values))
+                argv.append(_expand(node_text(source, sub), values))
         if "pip" in argv and "install" in argv:
             calls.append(argv)
     return calls

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "windows-smoke.yml"
 BOOTSTRAP_SH = ROOT / "tools" / "bootstrap.sh"
@@ -58,11 +58,13 @@ def _matrix_jobs() -> dict:
     return {name: job for name, job in _jobs().items() if "strategy" in job}
 
 
+@pytest.mark.unit
 def test_workflow_matrix_covers_windows_and_ubuntu_on_311_and_312() -> None:
     runners = {job["runs-on"]: job["strategy"]["matrix"]["python"] for job in _matrix_jobs().values()}
     assert runners == {"windows-latest": ["3.11", "3.12"], "ubuntu-latest": ["3.11", "3.12"]}
 
 
+@pytest.mark.unit
 def test_workflow_bootstraps_tests_and_smokes_on_each_os() -> None:
     for job in _matrix_jobs().values():
         runs = _runs(job)
@@ -73,6 +75,23 @@ def test_workflow_bootstraps_tests_and_smokes_on_each_os() -> None:
     assert "./tools/bootstrap.ps1" in _runs(windows) and windows["defaults"]["run"]["shell"] == "pwsh"
 
 
+
+def readme_test_commands() -> list[str]:
+    """The lines of the README's test block (the bash block under "## Running the tests")."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Running the tests", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.strip().splitlines() if line.strip()]
+
+
+@pytest.mark.unit
+def test_ci_runs_the_readme_full_suite_and_the_readme_shows_the_unit_tier() -> None:
+    """Issue 24.7: the README's first test command is the full suite, which .ci/run runs as its last line;
+    the second is the same command restricted to the unit tier."""
+    assert readme_test_commands() == [TEST_COMMAND, f"{TEST_COMMAND} -m unit"]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    steps = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert steps[-1] == TEST_COMMAND
+
 def readme_windows_quick_start() -> str:
     """The Windows line of the README's quick start (the powershell block after "Windows")."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -82,6 +101,7 @@ def readme_windows_quick_start() -> str:
     return lines[0]
 
 
+@pytest.mark.unit
 def test_windows_powershell_51_job_runs_the_readme_commands_as_typed() -> None:
     """Issue 14.6: a job in powershell.exe (5.1) runs the bootstrap and the smoke exactly as the README
     shows them, and checks the demo run finished."""
@@ -98,6 +118,7 @@ def test_windows_powershell_51_job_runs_the_readme_commands_as_typed() -> None:
     assert "PSVersion.Major -ne 5" in runs and ".\\tools\\tasks.ps1 Smoke" in runs and "--dry-run" in runs
 
 
+@pytest.mark.unit
 def test_no_job_changes_the_default_encoding() -> None:
     """The smoke runs in Windows' default encodings (PYTHONUTF8 unset), as on a user's machine."""
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))

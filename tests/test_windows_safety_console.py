@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from producer.cli import COMMANDS
-from tests.conftest import ROOT
-from tests.offline_config import write_offline_config
+from tests.support.offline_config import write_offline_config
+from tests.support.paths import ROOT
 
 PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
 NON_CP1252 = "✓ 你好 🚀"
@@ -69,6 +69,7 @@ def test_every_module_entry_point_help(module: str, tmp_path: Path) -> None:
     assert_no_crash(run_cp1252(["-m", module, "--help"], tmp_path))
 
 
+@pytest.mark.unit
 def test_expected_entry_points_exist() -> None:
     """The stage CLIs the docs and tasks.ps1 name must be runnable with python -m."""
     assert {"producer", "workers", "scoring.report"} <= set(module_entry_points())

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 # whitespace folded: Markdown wraps a quoted message anywhere
 WINDOWS = " ".join((ROOT / "docs" / "windows.md").read_text(encoding="utf-8").split())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 PACKAGES = ("producer", "workers", "config", "scoring", "telemetry")
 POSIX_ONLY_MODULES = {"fcntl", "termios", "tty", "pty", "pwd", "grp", "resource", "posix"}
@@ -154,6 +154,7 @@ def posix_only_uses(source: str, filename: str = "<src>") -> list[str]:
     return found
 
 
+@pytest.mark.unit
 def test_no_unguarded_posix_only_calls_signals_or_imports() -> None:
     problems = []
     for path in project_files():
@@ -162,6 +163,7 @@ def test_no_unguarded_posix_only_calls_signals_or_imports() -> None:
     assert not problems, "POSIX-only use outside a platform guard:\n" + "\n".join(problems)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("source", "flagged"),
     [

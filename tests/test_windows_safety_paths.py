@@ -20,7 +20,9 @@ from config.errors import ConfigError
 from config.schema import load_config, validate_config_dict
 from producer.layout import RunLayout
 from producer.messages import load_prompt_texts
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 WEIRD_DIR = "dir with spaces ü ✓ 你好"
 

@@ -10,17 +10,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from functools import cache
 from importlib import import_module
 from pathlib import Path
 
 import click
 import pytest
 
-from tests.conftest import ROOT
-
-TOOLS = ROOT / "tools"
-PS_SCRIPTS = sorted(TOOLS.glob("*.ps1"))
+from tests.support.paths import ROOT
+from tests.support.powershell import PS_SCRIPTS, TOOLS, syntax_problems, task_table
 
 # The issue's task list and the entry point each must call (module, subcommand or None).
 EXPECTED_TASKS: dict[str, tuple[str, str | None]] = {
@@ -42,60 +39,6 @@ EXPECTED_TASKS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def _parser():
-    language_pack = pytest.importorskip("tree_sitter_language_pack")
-    return language_pack.get_parser("powershell")
-
-
-def _walk(node):
-    yield node
-    for child in node.children:
-        yield from _walk(child)
-
-
-def syntax_problems(source: bytes) -> list[str]:
-    """ERROR and MISSING nodes of the parse, as 'line:col: text' (empty when the script parses)."""
-    tree = _parser().parse(source)
-    problems = []
-    for node in _walk(tree.root_node):
-        if node.type == "ERROR" or node.is_missing:
-            row, col = node.start_point
-            text = source[node.start_byte : node.end_byte][:60].decode("utf-8", "replace")
-            problems.append(f"{row + 1}:{col + 1}: {node.type} {'(missing)' if node.is_missing else ''} {text!r}")
-    return problems
-
-
-def _text(source: bytes, node) -> str:
-    return source[node.start_byte : node.end_byte].decode("utf-8")
-
-
-@cache
-def task_table() -> dict[str, list[str]]:
-    """Task name -> the literal Python arguments of its ``Args`` block, from the parse tree.
-
-    Variables (``$Config``) are kept as their names so a test can check what is passed where.
-    """
-    source = (TOOLS / "tasks.ps1").read_bytes()
-    tree = _parser().parse(source)
-    tasks: dict[str, list[str]] = {}
-    for entry in _walk(tree.root_node):
-        if entry.type != "hash_entry" or _text(source, entry.children[0]) != "Args":
-            continue
-        task_entry = entry.parent
-        while task_entry is not None and task_entry.type != "hash_entry":
-            task_entry = task_entry.parent
-        assert task_entry is not None, "an Args block outside the task table"
-        name = _text(source, task_entry.children[0])
-        argv = []
-        for node in _walk(entry.children[2]):
-            if node.type in ("expandable_string_literal", "verbatim_string_literal"):
-                argv.append(_text(source, node)[1:-1])
-            elif node.type == "variable" and node.parent.type != "expandable_string_literal":
-                argv.append(_text(source, node))
-        tasks[name] = argv
-    return tasks
-
-
 def _module_and_command(argv: list[str]) -> tuple[str, str | None]:
     assert "-m" in argv, f"no '-m module' in {argv}"
     module = argv[argv.index("-m") + 1]
@@ -104,16 +47,19 @@ def _module_and_command(argv: list[str]) -> tuple[str, str | None]:
     return module, sub
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("script", PS_SCRIPTS, ids=lambda p: p.name)
 def test_powershell_script_parses(script: Path) -> None:
     problems = syntax_problems(script.read_bytes())
     assert not problems, f"{script.name} has syntax errors:\n" + "\n".join(problems)
 
 
+@pytest.mark.unit
 def test_expected_scripts_exist() -> None:
     assert {p.name for p in PS_SCRIPTS} >= {"bootstrap.ps1", "tasks.ps1"}
 
 
+@pytest.mark.unit
 def test_syntax_check_catches_a_broken_script() -> None:
     """The checker itself must fail on real mistakes (unclosed brace, unclosed string)."""
     good = (TOOLS / "tasks.ps1").read_bytes()
@@ -123,10 +69,12 @@ def test_syntax_check_catches_a_broken_script() -> None:
     assert syntax_problems(b"$x = @(1, 2\nWrite-Host $x\n")
 
 
+@pytest.mark.unit
 def test_task_names_match_the_issue_list() -> None:
     assert list(task_table()) == list(EXPECTED_TASKS)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("task", list(EXPECTED_TASKS))
 def test_task_calls_its_entry_point(task: str) -> None:
     argv = task_table()[task]
@@ -145,6 +93,7 @@ def _options_in(argv: list[str]) -> list[str]:
     return [a for a in argv if a.startswith("-") and a not in ("-m", "-X", "-W")]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("task", [t for t, (m, _) in EXPECTED_TASKS.items() if m == "producer"])
 def test_producer_task_uses_registered_command_and_real_options(task: str) -> None:
     """``producer <cmd>`` must be in producer/cli/__init__.py COMMANDS and accept every option the task passes."""

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_windows_safety_powershell import PS_SCRIPTS, _parser, _text, _walk
+from tests.support.paths import ROOT
+from tests.support.powershell import PS_SCRIPTS, node_text, ps_parser, walk
+
+pytestmark = pytest.mark.unit
 
 # cmdlet (lower case) -> parameters PowerShell 5.1's version of it does not have
 PS7_PARAMETERS: dict[str, set[str]] = {
@@ -57,7 +59,7 @@ ENCODING_PARAMETERS = {"-encoding"}
 def _command_parts(source: bytes, command) -> tuple[str, list]:
     """(lower-case command name, the command's element nodes without separators)."""
     name_node = next((c for c in command.children if c.type in ("command_name", "foreach-object")), None)
-    name = _text(source, name_node).lower() if name_node is not None else ""
+    name = node_text(source, name_node).lower() if name_node is not None else ""
     elements = []
     for child in command.children:
         if child.type == "command_elements":
@@ -88,10 +90,10 @@ def ps7_only_constructs(source: bytes) -> list[str]:
         if not source.startswith(b"\xef\xbb\xbf"):
             line = source[: exc.start].count(b"\n") + 1
             findings.append(f"line {line}: non-ASCII text without a UTF-8 BOM (5.1 reads it as ANSI)")
-    tree = _parser().parse(source)
-    for node in _walk(tree.root_node):
+    tree = ps_parser().parse(source)
+    for node in walk(tree.root_node):
         line = node.start_point[0] + 1
-        text = _text(source, node)
+        text = node_text(source, node)
         if node.type == "ERROR":
             if not any(p.type == "ERROR" for p in _ancestors(node)):
                 findings.append(f"line {line}: {_error_finding(text)}")
@@ -128,19 +130,19 @@ def _command_findings(source: bytes, command) -> list[str]:
         out.append(f"cmdlet {name} does not exist in 5.1")
     params = [e for e in elements if e.type == "command_parameter"]
     for param in params:
-        flag = _text(source, param).split(":")[0].lower()
+        flag = node_text(source, param).split(":")[0].lower()
         if flag in PS7_PARAMETERS.get(name, set()):
             out.append(f"{name} {flag} (PowerShell 7 only)")
     for i, element in enumerate(elements):
-        if element.type == "command_parameter" and _text(source, element).split(":")[0].lower() in ENCODING_PARAMETERS:
-            value = _text(source, elements[i + 1]).strip("'\"").lower() if i + 1 < len(elements) else ""
+        if element.type == "command_parameter" and node_text(source, element).split(":")[0].lower() in ENCODING_PARAMETERS:
+            value = node_text(source, elements[i + 1]).strip("'\"").lower() if i + 1 < len(elements) else ""
             if value in PS7_ENCODINGS:
                 out.append(f"-Encoding {value} (PowerShell 7 only; 5.1's utf8 writes a BOM)")
     if name == "join-path":
         positional, skip_next = 0, False
         for element in elements:
             if element.type == "command_parameter":
-                skip_next = _text(source, element).lower() not in ("-resolve",) and ":" not in _text(source, element)
+                skip_next = node_text(source, element).lower() not in ("-resolve",) and ":" not in node_text(source, element)
                 continue
             if skip_next:
                 skip_next = False

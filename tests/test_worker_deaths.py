@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from producer.ledger.writes import MAX_CRASHES
-from tests.queue_support import (
+from tests.support.queue_runs import (
     count_state,
     expected_ids,
     ledger,

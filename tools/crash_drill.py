@@ -40,9 +40,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.offline_config import offline_config_dict  # noqa: E402
-from tests.queue_support import short_prompt_set  # noqa: E402
-from tests.servers.faulty_openai import FaultPlan, FaultState, FaultyOpenAIServer, parse_shares  # noqa: E402
+from tests.support.offline_config import offline_config_dict  # noqa: E402
+from tests.support.queue_runs import short_prompt_set  # noqa: E402
+from tests.support.servers.faulty_openai import FaultPlan, FaultState, FaultyOpenAIServer, parse_shares  # noqa: E402
 
 DEFAULT_FAULTS = "truncate=0.06,reset=0.04,e500=0.05,malformed=0.03,hang=0.02"
 ORPHAN_WAIT_S = 10.0

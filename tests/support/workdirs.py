@@ -1,14 +1,11 @@
-"""Helpers for the foundation tests (config, prepare, build, plan): a project-like working dir and the CLI."""
+"""Helpers for the foundation tests (config, prepare, build, plan): a project-like working dir, snapshots."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from tests.conftest import ROOT, run_cli
-
-__all__ = ["run_cli"]  # re-exported: the foundation tests import it from here
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from tests.support.paths import ROOT
 
 
 def make_workdir(tmp_path: Path) -> Path:

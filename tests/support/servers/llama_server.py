@@ -20,6 +20,8 @@ from pathlib import Path
 
 import requests
 
+from tests.support.paths import ROOT
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -32,12 +34,13 @@ def llama_server(model_path: Path, log_path: Path, n_ctx: int = 2048, alias: str
                  ready_timeout_s: float = 90.0) -> Iterator[str]:
     """Start the server, wait until ``GET /v1/models`` answers, yield its URL, stop it."""
     port = free_port()
-    cmd = [sys.executable, "-m", "tests.servers.llama_server", "--model", str(model_path), "--model_alias", alias,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", "0"]
+    cmd = [sys.executable, "-m", "tests.support.servers.llama_server", "--model", str(model_path),
+           "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
+           "--n_gpu_layers", "0"]
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "w", encoding="utf-8") as log:
         env = {**os.environ, "EXCELLENCE_NO_CPU_REPACK": "1"}
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2])
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         try:
             deadline = time.monotonic() + ready_timeout_s
             while True:

@@ -8,7 +8,7 @@ it first"}`` for an unknown model. Tests script faults (HTTP 500, slow answers, 
 ``prompt_eval_count``) through ``FakeOllama.script`` and read every request body the client sent in
 ``FakeOllama.requests``.
 
-Run alone: ``python -m tests.servers.fake_ollama --port 11434``.
+Run alone: ``python -m tests.support.servers.fake_ollama --port 11434``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.servers.local_server import LocalServer
+from tests.support.servers.local_server import LocalServer
 
 CREATED_AT = "2024-07-22T20:33:28.123648Z"
 DIGEST = "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72"

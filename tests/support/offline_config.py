@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def offline_config_dict(out_dir: Path, **overrides: Any) -> dict[str, Any]:

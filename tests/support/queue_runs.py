@@ -18,12 +18,10 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import PY_FLAGS, ROOT, run_cli
-from tests.conftest import cli_env as env_for
-from tests.offline_config import offline_config_dict
-
-__all__ = ["PY_FLAGS", "ROOT", "env_for"]  # re-exported: the queue tests import them from here
-
+from tests.support.cli import PY_FLAGS, run_cli
+from tests.support.cli import cli_env as env_for
+from tests.support.offline_config import offline_config_dict
+from tests.support.paths import ROOT
 
 SHORT_PROMPTS = {
     "control": "You are a helpful assistant. Answer briefly.",

@@ -14,7 +14,7 @@ stuck runner) or ``frozen`` (nothing answers at all, like a stopped process). ``
 every generation request per message key and every complete answer delivered, so a drill can tell a
 retry after a fault from a request sent again after a kill.
 
-Run alone: ``python -m tests.servers.faulty_openai --port 8080 --faults truncate=0.1,e500=0.1``.
+Run alone: ``python -m tests.support.servers.faulty_openai --port 8080 --faults truncate=0.1,e500=0.1``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.servers.local_server import LocalServer
+from tests.support.servers.local_server import LocalServer
 
 FAULTS = ("truncate", "reset", "e500", "malformed", "hang")
 

@@ -1,7 +1,7 @@
 """The fake Fireworks batch API for tests (implementation shared with ``--dry-run``).
 
 See ``workers.fireworks.fake_server`` for the endpoints and quirks it reproduces.
-Run alone: ``python -m tests.servers.fake_fireworks --port 8765``.
+Run alone: ``python -m tests.support.servers.fake_fireworks --port 8765``.
 """
 
 from __future__ import annotations
