@@ -66,7 +66,7 @@ def infer_chunk(run_id: str, chunk: int) -> None:
 def run_chunk(run_id: str, chunk: int) -> dict:
     """Run one chunk (workers.inference), then send its messages: the chunk again for requests that
     went back to the queue, and its scoring and export."""
-    from workers.inference import process_chunk  # lazy: keeps producer.huey_app's import light
+    from workers.inference import process_chunk  # lazy: keeps the task modules light to import
 
     out = process_chunk(run_id, chunk, requeue=infer_chunk)
     if out["claimed"]:
@@ -91,7 +91,7 @@ def drain(budget_s: float | None = DRAIN_BUDGET_S) -> int:
 
 @huey.task()
 def score_chunk(run_id: str, chunk: int) -> None:
-    from workers.scoring_task import score_chunk_rows  # lazy: keeps producer.huey_app's import light
+    from workers.scoring_task import score_chunk_rows  # lazy: keeps the task modules light to import
 
     worker_state.ensure_registered()
     score_chunk_rows(run_id, chunk)
@@ -99,7 +99,7 @@ def score_chunk(run_id: str, chunk: int) -> None:
 
 @huey.task()
 def export_trial(run_id: str, trial: str) -> None:
-    from workers.export import export_trial_files  # lazy: keeps producer.huey_app's import light
+    from workers.export import export_trial_files  # lazy: keeps the task modules light to import
 
     worker_state.ensure_registered()
     export_trial_files(run_id, trial)

@@ -35,7 +35,7 @@ def _retryable(exc: FireworksError) -> bool:
 
 
 def _fail_part(run_id: str, part: int, message: str) -> None:
-    from workers.fireworks.runner import _fail_open  # lazy: keeps producer.huey_app's import light
+    from workers.fireworks.runner import _fail_open  # lazy: keeps the task modules light to import
 
     conn = connect()
     row = fw_ledger.get_part(conn, run_id, part)
@@ -65,7 +65,7 @@ def after_part(run_id: str, part: int) -> None:
 
 @huey.task()
 def fw_submit_part(run_id: str, part: int) -> None:
-    from workers.fireworks.runner import (  # lazy: keeps producer.huey_app's import light
+    from workers.fireworks.runner import (  # lazy: keeps the task modules light to import
         DRY_RUN_ENGINE,
         make_client,
         poll_part,
@@ -103,7 +103,7 @@ def fw_submit_part(run_id: str, part: int) -> None:
 
 @huey.task()
 def fw_poll_part(run_id: str, part: int) -> None:
-    from workers.fireworks.runner import (  # lazy: keeps producer.huey_app's import light
+    from workers.fireworks.runner import (  # lazy: keeps the task modules light to import
         DRY_RUN_ENGINE,
         make_client,
         poll_part,
