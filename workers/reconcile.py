@@ -25,6 +25,8 @@ from workers.fireworks.tasks import reconcile_fireworks
 
 @dataclass
 class ReconcileReport:
+    """What one reconcile did: requests given back by dead workers, and the messages it sent."""
+
     reset: int = 0
     enqueued: int = 0
     exports: int = 0
@@ -32,6 +34,7 @@ class ReconcileReport:
 
 
 def reconcile(run_id: str | None = None) -> ReconcileReport:
+    """Bring the queue in line with the ledger for ``run_id`` (every run when None)."""
     conn = connect()
     report = ReconcileReport()
     report.reset = reset_dead_work(conn, live_worker_pids(conn))
