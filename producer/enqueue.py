@@ -5,7 +5,8 @@ again must add only what is missing. One flow for both backends: requests are bu
 ``iter_trial_requests`` (the one builder), then the backend step cuts them into chunks of consecutive
 requests of one trial, temperature and condition (local) or into Fireworks parts
 (``producer.fireworks_plan``); the same ledger and queue carry both, so export, scoring and ``status``
-are shared.
+are shared. The messages themselves are sent by reconcile (``workers.reconcile.reconcile_run``), which
+the command line passes in: planning never imports the workers' room (.importlinter).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ from producer.sweep_share import share_key, write_manifest_notes
 from producer.trials import expand_trials
 
 CHUNK_SIZE = 16  # requests per inference task: small enough to lose little on a crash
+# Sends a message for every open chunk or part of a run and returns how many inference messages it
+# sent: workers.reconcile.reconcile_run, passed in by the command line.
+Reconcile = Callable[[str], int]
 
 
 @dataclass
@@ -232,14 +236,14 @@ def enqueue_run(
     chunk_size: int = CHUNK_SIZE,
     force: bool = False,
     yes: bool = False,
+    *,
+    reconcile: Reconcile,
 ) -> EnqueueSummary:
     """Prepare if needed, register the run (once), and send a message for every open chunk or part.
 
     One flow for both backends; the backend step plans the work (local chunks or Fireworks parts).
     A new local run of absurd size is refused before its folder is written unless ``yes``; local
     requests are streamed into the ledger, never held in memory all at once."""
-    from producer.reconcile import reconcile  # lazy: the task registration cycle
-
     connect()  # the ledger too (read-only, damaged): checked before anything is written
     cfg = apply_data_overrides(cfg, data_overrides)
     engine = _backend_engine(cfg, dry_run)
@@ -288,15 +292,13 @@ def enqueue_run(
         set_run_stop(conn, run_id, False)
         if retry_failed_requests:
             _retry(conn, run_id, existing["engine"])
-    report = reconcile(run_id)  # local chunks and Fireworks parts alike (the task registration)
-    return EnqueueSummary(run_id, created, request_count(conn, run_id), registered, report.enqueued,
+    enqueued = reconcile(run_id)  # local chunks and Fireworks parts alike
+    return EnqueueSummary(run_id, created, request_count(conn, run_id), registered, enqueued,
                           layout.run_dir, trial_names(conn, run_id), engine)
 
 
-def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSummary:
+def resume_run(run_id: str, retry_failed_requests: bool = False, *, reconcile: Reconcile) -> EnqueueSummary:
     """Continue a stopped or crashed run with the settings it was created with."""
-    from producer.reconcile import reconcile  # lazy: the task registration cycle
-
     conn = connect()
     run = get_run(conn, run_id)
     if run is None:
@@ -304,6 +306,6 @@ def resume_run(run_id: str, retry_failed_requests: bool = False) -> EnqueueSumma
     set_run_stop(conn, run_id, False)
     if retry_failed_requests:
         _retry(conn, run_id, run["engine"])
-    report = reconcile(run_id)
-    return EnqueueSummary(run_id, False, request_count(conn, run_id), 0, report.enqueued,
+    enqueued = reconcile(run_id)
+    return EnqueueSummary(run_id, False, request_count(conn, run_id), 0, enqueued,
                           Path(run["experiments_dir"]) / f"run_{run_id}", trial_names(conn, run_id), run["engine"])

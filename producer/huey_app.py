@@ -1,4 +1,8 @@
-"""``producer.huey``: the SqliteHuey instance that carries the work (``huey_consumer producer.huey``).
+"""The SqliteHuey instance that carries the work, in a module that imports no task (huey docs, imports.rst).
+
+The task modules (``workers.tasks``, ``workers.fireworks.tasks``, ``workers.reconcile``) import it and
+register on it; ``producer.huey_main`` imports it and them, and is what ``huey_consumer producer.huey``
+loads. So importing this module opens the queue and registers nothing: no import cycle.
 
 The database is ``queue/huey.sqlite3`` under the working directory, or under ``$EXCELLENCE_QUEUE_DIR``
 when that is set (every process of a run must see the same value). WAL mode and a 60 s busy timeout
@@ -8,6 +12,7 @@ let several processes share it (docs/architecture.md fact 9). Huey only carries 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from collections.abc import Iterable
@@ -23,11 +28,18 @@ HUEY_NAME = "excellence"
 
 
 class _WatchedHuey(SqliteHuey):
-    """SqliteHuey whose processes end with their parent: ``huey_consumer -k process`` forks a scheduler
-    besides its workers, and the scheduler runs none of our tasks, only this read every second."""
+    """SqliteHuey whose scheduler runs the startup hooks too: ``huey_consumer -k process`` forks a
+    scheduler besides its workers, and the scheduler runs none of our tasks and no startup hook, only
+    this read every second. The hook that matters ends a process with its parent (``workers.tasks``
+    registers it: ``workers.parent_watch``)."""
+
+    _started_in: int | None = None  # the process that ran the startup hooks
 
     def read_schedule(self, timestamp=None):  # noqa: ANN001, ANN201 - huey's signature
-        _watch_parent()
+        if self._started_in != os.getpid():  # once per process: a forked scheduler is a new one
+            self._started_in = os.getpid()
+            for hook in list(self._startup.values()):
+                hook()
         return super().read_schedule(timestamp)
 
 
@@ -72,26 +84,3 @@ def queued_task_args(task_name: str) -> set[tuple]:
         if type(task).__name__ == task_name:
             found.add(tuple(task.args))
     return found
-
-
-@huey.on_startup()
-def _watch_parent() -> None:
-    """Under ``huey_consumer -k process``: a worker exits when the consumer dies (kill -9) instead of
-    running on with the model lock and the VRAM (workers.parent_watch; once per process)."""
-    from workers.parent_watch import start  # lazy: the task registration cycle
-
-    start()
-
-
-@huey.pre_execute()
-def _orphans_take_nothing(task: Task) -> None:
-    """A worker whose consumer died takes no more tasks: it would run through the whole queue as
-    no-ops before it exits (``workers.parent_watch.hold_if_orphaned`` blocks until it has)."""
-    from workers.parent_watch import hold_if_orphaned  # lazy: the task registration cycle
-
-    hold_if_orphaned()
-
-
-# The task modules must be imported whenever producer.huey is, so that huey_consumer knows them.
-import workers.fireworks.tasks  # noqa: E402,F401
-import workers.tasks  # noqa: E402,F401

@@ -351,7 +351,7 @@ def engine_batching(cfg: EvalConfig, dry_run: bool = False) -> dict[str, Any]:
 def build_trial_manifest(
     cfg: EvalConfig, trial: Trial, run_id: str, items: Iterable[dict[str, Any]], dry_run: bool = False
 ) -> dict[str, Any]:
-    from config.token_count import prompt_text_counter  # lazy: keeps producer.huey_app's import light
+    from config.token_count import prompt_text_counter  # lazy: keeps the task modules light to import
 
     pset = cfg.prompt_sets[trial.prompt_set]
     stages = FIREWORKS_STAGES if cfg.backend == "fireworks" else LOCAL_STAGES

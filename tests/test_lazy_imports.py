@@ -2,7 +2,7 @@
 
 A project module imported inside a function hides a dependency from the reader and can hide an import
 cycle, so it is allowed only with a reason on its line: ``# lazy: <why>`` (an optional or heavy
-dependency such as pandas or an engine, the task registration cycle, a start path kept light).
+dependency such as pandas or an engine, a module that opens the queue, a start path kept light).
 ``producer/cli/`` is exempt: each command's module loads only when it is called, for ``--help`` speed
 (producer/cli/__init__.py). Third-party and standard-library imports (optional or platform
 dependencies: llama_cpp, pynvml, msvcrt, ...) are not checked.
@@ -83,7 +83,7 @@ def test_the_check_finds_an_inner_import_without_a_reason(tmp_path: Path):
         "    import pandas\n"
         "    from producer import plan\n"
         "    from . import trials  # noqa: F401\n"
-        "    from workers.tasks import (  # lazy: the task registration cycle\n"
+        "    from workers.tasks import (  # lazy: opens the queue\n"
         "        drain,\n"
         "    )\n"
         "    from config.errors import (\n"

@@ -74,6 +74,7 @@ def test_enqueue_streams_requests_instead_of_holding_them(tmp_path):
     from config.schema import validate_config_dict
     from producer.enqueue import enqueue_run
     from producer.prepare import ensure_prepared
+    from workers.reconcile import reconcile_run
 
     def peak_kib(samples: int) -> int:
         cfg = validate_config_dict(offline_config_dict(tmp_path / str(samples), samples_per_item={"0.0": samples},
@@ -81,7 +82,7 @@ def test_enqueue_streams_requests_instead_of_holding_them(tmp_path):
         ensure_prepared(cfg)
         tracemalloc.start()
         try:
-            summary = enqueue_run(cfg)
+            summary = enqueue_run(cfg, reconcile=reconcile_run)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()

@@ -17,7 +17,7 @@ import ctypes
 import pytest
 
 from config.schema import EvalConfig
-from tests.offline_config import offline_config_dict
+from tests.support.offline_config import offline_config_dict
 from workers.engines.base import GenerationParams
 
 pytestmark = pytest.mark.realmodel

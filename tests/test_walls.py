@@ -1,6 +1,6 @@
-"""The walls between the rooms hold: ``lint-imports`` keeps every contract in ``.importlinter``, every
-module of ``producer/`` has a room there, and the only import cycles are the task registration and the
-debts listed below (docs/architecture.md, "Walls").
+"""The walls between the rooms hold: ``lint-imports`` keeps every contract in ``.importlinter`` and every
+module of ``producer/`` has a room there (docs/architecture.md, "Walls"). No import cycle at all:
+tests/test_import_cycles.py.
 
 Why a test: `.ci/run` runs the README's test command, so a contract broken by a new import fails CI
 here, not in a review.
@@ -16,16 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grimp
 import pytest
 
 from tests.support.cli import cli_env
 from tests.support.paths import ROOT
 
 ROOTS = ("config", "producer", "workers", "scoring", "telemetry")
-# Cycles still to break (each a TODO(issue 15)); empty: the registration is the only one.
-KNOWN_CYCLES: set[frozenset[str]] = set()
-REGISTRATION = ("producer.huey_app", "producer.reconcile")
 
 
 def _config() -> configparser.ConfigParser:
@@ -57,58 +53,3 @@ def test_every_producer_module_has_a_room_and_queue_is_no_package():
               for name in re.split(r"[:|]", layer)}
     modules = {f"producer.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "producer")])}
     assert modules - placed == set(), "place each new producer module in a layer of .importlinter"
-
-
-@pytest.mark.unit
-def test_the_only_import_cycles_are_the_registration_and_the_listed_debts():
-    graph = grimp.build_graph(*ROOTS, cache_dir=None)
-    allowed = set()
-    for line in _lines(_config()["importlinter:contract:layers"]["ignore_imports"]):
-        importer, imported = (part.strip() for part in line.split("->"))
-        if importer in REGISTRATION:
-            allowed.add((importer, imported))
-    edges = {m: {i for i in graph.find_modules_directly_imported_by(m) if (m, i) not in allowed}
-             for m in graph.modules}
-    assert _cycles(edges) == KNOWN_CYCLES
-
-
-def _cycles(edges: dict[str, set[str]]) -> set[frozenset[str]]:
-    """Strongly connected components of more than one module (Tarjan, iterative)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: set[frozenset[str]] = set()
-    for start in sorted(edges):
-        if start in index:
-            continue
-        work = [(start, iter(sorted(edges[start])))]
-        index[start] = low[start] = len(index)
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(edges.get(child, ())))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                group = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    group.add(member)
-                    if member == node:
-                        break
-                if len(group) > 1:
-                    found.add(frozenset(group))
-    return found

@@ -39,7 +39,7 @@ def main() -> None:
     from producer.ledger import connect
     from producer.ledger.status import run_status
     from producer.ledger.writes import register_run
-    from producer.reconcile import reconcile
+    from workers.reconcile import reconcile
 
     cfg = validate_config_dict({
         "local_engine": "dry_run", "temps": [0.0, 0.7], "samples_per_item": {"0.0": 1, "0.7": 1},

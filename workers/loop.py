@@ -3,7 +3,9 @@
 Why our own loop instead of Huey's consumer: we need a clean stop between requests (Ctrl+C finishes
 the current request and gives the rest back), idle draining of the ledger by the inference worker,
 and no signal handling that assumes POSIX. Messages are executed with ``huey.execute`` so tasks run
-exactly as they do under ``huey_consumer``.
+exactly as they do under ``huey_consumer``, with the same tasks registered (the imports below, as in
+``producer.huey_main``). Importing this module opens the queue: the pool's child imports it only after
+it set its queue folder (``workers.pool._child_main``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ import signal
 import time
 from typing import Any
 
+import workers.fireworks.tasks  # noqa: F401 - registers the Fireworks tasks
+import workers.reconcile  # noqa: F401 - registers the periodic reconcile
+from producer.huey_app import huey
 from producer.ledger import connect
 from producer.ledger.writes import heartbeat_worker
 from workers import parent_watch, worker_state
+from workers.tasks import drain
 from workers.worker_state import STOP
 
 log = logging.getLogger("workers")
@@ -32,9 +38,6 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None:
     """Take and execute messages until ``stop_event`` (or Ctrl+C); ``max_idle_s`` ends an idle loop."""
-    from producer.huey_app import huey  # lazy: opens the queue: after the child set its queue folder
-    from workers.tasks import drain  # lazy: the task registration cycle
-
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigint)  # a service manager's stop, or pool.stop()'s terminate
     if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl+Break stops cleanly too

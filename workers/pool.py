@@ -166,7 +166,7 @@ class WorkerPool:
         self.children[index] = proc
 
     def start(self) -> None:
-        from producer.reconcile import reconcile  # lazy: the task registration cycle
+        from workers.reconcile import reconcile  # lazy: opens the queue, once the run pinned its folder
 
         reconcile()  # work of workers that died before this pool started
         for i in range(self.n):
@@ -174,7 +174,7 @@ class WorkerPool:
 
     def supervise(self) -> None:
         """Restart dead children (then reconcile their work); reconcile now and then anyway."""
-        from producer.reconcile import reconcile  # lazy: the task registration cycle
+        from workers.reconcile import reconcile  # lazy: opens the queue, once the run pinned its folder
 
         died = False
         for index, proc in list(self.children.items()):

@@ -1,7 +1,10 @@
 """The Huey tasks. Thin: each one delegates to the module that does the work.
 
 Messages carry only ids (run_id, chunk / trial); everything else is read from the ledger, so a
-message that is executed twice, late, or for a finished chunk does nothing harmful.
+message that is executed twice, late, or for a finished chunk does nothing harmful. Huey names a task
+``<module>.<function>`` and that name is in queued messages: ``workers.tasks.infer_chunk`` etc. stay
+here (tests/test_task_names.py). Every process that runs tasks imports this module, so the hooks that
+end a worker with its parent are registered here too.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from huey import crontab
+from huey.api import Task
 
 from producer.huey_app import huey
 from producer.ledger import connect
@@ -20,7 +23,7 @@ from producer.ledger.queries import (
     trial_is_complete,
 )
 from producer.ledger.writes import next_queued_chunk
-from workers import worker_state
+from workers import parent_watch, worker_state
 from workers.parent_watch import parent_gone
 from workers.worker_state import STOP
 
@@ -28,6 +31,20 @@ log = logging.getLogger("workers")
 
 DRAIN_BUDGET_S: float | None = None  # None: drain until no chunk is queued (other processes score/export)
 BOUNCE_DELAY_S = 1.0  # a non-inference process hands an inference message back after this delay
+
+
+@huey.on_startup()
+def _watch_parent() -> None:
+    """Under ``huey_consumer -k process``: a worker (and the scheduler: producer.huey_app) exits when
+    the consumer dies (kill -9) instead of running on with the model lock and the VRAM (once per process)."""
+    parent_watch.start()
+
+
+@huey.pre_execute()
+def _orphans_take_nothing(task: Task) -> None:
+    """A worker whose consumer or pool died takes no more tasks: it would run through the whole queue
+    as no-ops before it exits (``workers.parent_watch.hold_if_orphaned`` blocks until it has)."""
+    parent_watch.hold_if_orphaned()
 
 
 @huey.task()
@@ -49,7 +66,7 @@ def infer_chunk(run_id: str, chunk: int) -> None:
 def run_chunk(run_id: str, chunk: int) -> dict:
     """Run one chunk (workers.inference), then send its messages: the chunk again for requests that
     went back to the queue, and its scoring and export."""
-    from workers.inference import process_chunk  # lazy: keeps producer.huey_app's import light
+    from workers.inference import process_chunk  # lazy: keeps the task modules light to import
 
     out = process_chunk(run_id, chunk, requeue=infer_chunk)
     if out["claimed"]:
@@ -74,7 +91,7 @@ def drain(budget_s: float | None = DRAIN_BUDGET_S) -> int:
 
 @huey.task()
 def score_chunk(run_id: str, chunk: int) -> None:
-    from workers.scoring_task import score_chunk_rows  # lazy: keeps producer.huey_app's import light
+    from workers.scoring_task import score_chunk_rows  # lazy: keeps the task modules light to import
 
     worker_state.ensure_registered()
     score_chunk_rows(run_id, chunk)
@@ -82,19 +99,10 @@ def score_chunk(run_id: str, chunk: int) -> None:
 
 @huey.task()
 def export_trial(run_id: str, trial: str) -> None:
-    from workers.export import export_trial_files  # lazy: keeps producer.huey_app's import light
+    from workers.export import export_trial_files  # lazy: keeps the task modules light to import
 
     worker_state.ensure_registered()
     export_trial_files(run_id, trial)
-
-
-@huey.periodic_task(crontab(minute="*"))
-def reconcile_every_minute() -> None:
-    """Under ``huey_consumer``: pick up work of crashed workers (our pool's parent does this itself)."""
-    from producer.reconcile import reconcile  # lazy: the task registration cycle
-
-    worker_state.ensure_registered()
-    reconcile()
 
 
 def after_chunk(run_id: str, chunk: int, trial: str) -> None:

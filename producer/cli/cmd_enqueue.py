@@ -47,8 +47,10 @@ def enqueue(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], 
     check_run_size(cfg, data_overrides, limit_items, yes, "dry_run" if dry_run else None)
     preflight(apply_data_overrides(cfg, data_overrides), no_preflight or dry_run)
     with queue_errors():  # a disk filling while the run is registered: one line, nothing half-registered
+        from workers.reconcile import reconcile_run  # opens the queue: a damaged one is one line
+
         s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed,
-                        force=force, yes=yes)
+                        force=force, yes=yes, reconcile=reconcile_run)
     verb = "registered" if s.created else "resumed"
     click.echo(f"run {s.run_id} {verb}: {s.total} requests in {len(s.trials)} trial(s), engine {s.engine}; "
                f"{s.enqueued} chunk message(s) queued")

@@ -139,11 +139,13 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
         pool.start()  # the workers start up (spawn, imports) while the run is registered
         try:
             with queue_errors():
+                from workers.reconcile import reconcile_run  # the queue is open: pool.start() reconciled
+
                 if resume:
-                    s = resume_run(resume, retry_failed)
+                    s = resume_run(resume, retry_failed, reconcile=reconcile_run)
                 else:
                     s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed,
-                                    force=force, yes=yes)
+                                    force=force, yes=yes, reconcile=reconcile_run)
             click.echo(f"run {s.run_id}: {s.total} requests, {len(s.trials)} trial(s), engine {s.engine}, "
                        f"{workers} worker(s)")
             st = wait_for_run(s.run_id, pool)

@@ -3,7 +3,8 @@
 Why scheduled polling: a job takes minutes to hours; ``fw_poll_part.schedule(delay=...)`` frees the
 worker between polls and survives a restart (the schedule lives in Huey's SQLite). Messages carry only
 (run_id, part); the ledger's ``fireworks_parts`` table says what exists, so a message run twice, late,
-or after a crash repeats no paid work. ``reconcile_fireworks`` re-sends the messages a crash lost.
+or after a crash repeats no paid work. ``reconcile_fireworks`` re-sends the messages a crash lost
+(``workers.reconcile`` calls it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import chunk_trials, is_stopped, trial_is_complete
 from producer.ledger.run_record import run_settings, set_run_stop
-from workers import worker_state
+from workers import tasks, worker_state
 from workers.fireworks.client import FireworksError
 
 log = logging.getLogger("workers.fireworks")
@@ -34,7 +35,7 @@ def _retryable(exc: FireworksError) -> bool:
 
 
 def _fail_part(run_id: str, part: int, message: str) -> None:
-    from workers.fireworks.runner import _fail_open  # lazy: keeps producer.huey_app's import light
+    from workers.fireworks.runner import _fail_open  # lazy: keeps the task modules light to import
 
     conn = connect()
     row = fw_ledger.get_part(conn, run_id, part)
@@ -54,8 +55,6 @@ def _stop_for_key(run_id: str, part: int, exc: FireworksError) -> None:
 
 def after_part(run_id: str, part: int) -> None:
     """Score the part's results and export every trial that no longer has open requests."""
-    from workers import tasks  # lazy: the task registration cycle
-
     save_job_table(run_id)
     conn = connect()
     tasks.score_chunk(run_id, part)
@@ -66,7 +65,7 @@ def after_part(run_id: str, part: int) -> None:
 
 @huey.task()
 def fw_submit_part(run_id: str, part: int) -> None:
-    from workers.fireworks.runner import (  # lazy: keeps producer.huey_app's import light
+    from workers.fireworks.runner import (  # lazy: keeps the task modules light to import
         DRY_RUN_ENGINE,
         make_client,
         poll_part,
@@ -104,7 +103,7 @@ def fw_submit_part(run_id: str, part: int) -> None:
 
 @huey.task()
 def fw_poll_part(run_id: str, part: int) -> None:
-    from workers.fireworks.runner import (  # lazy: keeps producer.huey_app's import light
+    from workers.fireworks.runner import (  # lazy: keeps the task modules light to import
         DRY_RUN_ENGINE,
         make_client,
         poll_part,
