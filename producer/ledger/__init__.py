@@ -1,6 +1,7 @@
 """The durable ledger (SQLite, ``queue/ledger.sqlite3``): what every run expects, holds and has done.
 
-Split by job: ``db`` (schema, migrations, connections, transactions), ``writes`` (state transitions),
+Split by job: ``db`` (schema as ordered migrations, connections), ``migrations`` (the runner that
+applies and records them), ``transactions`` (``begin immediate``), ``writes`` (state transitions),
 ``queries`` (reads for workers and producer), ``status`` (the read-only ``status`` summary), ``sweep``
 (a sweep's shared generations), ``fireworks`` (batch parts and their results), ``telemetry`` (the
 samples table), ``locate`` (which queue folder holds a run). Why one package: every table, migration,

@@ -15,9 +15,11 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+from producer.ledger.migrations import Migration, has_column, has_objects, migrate, run_sql
+from producer.ledger.transactions import transaction  # noqa: F401 - the package's modules import it from here
 from producer.queue_paths import (
     LEDGER_WAY_OUT,
     QueueError,
@@ -26,12 +28,13 @@ from producer.queue_paths import (
     ledger_path,
 )
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
 OPEN_STATES = ("pending", "queued", "running")
 FINAL_STATES = ("done", "failed")
 
-DDL = (
+# The schema as the first ledgers had it (``meta.schema_version`` 1): migration 0001. Never edit it;
+# a change is a new migration at the end of MIGRATIONS (docs/architecture.md, "Ledger migrations").
+INITIAL_DDL = (
     """create table if not exists meta (key text primary key, value text not null)""",
     """create table if not exists runs (
         run_id text primary key, config_path text, config_json text not null, fingerprint text not null,
@@ -80,11 +83,19 @@ DDL = (
         temp text not null, condition text not null, type text not null, params text not null,
         n_rows integer not null, input_dataset_id text not null, output_dataset_id text not null,
         job_id text not null, state text not null default 'planned', job_state text, progress text,
-        error text, created_at real not null, updated_at real not null, deadline_at real,
-        primary key (run_id, part))""",
+        error text, created_at real not null, updated_at real not null, primary key (run_id, part))""",
 )
-# Columns newer than a ledger's table, added in place when a writer opens it (table -> column -> type).
-ADDED_COLUMNS = {"fireworks_parts": {"deadline_at": "real"}}
+INITIAL_OBJECTS = (
+    "meta", "runs", "trials", "texts", "requests", "requests_chunk", "requests_state", "requests_status", "results",
+    "results_time", "shared_requests", "workers", "stop_reasons", "model_loads", "fireworks_parts",
+)
+# In order, each applied once per ledger file and recorded in its ``_migrations`` table; append only.
+MIGRATIONS = (
+    Migration("0001_initial_schema", run_sql(*INITIAL_DDL), has_objects(*INITIAL_OBJECTS)),
+    # the Fireworks poll deadline (commit 28b188f), first added in place by the old ADDED_COLUMNS
+    Migration("0002_fireworks_parts_deadline_at", run_sql("alter table fireworks_parts add column deadline_at real"),
+              has_column("fireworks_parts", "deadline_at")),
+)
 
 class ConnectionCache:
     """One open connection per process, thread and key: a thread-local dict keyed with the pid too, so
@@ -129,27 +140,14 @@ def configure(conn: sqlite3.Connection, readonly: bool) -> None:
         conn.execute("pragma synchronous=normal")
 
 
-def _ensure_schema(conn: sqlite3.Connection, key: str) -> None:
+def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply the ledger's missing migrations, once per process and file (cheap after the first)."""
+    key = f"{os.getpid()}:{path}"
     with _schema_lock:
         if key in _schema_ready:
             return
-        with transaction(conn):
-            for sql in DDL:
-                conn.execute(sql)
-            _add_columns(conn)
-            conn.execute(
-                "insert or ignore into meta (key, value) values ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+        migrate(conn, MIGRATIONS, path)
         _schema_ready.add(key)
-
-
-def _add_columns(conn: sqlite3.Connection) -> None:
-    """Migrate a ledger written by an older version: add the columns its tables lack (ADDED_COLUMNS)."""
-    for table, columns in ADDED_COLUMNS.items():
-        have = {r[1] for r in conn.execute(f"pragma table_info({table})")}
-        for col, kind in columns.items():
-            if col not in have:
-                conn.execute(f"alter table {table} add column {col} {kind}")
 
 
 def connect(path: Path | None = None, readonly: bool = False) -> sqlite3.Connection:
@@ -183,7 +181,7 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
         conn.row_factory = sqlite3.Row
         configure(conn, readonly)
         if not readonly:
-            _ensure_schema(conn, f"{os.getpid()}:{path}")
+            _ensure_schema(conn, path)
         conn.execute("select count(*) from sqlite_master").fetchone()
     except BaseException:
         conn.close()
@@ -195,19 +193,6 @@ def close_all() -> None:
     """Close this thread's cached connections (tests, and before a process exits)."""
     _conns.close_all()
     _schema_ready.clear()
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A short write transaction (``begin immediate``: takes the write lock up front, no deadlock)."""
-    conn.execute("begin immediate")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("rollback")
-        raise
-    else:
-        conn.execute("commit")
 
 
 def check_writable(path: Path, timeout_s: float = 2.0) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from producer.ledger.db import BUSY_TIMEOUT_S, ConnectionCache, configure, transaction
+from producer.ledger.migrations import Migration, has_objects, migrate, run_sql
 from producer.queue_paths import (
     CACHE_WAY_OUT,
     QueueError,
@@ -28,7 +29,7 @@ from producer.queue_paths import (
     response_cache_path,
 )
 
-CACHE_SCHEMA_VERSION = 1
+# The first cache schema (``meta.schema_version`` 1); a change is a new migration in CACHE_MIGRATIONS.
 CACHE_DDL = (
     """create table if not exists meta (key text primary key, value text not null)""",
     """create table if not exists responses (
@@ -38,6 +39,10 @@ CACHE_DDL = (
     """create table if not exists file_hashes (
         path text primary key, size integer not null, mtime_ns integer not null, sha256 text not null,
         hashed_at real not null)""",
+)
+CACHE_MIGRATIONS = (
+    Migration("0001_initial_schema", run_sql(*CACHE_DDL), has_objects("meta", "responses", "responses_model",
+                                                                      "file_hashes")),
 )
 
 _conns = ConnectionCache()
@@ -58,11 +63,7 @@ def _open_cache(path: Path) -> sqlite3.Connection:
         try:
             conn.row_factory = sqlite3.Row
             configure(conn, readonly=False)
-            with transaction(conn):
-                for sql in CACHE_DDL:
-                    conn.execute(sql)
-                conn.execute("insert or ignore into meta (key, value) values ('schema_version', ?)",
-                             (str(CACHE_SCHEMA_VERSION),))
+            migrate(conn, CACHE_MIGRATIONS, path)
         except BaseException:
             conn.close()
             raise
