@@ -23,6 +23,9 @@ class EngineSpec:
 
     target: str  # "module:Class", imported only when the engine is created
     http: bool  # talks to a server at ``local_endpoint`` (which holds the model)
+    # "module:obj" with the engine's optional hooks (``preflight``, ``cache_identity``, ``doctor_section``;
+    # workers.engines.registry); None: the engine class itself holds them
+    hooks: str | None = None
     has_model: bool = True  # False: no model at all (dry run): no model file, VRAM, preflight or cost
     in_process: bool = False  # holds the model in this process: n_parallel batching, n_gpu_layers, GGUF tokenizer
     honours_seed: bool = False  # a fixed per-request seed makes temperature > 0 repeatable (response cache)
@@ -38,7 +41,8 @@ class EngineSpec:
 # Order is the order error messages list the names in.
 ENGINES: dict[str, EngineSpec] = {
     "llama_cpp": EngineSpec(
-        "workers.engines.llama_cpp_engine:LlamaCppEngine", http=False, in_process=True, honours_seed=True,
+        "workers.engines.llama_cpp_engine:LlamaCppEngine", http=False,
+        hooks="workers.engines.llama_cpp_hooks:LlamaCppHooks", in_process=True, honours_seed=True,
         vram_shape="gguf_file", no_gguf_hint="the model file was not found"),
     "ollama": EngineSpec(
         "workers.engines.ollama:OllamaEngine", http=True, honours_seed=True, vram_shape="ollama_api",
