@@ -66,16 +66,16 @@ LOCAL_BACKEND = "local"
 @dataclass(frozen=True)
 class BatchBackendSpec:
     """A batch provider (a backend other than ``local``): the service runs the requests, we upload,
-    poll and download. The Fireworks flow itself is still ``producer.fireworks_plan`` and
-    ``workers/fireworks/`` (TODO(issue 24, item 2): a ``BatchProvider`` protocol those call)."""
+    poll and download. ``target`` is its ``BatchProvider`` class (``workers/batch_provider.py``)."""
 
+    target: str  # "module:Class" with a ``for_run(cfg, engine)`` classmethod, imported only when used
     label: str  # how plan and the manifests name it
     batching: str  # the trial manifest's batching description
 
 
 BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
     "fireworks": BatchBackendSpec(
-        label="fireworks batch API",
+        "workers.fireworks.provider:FireworksProvider", label="fireworks batch API",
         batching="Fireworks batch API: batching is done by the service and not visible to the client"),
 }
 BACKEND_NAMES = (LOCAL_BACKEND, *BATCH_BACKENDS)
