@@ -9,23 +9,129 @@ the config importing any engine code. ``workers.engines.registry`` imports the c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+OLLAMA_DEFAULT_ENDPOINT = "http://127.0.0.1:11434"
 
 
 @dataclass(frozen=True)
 class EngineSpec:
+    """What the layers below ``workers`` (config, telemetry, the planner, the manifests) need to know
+    about an engine, as data: they read these facts instead of branching on the engine's name.
+    Behaviour that needs engine code (preflight probes, the response cache's model identity, the
+    doctor report's section) is a classmethod of the engine class (``workers.engines.registry``)."""
+
     target: str  # "module:Class", imported only when the engine is created
     http: bool  # talks to a server at ``local_endpoint`` (which holds the model)
+    # "module:obj" with the engine's optional hooks (``preflight``, ``cache_identity``, ``doctor_section``;
+    # workers.engines.registry); None: the engine class itself holds them
+    hooks: str | None = None
+    has_model: bool = True  # False: no model at all (dry run): no model file, VRAM, preflight or cost
+    in_process: bool = False  # holds the model in this process: n_parallel batching, n_gpu_layers, GGUF tokenizer
+    honours_seed: bool = False  # a fixed per-request seed makes temperature > 0 repeatable (response cache)
+    vram_shape: str | None = None  # where the VRAM budget reads the model's shape: "gguf_file" | "ollama_api" | None
+    default_endpoint: str | None = None  # where the engine's server listens unless local_endpoint says otherwise
+    server_slots_env: str | None = None  # the server's parallel slots as an environment variable (Ollama)
+    server_slots_unset: str = "not set"  # the manifest's words when that variable is not set
+    uncached_reason: str | None = None  # why ``cache: true`` has no effect on this engine (None: it caches)
+    parallel_note: str | None = None  # budget note when P > 1 slots; {p} and {total_ctx} are filled in
+    no_gguf_hint: str = "set local_model to the server's .gguf path to get one"  # VRAM budget without a file
 
 
 # Order is the order error messages list the names in.
 ENGINES: dict[str, EngineSpec] = {
-    "llama_cpp": EngineSpec("workers.engines.llama_cpp_engine:LlamaCppEngine", http=False),
-    "ollama": EngineSpec("workers.engines.ollama:OllamaEngine", http=True),
-    "openai_compat": EngineSpec("workers.engines.openai_compat:OpenAICompatEngine", http=True),
-    "dry_run": EngineSpec("workers.engines.dry_run:DryRunEngine", http=False),
+    "llama_cpp": EngineSpec(
+        "workers.engines.llama_cpp_engine:LlamaCppEngine", http=False,
+        hooks="workers.engines.llama_cpp_hooks:LlamaCppHooks", in_process=True, honours_seed=True,
+        vram_shape="gguf_file", no_gguf_hint="the model file was not found"),
+    "ollama": EngineSpec(
+        "workers.engines.ollama:OllamaEngine", http=True, honours_seed=True, vram_shape="ollama_api",
+        default_endpoint=OLLAMA_DEFAULT_ENDPOINT, server_slots_env="OLLAMA_NUM_PARALLEL",
+        server_slots_unset="not set (Ollama chooses)",
+        parallel_note="  note: Ollama needs OLLAMA_NUM_PARALLEL >= max_concurrent_requests (default 1)"),
+    "openai_compat": EngineSpec(
+        "workers.engines.openai_compat:OpenAICompatEngine", http=True, vram_shape="gguf_file",
+        uncached_reason="an OpenAI-compatible server names its model but offers no digest of the weights",
+        parallel_note="  note: start llama-server with -np {p} -c {total_ctx} (its -c is shared by all slots)"),
+    "dry_run": EngineSpec(
+        "workers.engines.dry_run:DryRunEngine", http=False, has_model=False,
+        uncached_reason="dry-run answers cost nothing to make"),
 }
 ENGINE_NAMES = tuple(ENGINES)
 HTTP_ENGINES = tuple(name for name, spec in ENGINES.items() if spec.http)
+LOCAL_DRY_RUN_ENGINE = next(name for name, spec in ENGINES.items() if not spec.has_model)  # --dry-run on a local backend
+LOCAL_BACKEND = "local"
+
+
+@dataclass(frozen=True)
+class BatchBackendSpec:
+    """A batch provider (a backend other than ``local``): the service runs the requests, we upload,
+    poll and download. ``target`` is its ``BatchProvider`` class (``workers/batch_provider.py``)."""
+
+    target: str  # "module:Class" with a ``for_run(cfg, engine)`` classmethod, imported only when used
+    label: str  # how plan and the manifests name it
+    batching: str  # the trial manifest's batching description
+
+
+BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
+    "fireworks": BatchBackendSpec(
+        "workers.fireworks.provider:FireworksProvider", label="fireworks batch API",
+        batching="Fireworks batch API: batching is done by the service and not visible to the client"),
+}
+BACKEND_NAMES = (LOCAL_BACKEND, *BATCH_BACKENDS)
+
+
+def engine_spec(name: str) -> EngineSpec:
+    """The spec of a local engine (KeyError for an unknown name: the schema has already refused it)."""
+    return ENGINES[name]
+
+
+def is_batch(backend: str) -> bool:
+    """True for a batch provider's backend (Fireworks), False for ``local``."""
+    return backend in BATCH_BACKENDS
+
+
+def batch_dry_run_engine(backend: str) -> str:
+    """The engine name recorded for a batch backend's ``--dry-run`` (the flow, offline)."""
+    return f"{backend}_dry_run"
+
+
+def batch_backend_of(engine: str) -> str | None:
+    """The batch backend a run's recorded engine belongs to (``fireworks``, ``fireworks_dry_run``), or None."""
+    return next((b for b in BATCH_BACKENDS if engine in (b, batch_dry_run_engine(b))), None)
+
+
+def is_dry_run_engine(engine: object) -> bool:
+    """A recorded engine name that made its answers without any model (local or batch dry run)."""
+    if not isinstance(engine, str):
+        return False
+    spec = ENGINES.get(engine)
+    return (spec is not None and not spec.has_model) or any(engine == batch_dry_run_engine(b) for b in BATCH_BACKENDS)
+
+
+def run_engine(cfg: Any, dry_run: bool = False) -> str:
+    """The engine a run of ``cfg`` uses: the batch backend's name (or its dry run), else the local
+    engine (or the dry-run engine). ``cfg`` is an ``EvalConfig`` (not imported: the schema imports this)."""
+    if is_batch(cfg.backend):
+        return batch_dry_run_engine(cfg.backend) if dry_run else cfg.backend
+    return LOCAL_DRY_RUN_ENGINE if dry_run else cfg.local_engine
+
+
+def local_spec(cfg: Any) -> EngineSpec | None:
+    """The configured local engine's spec, or None for a batch backend."""
+    return None if is_batch(cfg.backend) else ENGINES[cfg.local_engine]
+
+
+def uses_model(cfg: Any) -> bool:
+    """A local run with a real model (not a batch backend, not the dry-run engine)."""
+    spec = local_spec(cfg)
+    return spec is not None and spec.has_model
+
+
+def in_process(cfg: Any) -> bool:
+    """A local run whose engine holds the model in this process (llama.cpp)."""
+    spec = local_spec(cfg)
+    return spec is not None and spec.in_process
 
 
 class EngineError(Exception):

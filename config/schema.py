@@ -17,11 +17,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.contract import CONDITIONS, DATASET_TYPE, temp_label
-from config.engines import ENGINE_NAMES, HTTP_ENGINES
+from config.engines import BACKEND_NAMES, ENGINE_NAMES, ENGINES, HTTP_ENGINES, LOCAL_BACKEND, is_batch
 from config.errors import ConfigError, format_validation_error
 from config.textfile import TextFileError, read_user_text
 
-Backend = Literal["local", "fireworks"]
+Backend = Literal[BACKEND_NAMES]  # type: ignore[valid-type] - the names come from config/engines.py
 LocalEngine = Literal[ENGINE_NAMES]  # type: ignore[valid-type] - the names come from config/engines.py
 DATASETS = tuple(DATASET_TYPE)  # the built-in datasets; custom_datasets adds the user's own
 # A custom dataset's name goes into every custom_id, item_key, file and HTML id: letters, digits, _ and -.
@@ -283,7 +283,7 @@ class EvalConfig(_Strict):
         if self.backend == "local" and self.local_engine in HTTP_ENGINES:
             if not self.local_endpoint:
                 raise ValueError(f"local_endpoint: local_engine {self.local_engine} needs local_endpoint")
-        if self.backend == "local" and self.local_engine != "dry_run" and not self.local_model:
+        if self.backend == LOCAL_BACKEND and ENGINES[self.local_engine].has_model and not self.local_model:
             raise ValueError(f"local_model: local_engine {self.local_engine} needs local_model")
         return self
 
@@ -312,7 +312,7 @@ class EvalConfig(_Strict):
 
     def model_name(self) -> str:
         """The model a trial uses when it does not name one."""
-        if self.backend == "fireworks":
+        if is_batch(self.backend):
             return self.model_id
         return self.local_model or "dry-run"
 

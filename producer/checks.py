@@ -7,32 +7,9 @@ build ``Check`` values; kept in ``preflight`` the type made the three modules im
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
-OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
-
-URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # ok | warn | fail | info
-    detail: str
-
-    def __post_init__(self) -> None:
-        # a URL's user:password@ (an endpoint written with credentials) never reaches a screen or a report
-        self.detail = URL_CREDENTIALS.sub(r"\1", self.detail)
-
-    @property
-    def failed(self) -> bool:
-        return self.status == FAIL
-
-    def line(self) -> str:
-        tag = {OK: " OK ", WARN: "WARN", FAIL: "FAIL", INFO: "INFO"}.get(self.status, self.status.upper()[:4])
-        return f"[{tag}] {self.name}: {' '.join(self.detail.split())}"
+from config.checks import FAIL, INFO, OK, URL_CREDENTIALS, WARN, Check  # noqa: F401 - the shared verdicts, re-exported
 
 
 def can_start(checks: list[Check]) -> bool:

@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from config.llama_cpp_import import import_llama_cpp
 from config.schema import EvalConfig
 from producer.checks import URL_CREDENTIALS, Check, existing_parent
-from producer.env import user_env_value
 from producer.queue_paths import queue_dir
-from workers.engines.base import PermanentEngineError
+from workers.engines.registry import doctor_sections
 
 SCHEMA_VERSION = 1
 REPORT_PACKAGES = (
@@ -39,7 +37,6 @@ REPORT_ENV = (
     "VIRTUAL_ENV", "CMAKE_ARGS", "FIREWORKS_API_BASE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
 )
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
-OLLAMA_TIMEOUT_S = 3.0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -73,26 +70,6 @@ def _packages() -> dict[str, str | None]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
-    return out
-
-
-def _llama_cpp() -> dict[str, Any]:
-    from workers.engines.llama_cpp_engine import gpu_offload_supported  # lazy: only for the configured engine
-
-    out: dict[str, Any] = {"importable": False, "version": None, "gpu_offload": None, "system_info": None,
-                           "error": None}
-    try:
-        llama_cpp = import_llama_cpp()
-    except PermanentEngineError as exc:
-        out["error"] = str(exc)
-        return out
-    out.update(importable=True, version=getattr(llama_cpp, "__version__", None),
-               gpu_offload=gpu_offload_supported(llama_cpp))
-    try:  # the build flags: "CPU : SSE3 = 1 | AVX2 = 1 | ... | CUDA : ARCHS = 890 | ..."
-        info = llama_cpp.llama_print_system_info()
-        out["system_info"] = " ".join((info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)).split())
-    except Exception as exc:  # noqa: BLE001
-        out["error"] = f"system info unavailable: {_one_line(exc)}"
     return out
 
 
@@ -137,23 +114,6 @@ def _nvml() -> dict[str, Any]:
             pynvml.nvmlShutdown()
         except Exception:  # noqa: BLE001
             pass
-    return out
-
-
-def _ollama(cfg: EvalConfig) -> dict[str, Any]:
-    import requests
-
-    base = (cfg.local_endpoint or "http://127.0.0.1:11434") if cfg.local_engine == "ollama" else "http://127.0.0.1:11434"
-    base = base.rstrip("/")
-    out: dict[str, Any] = {"endpoint": safe_url(base), "version": None, "error": None,
-                           "num_parallel_env": os.environ.get("OLLAMA_NUM_PARALLEL"),
-                           "num_parallel_user_setting": user_env_value("OLLAMA_NUM_PARALLEL")}
-    try:
-        resp = requests.get(f"{base}/api/version", timeout=OLLAMA_TIMEOUT_S)
-        resp.raise_for_status()
-        out["version"] = str(resp.json().get("version"))
-    except Exception as exc:  # noqa: BLE001 - not running is a fact, not an error of the report
-        out["error"] = f"no answer from {safe_url(base)}/api/version ({type(exc).__name__})"
     return out
 
 
@@ -254,9 +214,8 @@ def build_report(cfg: EvalConfig, config_path: Path, checks: list[Check], ready:
                    "stdout_encoding": getattr(sys.stdout, "encoding", None),
                    "filesystem_encoding": sys.getfilesystemencoding(), "utf8_mode": bool(sys.flags.utf8_mode)},
         "packages": _packages(),
-        "llama_cpp": _llama_cpp(),
         "nvml": _nvml(),
-        "ollama": _ollama(cfg),
+        **doctor_sections(cfg, safe_url),  # each engine's own object ("llama_cpp", "ollama")
         "queue": folder_facts(queue),
         "experiments": folder_facts(Path(cfg.paths.experiments_dir).resolve()),
         "environment": {name: _no_credentials(os.environ.get(name)) for name in REPORT_ENV},

@@ -21,6 +21,7 @@ from typing import Any
 
 from config.atomic import copy_file_atomic
 from config.contract import CONDITIONS
+from config.engines import batch_backend_of, is_batch, is_dry_run_engine, run_engine
 from config.errors import ConfigError
 from config.lookup import apply_data_overrides
 from config.model_files import KNOWN_MODELS
@@ -28,7 +29,7 @@ from config.schema import EvalConfig
 from producer import manifests
 from producer.console import UserError
 from producer.env import Credentials, FireworksError
-from producer.fireworks_plan import DRY_RUN_ENGINE, plan_run, register_plan, retry_failed_parts
+from producer.fireworks_plan import plan_run, register_plan, retry_failed_parts
 from producer.layout import RunLayout
 from producer.ledger import connect
 from producer.ledger.locate import find_run_queue
@@ -171,16 +172,13 @@ def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | Non
 def _backend_engine(cfg: EvalConfig, dry_run: bool) -> str:
     """The engine recorded for a new run; a Fireworks run checks its credentials now, not in a worker
     an hour later."""
-    if cfg.backend != "fireworks":
-        return "dry_run" if dry_run else cfg.local_engine
-
-    if dry_run:
-        return DRY_RUN_ENGINE
+    if not is_batch(cfg.backend) or dry_run:
+        return run_engine(cfg, dry_run)
     try:
         Credentials.from_env()
     except FireworksError as exc:
         raise UserError(f"{exc} (or use --dry-run to try the flow offline)") from None
-    return "fireworks"
+    return run_engine(cfg)
 
 
 @dataclass
@@ -219,7 +217,7 @@ def _plan_fireworks(cfg: EvalConfig, items: list[dict[str, Any]]) -> _Planned:
 
 def _retry(conn: Any, run_id: str, engine: str) -> None:
     """Failed requests back to pending: Fireworks parts get a fresh job, local chunks are queued again."""
-    if str(engine).startswith("fireworks"):
+    if batch_backend_of(str(engine)) is not None:
         retry_failed_parts(run_id)
     else:
         retry_failed(conn, run_id)
@@ -247,7 +245,7 @@ def enqueue_run(
     connect()  # the ledger too (read-only, damaged): checked before anything is written
     cfg = apply_data_overrides(cfg, data_overrides)
     engine = _backend_engine(cfg, dry_run)
-    if cfg.backend != "fireworks":  # a Fireworks run writes its outputs the same way, unchecked (as before)
+    if not is_batch(cfg.backend):  # a Fireworks run writes its outputs the same way, unchecked (as before)
         check_outputs(cfg)
     fingerprint = run_fingerprint(cfg, limit_items, engine)
     conn = connect()
@@ -267,12 +265,12 @@ def enqueue_run(
     registered = 0
     if created:
         prepared = ensure_prepared(cfg, data_overrides, limit_items)
-        if cfg.backend == "fireworks":
+        if is_batch(cfg.backend):
             planned = _plan_fireworks(cfg, prepared.items)
         else:
             planned = _plan_local(cfg, prepared.items, chunk_size, engine, yes)
         prepared_dir = _snapshot_prepared(prepared, layout.run_dir)
-        _write_manifests(cfg, layout, config_path, prepared.items, dry_run=engine.endswith("dry_run"))
+        _write_manifests(cfg, layout, config_path, prepared.items, dry_run=is_dry_run_engine(engine))
         run_row = {
             "run_id": run_id,
             "config_path": str(config_path) if config_path else None,

@@ -22,6 +22,7 @@ from typing import Any
 
 from config.atomic import write_jsonl_atomic
 from config.contract import TRIAL_MANIFEST_JSON, CustomIdError, parse_custom_id, temp_label
+from config.engines import batch_dry_run_engine
 from config.schema import EvalConfig
 from producer import manifests
 from producer.console import UserError
@@ -35,7 +36,7 @@ from producer.requests_build import Request, iter_trial_requests
 from producer.sweep_share import plan_shared
 from producer.trials import Trial, expand_trials
 
-DRY_RUN_ENGINE = "fireworks_dry_run"  # the offline fake server stands in for the API
+DRY_RUN_ENGINE = batch_dry_run_engine("fireworks")  # the offline fake server stands in for the API
 UPLOAD_LIMIT_BYTES = 150_000_000  # :upload accepts files up to 150 MB (docs: upload-dataset-files)
 TERMINAL_OK = {"JOB_STATE_COMPLETED"}
 TERMINAL_PARTIAL = {"JOB_STATE_EXPIRED", "JOB_STATE_EARLY_STOPPED"}  # keep partial output (docs)

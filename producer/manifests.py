@@ -19,6 +19,15 @@ from typing import Any
 
 from config.atomic import write_json_atomic, write_text_atomic
 from config.contract import CONDITIONS, TRIAL_MANIFEST_JSON, temp_label
+from config.engines import (
+    BATCH_BACKENDS,
+    LOCAL_DRY_RUN_ENGINE,
+    batch_dry_run_engine,
+    engine_spec,
+    in_process,
+    is_batch,
+    run_engine,
+)
 from config.schema import EvalConfig
 from config.textfile import read_user_bytes, read_user_text
 from producer.env import user_env_value
@@ -67,8 +76,8 @@ def write_effective_config(layout: RunLayout, cfg: EvalConfig, dry_run: bool = F
     import yaml
 
     data = cfg.model_dump(mode="json")
-    if dry_run and cfg.backend == "local":
-        data["local_engine"] = "dry_run"
+    if dry_run and not is_batch(cfg.backend):
+        data["local_engine"] = LOCAL_DRY_RUN_ENGINE
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     header = f"# effective configuration of run {layout.run_id}\n# config_fingerprint: {config_fingerprint(cfg)}\n"
     if dry_run:
@@ -274,12 +283,12 @@ def request_counts(cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]
 
 def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False) -> dict[str, Any]:
     """Backend and engine settings a reader needs to judge the run (no secrets)."""
-    if cfg.backend == "fireworks":
-        out = {"backend": "fireworks", "model": model, "fireworks": cfg.fireworks.model_dump(mode="json")}
-        return out | ({"engine": "fireworks_dry_run"} if dry_run else {})
+    if is_batch(cfg.backend):  # the provider's settings sit under the config field named like the backend
+        out = {"backend": cfg.backend, "model": model, cfg.backend: getattr(cfg, cfg.backend).model_dump(mode="json")}
+        return out | ({"engine": batch_dry_run_engine(cfg.backend)} if dry_run else {})
     return {
-        "backend": "local",
-        "engine": "dry_run" if dry_run else cfg.local_engine,
+        "backend": cfg.backend,
+        "engine": run_engine(cfg, dry_run),
         "model": model,
         "endpoint": cfg.local_endpoint,
         "n_ctx": cfg.n_ctx,
@@ -317,28 +326,30 @@ def engine_batching(cfg: EvalConfig, dry_run: bool = False) -> dict[str, Any]:
     (each condition its own block, the same order of items). ``server_parallel``: the server's own
     slot count where it can be learnt (Ollama: OLLAMA_NUM_PARALLEL as this process sees it; llama-server:
     ``/props`` ``total_slots``)."""
-    engine = "fireworks" if cfg.backend == "fireworks" else ("dry_run" if dry_run else cfg.local_engine)
+    batch = is_batch(cfg.backend)
+    engine = cfg.backend if batch else run_engine(cfg, dry_run)
     out: dict[str, Any] = {"engine": engine, "n_parallel": None, "max_concurrent_requests": None,
                            "server_parallel": None, "server_parallel_source": None,
                            "same_for_both_conditions": True}
-    if engine == "fireworks":
-        return out | {"mode": "server-side", "description": "Fireworks batch API: batching is done by the service "
-                      "and not visible to the client"}
-    if engine == "dry_run":
+    if batch:
+        return out | {"mode": "server-side", "description": BATCH_BACKENDS[cfg.backend].batching}
+    spec = engine_spec(engine)
+    if not spec.has_model:
         return out | {"mode": "none", "description": "dry run: no model, no batching"}
-    if engine == "llama_cpp":
+    if spec.in_process:
         p = cfg.n_parallel
         text = (f"in-process llama.cpp, {p} sequences decoded together (one context, unified KV cache, "
                 "continuous batching)" if p > 1 else "in-process llama.cpp, one sequence at a time")
         return out | {"n_parallel": p, "mode": "batched" if p > 1 else "sequential", "description": text}
     out["max_concurrent_requests"] = cfg.max_concurrent_requests
-    if engine == "ollama":
-        env, user = os.environ.get("OLLAMA_NUM_PARALLEL"), user_env_value("OLLAMA_NUM_PARALLEL")
+    if spec.server_slots_env:
+        var = spec.server_slots_env
+        env, user = os.environ.get(var), user_env_value(var)
         raw = env or user
         if raw and raw.strip().isdigit():
             out["server_parallel"] = int(raw.strip())
-            out["server_parallel_source"] = "OLLAMA_NUM_PARALLEL " + ("(environment)" if env else "(user setting)")
-        server = f"OLLAMA_NUM_PARALLEL {out['server_parallel'] if raw else 'not set (Ollama chooses)'}"
+            out["server_parallel_source"] = f"{var} " + ("(environment)" if env else "(user setting)")
+        server = f"{var} {out['server_parallel'] if raw else spec.server_slots_unset}"
     else:
         out["server_parallel"] = _server_slots(cfg.local_endpoint)
         out["server_parallel_source"] = "GET /props total_slots" if out["server_parallel"] else None
@@ -354,8 +365,8 @@ def build_trial_manifest(
     from config.token_count import prompt_text_counter  # lazy: keeps the task modules light to import
 
     pset = cfg.prompt_sets[trial.prompt_set]
-    stages = FIREWORKS_STAGES if cfg.backend == "fireworks" else LOCAL_STAGES
-    on_llama_cpp = cfg.backend == "local" and cfg.local_engine == "llama_cpp"
+    stages = FIREWORKS_STAGES if is_batch(cfg.backend) else LOCAL_STAGES
+    on_llama_cpp = in_process(cfg)  # the GGUF's own tokenizer counts the prompt tokens
     counter, how_counted = prompt_text_counter(cfg.tokenizer, trial.model if on_llama_cpp else None)
     stamp = now_iso()
     return {

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from config.contract import CONDITIONS, temp_label
-from config.engines import HTTP_ENGINES
+from config.engines import BATCH_BACKENDS, HTTP_ENGINES, is_batch, is_dry_run_engine, run_engine
 from config.schema import EvalConfig
 from config.textfile import read_user_text
 from producer.console import UserError
@@ -135,7 +135,7 @@ def usd_estimate(plan: Plan, counts: list[dict[str, dict[str, dict[str, int]]]])
     """The Fireworks bill of the run at the configured prices and batch discount: prompt tokens are
     estimated, completions counted at their max_new_tokens bound, so ``usd`` is an upper estimate;
     None for local backends (nothing is billed)."""
-    if plan.cfg.backend != "fireworks":
+    if not is_batch(plan.cfg.backend):
         return None
     from scoring.costs import usd_of  # lazy: pandas, only for a Fireworks plan's price
 
@@ -152,8 +152,8 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
     """The plan as text; ``extra_lines`` (e.g. the VRAM budget) go before the closing line."""
     cfg = plan.cfg
     out = [f"config: {plan.config_path}"]
-    if cfg.backend == "fireworks":
-        out.append(f"backend: fireworks batch API, model {cfg.model_id}")
+    if is_batch(cfg.backend):
+        out.append(f"backend: {BATCH_BACKENDS[cfg.backend].label}, model {cfg.model_id}")
         notes = PHASE_NOTES_FIREWORKS
     else:
         engine = f"backend: local, engine {cfg.local_engine}, model {cfg.local_model or '-'}"
@@ -221,13 +221,14 @@ def plan_json(plan: Plan, extra_lines: list[str] | None = None) -> dict[str, Any
     cfg = plan.cfg
     counts = [trial_counts(plan, trial) for trial in plan.trials]
     per_item = requests_per_item(cfg, plan.trials)
-    engine = cfg.model_id if cfg.backend == "fireworks" else cfg.local_engine
+    batch = is_batch(cfg.backend)
+    engine = cfg.model_id if batch else cfg.local_engine
     return {
         "schema_version": 1,
         "config": str(plan.config_path),
         "backend": cfg.backend,
         "engine": engine,
-        "model": cfg.model_id if cfg.backend == "fireworks" else cfg.local_model,
+        "model": cfg.model_id if batch else cfg.local_model,
         "temps": [temp_label(t) for t in cfg.temps],
         "samples_per_item": dict(cfg.samples_per_item),
         "datasets": [{"name": d.name, "type": cfg.dataset_type(d.name), "selected": d.selected,
@@ -268,9 +269,9 @@ def run_size(plan: Plan) -> tuple[int, float]:
 
 def size_refusal(cfg: EvalConfig, requests: int, tokens: float, engine: str | None = None) -> str | None:
     """Why a run of this size needs ``--yes`` (one line), or None when it is a plausible size."""
-    engine = engine or (cfg.local_engine if cfg.backend == "local" else cfg.backend)
+    engine = engine or run_engine(cfg)
     days = 0.0
-    if engine not in ("dry_run", "fireworks"):
+    if not is_batch(cfg.backend) and not is_dry_run_engine(engine):  # a batch service or a dry run: no local generation
         days = tokens / (ASSUMED_TOKENS_PER_S * cfg.max_concurrent_requests) / 86_400
     if requests <= MAX_REQUESTS and days <= MAX_GENERATION_DAYS:
         return None

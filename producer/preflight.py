@@ -19,15 +19,13 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from config.checks import EngineFacts
 from config.contract import CONDITIONS
-from config.llama_cpp_import import import_llama_cpp
-from config.model_files import ModelFileError, resolve_model_path
+from config.engines import in_process, is_batch
 from config.schema import EvalConfig
-from config.token_count import count_prompt, gguf_counter, gguf_vocab
+from config.token_count import count_prompt
 from producer.checks import (  # noqa: F401 - the verdicts stay importable from preflight (cmd_doctor, tests)
     FAIL,
     INFO,
@@ -49,24 +47,12 @@ from producer.queue_paths import ENV_QUEUE_DIR, LEDGER_DB, queue_dir
 from producer.trials import expand_trials
 from telemetry.batching import measure_workload
 from telemetry.budget import vram_check
-from telemetry.gguf import MAGIC, read_gguf_metadata
 from telemetry.nvml import GpuReader
-from workers.engines.base import EngineError, PermanentEngineError
+from workers.engines.registry import preflight_hook
 
-HTTP_TIMEOUT_S = 5.0
 MIN_FREE_DISK_MB = 200
 LOW_FREE_DISK_MB = 2048
 PACKAGES = ("llama_cpp_python", "requests", "huey", "pydantic", "click", "pandas", "scipy", "nvidia-ml-py", "psutil")
-
-
-@dataclass
-class EngineFacts:
-    """What the engine checks learnt, for the context check."""
-
-    context_limit: int | None = None  # tokens the engine will really allow per request
-    context_source: str = ""
-    counter: Callable[[list[dict[str, str]]], int] | None = None
-    counter_name: str = "~4 characters per token"
 
 
 # -- environment ---------------------------------------------------------------------------------
@@ -89,7 +75,7 @@ def gpu_check(cfg: EvalConfig) -> Check:
                 if reading.mem_free_mib is not None else "free VRAM unknown"
             return Check("gpu", OK, f"{reader.device_name}: {free}")
         reason = reader.reason or "unknown reason"
-    wants_gpu = cfg.backend == "local" and cfg.local_engine == "llama_cpp" and cfg.n_gpu_layers != 0
+    wants_gpu = in_process(cfg) and cfg.n_gpu_layers != 0
     if wants_gpu:
         return Check("gpu", FAIL, f"no NVIDIA GPU ({reason}) but n_gpu_layers is {cfg.n_gpu_layers}: "
                                   "set n_gpu_layers: 0 to run on the CPU, or fix the driver")
@@ -145,139 +131,6 @@ def queue_place_check(folder: Path) -> Check | None:
 # -- engines -------------------------------------------------------------------------------------
 def _trial_models(cfg: EvalConfig) -> list[str]:
     return list(dict.fromkeys(t.model for t in expand_trials(cfg)))
-
-
-def _ollama_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
-    from workers.engines.http_common import pull_hint  # lazy: only for the configured engine
-    from workers.engines.ollama import OllamaEngine  # lazy: only for the configured engine
-
-    facts = EngineFacts()
-    engine = OllamaEngine(cfg, model)
-    try:
-        try:
-            tags = engine.tags(timeout_s=HTTP_TIMEOUT_S)
-        except EngineError as exc:
-            return [Check("engine", FAIL, str(exc))], facts
-        checks = [Check("engine", OK, f"Ollama at {engine.base_url} answers ({len(tags)} model(s) pulled)")]
-        names = {str(t.get("name")) for t in tags} | {str(t.get("model")) for t in tags}
-        if model not in names and f"{model}:latest" not in names:
-            checks.append(Check("model", FAIL, pull_hint("Ollama", model)))
-            return checks, facts
-        checks.append(Check("model", OK, f"{model} is pulled"))
-        try:
-            info = engine.show(timeout_s=HTTP_TIMEOUT_S * 3).get("model_info") or {}
-        except EngineError as exc:
-            checks.append(Check("context", WARN, f"cannot read model facts from /api/show: {exc}"))
-            return checks, facts
-        trained = _context_from_info(info)
-        facts.context_limit = min(cfg.n_ctx, trained) if trained else cfg.n_ctx
-        facts.context_source = f"num_ctx {cfg.n_ctx}" + (f", model trained for {trained}" if trained else "")
-        if trained and cfg.n_ctx > trained:
-            checks.append(Check("n_ctx", WARN, f"n_ctx {cfg.n_ctx} exceeds {model}'s trained context {trained}"))
-        facts.counter = engine.prompt_counter()
-        facts.counter_name = "Ollama /api/embed, else ~4 characters per token"
-        return checks, facts
-    finally:
-        engine.close()
-
-
-def _context_from_info(info: dict[str, Any]) -> int | None:
-    arch = info.get("general.architecture")
-    value = info.get(f"{arch}.context_length") if arch else None
-    if value is None:
-        value = next((v for k, v in info.items() if k.endswith(".context_length")), None)
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _openai_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
-    from workers.engines.openai_compat import OpenAICompatEngine  # lazy: only for the configured engine
-
-    facts = EngineFacts()
-    engine = OpenAICompatEngine(cfg, model)
-    try:
-        try:
-            body = engine._call("GET", "/v1/models", timeout_s=HTTP_TIMEOUT_S)
-        except EngineError as exc:
-            return [Check("engine", FAIL, str(exc))], facts
-        data = [m for m in body.get("data") or [] if isinstance(m, dict)]
-        ids = [str(m.get("id")) for m in data]
-        checks = [Check("engine", OK, f"server at {engine.base_url} answers (models: {', '.join(ids) or 'none listed'})")]
-        if ids and model not in ids:
-            checks.append(Check("model", WARN, f"{model} is not listed by /v1/models (servers with one model "
-                                               "usually ignore the name; LM Studio and vLLM do not)"))
-        else:
-            checks.append(Check("model", OK, f"{model} is served"))
-        limit = next((int(m["max_model_len"]) for m in data if m.get("id") == model and m.get("max_model_len")), None)
-        if limit is None:
-            try:  # llama-server: GET /props -> default_generation_settings.n_ctx (per slot)
-                props = engine._call("GET", "/props", timeout_s=HTTP_TIMEOUT_S)
-                limit = (props.get("default_generation_settings") or {}).get("n_ctx") or props.get("n_ctx")
-            except EngineError:
-                limit = None
-        if limit:
-            facts.context_limit = int(limit)
-            facts.context_source = "the server's context per slot"
-        return checks, facts
-    finally:
-        engine.close()
-
-
-def llama_cpp_engine_check() -> tuple[Check, Any]:
-    """(check, the llama_cpp module or None). Any failure to import or load the library is FAIL: the
-    worker would stop the run with the same reason (``import_llama_cpp`` is the one place that says it)."""
-    from workers.engines.llama_cpp_engine import gpu_offload_supported  # lazy: only for the configured engine
-
-    try:
-        llama_cpp = import_llama_cpp()
-    except PermanentEngineError as exc:
-        return Check("engine", FAIL, str(exc)), None
-    build = "GPU offload" if gpu_offload_supported(llama_cpp) else "CPU-only build"
-    return Check("engine", OK, f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} ({build})"), llama_cpp
-
-
-def _llama_cpp_checks(cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
-    from workers.engines.llama_cpp_engine import gpu_offload_supported  # lazy: only for the configured engine
-
-    facts = EngineFacts(context_limit=cfg.n_ctx, context_source=f"n_ctx {cfg.n_ctx}")
-    engine, llama_cpp = llama_cpp_engine_check()
-    checks = [engine]
-    try:
-        path = resolve_model_path(model)
-    except ModelFileError as exc:
-        return checks + [Check("model", FAIL, str(exc))], facts
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        return checks + [Check("model", FAIL, f"{path} is not readable: {exc.strerror or exc}")], facts
-    if magic != MAGIC:
-        return checks + [Check("model", FAIL, f"{path} is not a GGUF file")], facts
-    checks.append(Check("model", OK, f"{path} ({path.stat().st_size / 1024 / 1024:.0f} MiB)"))
-    if llama_cpp is None:
-        return checks, facts
-    if cfg.n_gpu_layers != 0 and not gpu_offload_supported(llama_cpp):
-        checks.append(Check("offload", WARN, "this llama-cpp-python build cannot offload to a GPU: "
-                                             "the model will run on the CPU (see docs/windows.md for a CUDA build)"))
-    try:
-        meta = read_gguf_metadata(path)
-        arch = meta.get("general.architecture")
-        trained = int(meta[f"{arch}.context_length"]) if arch and meta.get(f"{arch}.context_length") else None
-        if trained and cfg.n_ctx > trained:
-            checks.append(Check("n_ctx", WARN, f"n_ctx {cfg.n_ctx} exceeds the model's trained context {trained}"))
-            facts.context_limit = trained
-            facts.context_source += f", model trained for {trained}"
-        gguf_vocab(path)  # load the tokenizer now: one that cannot load is a warning here, not an estimate later
-        facts.counter = gguf_counter(path)
-        facts.counter_name = "the GGUF's tokenizer and chat template"
-    except Exception as exc:  # noqa: BLE001 - metadata is advisory
-        checks.append(Check("context", WARN, f"cannot read GGUF metadata: {' '.join(str(exc).split())}"))
-    return checks, facts
-
-
-ENGINE_CHECKS = {"ollama": _ollama_checks, "openai_compat": _openai_checks, "llama_cpp": _llama_cpp_checks}
 
 
 def longest_request(cfg: EvalConfig, counter: Callable[[list[dict[str, str]]], int] | None) -> tuple[int, str] | None:
@@ -352,10 +205,11 @@ def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
     """Every check, in screen order. ``can_start(checks)`` says whether a run may begin. ``cfg`` carries
     any ``--data`` overrides (``apply_data_overrides``); ``check_data=False`` skips the data sources."""
     checks = [versions_check(), *(data_checks(cfg) if check_data else [])]
-    if cfg.backend == "local" and cfg.local_engine in ENGINE_CHECKS:
+    probe = None if is_batch(cfg.backend) else preflight_hook(cfg.local_engine)
+    if probe is not None:
         facts: EngineFacts | None = None
         for model in _trial_models(cfg):
-            engine_checks, model_facts = ENGINE_CHECKS[cfg.local_engine](cfg, model)
+            engine_checks, model_facts = probe(cfg, model)
             checks += engine_checks
             if facts is None or (model_facts.context_limit or 10**9) < (facts.context_limit or 10**9):
                 facts = model_facts
@@ -364,16 +218,16 @@ def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
                 break
         if facts is not None:
             checks.append(context_check(cfg, facts))
-            if cfg.local_engine == "llama_cpp" and cfg.n_parallel > 1:
+            if in_process(cfg) and cfg.n_parallel > 1:
                 checks.append(batching_check(cfg, facts.counter))
-    elif cfg.backend == "local":
+    elif not is_batch(cfg.backend):
         checks.append(Check("engine", OK, f"{cfg.local_engine}: no server or model needed"))
     else:
         checks.append(Check("engine", INFO, f"backend {cfg.backend}: checked by its own commands"))
 
     base = api_base_notice()  # shown whenever FIREWORKS_API_BASE is not the default (a stray .env)
     if base is not None:
-        status = (FAIL if cfg.backend == "fireworks" else WARN) if base[1] else INFO
+        status = (FAIL if is_batch(cfg.backend) else WARN) if base[1] else INFO
         checks.append(Check("fireworks api base", status, base[1] or base[0]))
     checks.append(gpu_check(cfg))
     checks.append(vram_budget_check(cfg))

@@ -25,6 +25,7 @@ import pandas as pd
 
 from config.atomic import write_json_atomic
 from config.contract import RAW_RESULTS_JSONL
+from config.engines import is_batch
 from config.schema import EvalConfig, Pricing
 from producer.console import UserError
 from producer.results_io import ResultsFormatError, check_unique_custom_ids
@@ -87,7 +88,7 @@ def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
     paid_prompt = int(nums.loc[own, "prompt_tokens"].fillna(0).sum())
     paid_completion = int(nums.loc[own, "completion_tokens"].fillna(0).sum())
     cached = min(int(cached_prompt_tokens or 0), paid_prompt)
-    batch = backend == "fireworks"
+    batch = is_batch(backend)
     multiplier = pricing.batch_discount if batch else 1.0
     return {
         "prompt_tokens": prompt,

@@ -24,6 +24,7 @@ from config.contract import (
     TELEMETRY_CSV,
     TRIAL_MANIFEST_JSON,
 )
+from config.engines import is_dry_run_engine
 from producer.results_io import ResultsFormatError, check_unique_custom_ids
 
 METRICS_OPEN = ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate")
@@ -199,9 +200,6 @@ def load_telemetry(results_dir: Path, problems: list[str]) -> pd.DataFrame | Non
     return None
 
 
-DRY_RUN_ENGINES = ("dry_run", "fireworks_dry_run")
-
-
 def is_dry_run(manifest: dict[str, Any] | None, local_costs: dict[str, Any] | None) -> bool:
     """The trial's answers came from a dry-run engine (no model): trial_manifest.json's ``dry_run``, or
     local_costs.json's ``engine.name`` / ``model.local_engine`` (written from the result rows), or an
@@ -217,7 +215,7 @@ def is_dry_run(manifest: dict[str, Any] | None, local_costs: dict[str, Any] | No
         engine, model = local_costs.get("engine"), local_costs.get("model")
         engines += [engine.get("name") if isinstance(engine, dict) else None,
                     model.get("local_engine") if isinstance(model, dict) else None]
-    return any(e in DRY_RUN_ENGINES for e in engines)
+    return any(is_dry_run_engine(e) for e in engines)
 
 
 def load_report_data(results_dir: Path) -> ReportData:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.contract import CONDITIONS
+from config.engines import in_process
 from config.schema import EvalConfig
 from config.token_count import count_prompt
 from producer.messages import load_prompt_texts, render_messages, render_user_message
@@ -122,7 +123,7 @@ def measure_workload(cfg: EvalConfig, items: Iterable[dict[str, Any]], counter: 
 def batching_lines(cfg: EvalConfig, items: Iterable[dict[str, Any]], counter: Counter | None = None) -> list[str]:
     """``plan``'s lines on batching: the recommended P for this workload and whether n_ctx holds the
     shared prefix + P x (longest suffix + max_new_tokens). In-process llama.cpp only."""
-    if cfg.backend != "local" or cfg.local_engine != "llama_cpp":
+    if not in_process(cfg):
         return []
     work = measure_workload(cfg, items, counter)
     p = cfg.n_parallel

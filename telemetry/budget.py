@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.engines import in_process, local_spec, uses_model
 from config.model_files import resolve_model_path
 from config.schema import EvalConfig
 from producer.trials import expand_trials
@@ -72,7 +73,7 @@ def ollama_shape(endpoint: str, model: str, timeout_s: float = 10.0):
 def parallel_slots(cfg: EvalConfig) -> int:
     """In-process llama.cpp decodes ``n_parallel`` sequences in one context (1: the sequential engine);
     HTTP servers hold max_concurrent_requests slots."""
-    return cfg.n_parallel if cfg.local_engine == "llama_cpp" else cfg.max_concurrent_requests
+    return cfg.n_parallel if in_process(cfg) else cfg.max_concurrent_requests
 
 
 def budget_settings(cfg: EvalConfig, n_gpu_layers: int | None = None) -> Settings:
@@ -80,24 +81,23 @@ def budget_settings(cfg: EvalConfig, n_gpu_layers: int | None = None) -> Setting
     (llama.cpp ``n_seq_max`` = P, unified KV cache): n_ctx is the total, not per sequence."""
     return Settings(n_ctx=cfg.n_ctx, slots=parallel_slots(cfg), cache_type=cfg.kv_cache_type,
                     n_gpu_layers=cfg.n_gpu_layers if n_gpu_layers is None else n_gpu_layers,
-                    shared_cache=cfg.local_engine == "llama_cpp")
+                    shared_cache=in_process(cfg))
 
 
 def config_budget(cfg: EvalConfig, model: str | None = None, free_mib: float | None = None,
                   nvml_library: Any = None, query_nvml: bool = True, free_reason: str | None = None) -> BudgetReport:
     """The budget for the config's (or ``model``'s) local run; never raises."""
-    if cfg.backend != "local" or cfg.local_engine == "dry_run":
+    spec = local_spec(cfg)
+    if spec is None or spec.vram_shape is None:
         return BudgetReport(None, ["VRAM budget: not applicable (no local GPU model)"])
     model = model or cfg.local_model or ""
     try:
-        if cfg.local_engine == "ollama":
-            shape = ollama_shape(cfg.local_endpoint or "http://127.0.0.1:11434", model)
+        if spec.vram_shape == "ollama_api":
+            shape = ollama_shape(cfg.local_endpoint or spec.default_endpoint or "", model)
         else:
             path = resolve_gguf(model)
             if path is None:
-                why = "the model file was not found" if cfg.local_engine == "llama_cpp" else \
-                    "set local_model to the server's .gguf path to get one"
-                return BudgetReport(None, [f"VRAM budget: skipped for {model!r} ({why})"])
+                return BudgetReport(None, [f"VRAM budget: skipped for {model!r} ({spec.no_gguf_hint})"])
             shape = shape_from_gguf(path)
     except (GGUFError, VramError) as exc:
         return BudgetReport(None, [f"VRAM budget: skipped ({exc})"])
@@ -118,18 +118,15 @@ def config_budget(cfg: EvalConfig, model: str | None = None, free_mib: float | N
     lines = budget.lines()
     if shape.n_ctx_train and cfg.n_ctx > shape.n_ctx_train:
         lines.append(f"  note: n_ctx {cfg.n_ctx} exceeds the model's trained context {shape.n_ctx_train}")
-    if cfg.local_engine == "ollama" and parallel_slots(cfg) > 1:
-        lines.append("  note: Ollama needs OLLAMA_NUM_PARALLEL >= max_concurrent_requests (default 1)")
-    if cfg.local_engine == "openai_compat" and parallel_slots(cfg) > 1:
-        lines.append(f"  note: start llama-server with -np {parallel_slots(cfg)} -c "
-                     f"{cfg.n_ctx * parallel_slots(cfg)} (its -c is shared by all slots)")
+    if spec.parallel_note and parallel_slots(cfg) > 1:
+        lines.append(spec.parallel_note.format(p=parallel_slots(cfg), total_ctx=cfg.n_ctx * parallel_slots(cfg)))
     status = "warn" if budget.fits is False else ("ok" if budget.fits else "skip")
     return BudgetReport(budget, lines, status)
 
 
 def vram_lines(cfg: EvalConfig, nvml_library: Any = None) -> list[str]:
     """Budget lines for every distinct local model of the config's trials (``plan`` and ``doctor``)."""
-    if cfg.backend != "local" or cfg.local_engine == "dry_run":
+    if not uses_model(cfg):
         return []
     free_mib, reason = free_vram_mib(nvml_library)
     models = list(dict.fromkeys(t.model for t in expand_trials(cfg)))
@@ -141,7 +138,7 @@ def vram_lines(cfg: EvalConfig, nvml_library: Any = None) -> list[str]:
 
 def vram_check(cfg: EvalConfig, nvml_library: Any = None) -> tuple[str, str]:
     """One ``doctor`` line: (status, message), status ok | warn | skip. Warns with the fix."""
-    if cfg.backend != "local" or cfg.local_engine == "dry_run":
+    if not uses_model(cfg):
         return "skip", "VRAM budget: not applicable (no local GPU model)"
 
     free_mib, reason = free_vram_mib(nvml_library)

@@ -25,7 +25,7 @@ MESSAGES = {
     "pyarrow cannot be imported (": "producer/preflight_data.py",
     "is on a network drive": "producer/preflight.py",
     "is inside OneDrive": "producer/preflight.py",
-    "this llama-cpp-python build cannot offload to a GPU": "producer/preflight.py",
+    "this llama-cpp-python build cannot offload to a GPU": "workers/engines/llama_cpp_hooks.py",
 }
 
 # topic -> words windows.md must contain for it

@@ -24,6 +24,7 @@ from config.contract import (
     TRANSCRIPTS_JSONL,
     TRIAL_MANIFEST_JSON,
 )
+from config.engines import batch_backend_of
 from producer.console import UserError
 from producer.layout import RunLayout
 from producer.ledger import connect
@@ -189,7 +190,7 @@ def _record_phases(run_id: str, failed: tuple[str, str] | None = None) -> None:
         run = get_run(conn, run_id)
         layout = RunLayout(Path(run["experiments_dir"]), run_id)
         trials = trial_names(conn, run_id)
-        batch = str(run["engine"]).startswith("fireworks")
+        batch = batch_backend_of(str(run["engine"])) is not None
         record_run_phases(layout, trials, batch=batch, failed=failed)
     except Exception as exc:  # noqa: BLE001 - a read-only run folder must not hide the real error
         log.warning("run_state.json phases of %s not updated: %s", run_id, exc)

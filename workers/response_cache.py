@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.engines import EngineError
+from config.engines import ENGINES, EngineError
 from config.schema import EvalConfig
 from producer.console import UserError
 from producer.ledger.response_cache import (
@@ -42,15 +42,13 @@ from producer.ledger.response_cache import (
     remember_file_hash,
 )
 from workers.engines.base import EngineResult, GenerationParams, Usage
+from workers.engines.registry import cache_identity_hook
 
 log = logging.getLogger("workers")
 
 KEY_VERSION = 1  # bump when the key's recipe changes: old entries then simply miss
-SEEDED_ENGINES = frozenset({"llama_cpp", "ollama"})  # a fixed per-request seed makes temperature > 0 repeatable
-UNCACHED_ENGINES = {
-    "openai_compat": "an OpenAI-compatible server names its model but offers no digest of the weights",
-    "dry_run": "dry-run answers cost nothing to make",
-}
+# a fixed per-request seed makes temperature > 0 repeatable: each engine's ``honours_seed`` fact
+SEEDED_ENGINES = frozenset(name for name, spec in ENGINES.items() if spec.honours_seed)
 HASH_CHUNK = 8 * 1024 * 1024
 LOUD_HASH_BYTES = 1 << 30
 
@@ -141,48 +139,15 @@ class ResponseCache:
             _say_once(f"response cache unavailable, running without it: {exc}")
 
 
-def _llama_cpp_identity(cfg: EvalConfig, model: str) -> ResponseCache:
-    from config.llama_cpp_import import import_llama_cpp  # lazy: the native library, only for llama_cpp runs
-    from config.model_files import resolve_model_path  # lazy: only llama_cpp resolves a GGUF file
-
-    path = resolve_model_path(model)
-    settings = {"n_ctx": cfg.n_ctx, "n_gpu_layers": cfg.n_gpu_layers, "kv_cache_type": cfg.kv_cache_type,
-                "n_parallel": getattr(cfg, "n_parallel", 1),
-                "llama_cpp_python": str(getattr(import_llama_cpp(), "__version__", "?"))}
-    return ResponseCache("llama_cpp", model, f"sha256:{file_sha256(path)}", settings)
-
-
-def ollama_digest(cfg: EvalConfig, model: str) -> str | None:
-    """The model's digest from ``GET /api/tags`` (``models[].digest``; Ollama's documented API), or None
-    when the model is not pulled. ``llama3`` and ``llama3:latest`` are the same model."""
-    from workers.engines.ollama import OllamaEngine  # lazy: an engine module, only for ollama runs
-
-    engine = OllamaEngine(cfg, model)
-    try:
-        tags = engine.tags()
-    finally:
-        engine.close()
-    names = {model, model if ":" in model else f"{model}:latest"}
-    for m in tags:
-        if (m.get("name") in names or m.get("model") in names) and m.get("digest"):
-            return str(m["digest"])
-    return None
-
-
-def _ollama_identity(cfg: EvalConfig, model: str) -> ResponseCache | None:
-    digest = ollama_digest(cfg, model)
-    if digest is None:
-        return None
-    return ResponseCache("ollama", model, digest, {"num_ctx": cfg.n_ctx})
-
-
 def cache_for(cfg: EvalConfig, engine: str, model: str) -> ResponseCache | None:
     """The response cache for this run's engine and model, or None (``cache: false``, an engine without a
     reliable model identity, or an identity that cannot be read now). Memoised per process on success."""
     if not cfg.cache:
         return None
-    if engine in UNCACHED_ENGINES or engine not in ("llama_cpp", "ollama"):
-        why = UNCACHED_ENGINES.get(engine, "it has no known model identity")
+    identify = cache_identity_hook(engine)
+    if identify is None:
+        spec = ENGINES.get(engine)
+        why = (spec.uncached_reason if spec else None) or "it has no known model identity"
         _say_once(f"cache: true has no effect on engine {engine}: {why}")
         return None
     memo = (engine, model, cfg.n_ctx, cfg.n_gpu_layers, cfg.kv_cache_type, getattr(cfg, "n_parallel", 1),
@@ -191,7 +156,8 @@ def cache_for(cfg: EvalConfig, engine: str, model: str) -> ResponseCache | None:
         if memo in _caches:
             return _caches[memo]
     try:
-        cache = _llama_cpp_identity(cfg, model) if engine == "llama_cpp" else _ollama_identity(cfg, model)
+        identity = identify(cfg, model)
+        cache = None if identity is None else ResponseCache(engine, model, *identity)
     except (EngineError, UserError, sqlite3.Error, OSError, ValueError) as exc:
         # no model file, engine not answering, damaged cache file: the engine path reports what it must
         _say_once(f"response cache not used for {engine} {model}: {' '.join(str(exc).split())}")

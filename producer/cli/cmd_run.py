@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from config.contract import TRIAL_MANIFEST_JSON
+from config.engines import is_dry_run_engine
 from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
 from producer import exit_codes
@@ -125,7 +126,7 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
         from producer.enqueue import recorded_config
 
         cfg, engine = recorded_config(resume)
-        preflight(cfg, no_preflight or engine == "dry_run", check_data=False)
+        preflight(cfg, no_preflight or is_dry_run_engine(engine), check_data=False)
     else:
         from producer.enqueue import check_outputs
         from producer.plan import check_run_size

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from config.engines import uses_model
 from config.errors import ConfigError
 from config.lookup import load_config_ref, resolve_config_path
 from config.schema import EvalConfig
@@ -117,7 +118,7 @@ no_preflight_option = click.option("--no-preflight", is_flag=True,
 def preflight(cfg: EvalConfig, skip: bool, check_data: bool = True) -> None:
     """Refuse to start a run that `doctor` would fail (one line, exit 1); show its warnings. ``cfg`` with
     any ``--data`` overrides applied; ``check_data=False`` for a resume (its items are in the ledger)."""
-    if skip or cfg.backend != "local" or cfg.local_engine == "dry_run":
+    if skip or not uses_model(cfg):
         return
     from producer.preflight import WARN, ensure_ready  # lazy: --help stays fast
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from config.engines import batch_backend_of
 from producer.ledger.fireworks import format_jobs, job_summary
 from producer.ledger.queries import HEARTBEAT_STALE_S, live_worker_pids, stop_reason
 from producer.ledger.writes import HOST
@@ -122,7 +123,7 @@ def run_status(conn: sqlite3.Connection, run_id: str, now: float | None = None) 
 
 def _fireworks_jobs(conn: sqlite3.Connection, run_id: str, engine: str) -> list[dict[str, Any]]:
     """Batch runs: each part's job state and progress (``fireworks_parts``)."""
-    if not str(engine).startswith("fireworks"):
+    if batch_backend_of(str(engine)) is None:
         return []
     return job_summary(conn, run_id)
 

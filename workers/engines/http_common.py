@@ -20,6 +20,7 @@ import urllib3
 from workers.engines.base import PermanentEngineError, TransientEngineError
 
 TRANSIENT_STATUS = {408, 429}
+PREFLIGHT_TIMEOUT_S = 5.0  # a preflight probe waits no longer than this for a server
 MAX_MESSAGE = 300
 
 
@@ -183,3 +184,38 @@ def normalise_endpoint(endpoint: str) -> str:
     if base.endswith("/v1"):
         base = base[:-3]
     return base
+
+
+class HttpEngine:
+    """What every HTTP engine shares: the endpoint, the pooled session, the timeout and one ``_call``
+    that lands every failure in the queue's error classes. Subclasses set ``name``, ``SERVICE`` (the
+    server's name in messages), ``ENDPOINT_EXAMPLE`` and, where the server wants one, ``headers()``."""
+
+    name = ""
+    SERVICE = "server"
+    ENDPOINT_EXAMPLE = "http://127.0.0.1:8080"
+    thread_safe = True
+
+    def __init__(self, cfg: Any, model: str | None = None) -> None:
+        if not cfg.local_endpoint:
+            raise PermanentEngineError(f"local_endpoint is not set (e.g. {self.ENDPOINT_EXAMPLE})")
+        self.cfg = cfg
+        self.model = model or cfg.local_model or ""
+        self.base_url = normalise_endpoint(cfg.local_endpoint)
+        self.timeout_s = cfg.request_timeout_s
+        self.session = make_session(cfg.max_concurrent_requests)
+        self._headers = self.headers()
+
+    def headers(self) -> dict[str, str]:
+        """Extra headers sent with every request (an API key); none by default."""
+        return {}
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None,
+              timeout_s: float | None = None) -> dict[str, Any]:
+        return request_json(
+            self.session, method, f"{self.base_url}{path}", service=self.SERVICE, model=self.model,
+            timeout_s=timeout_s or self.timeout_s, payload=payload, headers=self._headers or None,
+        )
+
+    def close(self) -> None:
+        self.session.close()

@@ -9,17 +9,22 @@ server must be started with ``OLLAMA_NUM_PARALLEL`` >= that number to really run
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from config.checks import FAIL, OK, WARN, Check, EngineFacts
+from config.engines import OLLAMA_DEFAULT_ENDPOINT
 from config.schema import EvalConfig
 from config.token_count import Counter, Messages, chars_estimate, plain_transcript, text_estimate
-from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError
-from workers.engines.http_common import make_session, normalise_endpoint, request_json
+from workers.engines.base import EngineError, EngineResult, GenerationParams
+from workers.engines.http_common import PREFLIGHT_TIMEOUT_S, HttpEngine, pull_hint
 from workers.engines.tokens import complete_usage
 
 SERVICE = "Ollama"
+DOCTOR_TIMEOUT_S = 3.0
 NS = 1e-9
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
@@ -57,26 +62,16 @@ def timing_facts(body: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-class OllamaEngine:
+class OllamaEngine(HttpEngine):
     name = "ollama"
-    thread_safe = True
+    SERVICE = SERVICE
+    ENDPOINT_EXAMPLE = OLLAMA_DEFAULT_ENDPOINT
 
     def __init__(self, cfg: EvalConfig, model: str | None = None) -> None:
-        if not cfg.local_endpoint:
-            raise PermanentEngineError("local_endpoint is not set (e.g. http://127.0.0.1:11434)")
-        self.cfg = cfg
-        self.model = model or cfg.local_model or ""
-        self.base_url = normalise_endpoint(cfg.local_endpoint)
-        self.timeout_s = cfg.request_timeout_s
-        self.session = make_session(cfg.max_concurrent_requests)
+        super().__init__(cfg, model)
         self._embed_ok: bool | None = None  # learnt on first use: can /api/embed count for this model?
 
     # -- HTTP ---------------------------------------------------------------------------------------
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
-        return request_json(
-            self.session, method, f"{self.base_url}{path}", service=SERVICE, model=self.model,
-            timeout_s=timeout_s or self.timeout_s, payload=payload,
-        )
 
     def tags(self, timeout_s: float = 10.0) -> list[dict[str, Any]]:
         """``GET /api/tags``: the pulled models (also the health check)."""
@@ -162,6 +157,90 @@ class OllamaEngine:
         messages = [{"role": "user", "content": prompt}]
         return self._result(body, body.get("response") or "", body.get("thinking"), messages, latency)
 
-    def close(self) -> None:
-        self.session.close()
+    # -- what the engine knows about itself outside generation (preflight, cache, doctor) -----------
+    @classmethod
+    def preflight(cls, cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
+        """The server answers, the model is pulled, n_ctx fits its trained context; the server's own
+        tokenizer (``/api/embed``) counts the prompts for the context check."""
+        facts = EngineFacts()
+        engine = cls(cfg, model)
+        try:
+            try:
+                tags = engine.tags(timeout_s=PREFLIGHT_TIMEOUT_S)
+            except EngineError as exc:
+                return [Check("engine", FAIL, str(exc))], facts
+            checks = [Check("engine", OK, f"Ollama at {engine.base_url} answers ({len(tags)} model(s) pulled)")]
+            names = {str(t.get("name")) for t in tags} | {str(t.get("model")) for t in tags}
+            if model not in names and f"{model}:latest" not in names:
+                checks.append(Check("model", FAIL, pull_hint("Ollama", model)))
+                return checks, facts
+            checks.append(Check("model", OK, f"{model} is pulled"))
+            try:
+                info = engine.show(timeout_s=PREFLIGHT_TIMEOUT_S * 3).get("model_info") or {}
+            except EngineError as exc:
+                checks.append(Check("context", WARN, f"cannot read model facts from /api/show: {exc}"))
+                return checks, facts
+            trained = context_from_info(info)
+            facts.context_limit = min(cfg.n_ctx, trained) if trained else cfg.n_ctx
+            facts.context_source = f"num_ctx {cfg.n_ctx}" + (f", model trained for {trained}" if trained else "")
+            if trained and cfg.n_ctx > trained:
+                checks.append(Check("n_ctx", WARN, f"n_ctx {cfg.n_ctx} exceeds {model}'s trained context {trained}"))
+            facts.counter = engine.prompt_counter()
+            facts.counter_name = "Ollama /api/embed, else ~4 characters per token"
+            return checks, facts
+        finally:
+            engine.close()
 
+    @classmethod
+    def cache_identity(cls, cfg: EvalConfig, model: str) -> tuple[str, dict[str, Any]] | None:
+        """(model id, settings) for the response cache: the model's digest, or None when not pulled."""
+        digest = ollama_digest(cfg, model)
+        return None if digest is None else (digest, {"num_ctx": cfg.n_ctx})
+
+    @classmethod
+    def doctor_section(cls, cfg: EvalConfig, redact: Callable[[str | None], str | None]) -> dict[str, Any]:
+        """The doctor report's ``ollama`` object: the server at the configured endpoint when the run uses
+        Ollama, else at its default address. ``redact`` strips credentials from a URL."""
+        import requests
+
+        from producer.env import user_env_value  # lazy: only the doctor report reads the user's settings
+
+        ours = cfg.local_engine == cls.name
+        base = ((cfg.local_endpoint if ours else None) or OLLAMA_DEFAULT_ENDPOINT).rstrip("/")
+        out: dict[str, Any] = {"endpoint": redact(base), "version": None, "error": None,
+                               "num_parallel_env": os.environ.get("OLLAMA_NUM_PARALLEL"),
+                               "num_parallel_user_setting": user_env_value("OLLAMA_NUM_PARALLEL")}
+        try:
+            resp = requests.get(f"{base}/api/version", timeout=DOCTOR_TIMEOUT_S)
+            resp.raise_for_status()
+            out["version"] = str(resp.json().get("version"))
+        except Exception as exc:  # noqa: BLE001 - not running is a fact, not an error of the report
+            out["error"] = f"no answer from {redact(base)}/api/version ({type(exc).__name__})"
+        return out
+
+
+def context_from_info(info: dict[str, Any]) -> int | None:
+    """The trained context length from ``/api/show``'s ``model_info`` (``<arch>.context_length``)."""
+    arch = info.get("general.architecture")
+    value = info.get(f"{arch}.context_length") if arch else None
+    if value is None:
+        value = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def ollama_digest(cfg: EvalConfig, model: str) -> str | None:
+    """The model's digest from ``GET /api/tags`` (``models[].digest``; Ollama's documented API), or None
+    when the model is not pulled. ``llama3`` and ``llama3:latest`` are the same model."""
+    engine = OllamaEngine(cfg, model)
+    try:
+        tags = engine.tags()
+    finally:
+        engine.close()
+    names = {model, model if ":" in model else f"{model}:latest"}
+    for m in tags:
+        if (m.get("name") in names or m.get("model") in names) and m.get("digest"):
+            return str(m["digest"])
+    return None

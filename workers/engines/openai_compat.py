@@ -14,9 +14,10 @@ import time
 import uuid
 from typing import Any
 
+from config.checks import FAIL, OK, WARN, Check, EngineFacts
 from config.schema import EvalConfig
-from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError
-from workers.engines.http_common import make_session, normalise_endpoint, request_json
+from workers.engines.base import EngineError, EngineResult, GenerationParams, PermanentEngineError
+from workers.engines.http_common import PREFLIGHT_TIMEOUT_S, HttpEngine
 from workers.engines.tokens import complete_usage
 
 SERVICE = "OpenAI-compatible server"
@@ -47,27 +48,15 @@ def timing_facts(body: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-class OpenAICompatEngine:
+class OpenAICompatEngine(HttpEngine):
     name = "openai_compat"
-    thread_safe = True
+    SERVICE = SERVICE
+    ENDPOINT_EXAMPLE = "http://127.0.0.1:8080"
 
-    def __init__(self, cfg: EvalConfig, model: str | None = None) -> None:
-        if not cfg.local_endpoint:
-            raise PermanentEngineError("local_endpoint is not set (e.g. http://127.0.0.1:8080)")
-        self.cfg = cfg
-        self.model = model or cfg.local_model or ""
-        self.base_url = normalise_endpoint(cfg.local_endpoint)
-        self.timeout_s = cfg.request_timeout_s
-        self.session = make_session(cfg.max_concurrent_requests)
+    def headers(self) -> dict[str, str]:
+        """The optional API key as a Bearer token (never logged or written)."""
         key = os.environ.get(API_KEY_ENV, "").strip()
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
-
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None,
-              timeout_s: float | None = None) -> dict[str, Any]:
-        return request_json(
-            self.session, method, f"{self.base_url}{path}", service=SERVICE, model=self.model,
-            timeout_s=timeout_s or self.timeout_s, payload=payload, headers=self._headers,
-        )
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def models(self, timeout_s: float = 10.0) -> list[str]:
         """``GET /v1/models`` ids (also the health check)."""
@@ -106,5 +95,35 @@ class OpenAICompatEngine:
             engine=facts,
         )
 
-    def close(self) -> None:
-        self.session.close()
+    @classmethod
+    def preflight(cls, cfg: EvalConfig, model: str) -> tuple[list[Check], EngineFacts]:
+        """The server answers and serves the model; its context per slot (``max_model_len`` or
+        llama-server's ``/props``) bounds the context check."""
+        facts = EngineFacts()
+        engine = cls(cfg, model)
+        try:
+            try:
+                body = engine._call("GET", "/v1/models", timeout_s=PREFLIGHT_TIMEOUT_S)
+            except EngineError as exc:
+                return [Check("engine", FAIL, str(exc))], facts
+            data = [m for m in body.get("data") or [] if isinstance(m, dict)]
+            ids = [str(m.get("id")) for m in data]
+            checks = [Check("engine", OK, f"server at {engine.base_url} answers (models: {', '.join(ids) or 'none listed'})")]
+            if ids and model not in ids:
+                checks.append(Check("model", WARN, f"{model} is not listed by /v1/models (servers with one model "
+                                                   "usually ignore the name; LM Studio and vLLM do not)"))
+            else:
+                checks.append(Check("model", OK, f"{model} is served"))
+            limit = next((int(m["max_model_len"]) for m in data if m.get("id") == model and m.get("max_model_len")), None)
+            if limit is None:
+                try:  # llama-server: GET /props -> default_generation_settings.n_ctx (per slot)
+                    props = engine._call("GET", "/props", timeout_s=PREFLIGHT_TIMEOUT_S)
+                    limit = (props.get("default_generation_settings") or {}).get("n_ctx") or props.get("n_ctx")
+                except EngineError:
+                    limit = None
+            if limit:
+                facts.context_limit = int(limit)
+                facts.context_source = "the server's context per slot"
+            return checks, facts
+        finally:
+            engine.close()

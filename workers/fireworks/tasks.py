@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from producer.fireworks_plan import RowValidationError, save_job_table
+from producer.fireworks_plan import DRY_RUN_ENGINE, RowValidationError, save_job_table
 from producer.huey_app import enqueue_many, huey, queued_task_args
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
@@ -65,24 +65,20 @@ def after_part(run_id: str, part: int) -> None:
 
 @huey.task()
 def fw_submit_part(run_id: str, part: int) -> None:
-    from workers.fireworks.runner import (  # lazy: keeps the task modules light to import
-        DRY_RUN_ENGINE,
-        make_client,
-        poll_part,
-        submit_part,
-    )
+    from workers.batch_provider import provider_for  # lazy: keeps the task modules light to import
+    from workers.fireworks.runner import poll_part, submit_part  # lazy: as above
 
     worker_state.ensure_registered()
     if is_stopped(connect(), run_id):
         return
     cfg, engine = _settings(run_id)
     try:
-        client = make_client(cfg, engine)
-        state = submit_part(run_id, part, cfg, client)
+        provider = provider_for(cfg, engine)
+        state = submit_part(run_id, part, cfg, provider)
         if state != "submitted":
             return
         if engine == DRY_RUN_ENGINE:  # offline fake lives in this process: finish the part here
-            while not poll_part(run_id, part, cfg, client):
+            while not poll_part(run_id, part, cfg, provider):
                 if is_stopped(connect(), run_id):  # e.g. the poll deadline passed
                     return
                 time.sleep(DRY_RUN_POLL_S)
@@ -103,18 +99,15 @@ def fw_submit_part(run_id: str, part: int) -> None:
 
 @huey.task()
 def fw_poll_part(run_id: str, part: int) -> None:
-    from workers.fireworks.runner import (  # lazy: keeps the task modules light to import
-        DRY_RUN_ENGINE,
-        make_client,
-        poll_part,
-    )
+    from workers.batch_provider import provider_for  # lazy: keeps the task modules light to import
+    from workers.fireworks.runner import poll_part  # lazy: as above
 
     worker_state.ensure_registered()
     if is_stopped(connect(), run_id):
         return  # resume re-schedules the poll
     cfg, engine = _settings(run_id)
     try:
-        finished = poll_part(run_id, part, cfg, make_client(cfg, engine))
+        finished = poll_part(run_id, part, cfg, provider_for(cfg, engine))
     except FireworksError as exc:
         if exc.status == 404 and engine == DRY_RUN_ENGINE:  # the offline fake died with its process
             fw_ledger.update_part(connect(), run_id, part, state="planned")

@@ -1,0 +1,139 @@
+"""Fireworks as a ``BatchProvider`` (``workers/batch_provider.py``): datasets, batch inference jobs,
+signed-URL downloads and the ``BIJOutputSet.jsonl`` / ``error-data`` files (docs/architecture.md facts 8
+and 13). The runner (``runner.py``) drives it; ``client.py`` holds the REST calls and retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any
+
+from config.schema import EvalConfig
+from producer.fireworks_plan import DRY_RUN_ENGINE, TERMINAL_OK
+from producer.results_io import ResultsFormatError, normalise_raw_row
+from workers.batch_provider import BatchJob
+from workers.fireworks.client import (
+    TERMINAL_FAILED,
+    TERMINAL_STATES,
+    Credentials,
+    FireworksClient,
+    FireworksError,
+    _Secret,
+    job_progress,
+    short_id,
+)
+from workers.fireworks.download import fetch_output_files, is_output_file
+
+_fake_lock = threading.Lock()
+_fake: dict[int, Any] = {}
+
+
+def make_client(cfg: EvalConfig, engine: str) -> FireworksClient:
+    """The real API (key from env/.env), or for ``--dry-run`` an in-process offline fake server."""
+    deadline, backoff = cfg.fireworks.request_deadline_s, cfg.retry_backoff_s
+    if engine == DRY_RUN_ENGINE:
+        from workers.fireworks.fake_server import (  # lazy: the fake server, dry runs only
+            FakeFireworksServer,
+            FakeState,
+        )
+
+        with _fake_lock:
+            srv = _fake.get(os.getpid())
+            if srv is None:
+                srv = _fake[os.getpid()] = FakeFireworksServer(FakeState(api_key="dry-run")).start()
+        creds = Credentials(_Secret("dry-run"), "dry-run", srv.base_url)
+        return FireworksClient(creds, deadline_s=deadline, backoff_s=backoff)
+    return FireworksClient(Credentials.from_env(), deadline_s=deadline, backoff_s=backoff)
+
+
+def as_job(job: dict[str, Any]) -> BatchJob:
+    """A Fireworks ``batchInferenceJob`` as the runner's ``BatchJob``."""
+    state = job.get("state") or "JOB_STATE_UNSPECIFIED"
+    return BatchJob(state=state, progress=job_progress(job), terminal=state in TERMINAL_STATES,
+                    failed=state in TERMINAL_FAILED, complete=state in TERMINAL_OK,
+                    message=((job.get("status") or {}).get("message") or state).strip(),
+                    output_id=short_id(job.get("outputDatasetId")) or None, raw=job)
+
+
+def parse_lines(content: bytes, source: str) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsFormatError(f"{source}: not UTF-8 text") from None
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ResultsFormatError(f"{source}: line {n}: invalid JSON") from None
+    return rows
+
+
+class FireworksProvider:
+    """The Fireworks batch API behind the ``BatchProvider`` protocol."""
+
+    name = "fireworks"
+
+    def __init__(self, cfg: EvalConfig, client: FireworksClient) -> None:
+        self.cfg = cfg
+        self.client = client
+
+    @classmethod
+    def for_run(cls, cfg: EvalConfig, engine: str) -> FireworksProvider:
+        return cls(cfg, make_client(cfg, engine))
+
+    def _wait_ready(self, dataset_id: str) -> None:
+        settings = self.cfg.fireworks
+        deadline = time.monotonic() + settings.request_deadline_s
+        while True:
+            ds = self.client.get_dataset(dataset_id) or {}
+            if ds.get("state") == "READY":
+                return
+            if time.monotonic() > deadline:
+                raise FireworksError(f"dataset {dataset_id} not READY after {settings.request_deadline_s:.0f}s"
+                                     f" (state {ds.get('state')})")
+            time.sleep(min(settings.poll_interval_s, 5.0))
+
+    def upload(self, dataset_id: str, filename: str, data: bytes, rows: int, display_name: str) -> None:
+        ds = self.client.get_dataset(dataset_id)
+        if ds is None:
+            ds = self.client.create_dataset(dataset_id, rows, display_name)
+        if ds.get("state") != "READY":
+            self.client.upload_dataset(dataset_id, filename, data)
+            self._wait_ready(dataset_id)
+
+    def find_job(self, job_id: str) -> BatchJob | None:
+        job = self.client.get_job(job_id)
+        return None if job is None else as_job(job)
+
+    def create_job(self, job_id: str, model: str, input_id: str, output_id: str, params: dict[str, Any],
+                   display_name: str) -> BatchJob:
+        return as_job(self.client.create_job(job_id, model, input_id, output_id, params, display_name))
+
+    def download(self, output_id: str) -> dict[str, bytes]:
+        return fetch_output_files(self.client, output_id)
+
+    def read_rows(self, files: dict[str, bytes]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        results: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        for name, content in files.items():
+            if not is_output_file(name):
+                continue
+            for row in parse_lines(content, name):
+                norm = normalise_raw_row(row)
+                details = ((row.get("response") or {}).get("usage") or {}).get("prompt_tokens_details") or {}
+                norm["cached_tokens"] = details.get("cached_tokens")
+                results[norm["custom_id"]] = norm  # rows arrive out of order: join on custom_id
+        for name, content in files.items():
+            if is_output_file(name):
+                continue
+            for row in parse_lines(content, name):  # error-data: the rows Fireworks could not answer
+                if isinstance(row, dict) and row.get("custom_id"):
+                    err = row.get("error") or row.get("response") or "failed on Fireworks"
+                    errors[str(row["custom_id"])] = json.dumps(err, ensure_ascii=False)[:500] \
+                        if not isinstance(err, str) else err
+        return results, errors
