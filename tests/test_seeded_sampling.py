@@ -112,3 +112,15 @@ def test_prefix_blocks_give_the_same_logits(engine, messages):
 
 def test_the_seed_still_drives_the_sampling(engine):
     assert len({_text(engine, PROMPTS[0], 1.0, seed=s) for s in range(4)}) > 1
+
+
+@pytest.mark.unit
+def test_the_batched_engine_is_never_cached(tmp_path, caplog):
+    """With n_parallel > 1 no answer is repeatable, so cache: true is refused with the reason (said once)."""
+    from workers.response_cache import cache_for
+
+    cfg = EvalConfig(**offline_config_dict(tmp_path, local_engine="llama_cpp", local_model="smollm2", n_ctx=2048,
+                                           n_gpu_layers=0, n_parallel=4, cache=True))
+    with caplog.at_level("INFO", logger="workers"):
+        assert cache_for(cfg, "llama_cpp", "smollm2") is None
+    assert "n_parallel > 1" in caplog.text and "set n_parallel: 1" in caplog.text

@@ -23,6 +23,7 @@ from config.model_files import ModelFileError, resolve_model_path
 from config.schema import EvalConfig
 from workers.engines.base import EngineResult, GenerationParams, PermanentEngineError, Usage
 
+PROMPT_READING = "last-token-alone/1"  # in the response cache key: answers read the older way miss
 PROMPT_BLOCK = 64  # prefix batches cut at multiples of this on a GPU or with flash attention (prompt_batches)
 
 _cache_lock = threading.Lock()

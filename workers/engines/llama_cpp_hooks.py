@@ -17,6 +17,7 @@ from config.schema import EvalConfig
 from config.token_count import gguf_counter, gguf_vocab
 from telemetry.gguf import MAGIC, read_gguf_metadata
 from workers.engines.base import PermanentEngineError
+from workers.engines.llama_cpp_engine import PROMPT_READING
 
 
 def _one_line(exc: BaseException) -> str:
@@ -84,12 +85,19 @@ class LlamaCppHooks:
     @staticmethod
     def cache_identity(cfg: EvalConfig, model: str) -> tuple[str, dict[str, Any]] | None:
         """(model id, settings) for the response cache: the GGUF file's sha256 and every setting that can
-        change an answer."""
+        change an answer. None is repeatable with ``n_parallel`` > 1: there an answer depends on the
+        requests decoded beside it (measured: 3 of 16 seeded T = 1 answers and 14 of 16 at T = 0 the same
+        when the same requests arrive in another order), so the cache is refused with the reason."""
         from workers.response_cache import file_sha256  # lazy: memoised in the cache's own database
+
+        if getattr(cfg, "n_parallel", 1) > 1:
+            raise ValueError("with n_parallel > 1 an answer depends on the requests batched beside it, so no "
+                             "answer is repeatable (docs/statistics.md, 'What a seed fixes'): set n_parallel: 1 "
+                             "to use the cache")
 
         path = resolve_model_path(model)
         settings = {"n_ctx": cfg.n_ctx, "n_gpu_layers": cfg.n_gpu_layers, "kv_cache_type": cfg.kv_cache_type,
-                    "n_parallel": getattr(cfg, "n_parallel", 1),
+                    "n_parallel": getattr(cfg, "n_parallel", 1), "prompt_reading": PROMPT_READING,
                     "llama_cpp_python": str(getattr(import_llama_cpp(), "__version__", "?"))}
         return f"sha256:{file_sha256(path)}", settings
 
