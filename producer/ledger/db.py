@@ -15,6 +15,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -136,8 +137,23 @@ def configure(conn: sqlite3.Connection, readonly: bool) -> None:
     """What every connection to a shared file needs: a busy timeout; writers also WAL (the response cache too)."""
     conn.execute(f"pragma busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     if not readonly:
-        conn.execute("pragma journal_mode=wal")
+        _wal(conn)
         conn.execute("pragma synchronous=normal")
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting like the busy timeout: SQLite answers "database is locked" at once, without
+    its busy handler, when several processes switch a new file together (measured: 7 of 15 rounds of 6
+    processes)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("pragma journal_mode=wal")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -147,7 +163,18 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         if key in _schema_ready:
             return
         migrate(conn, MIGRATIONS, path)
+        _refuse_read_only(conn)
         _schema_ready.add(key)
+
+
+def _refuse_read_only(conn: sqlite3.Connection) -> None:
+    """Take and drop the write lock: a read-only file fails here, at open, as one line naming it (migrate
+    writes nothing when nothing is missing, so the first write would otherwise come mid-run)."""
+    conn.execute("begin immediate")
+    try:
+        conn.execute("update meta set value = value where 0")  # a write statement: refused on a read-only file
+    finally:
+        conn.execute("rollback")
 
 
 def connect(path: Path | None = None, readonly: bool = False) -> sqlite3.Connection:
