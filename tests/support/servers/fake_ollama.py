@@ -265,11 +265,7 @@ def main() -> None:
     parser.add_argument("--context-length", type=int, default=8192)
     args = parser.parse_args()
     server = FakeOllamaServer(FakeOllama(models=[FakeModel(args.model, context_length=args.context_length)]), args.port)
-    print(f"fake Ollama on {server.url}", flush=True)
-    try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    server.serve_until_interrupted("fake Ollama")
 
 
 if __name__ == "__main__":

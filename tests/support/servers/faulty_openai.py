@@ -205,11 +205,7 @@ def main() -> None:
     args = parser.parse_args()
     plan = FaultPlan(shares=parse_shares(args.faults), mode=args.mode, seed=args.seed)
     server = FaultyOpenAIServer(FaultState(plan=plan), args.port)
-    print(f"faulty OpenAI-compatible server on {server.url}", flush=True)
-    try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    server.serve_until_interrupted("faulty OpenAI-compatible server")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,14 @@ class LocalServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def serve_until_interrupted(self, what: str) -> None:
+        """A server's ``python -m`` entry point: say where it listens, serve until Ctrl+C."""
+        print(f"{what} on {self.url}", flush=True)
+        try:
+            self.httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
