@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_text_atomic
+from producer.layout import TrialFolder
 
 FIGURE_PATTERNS = ("forest_*.png", "risk_coverage_*.png", "telemetry.png")
 
 
 def default_reports_dir(results_dir: Path) -> Path:
     """``<slug>/results`` -> ``<slug>/reports``."""
-    return Path(results_dir).parent / "reports"
+    return TrialFolder.of_results(results_dir).reports_dir
 
 
 def _manifest_from_config(cfg: Any) -> dict[str, Any]:
