@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict
 class _Status(BaseModel):
     model_config = ConfigDict(extra="allow")
 
+    def set(self, **values: Any) -> None:
+        """Set several fields at once (each becomes part of the JSON)."""
+        for name, value in values.items():
+            setattr(self, name, value)
+
 
 class StateCounts(_Status):
     """Requests per state (and their total) of a condition, or of the whole run (``totals``)."""
