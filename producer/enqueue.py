@@ -30,7 +30,7 @@ from producer import manifests
 from producer.console import UserError
 from producer.env import Credentials, FireworksError
 from producer.fireworks_plan import plan_run, register_plan, retry_failed_parts
-from producer.layout import RunLayout
+from producer.layout import RunFolder, RunLayout
 from producer.ledger import connect
 from producer.ledger.locate import find_run_queue
 from producer.ledger.queries import get_run, latest_run, request_count, trial_names
@@ -151,7 +151,7 @@ def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: i
 
 def _snapshot_prepared(prepared: Any, run_dir: Path) -> Path:
     """Freeze the run's items next to its results: a later ``prepare`` cannot change what it scores."""
-    target = run_dir / "prepared"
+    target = RunFolder(run_dir).prepared_dir
     target.mkdir(parents=True, exist_ok=True)
     for src in (prepared.open_book, prepared.closed_book, prepared.manifest):
         if Path(src).is_file() and not (target / Path(src).name).is_file():
@@ -306,4 +306,4 @@ def resume_run(run_id: str, retry_failed_requests: bool = False, *, reconcile: R
         _retry(conn, run_id, run["engine"])
     enqueued = reconcile(run_id)
     return EnqueueSummary(run_id, False, request_count(conn, run_id), 0, enqueued,
-                          Path(run["experiments_dir"]) / f"run_{run_id}", trial_names(conn, run_id), run["engine"])
+                          RunLayout(Path(run["experiments_dir"]), run_id).run_dir, trial_names(conn, run_id), run["engine"])

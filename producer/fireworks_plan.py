@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_jsonl_atomic
-from config.contract import TRIAL_MANIFEST_JSON, CustomIdError, parse_custom_id, temp_label
+from config.contract import CustomIdError, parse_custom_id, temp_label
 from config.engines import batch_dry_run_engine
 from config.schema import EvalConfig
 from producer import manifests
@@ -226,7 +226,7 @@ def save_job_table(run_id: str) -> None:
     run = get_run(conn, run_id)
     layout = RunLayout(Path(run["experiments_dir"]), run["run_id"])
     jobs = fw_ledger.job_summary(conn, run_id)
-    write_jsonl_atomic(layout.run_dir / "fireworks" / "jobs.jsonl", jobs)
+    write_jsonl_atomic(layout.folder.fireworks_jobs, jobs)
     states = [j["state"] for j in jobs]
     if not states:
         return
@@ -241,10 +241,10 @@ def save_job_table(run_id: str) -> None:
         by_trial.setdefault(j["trial"], []).append(j)
     for trial, tj in by_trial.items():
         if all(j["state"] in ("downloaded", "failed") for j in tj):
-            path = layout.artifact(trial, TRIAL_MANIFEST_JSON)
+            path = layout.trial_manifest(trial)
             status = "failed" if all(j["state"] == "failed" for j in tj) else "done"
             manifests.update_stage(path, "downloaded", status,
-                                   [layout.run_dir / "fireworks" / "downloads" / f"part-{j['part']:04d}" for j in tj],
+                                   [layout.folder.fireworks_download(j["part"]) for j in tj],
                                    jobs=[j["job_id"] for j in tj])
 
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from config.atomic import write_json_atomic, write_text_atomic
-from config.contract import CONDITIONS, TRIAL_MANIFEST_JSON, temp_label
+from config.atomic import write_text_atomic
+from config.contract import CONDITIONS, temp_label
 from config.engines import (
     BATCH_BACKENDS,
     LOCAL_DRY_RUN_ENGINE,
@@ -32,6 +32,7 @@ from config.schema import EvalConfig
 from config.textfile import read_user_bytes, read_user_text
 from producer.env import user_env_value
 from producer.layout import RunLayout
+from producer.run_records import R, RunState, TrialManifest, read_record, write_record
 from producer.trials import Trial
 
 PHASES = ("prepare", "build", "submit", "poll", "parse", "score", "stats", "costs", "report")
@@ -116,70 +117,60 @@ def _locked(path: Path, timeout_s: float = 10.0) -> Iterator[None]:
             lock.unlink()
 
 
-def read_manifest_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; ``{}`` when the file does not exist yet."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _update_json(path: Path, change) -> dict[str, Any]:
+def _update_record(path: Path, model: type[R], change: Callable[[R], None]) -> R:
+    """Read-modify-write of a record file under its lock; ``updated_at`` stamped."""
     with _locked(Path(path)):
-        data = read_manifest_json(path)
-        change(data)
-        data["updated_at"] = now_iso()
-        write_json_atomic(path, data)
-    return data
+        record = read_record(path, model)
+        change(record)
+        record.updated_at = now_iso()
+        write_record(path, record)
+    return record
 
 
 # --- run_state.json ---------------------------------------------------------------------------
 
 
 def init_run_state(layout: RunLayout, cfg: EvalConfig, config_path: Path | str | None = None,
-                   dry_run: bool = False) -> dict[str, Any]:
+                   dry_run: bool = False) -> RunState:
     """Create ``run_state.json`` (or refresh its fingerprint), keeping phases already recorded."""
 
-    def change(state: dict[str, Any]) -> None:
-        state.setdefault("schema_version", 1)
-        state["run_id"] = layout.run_id
-        state["dry_run"] = bool(dry_run)
-        state.setdefault("created_at", now_iso())
-        state["config_fingerprint"] = config_fingerprint(cfg)
+    def change(state: RunState) -> None:
+        fresh = state.model_fields_set
+        state.set(schema_version=state.schema_version, run_id=layout.run_id, dry_run=bool(dry_run),
+                  created_at=state.created_at if "created_at" in fresh else now_iso(),
+                  config_fingerprint=config_fingerprint(cfg))
         if config_path is not None:
-            state["config_path"] = Path(config_path).as_posix()
-        state.setdefault("stop_requested", False)
-        state["phase_order"] = list(PHASES)
-        phases = state.setdefault("phases", {})
+            state.config_path = Path(config_path).as_posix()
+        state.set(stop_requested=state.stop_requested, phase_order=list(PHASES))
         for phase in PHASES:
-            phases.setdefault(phase, {"status": "pending", "updated_at": None})
+            if phase not in state.phases:
+                state.phase(phase).set(status="pending", updated_at=None)
 
-    return _update_json(layout.run_state, change)
-
-
-def read_run_state(layout: RunLayout) -> dict[str, Any]:
-    return read_manifest_json(layout.run_state)
+    return _update_record(layout.run_state, RunState, change)
 
 
-def update_phase(layout: RunLayout, phase: str, status: str, **extra: Any) -> dict[str, Any]:
+def read_run_state(layout: RunLayout) -> RunState:
+    """The one reader of ``run_state.json`` (an empty record before the run is enqueued)."""
+    return read_record(layout.run_state, RunState)
+
+
+def update_phase(layout: RunLayout, phase: str, status: str, **extra: Any) -> RunState:
     """Record a phase transition with timestamps (``started_at`` on running, ``finished_at`` on end)."""
     if status not in STATUSES:
         raise ValueError(f"phase status {status!r} not in {STATUSES}")
 
-    def change(state: dict[str, Any]) -> None:
-        entry = state.setdefault("phases", {}).setdefault(phase, {})
+    def change(state: RunState) -> None:
+        entry = state.phase(phase)
         stamp = now_iso()
-        entry["status"] = status
-        entry["updated_at"] = stamp
+        entry.set(status=status, updated_at=stamp)
         if status == "running":
-            entry["started_at"] = stamp
-            entry.pop("finished_at", None)
+            entry.set(started_at=stamp)
+            entry.drop("finished_at")
         elif status in ("done", "failed", "skipped"):
-            entry["finished_at"] = stamp
-        entry.update(extra)
+            entry.set(finished_at=stamp)
+        entry.set(**extra)
 
-    return _update_json(layout.run_state, change)
+    return _update_record(layout.run_state, RunState, change)
 
 
 # run phase <- the trial stage it summarises (every trial's trial_manifest.json)
@@ -199,17 +190,17 @@ def _combined(statuses: list[str]) -> str | None:
 
 
 def record_run_phases(layout: RunLayout, trials: Iterable[str], batch: bool = False,
-                      failed: tuple[str, str] | None = None) -> dict[str, Any]:
+                      failed: tuple[str, str] | None = None) -> RunState:
     """Mark in run_state.json every phase the run went through, from its trials' stage_status.
 
     Why: run_state.json is what a reader of the run folder sees; a finished run must not show seven of
     nine phases "pending". A local run has no batch job: ``submit`` and ``poll`` are ``skipped``.
     ``failed`` = (phase, error) records a phase that could not complete (an export that could not write).
     """
-    stages = {t: read_manifest_json(layout.artifact(t, TRIAL_MANIFEST_JSON)).get("stage_status", {}) for t in trials}
+    stages = {t: read_trial_manifest(layout.trial_manifest(t)).stage_status for t in trials}
     wanted: dict[str, dict[str, Any]] = {}
     for phase, stage in PHASE_FROM_STAGE.items():
-        status = _combined([(stages[t].get(stage) or {}).get("status", "pending") for t in stages])
+        status = _combined([stages[t][stage].status if stage in stages[t] else "pending" for t in stages])
         if status is not None:
             wanted[phase] = {"status": status}
     if not batch:
@@ -218,34 +209,33 @@ def record_run_phases(layout: RunLayout, trials: Iterable[str], batch: bool = Fa
     if failed is not None:
         wanted[failed[0]] = {"status": "failed", "error": failed[1]}
 
-    def change(state: dict[str, Any]) -> None:
-        phases = state.setdefault("phases", {})
+    def change(state: RunState) -> None:
         stamp = now_iso()
         for phase, want in wanted.items():
-            entry = phases.setdefault(phase, {})
-            if entry.get("status") == want["status"]:
+            entry = state.phase(phase)
+            if "status" in entry.model_fields_set and entry.status == want["status"]:
                 continue
             if want["status"] != "failed":
-                entry.pop("error", None)
-            entry.update(want, updated_at=stamp)
+                entry.drop("error")
+            entry.set(**want, updated_at=stamp)
             if want["status"] == "running":
-                entry.setdefault("started_at", stamp)
+                if entry.extra("started_at") is None:
+                    entry.set(started_at=stamp)
             else:
-                entry["finished_at"] = stamp
+                entry.set(finished_at=stamp)
 
-    return _update_json(layout.run_state, change)
+    return _update_record(layout.run_state, RunState, change)
 
 
-def set_stop_flag(layout: RunLayout, stop: bool = True) -> dict[str, Any]:
-    def change(state: dict[str, Any]) -> None:
-        state["stop_requested"] = bool(stop)
-        state["stop_updated_at"] = now_iso()
+def set_stop_flag(layout: RunLayout, stop: bool = True) -> RunState:
+    def change(state: RunState) -> None:
+        state.set(stop_requested=bool(stop), stop_updated_at=now_iso())
 
-    return _update_json(layout.run_state, change)
+    return _update_record(layout.run_state, RunState, change)
 
 
 def stop_requested(layout: RunLayout) -> bool:
-    return bool(read_run_state(layout).get("stop_requested", False))
+    return read_run_state(layout).stop_requested
 
 
 # --- trial_manifest.json ----------------------------------------------------------------------
@@ -361,7 +351,7 @@ def engine_batching(cfg: EvalConfig, dry_run: bool = False) -> dict[str, Any]:
 
 def build_trial_manifest(
     cfg: EvalConfig, trial: Trial, run_id: str, items: Iterable[dict[str, Any]], dry_run: bool = False
-) -> dict[str, Any]:
+) -> TrialManifest:
     from config.token_count import prompt_text_counter  # lazy: keeps the task modules light to import
 
     pset = cfg.prompt_sets[trial.prompt_set]
@@ -369,7 +359,7 @@ def build_trial_manifest(
     on_llama_cpp = in_process(cfg)  # the GGUF's own tokenizer counts the prompt tokens
     counter, how_counted = prompt_text_counter(cfg.tokenizer, trial.model if on_llama_cpp else None)
     stamp = now_iso()
-    return {
+    return TrialManifest.model_validate({
         "schema_version": 2,
         "run_id": run_id,
         "created_at": stamp,
@@ -401,50 +391,61 @@ def build_trial_manifest(
         "batching": engine_batching(cfg, dry_run),
         "counts": request_counts(cfg, trial, items),
         "stage_status": {s: {"status": "pending", "updated_at": None, "artifacts": []} for s in stages},
-    }
+    })
+
+
+def read_trial_manifest(path: Path) -> TrialManifest:
+    """The one reader of ``trial_manifest.json`` (an empty record when the trial has none yet)."""
+    return read_record(path, TrialManifest)
 
 
 def write_trial_manifest(
     layout: RunLayout, cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]], dry_run: bool = False
 ) -> Path:
     """Write ``<slug>/results/trial_manifest.json``, keeping stage_status and created_at if it exists."""
-    path = layout.artifact(trial.slug, TRIAL_MANIFEST_JSON)
+    path = layout.trial_manifest(trial.slug)
     fresh = build_trial_manifest(cfg, trial, layout.run_id, items, dry_run)
     with _locked(path):
-        old = read_manifest_json(path)
-        if old:
-            fresh["created_at"] = old.get("created_at", fresh["created_at"])
-            fresh["stage_status"].update(old.get("stage_status", {}))
-            for key, value in old.items():  # fields other modules added stay
-                fresh.setdefault(key, value)
-        write_json_atomic(path, fresh)
+        old = read_trial_manifest(path)
+        if old.model_fields_set or old.model_extra:
+            if "created_at" in old.model_fields_set:
+                fresh.created_at = old.created_at
+            fresh.stage_status.update(old.stage_status)
+            for key in [*old.model_fields_set - fresh.model_fields_set, *(old.model_extra or {})]:
+                if key not in fresh.model_fields_set and key not in (fresh.model_extra or {}):
+                    setattr(fresh, key, getattr(old, key))  # fields other modules added stay
+        write_record(path, fresh)
     return path
 
 
 def update_stage(
     path: Path | str, stage: str, status: str, artifacts: Iterable[Path | str] | None = None, **extra: Any
-) -> dict[str, Any]:
+) -> TrialManifest:
     """Set ``stage_status[stage]`` = {status, updated_at, artifacts} in a trial manifest (atomic, locked)."""
     if status not in STATUSES:
         raise ValueError(f"stage status {status!r} not in {STATUSES}")
 
-    def change(data: dict[str, Any]) -> None:
-        entry = data.setdefault("stage_status", {}).setdefault(stage, {})
-        entry["status"] = status
-        entry["updated_at"] = now_iso()
+    def change(data: TrialManifest) -> None:
+        entry = data.stage(stage)
+        entry.set(status=status, updated_at=now_iso())
         if artifacts is not None:
-            entry["artifacts"] = [Path(a).as_posix() for a in artifacts]
-        else:
-            entry.setdefault("artifacts", [])
-        entry.update(extra)
+            entry.artifacts = [Path(a).as_posix() for a in artifacts]
+        elif "artifacts" not in entry.model_fields_set:
+            entry.artifacts = []
+        entry.set(**extra)
 
-    return _update_json(Path(path), change)
+    return _update_record(Path(path), TrialManifest, change)
 
 
-def mark_usage_estimated(path: Path | str, estimated: bool = True) -> dict[str, Any]:
+def update_trial_manifest(path: Path | str, change: Callable[[TrialManifest], None]) -> TrialManifest:
+    """Any other change to a trial manifest (locked read-modify-write, ``updated_at`` stamped)."""
+    return _update_record(Path(path), TrialManifest, change)
+
+
+def mark_usage_estimated(path: Path | str, estimated: bool = True) -> TrialManifest:
     """Token columns of predictions.csv came from estimates, not engine usage (CONTRACT section 4)."""
 
-    def change(data: dict[str, Any]) -> None:
-        data["usage_estimated"] = bool(estimated)
+    def change(data: TrialManifest) -> None:
+        data.usage_estimated = bool(estimated)
 
-    return _update_json(Path(path), change)
+    return update_trial_manifest(path, change)

@@ -14,10 +14,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from config.contract import TRIAL_MANIFEST_JSON
 from producer.ledger.sweep import shared_counts
-from producer.manifests import _update_json
+from producer.manifests import update_trial_manifest
 from producer.requests_build import Request
+from producer.run_records import TrialManifest
 from producer.trials import Trial
 
 
@@ -53,8 +53,7 @@ def plan_shared(trial_requests: Iterable[tuple[Trial, Iterable[Request]]]
 def write_manifest_notes(conn: Any, layout: Any, run_id: str) -> None:
     """``shared_control_from`` (owner trials) and ``shared_requests`` counts in each reusing trial's manifest."""
     for trial, owners in shared_counts(conn, run_id).items():
-        def change(data: dict[str, Any], owners: dict[str, int] = owners) -> None:
-            data["shared_control_from"] = sorted(owners)
-            data["shared_requests"] = dict(sorted(owners.items()))
+        def change(data: TrialManifest, owners: dict[str, int] = owners) -> None:
+            data.set(shared_control_from=sorted(owners), shared_requests=dict(sorted(owners.items())))
 
-        _update_json(layout.artifact(trial, TRIAL_MANIFEST_JSON), change)
+        update_trial_manifest(layout.trial_manifest(trial), change)

@@ -28,6 +28,7 @@ import pandas as pd
 
 from config.contract import PER_ITEM_SCORES_CSV, PREDICTIONS_CSV, TYPES, item_key, parse_item_key
 from producer.console import UserError
+from producer.layout import TrialFolder
 from producer.prepare import load_prepared_items
 from scoring.aggregate import ScoringInputError, read_per_item_csv, read_predictions
 from scoring.rules import item_parts, score_parts
@@ -82,7 +83,7 @@ class ChangedItem(_Pair):
 
 def default_prepared_dir(results_dir: Path) -> Path:
     """The run's frozen copy of its items: ``run_<ID>/prepared`` beside ``run_<ID>/<slug>/results``."""
-    return Path(results_dir).resolve().parent.parent / "prepared"
+    return TrialFolder.of_results(Path(results_dir).resolve()).run_folder.prepared_dir
 
 
 def load_items(prepared_dir: Path | None) -> dict[str, dict[str, Any]]:

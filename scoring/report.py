@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_text_atomic
+from producer.layout import REPORT_HTML, REPORT_MD, TrialFolder
 
 FIGURE_PATTERNS = ("forest_*.png", "risk_coverage_*.png", "telemetry.png")
 
 
 def default_reports_dir(results_dir: Path) -> Path:
     """``<slug>/results`` -> ``<slug>/reports``."""
-    return Path(results_dir).parent / "reports"
+    return TrialFolder.of_results(results_dir).reports_dir
 
 
 def _manifest_from_config(cfg: Any) -> dict[str, Any]:
@@ -76,8 +77,8 @@ def write_report(results_dir: Path, reports_dir: Path | None = None, cfg: Any = 
     else:
         items_path = write_items_html(reports_dir, data.paired_items, f"Paired items: {slug}")
     doc = build_document(data, fig_dir if figures else None, title)
-    md_path = write_text_atomic(reports_dir / "report.md", to_markdown(doc, reports_dir))
-    html_path = write_text_atomic(reports_dir / "report.html", to_html(doc, title))
+    md_path = write_text_atomic(reports_dir / REPORT_MD, to_markdown(doc, reports_dir))
+    html_path = write_text_atomic(reports_dir / REPORT_HTML, to_html(doc, title))
     return {"report_md": md_path, "report_html": html_path, "items_html": items_path,
             "figures": [b.path for b in doc if isinstance(b, Figure)],
             "headline": [b.text for b in doc if isinstance(b, Para) and b.kind in ("headline", "subhead")]}

@@ -15,6 +15,7 @@ from typing import Any
 
 from config.atomic import write_text_atomic
 from config.contract import LOCAL_COSTS_JSON, PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
+from producer.layout import RunFolder
 from scoring.fdr import bh_qvalues
 from scoring.report_data import is_dry_run, load_per_item, paired_means, read_result_json
 from scoring.report_html import to_html
@@ -51,7 +52,7 @@ class TrialResult:
 
 def find_trials(run_dir: Path) -> list[Path]:
     """Every ``<slug>/results`` folder of the run that holds a significance.json, in name order."""
-    return sorted(p.parent for p in Path(run_dir).glob("*/results/significance.json"))
+    return [t.results_dir for t in RunFolder(Path(run_dir)).trials_with(SIGNIFICANCE_JSON)]
 
 
 def _trial_settings(manifest: dict[str, Any] | None) -> str:
@@ -161,14 +162,15 @@ def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
 def write_run_summary(run_dir: Path) -> Path:
     """Write ``summary.md``, ``summary.html`` and ``summary_figures/`` in ``run_dir``; returns the HTML path."""
     run_dir = Path(run_dir)
-    fig_dir = run_dir / "summary_figures"
+    folder = RunFolder(run_dir)
+    fig_dir = folder.summary_figures
     fig_dir.mkdir(parents=True, exist_ok=True)
     for old in fig_dir.glob("summary_*.png"):
         old.unlink(missing_ok=True)
     doc = build_summary(run_dir, fig_dir)
     title = doc[0].text if isinstance(doc[0], Heading) else "summary"
-    write_text_atomic(run_dir / "summary.md", to_markdown(doc, run_dir))
-    return write_text_atomic(run_dir / "summary.html", to_html(doc, title))
+    write_text_atomic(folder.summary_md, to_markdown(doc, run_dir))
+    return write_text_atomic(folder.summary_html, to_html(doc, title))
 
 
 if __name__ == "__main__":  # alias: the command lives in producer/cli/cmd_summary.py

@@ -135,7 +135,7 @@ def test_report_states_the_batching(tmp_path: Path) -> None:
                                 "n_parallel": 4})
     manifest_path = results / "trial_manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["batching"] = build_trial_manifest(cfg, expand_trials(cfg)[0], "r1", [])["batching"]
+    manifest["batching"] = build_trial_manifest(cfg, expand_trials(cfg)[0], "r1", []).to_json()["batching"]
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     out = write_report(results, None, figures=False)
     expected = ("Batching: in-process llama.cpp, 4 sequences decoded together (one context, unified KV cache, "

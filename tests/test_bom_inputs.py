@@ -63,8 +63,8 @@ def test_bom_prompt_and_instruction_files_give_identical_messages_and_hashes(tmp
     trial = expand_trials(a)[0]
     ma, mb = build_trial_manifest(a, trial, "r1", []), build_trial_manifest(b, trial, "r1", [])
     for key in ("control", "treatment", "open_book_instruction", "closed_book_instruction"):
-        assert ma["prompts"][key]["sha256"] == mb["prompts"][key]["sha256"], key
-        assert ma["prompts"][key]["chars"] == mb["prompts"][key]["chars"], key
+        assert getattr(ma.prompts, key).sha256 == getattr(mb.prompts, key).sha256, key
+        assert getattr(ma.prompts, key).chars == getattr(mb.prompts, key).chars, key
     # the run fingerprint does not see a BOM: saving the same prompt with one does not make it another run
     before = config_fingerprint(a)
     _with_bom(files["control"], plain["control"])

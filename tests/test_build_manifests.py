@@ -47,17 +47,18 @@ def test_effective_config_round_trips(env) -> None:
 def test_run_state_phases_and_stop_flag(env) -> None:
     cfg, layout, _ = env
     state = m.init_run_state(layout, cfg, "config/eval_config.demo.yaml")
-    assert state["phase_order"] == list(m.PHASES) and state["stop_requested"] is False
-    assert all(p["status"] == "pending" for p in state["phases"].values())
+    assert state.phase_order == list(m.PHASES) and state.stop_requested is False
+    assert all(p.status == "pending" for p in state.phases.values())
     m.update_phase(layout, "prepare", "running")
     state = m.update_phase(layout, "prepare", "done", items=24)
-    entry = state["phases"]["prepare"]
-    assert entry["status"] == "done" and entry["items"] == 24 and entry["started_at"] <= entry["finished_at"]
+    entry = state.phases["prepare"]
+    assert entry.status == "done" and entry.extra("items") == 24
+    assert entry.extra("started_at") <= entry.extra("finished_at")
     assert not m.stop_requested(layout)
     m.set_stop_flag(layout)
     assert m.stop_requested(layout)
     again = m.init_run_state(layout, cfg)  # re-init keeps history
-    assert again["phases"]["prepare"]["status"] == "done" and again["stop_requested"] is True
+    assert again.phases["prepare"].status == "done" and again.stop_requested is True
     with pytest.raises(ValueError):
         m.update_phase(layout, "prepare", "finished")
     assert not list(layout.run_dir.glob("*.lock")) and not list(layout.run_dir.glob("*.tmp"))
@@ -94,14 +95,14 @@ def test_prompt_token_counts_use_the_tokenizer_field_or_say_estimated(env) -> No
     cfg, _, _ = env
     dry = cfg.model_copy(update={"local_engine": "dry_run"})
     trial = expand_trials(dry)[0]
-    estimated = m.build_trial_manifest(dry, trial, "r", [])["prompts"]
-    assert estimated["token_counts"] == "estimated" and estimated["treatment"]["tokens_estimated"] is True
-    assert estimated["treatment"]["tokens"] == round(estimated["treatment"]["chars"] / 4)
-    counted = m.build_trial_manifest(dry.model_copy(update={"tokenizer": "smollm2"}), trial, "r", [])["prompts"]
-    assert counted["treatment"]["tokens"] == 1815 and counted["treatment"]["tokens_estimated"] is False
-    bad = m.build_trial_manifest(dry.model_copy(update={"tokenizer": "missing/tok.gguf"}), trial, "r", [])["prompts"]
-    assert bad["token_counts"].startswith("estimated (tokenizer missing/tok.gguf unusable: model file not found")
-    assert bad["treatment"]["tokens_estimated"] is True
+    estimated = m.build_trial_manifest(dry, trial, "r", []).prompts
+    assert estimated.token_counts == "estimated" and estimated.treatment.tokens_estimated is True
+    assert estimated.treatment.tokens == round(estimated.treatment.chars / 4)
+    counted = m.build_trial_manifest(dry.model_copy(update={"tokenizer": "smollm2"}), trial, "r", []).prompts
+    assert counted.treatment.tokens == 1815 and counted.treatment.tokens_estimated is False
+    bad = m.build_trial_manifest(dry.model_copy(update={"tokenizer": "missing/tok.gguf"}), trial, "r", []).prompts
+    assert bad.token_counts.startswith("estimated (tokenizer missing/tok.gguf unusable: model file not found")
+    assert bad.treatment.tokens_estimated is True
 
 
 def test_concurrent_stage_updates_lose_nothing(env) -> None:

@@ -134,10 +134,10 @@ def test_status_counts_and_prints_cp1252_safe(conn):
     record_result(conn, rows[0], _result(), 1, 7)
     record_failure(conn, rows[1], "HTTP 400: prompt too long \u2014 really", 1)
     st = run_status(conn, "r1", now=time.time())
-    assert st["totals"] == {"done": 1, "running": 0, "queued": 0, "pending": 4, "failed": 1, "total": 6}
-    ctl = st["trials"]["t1"]["conditions"]["control"]
-    assert ctl["done"] == 1 and ctl["failed"] == 1 and ctl["pending"] == 1
-    assert st["requests_per_min"] > 0 and st["recent_errors"][0]["custom_id"] == rows[1]["custom_id"]
+    assert st.totals.model_dump() == {"done": 1, "running": 0, "queued": 0, "pending": 4, "failed": 1, "total": 6}
+    ctl = st.trials["t1"].conditions["control"]
+    assert ctl.done == 1 and ctl.failed == 1 and ctl.pending == 1
+    assert st.requests_per_min > 0 and st.recent_errors[0].custom_id == rows[1]["custom_id"]
     text = format_status(st)
     assert "failed 1" in text and "prompt too long" in text
 

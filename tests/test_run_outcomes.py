@@ -65,7 +65,7 @@ def test_a_real_engine_run_is_not_marked_dry(tmp_path) -> None:
                                    local_endpoint="http://127.0.0.1:11434"))
     trial = expand_trials(cfg)[0]
     manifest = manifests.build_trial_manifest(cfg, trial, "r1", [], dry_run=False)
-    assert manifest["dry_run"] is False and manifest["engine"]["engine"] == "ollama"
+    assert manifest.dry_run is False and manifest.engine["engine"] == "ollama"
 
 
 def test_some_failed_requests_exit_3_and_every_phase_is_recorded(tmp_path) -> None:

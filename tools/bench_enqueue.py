@@ -85,7 +85,7 @@ def main() -> None:
     print(f"registered in the ledger: {added} rows in {t2 - t1:.2f}s ({added / (t2 - t1):,.0f} requests/s)")
     print(f"enqueued: {report.enqueued} chunk messages in {t3 - t2:.2f}s")
     print(f"register + enqueue: {n / (t3 - t1):,.0f} requests/s; transactions (BEGIN statements): {begins['n']}")
-    print(f"status on {st['totals']['total']} requests: {s1 - s0:.3f}s (read-only)")
+    print(f"status on {st.totals.total} requests: {s1 - s0:.3f}s (read-only)")
     print(f"ledger size: {(tmp / 'queue' / 'ledger.sqlite3').stat().st_size / 1e6:.1f} MB")
     from producer.ledger.db import close_all
 

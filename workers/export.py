@@ -22,7 +22,6 @@ from config.contract import (
     PREDICTIONS_CSV,
     RAW_RESULTS_JSONL,
     TRANSCRIPTS_JSONL,
-    TRIAL_MANIFEST_JSON,
 )
 from config.engines import batch_backend_of
 from producer.console import UserError
@@ -78,7 +77,7 @@ def write_trial_files(run_id: str, trial: str) -> dict[str, Any]:
     estimated = any(r["engine"].get("usage_estimated") for r in raw)
     cache_hits = sum(1 for r in raw if r["engine"].get("cache_hit"))  # answered from the response cache
     return {"results_dir": results_dir, "reports_dir": layout.reports_dir(trial), "results": n_pred,
-            "failed": len(errors), "usage_estimated": estimated, "layout": layout, "cache_hits": cache_hits,
+            "manifest": layout.trial_manifest(trial), "failed": len(errors), "usage_estimated": estimated, "layout": layout, "cache_hits": cache_hits,
             "transcripts": n_lines}
 
 
@@ -123,7 +122,7 @@ def _write_local_costs(run_id: str, trial: str, results_dir: Path, raw: list[dic
 
 def _update_manifest(info: dict[str, Any]) -> None:
     """Record the generated/parsed stages in trial_manifest.json."""
-    manifest = info["results_dir"] / TRIAL_MANIFEST_JSON
+    manifest = info["manifest"]
     rd = info["results_dir"]
     update_stage(manifest, "generated", "done", [rd / RAW_RESULTS_JSONL, rd / ERRORS_JSONL],
                  results=info["results"], failed=info["failed"], cache_hits=info["cache_hits"])

@@ -17,6 +17,7 @@ from config.schema import load_config
 from producer.cli.command import command
 from producer.cli.common import config_path_option
 from producer.console import UserError, make_console_safe, one_line_errors
+from producer.layout import TrialFolder
 
 
 @command()
@@ -35,14 +36,14 @@ def analyse(results_dir: Path, config_path: Path | None, prepared_dir: Path | No
     if not results_dir.is_dir():
         raise UserError(f"results folder not found: {results_dir}")
     if config_path is None:
-        config_path = results_dir.resolve().parent.parent / "effective_config.yaml"
+        config_path = TrialFolder.of_results(results_dir.resolve()).run_folder.effective_config
         if not config_path.is_file():
             raise UserError(f"no --config given and no effective_config.yaml at {config_path}")
     cfg = load_config(config_path, check_files=False)
     from scoring.aggregate import ScoringInputError  # lazy: --help stays fast (pandas)
     from scoring.pipeline import analyse_trial  # lazy: --help stays fast
 
-    reports = None if no_report else (reports_dir or results_dir.resolve().parent / "reports")
+    reports = None if no_report else (reports_dir or TrialFolder.of_results(results_dir.resolve()).reports_dir)
     try:
         out = analyse_trial(results_dir, prepared_dir or Path(cfg.paths.prepared_dir), cfg, reports)
     except ScoringInputError as exc:

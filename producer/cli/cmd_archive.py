@@ -15,17 +15,17 @@ import click
 import yaml
 
 from config.atomic import atomic_target
-from config.contract import CONDITIONS
+from config.contract import CONDITIONS, PREDICTIONS_CSV
 from producer.cli.command import command
 from producer.console import UserError, make_console_safe, one_line_errors
-from producer.layout import safe_slug, validate_run_id
+from producer.layout import RunFolder, RunLayout, TrialFolder, safe_slug, validate_run_id
 
 SKIP_SUFFIXES = (".tmp", ".lock")
 
 
 def _prompt_files(run_dir: Path) -> dict[str, Path]:
     """arcname -> file for every prompt / instruction file named in effective_config.yaml."""
-    cfg_path = run_dir / "effective_config.yaml"
+    cfg_path = RunFolder(run_dir).effective_config
     if not cfg_path.is_file():
         return {}
     data = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
@@ -45,13 +45,14 @@ def _prompt_files(run_dir: Path) -> dict[str, Path]:
 def unfinished_trials(run_dir: Path) -> list[str]:
     """Trial folders without predictions.csv (the run is not finished)."""
     return sorted(p.name for p in run_dir.iterdir()
-                  if (p / "results").is_dir() and not (p / "results" / "predictions.csv").is_file())
+                  if TrialFolder(p).results_dir.is_dir() and not TrialFolder(p).artifact(PREDICTIONS_CSV).is_file())
 
 
 def archive_run(run_dir: Path, out: Path | None = None, allow_unfinished: bool = False) -> Path:
     """Zip ``run_dir`` (plus its prompts) into ``out`` (default: ``<experiments>/run_<id>.zip``), atomically."""
     run_dir = Path(run_dir)
-    if not (run_dir / "run_state.json").is_file() and not (run_dir / "effective_config.yaml").is_file():
+    folder = RunFolder(run_dir)
+    if not folder.run_state.is_file() and not folder.effective_config.is_file():
         raise UserError(f"not a run folder: {run_dir}")
     missing = unfinished_trials(run_dir)
     if missing and not allow_unfinished:
@@ -77,7 +78,7 @@ def archive(run_id: str, experiments_dir: Path, out: Path | None, allow_unfinish
     """Pack a finished run (results, reports, manifests, effective config, prompts) into one zip."""
     make_console_safe()
     validate_run_id(run_id)
-    run_dir = experiments_dir / (run_id if run_id.startswith("run_") else f"run_{run_id}")
+    run_dir = RunLayout.find_folder(experiments_dir, run_id).path
     if not run_dir.is_dir():
         raise UserError(f"no run folder {run_dir}")
     path = archive_run(run_dir, out, allow_unfinished)

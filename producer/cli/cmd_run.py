@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from config.contract import TRIAL_MANIFEST_JSON
 from config.engines import is_dry_run_engine
 from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
@@ -28,28 +26,29 @@ from producer.cli.common import (
     yes_option,
 )
 from producer.console import make_console_safe, one_line_errors
-from producer.layout import validate_run_id
+from producer.layout import RunFolder, TrialFolder, validate_run_id
+from producer.ledger.status_record import RunStatus, TrialStatus
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
 
 PROGRESS_EVERY_S = 1.0
 FINISHING_POLL_S = 0.1  # every request answered: only export and analysis are left, notice the end at once
 
 
-def _progress_line(st: dict) -> str:
+def _progress_line(st: RunStatus) -> str:
     from producer.ledger.status import format_eta
 
-    tot = st["totals"]
-    finished = tot["done"] + tot["failed"]
+    tot = st.totals
+    finished = tot.done + tot.failed
     width = 28
-    filled = int(width * finished / tot["total"]) if tot["total"] else width
+    filled = int(width * finished / tot.total) if tot.total else width
     bar = "#" * filled + "-" * (width - filled)
-    failed = f" failed {tot['failed']}" if tot["failed"] else ""
-    tail = "scoring, statistics, report ..." if finished == tot["total"] and st["state"] != "done" \
-        else f"ETA {format_eta(st['eta_s'])}"
-    return f"[{bar}] {finished}/{tot['total']}{failed}  {st['requests_per_min']:.1f} req/min  {tail}"
+    failed = f" failed {tot.failed}" if tot.failed else ""
+    tail = "scoring, statistics, report ..." if finished == tot.total and st.state != "done" \
+        else f"ETA {format_eta(st.eta_s)}"
+    return f"[{bar}] {finished}/{tot.total}{failed}  {st.requests_per_min:.1f} req/min  {tail}"
 
 
-def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
+def wait_for_run(run_id: str, pool, quiet: bool = False) -> RunStatus:
     """Supervise the pool and show progress until every trial of the run is exported."""
     from producer.ledger.db import connect
     from producer.ledger.status import run_status
@@ -61,33 +60,35 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> dict:
         pool.supervise()
         st = run_status(conn, run_id)
         now = time.monotonic()
-        if not quiet and (tty or now - last_print >= 10 or st["state"] == "done"):
+        if not quiet and (tty or now - last_print >= 10 or st.state == "done"):
             line = _progress_line(st)
             click.echo(("\r" + line) if tty else line, nl=not tty)
             last_print = now
-        stopped = st["state"] == "stopped" and not st["totals"]["running"]
-        if st["state"] == "done" or stopped:
+        stopped = st.state == "stopped" and not st.totals.running
+        if st.state == "done" or stopped:
             if tty and not quiet:
                 click.echo("")
             return st
-        tot = st["totals"]
-        time.sleep(FINISHING_POLL_S if tot["done"] + tot["failed"] == tot["total"] else PROGRESS_EVERY_S)
+        tot = st.totals
+        time.sleep(FINISHING_POLL_S if tot.done + tot.failed == tot.total else PROGRESS_EVERY_S)
 
 
-def _echo_trial(trial_dir: Path, t: dict) -> None:
+def _echo_trial(trial: TrialFolder, t: TrialStatus) -> None:
     """A finished trial: its headline result and where its report and results are."""
-    report = trial_dir / "reports" / "report.html"
-    if t.get("analysis") not in (None, "done"):
-        click.echo(f"  {trial_dir.name}: analysis {t['analysis']}: {t.get('analysis_error') or ''}".rstrip(": "))
+    from producer.manifests import read_trial_manifest
+
+    report = trial.report_html
+    if t.analysis not in (None, "done"):
+        click.echo(f"  {trial.path.name}: analysis {t.analysis}: {t.analysis_error or ''}".rstrip(": "))
     elif report.is_file():
         try:
-            manifest = json.loads((trial_dir / "results" / TRIAL_MANIFEST_JSON).read_text(encoding="utf-8"))
-            first = (manifest["stage_status"]["report"].get("headline") or ["(see the report)"])[0]
+            first = (read_trial_manifest(trial.manifest).stage_status["report"].extra("headline")
+                     or ["(see the report)"])[0]
         except (OSError, ValueError, KeyError):
             first = "(see the report)"
-        click.echo(f"  {trial_dir.name}: {first}")
+        click.echo(f"  {trial.path.name}: {first}")
         click.echo(f"    report: {report}")
-    click.echo(f"    results: {trial_dir / 'results'}")
+    click.echo(f"    results: {trial.results_dir}")
 
 
 @command()
@@ -160,24 +161,25 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
         if s is not None:
             click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")
         raise SystemExit(exit_codes.INTERRUPTED)
-    if st["state"] == "stopped":
-        why = st.get("stop_reason") or "stop requested (python -m producer stop)"
+    if st.state == "stopped":
+        why = st.stop_reason or "stop requested (python -m producer stop)"
         click.echo(f"run {s.run_id} stopped: {why}")
         click.echo(f"resume when fixed: python -m producer run --resume {s.run_id}")
-        not_written = any(t.get("export") == "failed" for t in st["trials"].values())
+        not_written = any(t.export == "failed" for t in st.trials.values())
         raise SystemExit(exit_codes.NOT_WRITTEN if not_written else exit_codes.STOPPED)
-    tot = st["totals"]
-    click.echo(f"done: {tot['done']} results, {tot['failed']} failed")
-    for name, t in st["trials"].items():
-        _echo_trial(Path(st["run_dir"]) / name, t)
-    summary = Path(st["run_dir"]) / "summary.html"
+    tot = st.totals
+    click.echo(f"done: {tot.done} results, {tot.failed} failed")
+    run_folder = RunFolder(Path(st.run_dir))
+    for name, t in st.trials.items():
+        _echo_trial(run_folder.trial(name), t)
+    summary = run_folder.summary_html
     if summary.is_file():
         click.echo(f"summary of all trials: {summary}")
-    if tot["failed"]:
+    if tot.failed:
         click.echo(f"  failed requests: errors.jsonl in each results folder; retry: "
                    f"python -m producer run --resume {s.run_id} --retry-failed")
-    code = exit_codes.finished_run_code(tot["done"], tot["failed"])
-    if code == exit_codes.OK and any(t.get("analysis") not in (None, "done") for t in st["trials"].values()):
+    code = exit_codes.finished_run_code(tot.done, tot.failed)
+    if code == exit_codes.OK and any(t.analysis not in (None, "done") for t in st.trials.values()):
         code = exit_codes.NOT_WRITTEN  # results are in, but a report could not be made
     if code != exit_codes.OK:
         raise SystemExit(code)

@@ -42,7 +42,7 @@ def status(run_id: str | None, watch: bool, interval: float, as_json: bool) -> N
             st = run_status(conn, run_id)
         except KeyError:
             raise UserError(f"unknown run id {run_id!r}") from None
-        click.echo(json.dumps(st, indent=2) if as_json else format_status(st))
+        click.echo(json.dumps(st.to_json(), indent=2) if as_json else format_status(st))
         if not as_json:  # tokens/s and VRAM now, from the telemetry samples (read-only)
             from producer.queue_paths import ledger_path
             from telemetry.store import status_line
@@ -50,7 +50,7 @@ def status(run_id: str | None, watch: bool, interval: float, as_json: bool) -> N
             line = status_line(ledger_path(), run_id)
             if line:
                 click.echo(line)
-        if not watch or st["state"] == "done":
+        if not watch or st.state == "done":
             return
         time.sleep(interval)
         click.echo("")

@@ -64,7 +64,7 @@ def submit_part(run_id: str, part_no: int, cfg: EvalConfig, provider: BatchProvi
         rows = [_batch_row(r) for r in owned]
         data = encode_rows(rows)  # one invalid row would fail the whole job: check locally first
         run = get_run(conn, run_id)
-        record = _layout(run).run_dir / "fireworks" / "parts" / f"part-{part_no:04d}.jsonl"
+        record = _layout(run).folder.fireworks_part(part_no)
         record.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(record, data.decode("utf-8"))
         display = f"{run_id} {part['trial']} p{part_no}"
@@ -118,7 +118,7 @@ def download_part(run_id: str, part: sqlite3.Row, output_id: str, provider: Batc
     """Download output and error files, keep copies in the run folder, and ingest by custom_id."""
     conn = connect()
     run = get_run(conn, run_id)
-    folder = _layout(run).run_dir / "fireworks" / "downloads" / f"part-{part['part']:04d}"
+    folder = _layout(run).folder.fireworks_download(part["part"])
     files = provider.download(output_id)  # every file in before anything is ingested
     for base, content in files.items():
         write_text_atomic(folder / base, content.decode("utf-8", "replace"))  # base: a safe name (download.py)
