@@ -14,7 +14,6 @@ from config.contract import TRIAL_MANIFEST_JSON
 from config.engines import is_dry_run_engine
 from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
-from producer import exit_codes
 from producer.cli.command import command
 from producer.cli.common import (
     config_option,
@@ -27,8 +26,9 @@ from producer.cli.common import (
     retry_failed_option,
     yes_option,
 )
-from producer.console import make_console_safe, one_line_errors
-from producer.layout import validate_run_id
+from producer.host import exit_codes
+from producer.host.console import make_console_safe, one_line_errors
+from producer.runs.layout import validate_run_id
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
 
 PROGRESS_EVERY_S = 1.0
@@ -111,8 +111,8 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
         workers: int, run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, force: bool,
         no_preflight: bool, yes: bool, allow_sleep: bool, verbose: bool) -> None:
     """Run a whole local evaluation: results, predictions.csv and the report of every trial."""
-    from producer.enqueue import enqueue_run, resume_run
-    from producer.queue_paths import queue_errors
+    from producer.host.queue_paths import queue_errors
+    from producer.planning.enqueue import enqueue_run, resume_run
     from workers.pool import WorkerPool, ctrl_break_is_ctrl_c
 
     make_console_safe()
@@ -123,13 +123,13 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s")
     if resume:  # the run's own settings (absolute paths), and its engine must answer before anything is re-sent
-        from producer.enqueue import recorded_config
+        from producer.planning.enqueue import recorded_config
 
         cfg, engine = recorded_config(resume)
         preflight(cfg, no_preflight or is_dry_run_engine(engine), check_data=False)
     else:
-        from producer.enqueue import check_outputs
-        from producer.plan import check_run_size
+        from producer.planning.enqueue import check_outputs
+        from producer.planning.plan import check_run_size
 
         check_outputs(cfg)
         check_run_size(cfg, data_overrides, limit_items, yes, "dry_run" if dry_run else None)

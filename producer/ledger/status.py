@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from config.engines import batch_backend_of
+from producer.host.queue_paths import huey_path
 from producer.ledger.fireworks import format_jobs, job_summary
 from producer.ledger.queries import HEARTBEAT_STALE_S, live_worker_pids, stop_reason
 from producer.ledger.writes import HOST
-from producer.queue_paths import huey_path
 
 STATES = ("done", "running", "queued", "pending", "failed")
 RATE_WINDOW_S = 300.0

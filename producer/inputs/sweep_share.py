@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from config.contract import TRIAL_MANIFEST_JSON
+from producer.inputs.requests_build import Request
 from producer.ledger.sweep import shared_counts
-from producer.manifests import _update_json
-from producer.requests_build import Request
-from producer.trials import Trial
+from producer.runs.manifests import _update_json
+from producer.runs.trials import Trial
 
 
 def share_key(model: str, custom_id: str, body: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from producer.console import UserError
+from producer.host.console import UserError
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SLUG_UNSAFE = re.compile(r'[\x00-\x1f:*?"<>|\\/\s]+')
