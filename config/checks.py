@@ -2,7 +2,7 @@
 
 Why in config (the bottom layer): each engine owns its preflight probe (``workers/engines/``), the
 entry points (preflight, doctor) list the verdicts and the data checks build them too; a type all of
-them share must sit below them all. ``producer.checks`` re-exports it with the ways a list reads.
+them share must sit below them all. ``producer.checks.verdicts`` re-exports it with the ways a list reads.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""The command line (``producer.cli``: the group, one module per command) and everything before
-execution: config snapshot, data preparation, request building and planning, the ledger
-(``producer.ledger``) and enqueue. Workers execute (and reconcile: ``workers.reconcile``).
+"""The command line and everything before execution, one package per floor (docs/architecture.md,
+"Walls"): ``producer.cli`` (the group, one module per command), ``producer.checks`` (preflight, doctor),
+``producer.planning`` (plan, build, enqueue), ``producer.inputs`` (datasets, prepared items, messages,
+requests, Fireworks parts), ``producer.ledger`` (all SQL), ``producer.runs`` (a run's trials, layout,
+manifests, results files) and ``producer.host`` (console, exit codes, settings, the queue folder).
+Workers execute (and reconcile: ``workers.reconcile``).
 
 ``producer.huey`` (the SqliteHuey instance with every task registered, for ``huey_consumer
 producer.huey``) is loaded lazily from ``producer.huey_main`` so that ``python -m producer --help``

@@ -1,4 +1,4 @@
-from producer.console import make_console_safe
+from producer.host.console import make_console_safe
 
 if __name__ == "__main__":
     import multiprocessing

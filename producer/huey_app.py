@@ -21,8 +21,8 @@ from pathlib import Path
 from huey import SqliteHuey
 from huey.api import Task
 
+from producer.host.queue_paths import HUEY_WAY_OUT, QueueError, describe_sqlite_error, huey_path
 from producer.ledger.huey_messages import insert_messages
-from producer.queue_paths import HUEY_WAY_OUT, QueueError, describe_sqlite_error, huey_path
 
 HUEY_NAME = "excellence"
 

@@ -15,7 +15,7 @@ import pandas as pd
 from config.atomic import write_csv_atomic
 from config.contract import CONDITIONS, PER_ITEM_COLUMNS, TYPES, item_key
 from config.schema import Unsupported
-from producer.results_io import ResultsFormatError, check_unique_custom_ids
+from producer.runs.results_io import ResultsFormatError, check_unique_custom_ids
 from scoring.rules import item_parts, score_parts
 
 METRIC_SOURCES = {  # per_item_scores column -> score_response key

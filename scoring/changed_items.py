@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 
 from config.contract import PER_ITEM_SCORES_CSV, PREDICTIONS_CSV, TYPES, item_key, parse_item_key
-from producer.console import UserError
-from producer.layout import TrialFolder
-from producer.prepare import load_prepared_items
+from producer.host.console import UserError
+from producer.inputs.prepare import load_prepared_items
+from producer.runs.layout import TrialFolder
 from scoring.aggregate import ScoringInputError, read_per_item_csv, read_predictions
 from scoring.rules import item_parts, score_parts
 from scoring.stats import is_abstaining, is_right, split_pairs

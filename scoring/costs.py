@@ -27,8 +27,8 @@ from config.atomic import write_json_atomic
 from config.contract import RAW_RESULTS_JSONL
 from config.engines import is_batch
 from config.schema import EvalConfig, Pricing
-from producer.console import UserError
-from producer.results_io import ResultsFormatError, check_unique_custom_ids
+from producer.host.console import UserError
+from producer.runs.results_io import ResultsFormatError, check_unique_custom_ids
 
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
 

@@ -20,8 +20,8 @@ from config.contract import (
     TRIAL_MANIFEST_JSON,
 )
 from config.schema import EvalConfig
-from producer.console import UserError
-from producer.manifests import update_stage
+from producer.host.console import UserError
+from producer.runs.manifests import update_stage
 from scoring.costs import write_costs
 from scoring.report import write_report
 from scoring.score_predictions import score_predictions

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_text_atomic
-from producer.layout import REPORT_HTML, REPORT_MD, TrialFolder
+from producer.runs.layout import REPORT_HTML, REPORT_MD, TrialFolder
 
 FIGURE_PATTERNS = ("forest_*.png", "risk_coverage_*.png", "telemetry.png")
 

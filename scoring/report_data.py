@@ -25,7 +25,7 @@ from config.contract import (
     TRIAL_MANIFEST_JSON,
 )
 from config.engines import is_dry_run_engine
-from producer.results_io import ResultsFormatError, check_unique_custom_ids
+from producer.runs.results_io import ResultsFormatError, check_unique_custom_ids
 
 METRICS_OPEN = ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate")
 TELEMETRY_NAMES = (TELEMETRY_CSV,)

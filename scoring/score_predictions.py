@@ -10,7 +10,7 @@ from pathlib import Path
 
 from config.contract import PER_ITEM_SCORES_CSV
 from config.schema import EvalConfig, Unsupported
-from producer.prepare import load_prepared_items
+from producer.inputs.prepare import load_prepared_items
 from scoring.aggregate import (
     aggregate,
     items_by_key,

@@ -15,7 +15,7 @@ from typing import Any
 
 from config.atomic import write_text_atomic
 from config.contract import LOCAL_COSTS_JSON, PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
-from producer.layout import RunFolder
+from producer.runs.layout import RunFolder
 from scoring.fdr import bh_qvalues
 from scoring.report_data import is_dry_run, load_per_item, paired_means, read_result_json
 from scoring.report_html import to_html

@@ -24,8 +24,8 @@ from config.contract import CONDITIONS
 from config.engines import in_process
 from config.schema import EvalConfig
 from config.token_count import count_prompt
-from producer.messages import load_prompt_texts, render_messages, render_user_message
-from producer.trials import expand_trials
+from producer.inputs.messages import load_prompt_texts, render_messages, render_user_message
+from producer.runs.trials import expand_trials
 
 Counter = Callable[[list[dict[str, str]]], int]
 

@@ -15,7 +15,7 @@ from typing import Any
 from config.engines import in_process, local_spec, uses_model
 from config.model_files import resolve_model_path
 from config.schema import EvalConfig
-from producer.trials import expand_trials
+from producer.runs.trials import expand_trials
 from telemetry.gguf import GGUFError
 from telemetry.nvml import free_vram_mib
 from telemetry.vram import Settings, VramBudget, VramError, estimate, shape_from_gguf, shape_from_ollama_show

@@ -28,7 +28,7 @@ import numpy as np
 
 from config.atomic import write_csv_atomic, write_json_atomic
 from config.contract import LOCAL_COSTS_JSON, TELEMETRY_CSV, parse_custom_id
-from producer.queue_paths import ledger_path
+from producer.host.queue_paths import ledger_path
 from telemetry.nvml import GpuReader
 from telemetry.sampler import Sample
 from telemetry.store import TelemetryStore

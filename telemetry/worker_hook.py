@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from producer.queue_paths import ledger_path
+from producer.host.queue_paths import ledger_path
 from telemetry.nvml import GpuReader
 from telemetry.sampler import TelemetrySampler
 from telemetry.store import TelemetryStore

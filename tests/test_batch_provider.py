@@ -11,7 +11,7 @@ import pytest
 
 from config.engines import BATCH_BACKENDS, BatchBackendSpec, batch_backend_of, is_batch, is_dry_run_engine
 from config.schema import EvalConfig
-from producer.fireworks_plan import encode_rows
+from producer.inputs.fireworks_plan import encode_rows
 from tests.support.offline_config import offline_config_dict
 from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState
 from workers.batch_provider import BatchJob, provider_for

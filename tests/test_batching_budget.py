@@ -157,7 +157,7 @@ def test_recommend_parallel(fresh: float, new: float, expected: int) -> None:
 
 
 def _demo_items() -> list[dict]:
-    from producer.plan import make_plan
+    from producer.planning.plan import make_plan
 
     cfg = validate_config_dict({"backend": "local", "local_engine": "llama_cpp", "local_model": "smollm2",
                                 "data": {"squad_v2": "sample", "triviaqa": "sample", "nq_open": "sample"},

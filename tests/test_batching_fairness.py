@@ -16,8 +16,8 @@ import pytest
 
 from config.contract import parse_custom_id
 from config.schema import validate_config_dict
-from producer.manifests import build_trial_manifest, engine_batching
-from producer.trials import expand_trials
+from producer.runs.manifests import build_trial_manifest, engine_batching
+from producer.runs.trials import expand_trials
 from scoring.report import write_report
 from tests.support.cli import run_cli
 from tests.support.offline_config import write_offline_config

@@ -29,10 +29,10 @@ def _with_bom(src: Path, dest: Path, crlf: bool = False) -> Path:
 
 
 def _requests(cfg) -> list[bytes]:
-    from producer.messages import load_prompt_texts
-    from producer.prepare import ensure_prepared
-    from producer.requests_build import iter_trial_requests
-    from producer.trials import expand_trials
+    from producer.inputs.messages import load_prompt_texts
+    from producer.inputs.prepare import ensure_prepared
+    from producer.inputs.requests_build import iter_trial_requests
+    from producer.runs.trials import expand_trials
 
     items = ensure_prepared(cfg).items
     trial = expand_trials(cfg)[0]
@@ -41,8 +41,8 @@ def _requests(cfg) -> list[bytes]:
 
 
 def test_bom_prompt_and_instruction_files_give_identical_messages_and_hashes(tmp_path):
-    from producer.manifests import build_trial_manifest, config_fingerprint
-    from producer.trials import expand_trials
+    from producer.runs.manifests import build_trial_manifest, config_fingerprint
+    from producer.runs.trials import expand_trials
 
     prompts, instr = ROOT / "config" / "prompts", ROOT / "config" / "task_instructions"
     plain_dir, bom_dir = tmp_path / "plain", tmp_path / "bom"
@@ -72,8 +72,8 @@ def test_bom_prompt_and_instruction_files_give_identical_messages_and_hashes(tmp
 
 
 def test_bom_config_and_data_files_read_like_plain_ones(tmp_path):
-    from producer.datasets.formats import load_nq_open, load_squad_v2, load_triviaqa
-    from producer.datasets.sources import SAMPLE_FILES, SAMPLES_DIR
+    from producer.inputs.datasets.formats import load_nq_open, load_squad_v2, load_triviaqa
+    from producer.inputs.datasets.sources import SAMPLE_FILES, SAMPLES_DIR
 
     cfg = offline_config_dict(tmp_path)
     plain_cfg, bom_cfg = tmp_path / "plain.yaml", tmp_path / "bom.yaml"

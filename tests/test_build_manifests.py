@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from config.schema import load_config
-from producer import manifests as m
-from producer.layout import RunLayout
-from producer.trials import expand_trials
+from producer.runs import manifests as m
+from producer.runs.layout import RunLayout
+from producer.runs.trials import expand_trials
 from tests.support.workdirs import make_workdir
 
 
@@ -66,7 +66,7 @@ def test_run_state_phases_and_stop_flag(env) -> None:
 
 def test_trial_manifest_contents_and_stage_updates(env) -> None:
     cfg, layout, _ = env
-    from producer.prepare import ensure_prepared
+    from producer.inputs.prepare import ensure_prepared
 
     items = ensure_prepared(cfg).items
     trial = expand_trials(cfg)[0]

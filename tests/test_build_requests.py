@@ -12,11 +12,11 @@ import pytest
 
 from config.contract import build_custom_id, parse_custom_id
 from config.schema import load_config
-from producer.build import build_batch_inputs, plan_parts
-from producer.messages import load_prompt_texts
-from producer.prepare import ensure_prepared
-from producer.requests_build import iter_trial_requests
-from producer.trials import expand_trials
+from producer.inputs.messages import load_prompt_texts
+from producer.inputs.prepare import ensure_prepared
+from producer.inputs.requests_build import iter_trial_requests
+from producer.planning.build import build_batch_inputs, plan_parts
+from producer.runs.trials import expand_trials
 from tests.support.cli import run_cli
 from tests.support.workdirs import make_workdir
 

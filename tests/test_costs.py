@@ -52,7 +52,7 @@ def test_costs_use_cached_tokens_and_leave_out_rows_paid_by_another_trial(tmp_pa
     import pandas as pd
 
     from config.schema import EvalConfig
-    from producer.results_io import raw_result_row
+    from producer.runs.results_io import raw_result_row
     from scoring.costs import write_costs
 
     _, results = make_inputs(tmp_path)

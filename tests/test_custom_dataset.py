@@ -18,8 +18,8 @@ import pytest
 from config.contract import PREDICTIONS_COLUMNS, build_custom_id, parse_custom_id
 from config.errors import ConfigError
 from config.schema import load_config, validate_config_dict
-from producer.datasets.data_errors import DataError
-from producer.prepare import ensure_prepared
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.prepare import ensure_prepared
 from tests.support.cli import run_cli
 from tests.support.offline_config import offline_config_dict, write_offline_config
 from tests.support.paths import ROOT
@@ -252,7 +252,7 @@ def test_config_errors_of_custom_datasets_are_one_line(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_example_config_and_file(monkeypatch: pytest.MonkeyPatch) -> None:
     """The documented example loads and its file is a clean dataset with unanswerables and shared contexts."""
-    from producer.datasets.sources import load_items, resolve_source
+    from producer.inputs.datasets.sources import load_items, resolve_source
 
     monkeypatch.chdir(ROOT)
     cfg = load_config("config/eval_config.custom.yaml")

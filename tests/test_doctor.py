@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.preflight import FAIL, OK, Check, can_start, ensure_ready, format_checks, run_preflight
+from producer.checks.preflight import FAIL, OK, Check, can_start, ensure_ready, format_checks, run_preflight
 from tests.support.offline_config import offline_config_dict, write_offline_config
 from tests.support.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer
 from tests.support.servers.llama_server import free_port
@@ -117,7 +117,7 @@ def test_openai_compat_server_down(tmp_path):
 def test_run_preflight_api_and_ensure_ready(tmp_path, monkeypatch):
     """The in-process API that `run`/`enqueue` call: same checks, one-line UserError (exit 1) on failure."""
     from config.schema import EvalConfig
-    from producer.console import UserError
+    from producer.host.console import UserError
 
     monkeypatch.setenv("EXCELLENCE_QUEUE_DIR", str(tmp_path / "queue"))
     cfg = EvalConfig(**offline_config_dict(tmp_path))  # dry_run: always ready

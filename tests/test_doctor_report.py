@@ -99,7 +99,7 @@ def test_queue_inside_onedrive_is_flagged(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_schema_rejects_a_report_with_a_secret_value_field() -> None:
     """The schema is closed: a report that grew an unlisted field (say, the whole environment) fails."""
-    from producer.doctor_report import safe_url
+    from producer.checks.doctor_report import safe_url
 
     assert safe_url(f"https://u:{CANARY_URL}@api.example.com:8443/v1?key={CANARY_URL}") == "https://api.example.com:8443/v1"
     with pytest.raises(jsonschema.ValidationError):

@@ -18,9 +18,9 @@ import pytest
 from config.checks import OK, Check, EngineFacts
 from config.engines import ENGINE_NAMES, ENGINES, EngineSpec, engine_spec, run_engine
 from config.schema import EvalConfig
-from producer.manifests import engine_batching, engine_settings
-from producer.plan import size_refusal
-from producer.preflight import run_preflight
+from producer.checks.preflight import run_preflight
+from producer.planning.plan import size_refusal
+from producer.runs.manifests import engine_batching, engine_settings
 from telemetry.budget import config_budget, parallel_slots
 from tests.support.offline_config import offline_config_dict
 from tests.support.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer

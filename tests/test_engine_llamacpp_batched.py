@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from config.schema import load_config, validate_config_dict
-from producer.enqueue import chunked_requests
-from producer.prepare import ensure_prepared
+from producer.inputs.prepare import ensure_prepared
+from producer.planning.enqueue import chunked_requests
 from tests.support.queue_runs import (
     count_state,
     expected_ids,

@@ -68,7 +68,7 @@ def test_gguf_vocab_count_matches_the_server(tmp_path, server_url):
 
 
 def test_preflight_against_the_real_server(tmp_path, server_url, monkeypatch):
-    from producer.preflight import can_start, run_preflight
+    from producer.checks.preflight import can_start, run_preflight
 
     monkeypatch.setenv("EXCELLENCE_QUEUE_DIR", str(tmp_path / "queue"))
     checks = {c.name: c for c in run_preflight(compat_cfg(tmp_path, server_url))}

@@ -21,7 +21,7 @@ NAMES = frozenset(ENGINE_NAMES) | frozenset(BATCH_BACKENDS) | frozenset(f"{b}_dr
 # (file, literal, kind): the same word used for something that is not an engine; each with its reason.
 NOT_ENGINES = {
     ("config/llama_cpp_import.py", "llama_cpp", "comparison"): "ImportError.name: the Python module, not the engine",
-    ("producer/manifests.py", "dry_run", "dict keyed by engine name"): "trial_manifest.json's dry_run field",
+    ("producer/runs/manifests.py", "dry_run", "dict keyed by engine name"): "trial_manifest.json's dry_run field",
 }
 
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from config.schema import validate_config_dict
-from producer.env import get_setting, parse_env_text
-from producer.fireworks_plan import (
+from producer.host.env import get_setting, parse_env_text
+from producer.inputs.fireworks_plan import (
     MAX_ID_LEN,
     RowValidationError,
     encode_rows,
@@ -17,9 +17,9 @@ from producer.fireworks_plan import (
     plan_parts,
     validate_row,
 )
-from producer.requests_build import Request
-from producer.sweep_share import share_key
-from producer.trials import expand_trials
+from producer.inputs.requests_build import Request
+from producer.inputs.sweep_share import share_key
+from producer.runs.trials import expand_trials
 from tests.support.offline_config import offline_config_dict
 from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
 from workers.fireworks.client import (
@@ -213,8 +213,8 @@ def test_plan_shares_when_bodies_are_identical(tmp_path):
 @pytest.mark.unit
 def test_each_trial_sends_its_own_model_and_parameters(tmp_path):
     """trials: with different models, top_p, top_k and max_new_tokens reach the bodies and job params."""
-    from producer.messages import load_prompt_texts
-    from producer.requests_build import iter_trial_requests
+    from producer.inputs.messages import load_prompt_texts
+    from producer.inputs.requests_build import iter_trial_requests
 
     raw = offline_config_dict(tmp_path, backend="fireworks", trials=[
         {"id": "a", "model": "accounts/x/models/a", "top_p": 0.5, "top_k": 7,

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from producer.env import parse_env_text
+from producer.host.env import parse_env_text
 from tests.support.fireworks_runs import fw_config, fw_env, run_producer
 from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState
 from workers.fireworks.client import (

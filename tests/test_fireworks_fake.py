@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from producer.fireworks_plan import encode_rows
+from producer.inputs.fireworks_plan import encode_rows
 from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState
 from workers.fireworks.client import Credentials, FireworksClient, FireworksError, _Secret
 

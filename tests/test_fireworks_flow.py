@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from config.contract import PREDICTIONS_COLUMNS
-from producer.exit_codes import ALL_FAILED, SOME_FAILED
+from producer.host.exit_codes import ALL_FAILED, SOME_FAILED
 from tests.support.fireworks_runs import (
     KEY,
     SIZES,

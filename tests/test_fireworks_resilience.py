@@ -14,7 +14,7 @@ from pathlib import Path, PureWindowsPath
 
 import pytest
 
-from producer.exit_codes import SOME_FAILED, STOPPED
+from producer.host.exit_codes import SOME_FAILED, STOPPED
 from tests.support.fireworks_runs import (
     KEY,
     SIZES,

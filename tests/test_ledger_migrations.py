@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from producer.host.queue_paths import QueueError
 from producer.ledger import db
 from producer.ledger.migrations import Migration, NewerSchemaError, applied_names, migrate, run_sql
 from producer.ledger.response_cache import CACHE_DDL, cache_close_all, cache_connect, put_response
-from producer.queue_paths import QueueError
 from tests.support.cli import PY_FLAGS, cli_env
 
 V1_LEDGER = Path(__file__).resolve().parent / "fixtures" / "ledger_v1" / "proj" / "queue" / "ledger.sqlite3"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from config.contract import PREDICTIONS_COLUMNS
-from producer.results_io import raw_result_row
+from producer.runs.results_io import raw_result_row
 from tests.support.queue_runs import producer, read_predictions
 
 CID = "nq_open|q1|control|0.0|0|closed"

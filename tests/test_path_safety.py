@@ -1,5 +1,5 @@
 """No name climbs out of experiments/ (issue 12.14): run ids are validated, every name used in a path is
-slugged by one rule (producer.layout.safe_slug), archive members are built from slugs.
+slugged by one rule (producer.runs.layout.safe_slug), archive members are built from slugs.
 
 Real CLI processes on a dry-run config in a temp folder; the escapes are tried as an adversary would.
 """
@@ -12,9 +12,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from producer.build import base_name
-from producer.console import UserError
-from producer.layout import RunLayout
+from producer.host.console import UserError
+from producer.planning.build import base_name
+from producer.runs.layout import RunLayout
 from tests.support.queue_runs import producer, run_id_of, write_config
 
 
@@ -44,7 +44,7 @@ def test_archive_run_id_is_validated(tmp_path) -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize("bad", ["..", "a/../../x", "a\\b", "../x", "x..y", "", ".hidden", "a b", "C:evil", "x" * 101])
 def test_validate_run_id_refuses(bad) -> None:
-    from producer.layout import validate_run_id
+    from producer.runs.layout import validate_run_id
 
     with pytest.raises(UserError):
         validate_run_id(bad)
@@ -55,7 +55,7 @@ def test_validate_run_id_refuses(bad) -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize("good", ["20260101-120000-abc123", "r1", "my.run_2", "run_20260101T000000Z"])
 def test_validate_run_id_accepts(good) -> None:
-    from producer.layout import validate_run_id
+    from producer.runs.layout import validate_run_id
 
     assert validate_run_id(good) == good
 
@@ -63,7 +63,7 @@ def test_validate_run_id_accepts(good) -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize("name", ["..", ".", "../../x", "a/../b", "..\\..\\x", "C:\\x", "CON", "nul.txt", " ", ""])
 def test_safe_slug_is_one_safe_path_component(name) -> None:
-    from producer.layout import safe_slug
+    from producer.runs.layout import safe_slug
 
     slug = safe_slug(name)
     assert slug and ".." not in slug and not slug.startswith(".") and "/" not in slug and "\\" not in slug

@@ -16,11 +16,11 @@ import pytest
 
 from config.contract import parse_custom_id
 from config.schema import load_config, validate_config_dict
-from producer import enqueue
-from producer.messages import load_prompt_texts
-from producer.prepare import ensure_prepared
-from producer.requests_build import iter_trial_requests
-from producer.trials import expand_trials
+from producer.inputs.messages import load_prompt_texts
+from producer.inputs.prepare import ensure_prepared
+from producer.inputs.requests_build import iter_trial_requests
+from producer.planning import enqueue
+from producer.runs.trials import expand_trials
 from tests.support.paths import ROOT
 from tests.support.workdirs import make_workdir
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.datasets.hub import HUB_URLS, file_name_for
+from producer.inputs.datasets.hub import HUB_URLS, file_name_for
 from tests.support.offline_config import write_offline_config
 from tests.support.paths import FIXTURES, ROOT
 from tests.support.servers.llama_server import free_port

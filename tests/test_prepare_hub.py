@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from producer.datasets.data_errors import DataError
-from producer.datasets.hub import ensure_downloaded
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.datasets.hub import ensure_downloaded
 from tests.support.cli import run_cli
 from tests.support.paths import FIXTURES
 from tests.support.workdirs import make_workdir

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from config.schema import load_config
-from producer.datasets.data_errors import DataError
-from producer.datasets.formats import load_nq_open, load_squad_v2, load_triviaqa
-from producer.datasets.items import question_hash_id
-from producer.datasets.sources import SAMPLE_FILES, SAMPLES_DIR
-from producer.prepare import ensure_prepared, load_prepared_items, select_items
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.datasets.formats import load_nq_open, load_squad_v2, load_triviaqa
+from producer.inputs.datasets.items import question_hash_id
+from producer.inputs.datasets.sources import SAMPLE_FILES, SAMPLES_DIR
+from producer.inputs.prepare import ensure_prepared, load_prepared_items, select_items
 from tests.support.paths import FIXTURES, ROOT
 from tests.support.workdirs import make_workdir
 
@@ -78,8 +78,8 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
     path.write_bytes(b"PAR1")
     code = (
         "import sys; sys.modules['pyarrow'] = None\n"
-        "from producer.datasets.formats import load_triviaqa\n"
-        "from producer.datasets.data_errors import DataError\n"
+        "from producer.inputs.datasets.formats import load_triviaqa\n"
+        "from producer.inputs.datasets.data_errors import DataError\n"
         f"try:\n    load_triviaqa({str(path)!r})\nexcept DataError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8",

@@ -63,7 +63,7 @@ def test_engine_faults_retry_transient_and_record_permanent(tmp_path):
     queue = tmp_path / "queue"
     faults = "transient=0.4,permanent=0.15,transient_tries=2"  # max_retries=2: 2 failures then success
     out = producer(["run", "--config", str(cfg), "--workers", "1"], queue, EXCELLENCE_FAULTS=faults)
-    assert out.returncode == 3, out.stdout + out.stderr  # finished with failed requests (producer/exit_codes.py)
+    assert out.returncode == 3, out.stdout + out.stderr  # finished with failed requests (producer/host/exit_codes.py)
     run_id = run_id_of(queue)
     failed = count_state(queue, run_id, "failed")
     done = count_state(queue, run_id, "done")

@@ -87,7 +87,7 @@ def test_resume_checks_the_engine_first_and_sends_nothing_while_it_is_down(tmp_p
 
 @pytest.mark.unit
 def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, monkeypatch):
-    from producer import queue_paths
+    from producer.host import queue_paths
     from producer.ledger.db import close_all, connect
     from producer.ledger.locate import find_run_queue
 

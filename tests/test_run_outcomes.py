@@ -25,7 +25,7 @@ from tests.support.cli import cli_env as env_for
 from tests.support.paths import ROOT
 from tests.support.queue_runs import ledger, popen, producer, run_id_of, stop_process, wait_for, write_config
 
-# the exit codes of producer/exit_codes.py, spelled out: the README table promises these numbers
+# the exit codes of producer/host/exit_codes.py, spelled out: the README table promises these numbers
 STOPPED, SOME_FAILED, ALL_FAILED, NOT_WRITTEN, INTERRUPTED = 1, 3, 4, 5, 130
 
 
@@ -58,8 +58,8 @@ def test_dry_run_is_recorded_as_a_dry_run(tmp_path) -> None:
 
 @pytest.mark.unit
 def test_a_real_engine_run_is_not_marked_dry(tmp_path) -> None:
-    from producer import manifests
-    from producer.trials import expand_trials
+    from producer.runs import manifests
+    from producer.runs.trials import expand_trials
 
     cfg = load_config(write_config(tmp_path, local_engine="ollama", local_model="llama3.1:8b",
                                    local_endpoint="http://127.0.0.1:11434"))
@@ -215,7 +215,7 @@ def test_live_scoring_that_cannot_read_its_items_does_not_loop(tmp_path, monkeyp
 
 @pytest.mark.unit
 def test_readme_lists_every_exit_code() -> None:
-    from producer import exit_codes
+    from producer.host import exit_codes
 
     assert (STOPPED, SOME_FAILED, ALL_FAILED, NOT_WRITTEN, INTERRUPTED) == (
         exit_codes.STOPPED, exit_codes.SOME_FAILED, exit_codes.ALL_FAILED, exit_codes.NOT_WRITTEN,

@@ -1,5 +1,5 @@
 """Typed run records (issue 24.5): run_state.json, trial_manifest.json and ``status --json`` are read and
-written through one model each, and RunLayout (producer/layout.py) owns every path of a run folder.
+written through one model each, and RunLayout (producer/runs/layout.py) owns every path of a run folder.
 
 The round trips use the files a real dry_run run writes (real subprocesses, real SQLite): reading a file
 into its model and dumping it again gives the same bytes, so the formats of docs/contract.md section 9
@@ -15,17 +15,17 @@ import pytest
 
 from config.atomic import to_strict_json
 from producer.ledger.status_record import RunStatus
-from producer.run_records import RunState, TrialManifest, read_record
+from producer.runs.run_records import RunState, TrialManifest, read_record
 from tests.support.paths import ROOT
 from tests.support.queue_runs import producer, run_id_of, write_config
 
 PACKAGES = ("producer", "workers", "scoring", "telemetry", "config")
-# a run folder's names, joined by hand: each belongs to producer/layout.py alone
+# a run folder's names, joined by hand: each belongs to producer/runs/layout.py alone
 HAND_BUILT = re.compile(
     r"""/\s*"(prepared|results|reports|fireworks|summary[a-z_.]*|run_state\.json|effective_config\.yaml"""
     r"""|trial_manifest\.json|report\.html)"|f"run_\{|"run_state\.json"|"effective_config\.yaml"|"""
     r"""\.parent\.parent\s*/\s*"prepared\"""")
-OWNER = ROOT / "producer" / "layout.py"
+OWNER = ROOT / "producer" / "runs" / "layout.py"
 
 
 @pytest.mark.unit
@@ -43,7 +43,7 @@ def test_no_run_path_is_built_outside_the_layout() -> None:
 
 @pytest.mark.unit
 def test_each_record_file_has_one_reader_and_one_writer() -> None:
-    """Only producer/run_records.py turns a record file into JSON and back; the manifests module is the
+    """Only producer/runs/run_records.py turns a record file into JSON and back; the manifests module is the
     only caller that writes run_state.json and trial_manifest.json."""
     writers = []
     for package in PACKAGES:
@@ -51,7 +51,7 @@ def test_each_record_file_has_one_reader_and_one_writer() -> None:
             text = path.read_text(encoding="utf-8")
             if re.search(r"\bwrite_record\(|\bread_record\(", text):
                 writers.append(path.relative_to(ROOT).as_posix())
-    assert writers == ["producer/manifests.py", "producer/run_records.py"]
+    assert writers == ["producer/runs/manifests.py", "producer/runs/run_records.py"]
 
 
 def _as_written(data: dict) -> str:

@@ -72,8 +72,8 @@ def test_absurd_generation_time_is_refused_unless_yes(tmp_path):
 @pytest.mark.unit
 def test_enqueue_streams_requests_instead_of_holding_them(tmp_path):
     from config.schema import validate_config_dict
-    from producer.enqueue import enqueue_run
-    from producer.prepare import ensure_prepared
+    from producer.inputs.prepare import ensure_prepared
+    from producer.planning.enqueue import enqueue_run
     from workers.reconcile import reconcile_run
 
     def peak_kib(samples: int) -> int:

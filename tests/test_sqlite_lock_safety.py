@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.queue_paths import check_sqlite_file
+from producer.host.queue_paths import check_sqlite_file
 
 TRY_WRITE = """
 import sqlite3, sys
@@ -53,7 +53,7 @@ def test_checking_a_database_this_process_has_open_keeps_its_locks(tmp_path: Pat
 def test_a_garbage_file_is_still_refused_on_the_first_check(tmp_path: Path) -> None:
     import pytest
 
-    from producer.queue_paths import QueueError
+    from producer.host.queue_paths import QueueError
 
     db = tmp_path / "huey.sqlite3"
     db.write_bytes(b"\0" * 4096)

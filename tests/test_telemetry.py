@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from producer.results_io import raw_result_row, read_raw_results
+from producer.runs.results_io import raw_result_row, read_raw_results
 from telemetry.local_costs import TELEMETRY_CSV_COLUMNS, write_local_costs
 from telemetry.nvml import GpuReader, device_index_from_env
 from telemetry.sampler import Sample, TelemetrySampler

@@ -47,7 +47,7 @@ def test_chunk_telemetry_off_is_a_noop(tmp_path):
 def test_export_local_costs_uses_ledger_times_and_samples(tmp_path):
     import json
 
-    from producer.results_io import raw_result_row
+    from producer.runs.results_io import raw_result_row
     from telemetry.local_costs import export_local_costs
 
     ledger = tmp_path / "ledger.sqlite3"

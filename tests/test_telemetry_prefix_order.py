@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from config.schema import validate_config_dict
-from producer import enqueue
+from producer.planning import enqueue
 
 pytestmark = pytest.mark.unit
 

@@ -193,7 +193,7 @@ def test_failed_requests_leave_their_side_null_and_every_line_in_place(tmp_path)
 @pytest.mark.unit
 def test_builder_keeps_the_answers_of_an_item_no_longer_in_the_prepared_items():
     from config.contract import build_custom_id
-    from producer.messages import render_user_message
+    from producer.inputs.messages import render_user_message
     from scoring.transcripts import build_transcripts, full_user_message
 
     item = {"dataset": "squad_v2", "id": "a1", "context": "Paris is in France.", "question": "Where is Paris?",

@@ -49,7 +49,33 @@ def test_every_producer_module_has_a_room_and_queue_is_no_package():
     roots = _lines(cfg["importlinter"]["root_packages"])
     assert sorted(roots) == sorted(ROOTS)
     assert not (ROOT / "queue" / "__init__.py").exists()  # docs/architecture.md fact 1
-    placed = {name.strip() for layer in _lines(cfg["importlinter:contract:layers"]["layers"])
-              for name in re.split(r"[:|]", layer)}
+    placed = _placed(cfg["importlinter:contract:layers"]["layers"])
     modules = {f"producer.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "producer")])}
-    assert modules - placed == set(), "place each new producer module in a layer of .importlinter"
+    assert modules - placed == set(), "place each new producer module or package in a layer of .importlinter"
+
+
+def _placed(layers: str) -> set[str]:
+    return {name.strip() for layer in _lines(layers) for name in re.split(r"[:|]", layer)}
+
+
+@pytest.mark.unit
+def test_producer_layers_are_package_lines():
+    """Each floor is a package: a module dropped loose into producer/ has no room, and a layer names no
+    module inside a floor (a line lists packages, not their modules)."""
+    placed = _placed(_config()["importlinter:contract:layers"]["layers"])
+    loose = {m.name for m in pkgutil.iter_modules([str(ROOT / "producer")]) if not m.ispkg}
+    assert loose == {"__main__", "huey_app", "huey_main"}, "a new producer module belongs in one of its floors"
+    inside = {name for name in placed if name.startswith("producer.") and name.count(".") > 1}
+    assert inside == set(), f"layers name packages, not modules inside them: {sorted(inside)}"
+
+
+@pytest.mark.unit
+def test_every_workers_module_has_a_place_in_the_workers_order():
+    """The order inside workers (engines never import a task module) covers every module of workers/."""
+    cfg = _config()["importlinter:contract:workers-layers"]
+    assert _lines(cfg["containers"]) == ["workers"]
+    placed = _placed(cfg["layers"])
+    names = {m.name for m in pkgutil.iter_modules([str(ROOT / "workers")])}
+    names |= {f"fireworks.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "workers" / "fireworks")])}
+    names.discard("fireworks")
+    assert names - placed == set(), "place each new workers module in the workers-layers contract"

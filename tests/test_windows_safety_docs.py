@@ -20,11 +20,11 @@ MESSAGES = {
     "engine cannot start: ": "workers/inference.py",
     "is a CPU-only build (no GPU offload) although -Cuda was asked for": "tools/bootstrap.ps1",
     "is installed but cannot load": "tools/bootstrap.ps1",
-    "not downloaded yet (": "producer/preflight_data.py",
-    "and the download ": "producer/preflight_data.py",
-    "pyarrow cannot be imported (": "producer/preflight_data.py",
-    "is on a network drive": "producer/preflight.py",
-    "is inside OneDrive": "producer/preflight.py",
+    "not downloaded yet (": "producer/checks/preflight_data.py",
+    "and the download ": "producer/checks/preflight_data.py",
+    "pyarrow cannot be imported (": "producer/checks/preflight_data.py",
+    "is on a network drive": "producer/checks/preflight.py",
+    "is inside OneDrive": "producer/checks/preflight.py",
     "this llama-cpp-python build cannot offload to a GPU": "workers/engines/llama_cpp_hooks.py",
 }
 

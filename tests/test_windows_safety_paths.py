@@ -18,8 +18,8 @@ import config.atomic as atomic
 from config.atomic import replace_with_retry, write_csv_atomic, write_json_atomic
 from config.errors import ConfigError
 from config.schema import load_config, validate_config_dict
-from producer.layout import RunLayout
-from producer.messages import load_prompt_texts
+from producer.inputs.messages import load_prompt_texts
+from producer.runs.layout import RunLayout
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.unit

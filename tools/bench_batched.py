@@ -7,7 +7,7 @@ never below 0.95 x at the P that ``plan`` recommends for a workload (sequential 
     python tools/bench_batched.py --step-costs          # the cost model: decode step of 1 and of P sequences, prefill per token
     python tools/bench_batched.py --demo-agreement      # P = 4 vs P = 1 answers on the demo config, T = 0
 
-Workloads, built by the real builder (``producer.enqueue.chunked_requests``) from the bundled samples
+Workloads, built by the real builder (``producer.planning.enqueue.chunked_requests``) from the bundled samples
 with the real treatment prompt (config/prompts/treatment_system.txt, ~1,800 tokens), T = 0:
 ``mixed`` (SQuAD open-book + TriviaQA/NQ closed-book, 32 new tokens), ``decode`` (closed-book only,
 64 new tokens) and ``prefill`` (SQuAD only, 16 new tokens: long fresh paragraphs, short answers).
@@ -53,8 +53,8 @@ WORKLOADS = {  # name -> (sizes, new tokens)
 def workload_requests(tmp: Path, name: str, n: int) -> list[list[Any]]:
     """The workload's treatment requests at T = 0, in the queue's chunks."""
     from config.schema import load_config
-    from producer.enqueue import chunked_requests
-    from producer.prepare import ensure_prepared
+    from producer.inputs.prepare import ensure_prepared
+    from producer.planning.enqueue import chunked_requests
 
     shares, new_tokens = WORKLOADS[name]
     total = sum(shares.values())
@@ -126,8 +126,8 @@ def run_engine(p: int, chunks: list[list[Any]], threads: int, cold: bool = False
 def demo_agreement(threads: int) -> None:
     """P = 4 vs P = 1 (the batched path, equal to today's engine) on the demo config's requests, T = 0."""
     from config.schema import load_config
-    from producer.enqueue import chunked_requests
-    from producer.prepare import ensure_prepared
+    from producer.inputs.prepare import ensure_prepared
+    from producer.planning.enqueue import chunked_requests
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_batched_demo_"))
     try:

@@ -34,11 +34,11 @@ def main() -> None:
     import json
 
     from config.schema import validate_config_dict
-    from producer.enqueue import absolute_snapshot, chunked_requests
     from producer.huey_app import huey
     from producer.ledger import connect
     from producer.ledger.status import run_status
     from producer.ledger.writes import register_run
+    from producer.planning.enqueue import absolute_snapshot, chunked_requests
     from workers.reconcile import reconcile
 
     cfg = validate_config_dict({

@@ -32,9 +32,9 @@ if str(ROOT) not in sys.path:
 import requests  # noqa: E402
 
 from config.schema import load_config  # noqa: E402
-from producer.messages import load_prompt_texts  # noqa: E402
-from producer.requests_build import iter_trial_requests  # noqa: E402
-from producer.trials import expand_trials  # noqa: E402
+from producer.inputs.messages import load_prompt_texts  # noqa: E402
+from producer.inputs.requests_build import iter_trial_requests  # noqa: E402
+from producer.runs.trials import expand_trials  # noqa: E402
 from tools.bench_prefix_order import closed_items, load_note, model_path  # noqa: E402
 
 SERVER = """

@@ -6,7 +6,7 @@ Target (issue 17): the grouped order >= 1.3 x today's requests/s on the bundled 
 
 Why: llama-cpp-python keeps the KV cache of its previous call and reads only the tokens after the
 longest common token prefix. Both orders share the system prompt; the grouped order
-(``producer.requests_build.prefix_order``: type, then SQuAD paragraph, then item) also shares the task
+(``producer.inputs.requests_build.prefix_order``: type, then SQuAD paragraph, then item) also shares the task
 instruction and the paragraph, so a request on an already-read paragraph reads only its question.
 
 Requests: every SQuAD item of the bundled sample, prepared by the real ``ensure_prepared`` (seeded
@@ -70,9 +70,9 @@ def bench_config(tmp: Path, model: str, threads: int, n_ctx: int, max_tokens: in
 
 def build_orders(cfg: Any, items: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """{"today": the prepared order, "grouped": the builder's order}, treatment block at T = 0."""
-    from producer.messages import load_prompt_texts
-    from producer.requests_build import iter_trial_requests
-    from producer.trials import expand_trials
+    from producer.inputs.messages import load_prompt_texts
+    from producer.inputs.requests_build import iter_trial_requests
+    from producer.runs.trials import expand_trials
 
     trial = expand_trials(cfg)[0]
     texts = load_prompt_texts(cfg, trial.prompt_set)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from config.model_files import ModelFileError, resolve_model_path
-    from producer.prepare import ensure_prepared
+    from producer.inputs.prepare import ensure_prepared
     from workers.engines.cpu_quirks import apply_from_env, disable_cpu_repack
 
     if args.no_repack:

@@ -70,8 +70,8 @@ def plain_loop(cfg_path: Path) -> tuple[int, float, float]:
     """(requests, seconds including model load, seconds of the loop alone)."""
     from config.model_files import resolve_model_path
     from config.schema import load_config
-    from producer.enqueue import chunked_requests
-    from producer.prepare import ensure_prepared
+    from producer.inputs.prepare import ensure_prepared
+    from producer.planning.enqueue import chunked_requests
 
     cfg = load_config(cfg_path)
     requests = list(chunked_requests(cfg, ensure_prepared(cfg).items))

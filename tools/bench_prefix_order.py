@@ -10,7 +10,7 @@ requests/s of each and the ratio.
     python tools/bench_prefix_order.py --items 8 --max-tokens 16 --n-threads 2
     python tools/bench_prefix_order.py --pad-treatment-to 1700   # if the treatment prompt is still short
 
-Requests are built by the project's own code (``producer.requests_build.iter_trial_requests``, the order
+Requests are built by the project's own code (``producer.inputs.requests_build.iter_trial_requests``, the order
 the queue uses: temperature -> condition -> type -> paragraph -> item); the interleaved control is the
 same requests re-ordered c1, t1, c2, t2... Generation uses llama-cpp-python with the engine's settings from the config
 (n_ctx, n_threads, n_gpu_layers, seed; sampling from each request body).
@@ -31,9 +31,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from config.schema import load_config  # noqa: E402
-from producer.messages import PromptTexts, load_prompt_texts  # noqa: E402
-from producer.requests_build import Request, iter_trial_requests  # noqa: E402
-from producer.trials import expand_trials  # noqa: E402
+from producer.inputs.messages import PromptTexts, load_prompt_texts  # noqa: E402
+from producer.inputs.requests_build import Request, iter_trial_requests  # noqa: E402
+from producer.runs.trials import expand_trials  # noqa: E402
 
 FILLER = (
     "Ground every answer in verifiable facts. When a question has a single correct answer, give it "

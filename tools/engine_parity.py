@@ -60,11 +60,11 @@ def compare(path_a: Path, path_b: Path, show: int = 3) -> tuple[int, list[str]]:
 def generate(config: Path, out_csv: Path, limit_items: int | None, max_requests: int | None) -> int:
     """Run the first trial of ``config`` through its configured engine; returns the rows written."""
     from config.schema import load_config
-    from producer.messages import load_prompt_texts
-    from producer.prepare import ensure_prepared
-    from producer.requests_build import iter_trial_requests
-    from producer.results_io import raw_result_row, write_predictions_csv
-    from producer.trials import expand_trials
+    from producer.inputs.messages import load_prompt_texts
+    from producer.inputs.prepare import ensure_prepared
+    from producer.inputs.requests_build import iter_trial_requests
+    from producer.runs.results_io import raw_result_row, write_predictions_csv
+    from producer.runs.trials import expand_trials
     from workers.engines.base import GenerationParams
     from workers.engines.cpu_quirks import apply_from_env
     from workers.engines.registry import create_engine

@@ -11,8 +11,8 @@ import logging
 
 import click
 
-from producer.console import make_console_safe, one_line_errors
-from producer.queue_paths import pin_queue_dir
+from producer.host.console import make_console_safe, one_line_errors
+from producer.host.queue_paths import pin_queue_dir
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
 from workers.pool import WorkerPool, ctrl_break_is_ctrl_c
 

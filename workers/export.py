@@ -24,16 +24,16 @@ from config.contract import (
     TRANSCRIPTS_JSONL,
 )
 from config.engines import batch_backend_of
-from producer.console import UserError
-from producer.layout import RunLayout
+from producer.host.console import UserError
+from producer.inputs.prepare import load_prepared_items
 from producer.ledger import connect
 from producer.ledger.queries import failed_rows, get_run, result_rows, transcript_rows, trial_names
 from producer.ledger.run_record import run_settings
 from producer.ledger.writes import claim_export, fail_export, finish_export
-from producer.manifests import mark_usage_estimated, record_run_phases, set_stop_flag, update_stage
-from producer.prepare import load_prepared_items
-from producer.results_io import raw_result_row, write_predictions_csv
-from producer.trials import expand_trials
+from producer.runs.layout import RunLayout
+from producer.runs.manifests import mark_usage_estimated, record_run_phases, set_stop_flag, update_stage
+from producer.runs.results_io import raw_result_row, write_predictions_csv
+from producer.runs.trials import expand_trials
 from scoring.transcripts import build_transcripts, context_rows
 
 log = logging.getLogger("workers")

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from producer.queue_paths import ENV_QUEUE_DIR, pin_queue_dir
+from producer.host.queue_paths import ENV_QUEUE_DIR, pin_queue_dir
 
 log = logging.getLogger("workers")
 

@@ -1,7 +1,7 @@
 """Reconcile the ledger with the queue (docs/architecture.md fact 3): nothing lost, nothing run twice.
 
 Runs at ``enqueue``, ``run``/``--resume`` (the command line passes ``reconcile_run`` to
-``producer.enqueue``), pool start-up, after a crashed child and every minute under ``huey_consumer``.
+``producer.planning.enqueue``), pool start-up, after a crashed child and every minute under ``huey_consumer``.
 Work held by dead workers goes back to ``queued``; every open chunk without a message gets one;
 finished chunks and trials get their scoring and export messages.
 

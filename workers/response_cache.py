@@ -32,7 +32,7 @@ from typing import Any
 
 from config.engines import ENGINES, EngineError
 from config.schema import EvalConfig
-from producer.console import UserError
+from producer.host.console import UserError
 from producer.ledger.response_cache import (
     cache_connect,
     get_response,

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from config.contract import parse_custom_id
+from producer.inputs.prepare import load_prepared_items
 from producer.ledger import connect
 from producer.ledger.queries import done_unscored, get_run
 from producer.ledger.run_record import run_settings
 from producer.ledger.writes import record_scores
-from producer.prepare import load_prepared_items
 from scoring.rules import score_response
 
 log = logging.getLogger("workers")

@@ -12,10 +12,10 @@ import threading
 from typing import Any
 
 from config.schema import EvalConfig
+from producer.host.queue_paths import model_lock_path
 from producer.ledger import connect
 from producer.ledger.queries import HEARTBEAT_S
 from producer.ledger.writes import heartbeat_worker, record_model_load
-from producer.queue_paths import model_lock_path
 from workers.engines.base import Engine
 from workers.model_lock import ModelLock
 

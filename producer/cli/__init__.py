@@ -15,7 +15,7 @@ from importlib import import_module
 import click
 
 from producer.cli.command import HELP_OPTIONS
-from producer.console import make_console_safe
+from producer.host.console import make_console_safe
 
 # command name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {

@@ -16,8 +16,8 @@ import click
 from config.schema import load_config
 from producer.cli.command import command
 from producer.cli.common import config_path_option
-from producer.console import UserError, make_console_safe, one_line_errors
-from producer.layout import TrialFolder
+from producer.host.console import UserError, make_console_safe, one_line_errors
+from producer.runs.layout import TrialFolder
 
 
 @command()

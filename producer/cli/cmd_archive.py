@@ -17,8 +17,8 @@ import yaml
 from config.atomic import atomic_target
 from config.contract import CONDITIONS, PREDICTIONS_CSV
 from producer.cli.command import command
-from producer.console import UserError, make_console_safe, one_line_errors
-from producer.layout import RunFolder, RunLayout, TrialFolder, safe_slug, validate_run_id
+from producer.host.console import UserError, make_console_safe, one_line_errors
+from producer.runs.layout import RunFolder, RunLayout, TrialFolder, safe_slug, validate_run_id
 
 SKIP_SUFFIXES = (".tmp", ".lock")
 

@@ -9,7 +9,7 @@ import click
 from config.schema import EvalConfig
 from producer.cli.command import command
 from producer.cli.common import config_option, data_option, limit_items_option
-from producer.console import one_line_errors
+from producer.host.console import one_line_errors
 
 
 @command()
@@ -30,8 +30,8 @@ def build(
     out_dir: Path | None,
 ) -> None:
     """Write one batch input file per prompt set x temperature x condition (optionally in parts)."""
-    from producer.build import build_batch_inputs
-    from producer.prepare import ensure_prepared
+    from producer.inputs.prepare import ensure_prepared
+    from producer.planning.build import build_batch_inputs
 
     prepared = ensure_prepared(cfg, data_overrides=data_overrides, limit_items=limit_items)
     result = build_batch_inputs(cfg, prepared.items, out_dir, parts_per_dataset, lines_per_part)

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from producer.cli.command import command
-from producer.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
 
 
 def _size_on_disk(path: Path) -> int:
@@ -51,8 +51,8 @@ def _stats(path: Path, as_json: bool) -> None:
 
 
 def _clear(path: Path, yes: bool) -> None:
+    from producer.host.queue_paths import QueueError
     from producer.ledger.response_cache import cache_close_all, cache_connect, clear_responses
-    from producer.queue_paths import QueueError
 
     if not path.is_file():
         click.echo(f"no response cache at {path}: nothing to clear")
@@ -84,7 +84,7 @@ def _clear(path: Path, yes: bool) -> None:
 def cache(action: str, yes: bool, as_json: bool) -> None:
     """The response cache (cache: true): `stats` (answers, reuses, size per engine and model) or
     `clear` (delete every cached answer; asks unless --yes)."""
-    from producer.queue_paths import response_cache_path
+    from producer.host.queue_paths import response_cache_path
 
     make_console_safe()
     path = response_cache_path(create=False)

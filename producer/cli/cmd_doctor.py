@@ -1,7 +1,7 @@
 """``python -m producer doctor``: one screen that says what will work and what will not.
 
 ``--json`` prints the bug-report file instead of the screen, ``--report FILE`` writes it beside the
-screen (producer/doctor_report.py; shape in docs/doctor-report.schema.json). Exit 1 if a run cannot start.
+screen (producer/checks/doctor_report.py; shape in docs/doctor-report.schema.json). Exit 1 if a run cannot start.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
 from producer.cli.command import command
 from producer.cli.common import config_option, data_option
-from producer.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
 
 
 @command()
@@ -29,7 +29,7 @@ from producer.console import UserError, make_console_safe, one_line_errors
 def doctor(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], as_json: bool,
            report_path: Path | None) -> None:
     """Check Python, packages, data, engine, model, context length, GPU, disk and queue; exit 1 if a run cannot start."""
-    from producer.preflight import can_start, format_checks, run_preflight
+    from producer.checks.preflight import can_start, format_checks, run_preflight
 
     make_console_safe()
     cfg = apply_data_overrides(cfg, data_overrides)
@@ -39,7 +39,7 @@ def doctor(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], a
     ready = can_start(checks)
     if as_json or report_path is not None:
         from config.atomic import write_text_atomic
-        from producer.doctor_report import build_report, report_json
+        from producer.checks.doctor_report import build_report, report_json
 
         text = report_json(build_report(cfg, config_path, checks, ready))
         if report_path is not None:

@@ -20,7 +20,7 @@ from producer.cli.common import (
     retry_failed_option,
     yes_option,
 )
-from producer.console import make_console_safe, one_line_errors
+from producer.host.console import make_console_safe, one_line_errors
 
 
 @command()
@@ -38,9 +38,9 @@ def enqueue(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], 
             run_id: str | None, dry_run: bool, retry_failed: bool, force: bool, no_preflight: bool,
             yes: bool) -> None:
     """Prepare if needed, register the run in the ledger and queue every missing request."""
-    from producer.enqueue import check_outputs, enqueue_run
-    from producer.plan import check_run_size
-    from producer.queue_paths import queue_errors
+    from producer.host.queue_paths import queue_errors
+    from producer.planning.enqueue import check_outputs, enqueue_run
+    from producer.planning.plan import check_run_size
 
     make_console_safe()
     check_outputs(cfg)

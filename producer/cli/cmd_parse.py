@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from producer.cli.command import command
-from producer.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
 
 
 @command()
@@ -18,7 +18,7 @@ from producer.console import UserError, make_console_safe, one_line_errors
 @one_line_errors
 def parse(results_jsonl: Path, out_csv: Path) -> None:
     """Rejects malformed rows and duplicate or malformed custom_ids, naming the line."""
-    from producer.results_io import ResultsFormatError, read_raw_results, write_predictions_csv
+    from producer.runs.results_io import ResultsFormatError, read_raw_results, write_predictions_csv
 
     make_console_safe()
     if not results_jsonl.is_file():

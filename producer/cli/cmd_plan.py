@@ -9,7 +9,7 @@ import click
 from config.schema import EvalConfig
 from producer.cli.command import command
 from producer.cli.common import config_option, data_option, limit_items_option, yes_option
-from producer.console import one_line_errors
+from producer.host.console import one_line_errors
 
 
 @command()
@@ -25,8 +25,8 @@ def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], lim
     estimated cost; writes nothing."""
     import json
 
-    from producer.console import UserError
-    from producer.plan import make_plan, plan_json, render_plan, run_size, size_refusal
+    from producer.host.console import UserError
+    from producer.planning.plan import make_plan, plan_json, render_plan, run_size, size_refusal
     from telemetry.batching import batching_lines  # in-process n_parallel: context need, recommended P
     from telemetry.budget import vram_lines  # VRAM budget: reads GGUF/NVML, writes nothing
 

@@ -9,7 +9,7 @@ import click
 from config.schema import EvalConfig
 from producer.cli.command import command
 from producer.cli.common import config_option, data_option, limit_items_option
-from producer.console import one_line_errors
+from producer.host.console import one_line_errors
 
 
 @command()
@@ -19,7 +19,7 @@ from producer.console import one_line_errors
 @one_line_errors
 def prepare(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None) -> None:
     """Load each dataset source, shuffle with data_seed, truncate to sizes and write data/prepared/."""
-    from producer.prepare import ensure_prepared
+    from producer.inputs.prepare import ensure_prepared
 
     result = ensure_prepared(cfg, data_overrides=data_overrides, limit_items=limit_items)
     state = "reused (same inputs and config)" if result.reused else "written"

@@ -9,7 +9,7 @@ import click
 
 from producer.cli.command import command
 from producer.cli.common import config_path_option
-from producer.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
 
 
 @command()

@@ -12,7 +12,6 @@ import click
 from config.engines import is_dry_run_engine
 from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
-from producer import exit_codes
 from producer.cli.command import command
 from producer.cli.common import (
     config_option,
@@ -25,9 +24,10 @@ from producer.cli.common import (
     retry_failed_option,
     yes_option,
 )
-from producer.console import make_console_safe, one_line_errors
-from producer.layout import RunFolder, TrialFolder, validate_run_id
+from producer.host import exit_codes
+from producer.host.console import make_console_safe, one_line_errors
 from producer.ledger.status_record import RunStatus, TrialStatus
+from producer.runs.layout import RunFolder, TrialFolder, validate_run_id
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
 
 PROGRESS_EVERY_S = 1.0
@@ -75,7 +75,7 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> RunStatus:
 
 def _echo_trial(trial: TrialFolder, t: TrialStatus) -> None:
     """A finished trial: its headline result and where its report and results are."""
-    from producer.manifests import read_trial_manifest
+    from producer.runs.manifests import read_trial_manifest
 
     report = trial.report_html
     if t.analysis not in (None, "done"):
@@ -112,8 +112,8 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
         workers: int, run_id: str | None, resume: str | None, dry_run: bool, retry_failed: bool, force: bool,
         no_preflight: bool, yes: bool, allow_sleep: bool, verbose: bool) -> None:
     """Run a whole local evaluation: results, predictions.csv and the report of every trial."""
-    from producer.enqueue import enqueue_run, resume_run
-    from producer.queue_paths import queue_errors
+    from producer.host.queue_paths import queue_errors
+    from producer.planning.enqueue import enqueue_run, resume_run
     from workers.pool import WorkerPool, ctrl_break_is_ctrl_c
 
     make_console_safe()
@@ -124,13 +124,13 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s")
     if resume:  # the run's own settings (absolute paths), and its engine must answer before anything is re-sent
-        from producer.enqueue import recorded_config
+        from producer.planning.enqueue import recorded_config
 
         cfg, engine = recorded_config(resume)
         preflight(cfg, no_preflight or is_dry_run_engine(engine), check_data=False)
     else:
-        from producer.enqueue import check_outputs
-        from producer.plan import check_run_size
+        from producer.planning.enqueue import check_outputs
+        from producer.planning.plan import check_run_size
 
         check_outputs(cfg)
         check_run_size(cfg, data_overrides, limit_items, yes, "dry_run" if dry_run else None)

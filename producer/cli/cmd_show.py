@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from producer.cli.command import command
-from producer.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
 
 CONTEXT_CHARS = 300  # a passage is trimmed to this in the terminal (--json has it whole)
 CELL_CHARS = 40  # a table cell of --changed
@@ -25,9 +25,9 @@ CELL_CHARS = 40  # a table cell of --changed
 def _run_and_trial(run_id: str | None, trial: str | None) -> tuple[str, str, dict[str, Any]]:
     """(run_id, trial slug, run row) from the ledger, read-only; one-line errors for what is not there."""
     from producer.cli.cmd_status import _open_readonly
-    from producer.layout import validate_run_id
     from producer.ledger.locate import find_run_queue
     from producer.ledger.queries import get_run, latest_run, trial_names
+    from producer.runs.layout import validate_run_id
 
     if run_id is not None:
         validate_run_id(run_id)
@@ -51,7 +51,7 @@ def _run_and_trial(run_id: str | None, trial: str | None) -> tuple[str, str, dic
 
 
 def _results_dir(run: dict[str, Any], trial: str) -> Path:
-    from producer.layout import RunLayout
+    from producer.runs.layout import RunLayout
 
     return RunLayout(Path(run["experiments_dir"]), run["run_id"]).results_dir(trial)
 

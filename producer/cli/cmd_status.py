@@ -8,12 +8,12 @@ import time
 import click
 
 from producer.cli.command import command
-from producer.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
 
 
 def _open_readonly():
+    from producer.host.queue_paths import ledger_path
     from producer.ledger.db import connect
-    from producer.queue_paths import ledger_path
 
     path = ledger_path(create=False)
     if not path.exists():
@@ -44,7 +44,7 @@ def status(run_id: str | None, watch: bool, interval: float, as_json: bool) -> N
             raise UserError(f"unknown run id {run_id!r}") from None
         click.echo(json.dumps(st.to_json(), indent=2) if as_json else format_status(st))
         if not as_json:  # tokens/s and VRAM now, from the telemetry samples (read-only)
-            from producer.queue_paths import ledger_path
+            from producer.host.queue_paths import ledger_path
             from telemetry.store import status_line
 
             line = status_line(ledger_path(), run_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from producer.cli.command import command
-from producer.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
 
 
 @command()
@@ -13,10 +13,10 @@ from producer.console import UserError, make_console_safe, one_line_errors
 @one_line_errors
 def stop(run_id: str | None) -> None:
     """Workers finish their current request, give the rest back and take no more of this run."""
+    from producer.host.queue_paths import ledger_path
     from producer.ledger import connect
     from producer.ledger.queries import get_run, latest_run
     from producer.ledger.run_record import set_run_stop
-    from producer.queue_paths import ledger_path
 
     make_console_safe()
     if not ledger_path(create=False).exists():

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from producer.cli.command import command
-from producer.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
 
 
 @command()

@@ -17,7 +17,7 @@ from config.engines import uses_model
 from config.errors import ConfigError
 from config.lookup import load_config_ref, resolve_config_path
 from config.schema import EvalConfig
-from producer.console import fail
+from producer.host.console import fail
 
 CONFIG_HELP = "Config file, or a name looked up in config/ (e.g. local.yaml -> config/eval_config.local.yaml)."
 
@@ -82,8 +82,8 @@ def data_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(func)
     def wrapper(*args: Any, data_values: tuple[str, ...] = (), **kwargs: Any) -> Any:
-        from producer.datasets.data_errors import DataError  # lazy: --help stays fast
-        from producer.datasets.sources import parse_data_overrides
+        from producer.inputs.datasets.data_errors import DataError  # lazy: --help stays fast
+        from producer.inputs.datasets.sources import parse_data_overrides
 
         try:
             overrides = parse_data_overrides(data_values)
@@ -120,7 +120,7 @@ def preflight(cfg: EvalConfig, skip: bool, check_data: bool = True) -> None:
     any ``--data`` overrides applied; ``check_data=False`` for a resume (its items are in the ledger)."""
     if skip or not uses_model(cfg):
         return
-    from producer.preflight import WARN, ensure_ready  # lazy: --help stays fast
+    from producer.checks.preflight import WARN, ensure_ready  # lazy: --help stays fast
 
     for check in ensure_ready(cfg, check_data):
         if check.status == WARN:

@@ -19,15 +19,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from producer.ledger.migrations import Migration, has_column, has_objects, migrate, run_sql
-from producer.ledger.transactions import transaction  # noqa: F401 - the package's modules import it from here
-from producer.queue_paths import (
+from producer.host.queue_paths import (
     LEDGER_WAY_OUT,
     QueueError,
     check_sqlite_file,
     describe_sqlite_error,
     ledger_path,
 )
+from producer.ledger.migrations import Migration, has_column, has_objects, migrate, run_sql
+from producer.ledger.transactions import transaction  # noqa: F401 - the package's modules import it from here
 
 BUSY_TIMEOUT_S = 60.0
 OPEN_STATES = ("pending", "queued", "running")
@@ -65,7 +65,7 @@ INITIAL_DDL = (
         usage_estimated integer not null default 0, latency_s real, engine text, request_id text,
         worker integer, created_at real not null, primary key (run_id, trial, custom_id))""",
     """create index if not exists results_time on results (run_id, created_at)""",
-    # a sweep's identical requests (e.g. shared controls): generated once by owner_trial (producer.sweep_share)
+    # a sweep's identical requests (e.g. shared controls): generated once by owner_trial (producer.inputs.sweep_share)
     """create table if not exists shared_requests (
         run_id text not null, trial text not null, custom_id text not null, owner_trial text not null,
         primary key (run_id, trial, custom_id))""",

@@ -2,7 +2,7 @@
 
 Why in the ledger: the answer is "the folder whose ledger knows the run", a query; the folder rules
 themselves (``EXCELLENCE_QUEUE_DIR``, ``./queue``, the project's own ``queue/``) stay in
-``producer.queue_paths``, which the ledger builds on.
+``producer.host.queue_paths``, which the ledger builds on.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from producer import queue_paths
+from producer.host import queue_paths
 from producer.ledger.db import holds_run
 
 

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from producer.host.queue_paths import ENV_QUEUE_DIR, QueueError
 from producer.ledger.transactions import transaction
-from producer.queue_paths import ENV_QUEUE_DIR, QueueError
 
 TABLE = "_migrations"
 LEGACY_VERSION_KEY = "schema_version"  # the ``meta`` key of files written before ``_migrations``

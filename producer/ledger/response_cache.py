@@ -19,15 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from producer.ledger.db import BUSY_TIMEOUT_S, ConnectionCache, configure, transaction
-from producer.ledger.migrations import Migration, has_objects, migrate, run_sql
-from producer.queue_paths import (
+from producer.host.queue_paths import (
     CACHE_WAY_OUT,
     QueueError,
     check_sqlite_file,
     describe_sqlite_error,
     response_cache_path,
 )
+from producer.ledger.db import BUSY_TIMEOUT_S, ConnectionCache, configure, transaction
+from producer.ledger.migrations import Migration, has_objects, migrate, run_sql
 
 # The first cache schema (``meta.schema_version`` 1); a change is a new migration in CACHE_MIGRATIONS.
 CACHE_DDL = (

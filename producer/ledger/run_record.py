@@ -13,11 +13,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from config.schema import EvalConfig, validate_config_dict
-from producer.layout import RunLayout
 from producer.ledger.db import connect
 from producer.ledger.queries import get_run
 from producer.ledger.writes import set_stop
-from producer.manifests import set_stop_flag
+from producer.runs.layout import RunLayout
+from producer.runs.manifests import set_stop_flag
 
 
 def run_config(conn: sqlite3.Connection, run_id: str) -> tuple[EvalConfig, str] | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.engines import batch_backend_of
-from producer.layout import RunLayout
+from producer.host.queue_paths import huey_path
 from producer.ledger.fireworks import format_jobs, job_summary
 from producer.ledger.queries import HEARTBEAT_STALE_S, live_worker_pids, stop_reason
 from producer.ledger.status_record import (
@@ -29,7 +29,7 @@ from producer.ledger.status_record import (
     WorkerStatus,
 )
 from producer.ledger.writes import HOST
-from producer.queue_paths import huey_path
+from producer.runs.layout import RunLayout
 
 STATES = ("done", "running", "queued", "pending", "failed")
 RATE_WINDOW_S = 300.0

@@ -1,7 +1,7 @@
 """The ledger's record of a sweep's shared generations (table ``shared_requests``).
 
 Why: a request identical across trials (e.g. the control of a prompt sweep, planned by
-``producer.sweep_share``) is generated once by its owner trial; this table says which trial reuses
+``producer.inputs.sweep_share``) is generated once by its owner trial; this table says which trial reuses
 which owner's generation, for both backends (local chunks and Fireworks parts).
 """
 

@@ -184,7 +184,7 @@ def record_result(conn: sqlite3.Connection, req: sqlite3.Row, result: Any, attem
 
 
 def _copy_to_sharers(conn: sqlite3.Connection, run_id: str, owner: str, custom_id: str, now: float) -> None:
-    """Trials that reuse this generation (producer.sweep_share) get the same result, in the same transaction."""
+    """Trials that reuse this generation (producer.inputs.sweep_share) get the same result, in the same transaction."""
     keys = (run_id, owner, custom_id)
     conn.execute(
         "insert or ignore into results (run_id, trial, custom_id, text, finish_reason, prompt_tokens,"

@@ -203,7 +203,7 @@ class OllamaEngine(HttpEngine):
         Ollama, else at its default address. ``redact`` strips credentials from a URL."""
         import requests
 
-        from producer.env import user_env_value  # lazy: only the doctor report reads the user's settings
+        from producer.host.env import user_env_value  # lazy: only the doctor report reads the user's settings
 
         ours = cfg.local_engine == cls.name
         base = ((cfg.local_endpoint if ours else None) or OLLAMA_DEFAULT_ENDPOINT).rstrip("/")

@@ -34,28 +34,28 @@ from typing import Any
 
 import requests
 
-from producer.env import (  # one definition below workers (plan and doctor use it); the client's names
+from producer.host.env import (  # one definition below workers (plan and doctor use it); the client's names
     DEFAULT_API_BASE as DEFAULT_API_BASE,
 )
-from producer.env import (
+from producer.host.env import (
     Credentials as Credentials,
 )
-from producer.env import (
+from producer.host.env import (
     FireworksConfigError as FireworksConfigError,
 )
-from producer.env import (
+from producer.host.env import (
     FireworksError as FireworksError,
 )
-from producer.env import (
+from producer.host.env import (
     _Secret as _Secret,
 )
-from producer.env import (
+from producer.host.env import (
     check_api_base as check_api_base,
 )
-from producer.env import (
+from producer.host.env import (
     is_loopback_host as is_loopback_host,
 )
-from producer.fireworks_plan import TERMINAL_OK, TERMINAL_PARTIAL, UPLOAD_LIMIT_BYTES
+from producer.inputs.fireworks_plan import TERMINAL_OK, TERMINAL_PARTIAL, UPLOAD_LIMIT_BYTES
 
 log = logging.getLogger("workers.fireworks")
 

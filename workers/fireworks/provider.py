@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from config.schema import EvalConfig
-from producer.fireworks_plan import DRY_RUN_ENGINE, TERMINAL_OK
-from producer.results_io import ResultsFormatError, normalise_raw_row
+from producer.inputs.fireworks_plan import DRY_RUN_ENGINE, TERMINAL_OK
+from producer.runs.results_io import ResultsFormatError, normalise_raw_row
 from workers.batch_provider import BatchJob
 from workers.fireworks.client import (
     TERMINAL_FAILED,

@@ -19,13 +19,13 @@ from typing import Any
 
 from config.atomic import write_text_atomic
 from config.schema import EvalConfig
-from producer.fireworks_plan import encode_rows
-from producer.layout import RunLayout
+from producer.inputs.fireworks_plan import encode_rows
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import get_run
 from producer.ledger.sweep import sharers
-from producer.results_io import ResultsFormatError
+from producer.runs.layout import RunLayout
+from producer.runs.results_io import ResultsFormatError
 from workers.batch_provider import BatchProvider
 from workers.fireworks.client import FireworksError
 from workers.fireworks.deadline import check_deadline

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 
-from producer.fireworks_plan import DRY_RUN_ENGINE, RowValidationError, save_job_table
 from producer.huey_app import enqueue_many, huey, queued_task_args
+from producer.inputs.fireworks_plan import DRY_RUN_ENGINE, RowValidationError, save_job_table
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import chunk_trials, is_stopped, trial_is_complete

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from producer.datasets.data_errors import DataError
+from producer.inputs.datasets.data_errors import DataError
 
 
 def read_bytes_checked(path: Path, dataset: str) -> bytes:

@@ -1,11 +1,11 @@
 """The Fireworks backend's planning: a run's requests cut into parts (one batch job each), their ids,
-row checks, the ledger rows and the job table; the enqueue flow (``producer.enqueue``) calls it.
+row checks, the ledger rows and the job table; the enqueue flow (``producer.planning.enqueue``) calls it.
 
 Why planning, not workers: nothing here talks to the API; the Huey tasks that submit and poll the parts
 live in ``workers.fireworks``. A part is one trial x temperature x condition x type (CONTRACT section 2
 files, split further by type so the job-level ``maxTokens`` is exact), cut below the upload limit. Ids
 derive from run, trial and part, so a retry or a resume finds the job it already created instead of
-paying twice. Requests identical across trials (``producer.sweep_share``) are sent once, by the first
+paying twice. Requests identical across trials (``producer.inputs.sweep_share``) are sent once, by the first
 trial that needs them; the others share its result.
 """
 
@@ -24,17 +24,17 @@ from config.atomic import write_jsonl_atomic
 from config.contract import CustomIdError, parse_custom_id, temp_label
 from config.engines import batch_dry_run_engine
 from config.schema import EvalConfig
-from producer import manifests
-from producer.console import UserError
-from producer.layout import RunLayout
+from producer.host.console import UserError
+from producer.inputs.messages import load_prompt_texts
+from producer.inputs.requests_build import Request, iter_trial_requests
+from producer.inputs.sweep_share import plan_shared
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import get_run
 from producer.ledger.writes import NewRequest
-from producer.messages import load_prompt_texts
-from producer.requests_build import Request, iter_trial_requests
-from producer.sweep_share import plan_shared
-from producer.trials import Trial, expand_trials
+from producer.runs import manifests
+from producer.runs.layout import RunLayout
+from producer.runs.trials import Trial, expand_trials
 
 DRY_RUN_ENGINE = batch_dry_run_engine("fireworks")  # the offline fake server stands in for the API
 UPLOAD_LIMIT_BYTES = 150_000_000  # :upload accepts files up to 150 MB (docs: upload-dataset-files)

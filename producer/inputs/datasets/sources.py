@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import DATASETS, EvalConfig
-from producer.datasets.custom import load_custom
-from producer.datasets.data_errors import DataError
-from producer.datasets.formats import LOADERS
-from producer.datasets.hub import HUB_URLS, ensure_downloaded, file_name_for
+from producer.inputs.datasets.custom import load_custom
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.datasets.formats import LOADERS
+from producer.inputs.datasets.hub import HUB_URLS, ensure_downloaded, file_name_for
 
 SOURCE_KINDS = ("sample", "hub", "url", "file", "custom")
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
 SAMPLE_FILES = {
     "squad_v2": "squad_v2_sample.json",
     "triviaqa": "triviaqa_sample.json",

@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from config.schema import EvalConfig
-from producer.checks import URL_CREDENTIALS, Check, existing_parent
-from producer.queue_paths import queue_dir
+from producer.checks.verdicts import URL_CREDENTIALS, Check, existing_parent
+from producer.host.queue_paths import queue_dir
 from workers.engines.registry import doctor_sections
 
 SCHEMA_VERSION = 1

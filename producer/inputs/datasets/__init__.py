@@ -4,7 +4,7 @@ Why: every source (sample, hub, local file, URL) goes through the same format lo
 looks the same whatever its origin.
 """
 
-from producer.datasets.data_errors import DataError
-from producer.datasets.sources import SOURCE_KINDS, DatasetSource, load_items, resolve_source
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.datasets.sources import SOURCE_KINDS, DatasetSource, load_items, resolve_source
 
 __all__ = ["DataError", "DatasetSource", "SOURCE_KINDS", "load_items", "resolve_source"]

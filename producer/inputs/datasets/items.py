@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from producer.datasets.data_errors import DataError
+from producer.inputs.datasets.data_errors import DataError
 
 
 def collapse(text: Any) -> str:

@@ -18,12 +18,12 @@ from typing import Any
 
 from config.atomic import write_json_atomic, write_jsonl_atomic
 from config.schema import EvalConfig
-from producer.console import UserError
-from producer.datasets.data_errors import DataError
-from producer.datasets.hub import sha256_file
-from producer.datasets.readers import iter_jsonl
-from producer.datasets.sources import DatasetSource, load_items, resolve_source
-from producer.manifests import config_fingerprint
+from producer.host.console import UserError
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.datasets.hub import sha256_file
+from producer.inputs.datasets.readers import iter_jsonl
+from producer.inputs.datasets.sources import DatasetSource, load_items, resolve_source
+from producer.runs.manifests import config_fingerprint
 
 PREPARE_VERSION = 1  # bump when item construction changes, so old prepared files are rebuilt
 OPEN_BOOK = "open_book.jsonl"

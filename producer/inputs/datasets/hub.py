@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from config.atomic import replace_with_retry, write_json_atomic
-from producer.datasets.data_errors import DataError
+from producer.inputs.datasets.data_errors import DataError
 
 # Official files (dev splits: the usual evaluation sets). TriviaQA's official archive is 2.5 GB, so the
 # hub source uses the Hugging Face export of rc.nocontext (parquet: needs pyarrow).

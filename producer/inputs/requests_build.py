@@ -16,8 +16,8 @@ from typing import Any
 
 from config.contract import CONDITIONS, build_custom_id, temp_label
 from config.schema import EvalConfig
-from producer.messages import PromptTexts, render_messages
-from producer.trials import Trial
+from producer.inputs.messages import PromptTexts, render_messages
+from producer.runs.trials import Trial
 
 
 @dataclass(frozen=True)

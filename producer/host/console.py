@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from producer.exit_codes import BAD_INPUT, INTERRUPTED
+from producer.host.exit_codes import BAD_INPUT, INTERRUPTED
 
 
 class UserError(Exception):

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.schema import EvalConfig
-from producer.checks import FAIL, OK, Check
-from producer.datasets.data_errors import DataError
-from producer.datasets.sources import load_items, resolve_source
+from producer.checks.verdicts import FAIL, OK, Check
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.datasets.sources import load_items, resolve_source
 
 if TYPE_CHECKING:
-    from producer.datasets.sources import DatasetSource
+    from producer.inputs.datasets.sources import DatasetSource
 
 HEAD_TIMEOUT_S = 5.0
 FULL_READ_MAX_BYTES = 64 * 1024 * 1024  # larger files: header only (the 2.5 GB official TriviaQA JSON)

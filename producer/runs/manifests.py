@@ -30,10 +30,10 @@ from config.engines import (
 )
 from config.schema import EvalConfig
 from config.textfile import read_user_bytes, read_user_text
-from producer.env import user_env_value
-from producer.layout import RunLayout
-from producer.run_records import R, RunState, TrialManifest, read_record, write_record
-from producer.trials import Trial
+from producer.host.env import user_env_value
+from producer.runs.layout import RunLayout
+from producer.runs.run_records import R, RunState, TrialManifest, read_record, write_record
+from producer.runs.trials import Trial
 
 PHASES = ("prepare", "build", "submit", "poll", "parse", "score", "stats", "costs", "report")
 STATUSES = ("pending", "running", "done", "failed", "skipped")

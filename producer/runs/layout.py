@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.contract import TRIAL_MANIFEST_JSON
-from producer.console import UserError
+from producer.host.console import UserError
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SLUG_UNSAFE = re.compile(r'[\x00-\x1f:*?"<>|\\/\s]+')

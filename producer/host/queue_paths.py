@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from producer.console import UserError
+from producer.host.console import UserError
 
 ENV_QUEUE_DIR = "EXCELLENCE_QUEUE_DIR"
 HUEY_DB = "huey.sqlite3"
@@ -23,7 +23,7 @@ MODEL_LOCK = "model.lock"
 RESPONSE_CACHE_DB = "response_cache.sqlite3"  # opt-in (config ``cache: true``): answers of repeated requests
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The project's own queue folder: where a printed `run --resume` finds its run when typed elsewhere.
-PROJECT_QUEUE_DIR = Path(__file__).resolve().parent.parent / "queue"
+PROJECT_QUEUE_DIR = Path(__file__).resolve().parents[2] / "queue"
 HUEY_WAY_OUT = "delete it: it only carries messages, and `python -m producer run --resume RUN_ID` rebuilds them from the ledger"
 CACHE_WAY_OUT = ("delete it (`python -m producer cache clear --yes`, or remove the file): it only holds answers "
                  "that later runs can reuse, never a run's own results")

@@ -2,7 +2,7 @@
 
 Why: a reader can audit every request body before anything is sent (the same bodies the local queue
 and the Fireworks path send: both build them with ``iter_trial_requests``; the Fireworks path cuts and
-uploads its own parts, ``producer/fireworks_plan.py``, rather than these files).
+uploads its own parts, ``producer/inputs/fireworks_plan.py``, rather than these files).
 Files are optionally split into parts (``--parts-per-dataset`` or ``--lines-per-part``, and never
 above ``fireworks.max_part_bytes``); every part is written and listed in ``build_manifest.json``
 with its line count, and the build checks that every request appears exactly once.
@@ -20,12 +20,12 @@ from typing import Any
 from config.atomic import write_json_atomic, write_text_atomic
 from config.contract import CONDITIONS, temp_label
 from config.schema import EvalConfig
-from producer.console import UserError
-from producer.layout import safe_slug  # the one slug rule: a prompt-set name never climbs out (no "..")
-from producer.manifests import config_fingerprint, now_iso
-from producer.messages import load_prompt_texts
-from producer.requests_build import iter_trial_requests
-from producer.trials import Trial, expand_trials
+from producer.host.console import UserError
+from producer.inputs.messages import load_prompt_texts
+from producer.inputs.requests_build import iter_trial_requests
+from producer.runs.layout import safe_slug  # the one slug rule: a prompt-set name never climbs out (no "..")
+from producer.runs.manifests import config_fingerprint, now_iso
+from producer.runs.trials import Trial, expand_trials
 
 BUILD_MANIFEST = "build_manifest.json"
 

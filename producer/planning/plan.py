@@ -14,13 +14,13 @@ from config.contract import CONDITIONS, temp_label
 from config.engines import BATCH_BACKENDS, HTTP_ENGINES, is_batch, is_dry_run_engine, run_engine
 from config.schema import EvalConfig
 from config.textfile import read_user_text
-from producer.console import UserError
-from producer.datasets.sources import load_items, resolve_source
-from producer.env import api_base_notice
-from producer.manifests import PHASES, estimate_tokens
-from producer.messages import load_prompt_texts, render_messages
-from producer.prepare import check_something_selected, select_items, target_size
-from producer.trials import Trial, expand_trials
+from producer.host.console import UserError
+from producer.host.env import api_base_notice
+from producer.inputs.datasets.sources import load_items, resolve_source
+from producer.inputs.messages import load_prompt_texts, render_messages
+from producer.inputs.prepare import check_something_selected, select_items, target_size
+from producer.runs.manifests import PHASES, estimate_tokens
+from producer.runs.trials import Trial, expand_trials
 
 # A run above either bound is refused unless the user says --yes (a typo of a billion, a sweep too wide).
 MAX_REQUESTS = 1_000_000

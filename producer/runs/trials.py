@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from config.schema import EvalConfig, MaxNewTokens
-from producer.layout import safe_slug
+from producer.runs.layout import safe_slug
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from producer.inputs.requests_build import Request
 from producer.ledger.sweep import shared_counts
-from producer.manifests import update_trial_manifest
-from producer.requests_build import Request
-from producer.run_records import TrialManifest
-from producer.trials import Trial
+from producer.runs.manifests import update_trial_manifest
+from producer.runs.run_records import TrialManifest
+from producer.runs.trials import Trial
 
 
 def share_key(model: str, custom_id: str, body: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ Why: a producer killed mid-enqueue must leave either nothing or a complete run, 
 again must add only what is missing. One flow for both backends: requests are built by
 ``iter_trial_requests`` (the one builder), then the backend step cuts them into chunks of consecutive
 requests of one trial, temperature and condition (local) or into Fireworks parts
-(``producer.fireworks_plan``); the same ledger and queue carry both, so export, scoring and ``status``
+(``producer.inputs.fireworks_plan``); the same ledger and queue carry both, so export, scoring and ``status``
 are shared. The messages themselves are sent by reconcile (``workers.reconcile.reconcile_run``), which
 the command line passes in: planning never imports the workers' room (.importlinter).
 """
@@ -26,24 +26,24 @@ from config.errors import ConfigError
 from config.lookup import apply_data_overrides
 from config.model_files import KNOWN_MODELS
 from config.schema import EvalConfig
-from producer import manifests
-from producer.console import UserError
-from producer.env import Credentials, FireworksError
-from producer.fireworks_plan import plan_run, register_plan, retry_failed_parts
-from producer.layout import RunFolder, RunLayout
+from producer.host.console import UserError
+from producer.host.env import Credentials, FireworksError
+from producer.inputs.fireworks_plan import plan_run, register_plan, retry_failed_parts
+from producer.inputs.messages import load_prompt_texts
+from producer.inputs.prepare import check_output_dir, ensure_prepared
+from producer.inputs.requests_build import iter_trial_requests
+from producer.inputs.sweep_share import share_key, write_manifest_notes
 from producer.ledger import connect
 from producer.ledger.locate import find_run_queue
 from producer.ledger.queries import get_run, latest_run, request_count, trial_names
 from producer.ledger.run_record import run_config, set_run_stop
 from producer.ledger.sweep import register_shared
 from producer.ledger.writes import NewRequest, register_run, retry_failed
-from producer.manifests import config_fingerprint
-from producer.messages import load_prompt_texts
-from producer.plan import requests_per_item, size_refusal
-from producer.prepare import check_output_dir, ensure_prepared
-from producer.requests_build import iter_trial_requests
-from producer.sweep_share import share_key, write_manifest_notes
-from producer.trials import expand_trials
+from producer.planning.plan import requests_per_item, size_refusal
+from producer.runs import manifests
+from producer.runs.layout import RunFolder, RunLayout
+from producer.runs.manifests import config_fingerprint
+from producer.runs.trials import expand_trials
 
 CHUNK_SIZE = 16  # requests per inference task: small enough to lose little on a crash
 # Sends a message for every open chunk or part of a run and returns how many inference messages it
@@ -119,7 +119,7 @@ def chunked_requests(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: i
                      shared: dict[tuple[str, str], str] | None = None) -> Iterator[NewRequest]:
     """Every request of every trial, in prefix-aware order, numbered into chunks.
 
-    A request identical to one of an earlier trial (``producer.sweep_share``) is put in its owner's
+    A request identical to one of an earlier trial (``producer.inputs.sweep_share``) is put in its owner's
     chunk and recorded in ``shared`` ((trial, custom_id) -> owner trial): it is generated once.
     """
     chunk, in_chunk, seq, group = -1, 0, 0, None

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from producer.datasets.data_errors import DataError
-from producer.datasets.items import (
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.datasets.items import (
     check_item_id,
     closed_item,
     open_item,
@@ -21,7 +21,7 @@ from producer.datasets.items import (
     reject_duplicate_ids,
     unique_answers,
 )
-from producer.datasets.readers import iter_jsonl, read_dataset_json, read_parquet_rows
+from producer.inputs.datasets.readers import iter_jsonl, read_dataset_json, read_parquet_rows
 
 
 def _suffix(path: Path) -> str:

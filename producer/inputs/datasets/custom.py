@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from producer.datasets.data_errors import DataError
-from producer.datasets.items import check_item_id, closed_item, collapse, open_item, unique_answers
-from producer.datasets.readers import iter_jsonl
+from producer.inputs.datasets.data_errors import DataError
+from producer.inputs.datasets.items import check_item_id, closed_item, collapse, open_item, unique_answers
+from producer.inputs.datasets.readers import iter_jsonl
 
 FIELDS = ("id", "question", "answers", "context", "unanswerable")
 

@@ -26,7 +26,9 @@ from config.contract import CONDITIONS
 from config.engines import in_process, is_batch
 from config.schema import EvalConfig
 from config.token_count import count_prompt
-from producer.checks import (  # noqa: F401 - the verdicts stay importable from preflight (cmd_doctor, tests)
+from producer.checks.doctor_report import folder_facts
+from producer.checks.preflight_data import data_checks
+from producer.checks.verdicts import (  # noqa: F401 - the verdicts stay importable from preflight (cmd_doctor, tests)
     FAIL,
     INFO,
     OK,
@@ -36,15 +38,13 @@ from producer.checks import (  # noqa: F401 - the verdicts stay importable from 
     existing_parent,
     format_checks,
 )
-from producer.console import UserError
-from producer.doctor_report import folder_facts
-from producer.env import api_base_notice
+from producer.host.console import UserError
+from producer.host.env import api_base_notice
+from producer.host.queue_paths import ENV_QUEUE_DIR, LEDGER_DB, queue_dir
+from producer.inputs.messages import load_prompt_texts, render_messages
 from producer.ledger.db import check_writable
-from producer.messages import load_prompt_texts, render_messages
-from producer.plan import make_plan
-from producer.preflight_data import data_checks
-from producer.queue_paths import ENV_QUEUE_DIR, LEDGER_DB, queue_dir
-from producer.trials import expand_trials
+from producer.planning.plan import make_plan
+from producer.runs.trials import expand_trials
 from telemetry.batching import measure_workload
 from telemetry.budget import vram_check
 from telemetry.nvml import GpuReader

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from producer.console import UserError
+from producer.host.console import UserError
 
 
 class DataError(UserError):
