@@ -166,9 +166,10 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         out.append(engine)
         notes = PHASE_NOTES_LOCAL
 
-    base = api_base_notice()  # whenever FIREWORKS_API_BASE is not the default (a stray .env)
-    if base is not None:
-        out.append(base[0] + (f": REFUSED: {base[1]}" if base[1] else ""))
+    for backend in BATCH_BACKENDS:  # whenever a provider's API base is not the default (a stray .env)
+        base = api_base_notice(backend=backend)
+        if base is not None:
+            out.append(base[0] + (f": REFUSED: {base[1]}" if base[1] else ""))
     out.append("prompt sets:")
     for name, pset in cfg.prompt_sets.items():
         used = " (default)" if name == cfg.default_prompt_set else ""
