@@ -31,6 +31,9 @@ ERROR_FILE = "errors.jsonl"
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 _fake_lock = threading.Lock()
 _fake: dict[int, Any] = {}
+# (api base, job id) -> batch id, for this worker process: a poll is one GET /batches/{id}, and the batch
+# list is read once per part after a restart (a provider is made per message; the process lives on)
+_BATCH_IDS: dict[tuple[str, str], str] = {}
 
 
 def make_client(cfg: EvalConfig, engine: str) -> OpenAIBatchClient:
@@ -100,8 +103,7 @@ class OpenAIProvider:
     def __init__(self, cfg: EvalConfig, client: OpenAIBatchClient) -> None:
         self.cfg = cfg
         self.client = client
-        self._files: dict[str, str] = {}  # input id -> file id (this process)
-        self._batches: dict[str, str] = {}  # job id -> batch id (this process)
+        self._files: dict[str, str] = {}  # input id -> file id (this provider)
 
     @classmethod
     def for_run(cls, cfg: EvalConfig, engine: str) -> OpenAIProvider:
@@ -129,12 +131,15 @@ class OpenAIProvider:
             found = self.client.upload(name, data)
         self._files[dataset_id] = found.id
 
+    def _key(self, job_id: str) -> tuple[str, str]:
+        return (self.client.creds.api_base, job_id)
+
     def find_job(self, job_id: str) -> BatchJob | None:
-        known = self._batches.get(job_id)
+        known = _BATCH_IDS.get(self._key(job_id))
         batch = self.client.get_batch(known) if known else self.client.find_batch(META_KEY, job_id)
         if batch is None:
             return None
-        self._batches[job_id] = batch.id
+        _BATCH_IDS[self._key(job_id)] = batch.id
         return as_job(batch)
 
     def create_job(self, job_id: str, model: str, input_id: str, output_id: str, params: dict[str, Any],
@@ -149,7 +154,7 @@ class OpenAIProvider:
                 raise RowValidationError(f"input file {input_id}.jsonl was not uploaded")
             file_id = found.id
         batch = self.client.create_batch(file_id, {META_KEY: job_id, "ee_part": display_name[:512]})
-        self._batches[job_id] = batch.id
+        _BATCH_IDS[self._key(job_id)] = batch.id
         return as_job(batch)
 
     def download(self, output_id: str) -> dict[str, bytes]:
@@ -191,4 +196,4 @@ class OpenAIProvider:
         job = self.find_job(job_id)
         if job is None or job.terminal:
             return job
-        return as_job(self.client.cancel(self._batches[job_id]))
+        return as_job(self.client.cancel(_BATCH_IDS[self._key(job_id)]))
