@@ -209,8 +209,9 @@ def check_backend_ready(backend: str) -> None:
     if backend == "fireworks":
         Credentials.from_env()
         return
-    import importlib.util
-
-    if backend == "openai" and importlib.util.find_spec("openai") is None:
-        raise FireworksConfigError(OPENAI_EXTRA_HINT)
+    if backend == "openai":
+        try:
+            import openai  # noqa: F401 - the optional extra must be there before anything is written
+        except ImportError:
+            raise FireworksConfigError(OPENAI_EXTRA_HINT) from None
     KeyCredentials.from_env(backend)

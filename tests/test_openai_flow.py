@@ -163,3 +163,27 @@ def test_kill_9_at_each_step_then_resume_leaves_one_batch_per_part(tmp_path, ser
     rows = read_predictions_csv(pred)[1]
     assert len(rows) == len({r["custom_id"] for r in rows}) == TOTAL
     _no_key_anywhere(out, again.stdout, again.stderr, folders=(run_dir_of(tmp_path), tmp_path / "queue"))
+
+
+def test_doctor_and_plan_refuse_a_clear_text_base_and_a_missing_sdk_is_one_line(tmp_path):
+    cfg = str(_config(tmp_path))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "FIREWORKS_"))}
+    env.update(EXCELLENCE_QUEUE_DIR=str(tmp_path / "queue"), PYTHONPATH=str(ROOT))
+    (tmp_path / ".env").write_text(f"OPENAI_API_KEY={KEY}\nOPENAI_BASE_URL=http://192.0.2.10:8080/v1\n",
+                                   encoding="utf-8")
+    doctor = run_producer(tmp_path, env, "doctor", "--config", cfg)
+    line = next(ln for ln in doctor.stdout.splitlines() if "openai api base" in ln)
+    assert line.startswith("[FAIL]") and "OPENAI_BASE_URL (from .env) is http://192.0.2.10:8080" in line
+    plan = run_producer(tmp_path, env, "plan", "--config", cfg)
+    assert "OpenAI API base from .env" in plan.stdout and "REFUSED" in plan.stdout
+    run = run_producer(tmp_path, env, "run", "--config", cfg, "-w", "1")
+    assert run.returncode != 0 and "OPENAI_BASE_URL (from .env)" in run.stderr and "Traceback" not in run.stderr
+    (tmp_path / ".env").write_text(f"OPENAI_API_KEY={KEY}\n", encoding="utf-8")
+    no_sdk = subprocess.run([sys.executable, "-c", "import runpy, sys; sys.modules['openai'] = None; "
+                             "sys.argv = ['producer', 'run', '--config', sys.argv[1]]; "
+                             "runpy.run_module('producer', run_name='__main__')", cfg],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, encoding="utf-8", timeout=120)
+    assert no_sdk.returncode != 0 and "Traceback" not in no_sdk.stderr
+    assert "pip install .[openai]" in no_sdk.stderr and len(no_sdk.stderr.strip().splitlines()) == 1
+    _no_key_anywhere(doctor.stdout, doctor.stderr, plan.stdout, run.stdout, run.stderr, no_sdk.stderr,
+                     folders=(tmp_path / "queue",) if (tmp_path / "queue").exists() else ())
