@@ -71,12 +71,29 @@ class BatchBackendSpec:
     target: str  # "module:Class" with a ``for_run(cfg, engine)`` classmethod, imported only when used
     label: str  # how plan and the manifests name it
     batching: str  # the trial manifest's batching description
+    key_env: str = ""  # the API key's variable (environment or .env); never logged
+    base_env: str = ""  # the API base's variable: https only, http:// to a loopback host alone
+    default_base: str = ""  # the public API base; plan and doctor print any other
+    max_part_bytes: int = 100_000_000  # the service's limit on one input file
+    max_part_rows: int | None = None  # ... and on its requests (None: no limit)
+    output_states: tuple[str, ...] = ()  # job states that leave output (``--retry-failed`` downloads it again)
+    temps_range: tuple[float, float] = (0.0, 2.0)  # the temperatures the service accepts
+    has_top_k: bool = True  # the service takes ``top_k``
 
 
 BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
     "fireworks": BatchBackendSpec(
         "workers.fireworks.provider:FireworksProvider", label="fireworks batch API",
-        batching="Fireworks batch API: batching is done by the service and not visible to the client"),
+        batching="Fireworks batch API: batching is done by the service and not visible to the client",
+        key_env="FIREWORKS_API_KEY", base_env="FIREWORKS_API_BASE", default_base="https://api.fireworks.ai",
+        max_part_bytes=150_000_000,  # :upload accepts files up to 150 MB (docs: upload-dataset-files)
+        output_states=("JOB_STATE_COMPLETED", "JOB_STATE_EXPIRED", "JOB_STATE_EARLY_STOPPED")),
+    "openai": BatchBackendSpec(
+        "workers.openai_batch.provider:OpenAIProvider", label="OpenAI batch API",
+        batching="OpenAI Batch API: batching is done by the service and not visible to the client",
+        key_env="OPENAI_API_KEY", base_env="OPENAI_BASE_URL", default_base="https://api.openai.com/v1",
+        max_part_bytes=200_000_000, max_part_rows=50_000,  # per input file (Batch API reference)
+        output_states=("completed", "expired"), has_top_k=False),
 }
 BACKEND_NAMES = (LOCAL_BACKEND, *BATCH_BACKENDS)
 
@@ -87,7 +104,7 @@ def engine_spec(name: str) -> EngineSpec:
 
 
 def is_batch(backend: str) -> bool:
-    """True for a batch provider's backend (Fireworks), False for ``local``."""
+    """True for a batch provider's backend (Fireworks, OpenAI), False for ``local``."""
     return backend in BATCH_BACKENDS
 
 

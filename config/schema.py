@@ -17,7 +17,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.contract import CONDITIONS, DATASET_TYPE, temp_label
-from config.engines import BACKEND_NAMES, ENGINE_NAMES, ENGINES, HTTP_ENGINES, LOCAL_BACKEND, is_batch
+from config.engines import (
+    BACKEND_NAMES,
+    BATCH_BACKENDS,
+    ENGINE_NAMES,
+    ENGINES,
+    HTTP_ENGINES,
+    LOCAL_BACKEND,
+    is_batch,
+)
 from config.errors import ConfigError, format_validation_error
 from config.textfile import TextFileError, read_user_text
 
@@ -96,13 +104,32 @@ class Paths(_Strict):
         return self
 
 
+class ModelPrice(_Strict):
+    """One model's prices (USD per million tokens); a field left out keeps the ``pricing`` value."""
+
+    input_per_mtok: float | None = Field(None, ge=0, le=1_000_000)
+    output_per_mtok: float | None = Field(None, ge=0, le=1_000_000)
+    batch_discount: float | None = Field(None, ge=0, le=1)
+    cached_input_multiplier: float | None = Field(None, ge=0, le=1)
+
+
 class Pricing(_Strict):
-    """USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half)."""
+    """USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half). ``models``
+    gives a model its own prices (the config file is where the user edits them; none live in code)."""
 
     input_per_mtok: float = Field(0.15, ge=0, le=1_000_000)
     output_per_mtok: float = Field(0.60, ge=0, le=1_000_000)
     batch_discount: float = Field(0.5, ge=0, le=1)
     cached_input_multiplier: float = Field(1.0, ge=0, le=1)
+    models: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    def for_model(self, model: str | None) -> Pricing:
+        """The prices that apply to ``model``: its ``models`` entry over the defaults (no ``models`` left)."""
+        base = self.model_dump(exclude={"models"})
+        own = self.models.get(model or "")
+        if own is not None:
+            base.update({k: v for k, v in own.model_dump().items() if v is not None})
+        return Pricing(**base)
 
 
 class Unsupported(_Strict):
@@ -166,6 +193,22 @@ class FireworksSettings(_Strict):
     poll_deadline_s: float = Field(86_400.0, gt=0, le=30 * DAY_S)
 
 
+class OpenAISettings(_Strict):
+    """The OpenAI Batch API backend (docs/batch-providers.md)."""
+
+    poll_interval_s: float = Field(30.0, gt=0, le=DAY_S)
+    max_part_bytes: int = Field(BATCH_BACKENDS["openai"].max_part_bytes, gt=1000,
+                                le=BATCH_BACKENDS["openai"].max_part_bytes)
+    max_part_rows: int = Field(BATCH_BACKENDS["openai"].max_part_rows or 1, ge=1,
+                               le=BATCH_BACKENDS["openai"].max_part_rows or 1)
+    request_deadline_s: float = Field(600.0, gt=0, le=7 * DAY_S)
+    # a batch not done this long after its creation stops the run (the completion window is 24 h)
+    poll_deadline_s: float = Field(90_000.0, gt=0, le=30 * DAY_S)
+    # reasoning models (o-series, gpt-5): no temperature or top_p; max_completion_tokens instead of max_tokens
+    reasoning_models: list[str] = Field(default_factory=lambda: [
+        "o1", "o1-mini", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano"])
+
+
 class EvalConfig(_Strict):
     backend: Backend = "local"
     local_engine: LocalEngine = "llama_cpp"
@@ -215,6 +258,7 @@ class EvalConfig(_Strict):
     prevent_sleep: bool = True
     tokenizer: str | None = None
     fireworks: FireworksSettings = Field(default_factory=FireworksSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
 
     @field_validator("temps")
     @classmethod
@@ -285,7 +329,37 @@ class EvalConfig(_Strict):
                 raise ValueError(f"local_endpoint: local_engine {self.local_engine} needs local_endpoint")
         if self.backend == LOCAL_BACKEND and ENGINES[self.local_engine].has_model and not self.local_model:
             raise ValueError(f"local_model: local_engine {self.local_engine} needs local_model")
+        if is_batch(self.backend):
+            self._check_batch_sampling()
         return self
+
+    def _sampling_combinations(self) -> list[tuple[str, list[float], float | None, int | None]]:
+        """(model, temps, top_p, top_k) of every trial this config makes, without importing the planner."""
+        if self.trials:
+            return [(t.model or self.model_id, t.temps or self.temps, t.top_p if t.top_p is not None else self.top_p,
+                     t.top_k if t.top_k is not None else self.top_k) for t in self.trials]
+        sweep = self.sweep or Sweep()
+        return [(m, self.temps, p, k) for m in (sweep.models or [self.model_id])
+                for p in (sweep.top_p or [self.top_p]) for k in (sweep.top_k or [self.top_k])]
+
+    def _check_batch_sampling(self) -> None:
+        """What the provider cannot take is refused here, in one line, before ``plan`` prints a price."""
+        spec = BATCH_BACKENDS[self.backend]
+        for model, temps, top_p, top_k in self._sampling_combinations():
+            if top_k is not None and not spec.has_top_k:
+                raise ValueError(f"top_k: the {self.backend} backend takes no top_k (model {model}); remove it")
+            if self.backend == "openai" and model in self.openai.reasoning_models:
+                if [float(t) for t in temps] != [1.0]:
+                    shown = ", ".join(temp_label(t) for t in temps)
+                    raise ValueError(f"temps: {model} is a reasoning model (openai.reasoning_models): it takes no "
+                                     f"temperature and always samples at 1.0, so temps must be [1.0], not [{shown}]")
+                if top_p is not None:
+                    raise ValueError(f"top_p: {model} is a reasoning model (openai.reasoning_models): it takes no "
+                                     "top_p; remove it")
+
+    def batch_settings(self) -> Any:
+        """The batch provider's settings (the config field named like the backend; Fireworks' otherwise)."""
+        return getattr(self, self.backend) if is_batch(self.backend) else self.fireworks
 
     def dataset_names(self) -> tuple[str, ...]:
         """Every dataset this config knows: the built-in ones, then ``custom_datasets`` in config order."""

@@ -4,7 +4,7 @@
     (alias: python -m scoring.costs)
 
 Prices are USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half), applied
-when the run used Fireworks' batch API. For a local run nothing is billed: ``usd`` is the *equivalent
+when the run used a batch API (Fireworks, OpenAI). ``pricing.models`` gives a model its own prices. For a local run nothing is billed: ``usd`` is the *equivalent
 cloud cost* of the same tokens at the configured on-demand prices (``usd_kind`` says which), and
 ``usd_if_batch`` gives the batch-API equivalent. When cached prompt tokens are known they are charged at
 ``cached_input_multiplier`` times the input price.
@@ -121,8 +121,22 @@ def usage_estimated_from_manifest(manifest: Path | None) -> bool | None:
     return bool(value) if value is not None else None
 
 
+def model_from_manifest(manifest: Path | None) -> str | None:
+    """The trial's model (``trial.model`` of trial_manifest.json), whose prices apply; None if unknown."""
+    if manifest is None or not Path(manifest).is_file():
+        return None
+    try:
+        data = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    trial = data.get("trial") if isinstance(data, dict) else None
+    return str(trial["model"]) if isinstance(trial, dict) and trial.get("model") else None
+
+
 def write_costs(pred_csv: Path, out_path: Path, cfg: EvalConfig | None = None, manifest: Path | None = None) -> Path:
-    pricing = cfg.pricing if cfg is not None else Pricing()
+    """costs.json; the prices are the trial's model's (``pricing.models``) over the ``pricing`` defaults."""
+    model = model_from_manifest(manifest) or (cfg.model_name() if cfg is not None else None)
+    pricing = cfg.pricing.for_model(model) if cfg is not None else Pricing()
     backend = cfg.backend if cfg is not None else "local"
     cached, shared = raw_usage_facts(Path(pred_csv).parent / RAW_RESULTS_JSONL)
     own_cached = sum(v for k, v in cached.items() if k not in shared)

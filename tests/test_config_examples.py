@@ -20,6 +20,7 @@ EXAMPLES = [
     "eval_config.local.llamacpp.yaml",
     "eval_config.demo.yaml",
     "eval_config.custom.yaml",
+    "eval_config.openai.yaml",
 ]
 
 

@@ -76,6 +76,7 @@ def test_every_workers_module_has_a_place_in_the_workers_order():
     assert _lines(cfg["containers"]) == ["workers"]
     placed = _placed(cfg["layers"])
     names = {m.name for m in pkgutil.iter_modules([str(ROOT / "workers")])}
-    names |= {f"fireworks.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "workers" / "fireworks")])}
-    names.discard("fireworks")
+    for provider in ("fireworks", "openai_batch"):  # batch providers: placed module by module
+        names |= {f"{provider}.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "workers" / provider)])}
+        names.discard(provider)
     assert names - placed == set(), "place each new workers module in the workers-layers contract"

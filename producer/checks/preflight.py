@@ -23,7 +23,7 @@ from pathlib import Path
 
 from config.checks import EngineFacts
 from config.contract import CONDITIONS
-from config.engines import in_process, is_batch
+from config.engines import BATCH_BACKENDS, in_process, is_batch
 from config.schema import EvalConfig
 from config.token_count import count_prompt
 from producer.checks.doctor_report import folder_facts
@@ -225,10 +225,11 @@ def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
     else:
         checks.append(Check("engine", INFO, f"backend {cfg.backend}: checked by its own commands"))
 
-    base = api_base_notice()  # shown whenever FIREWORKS_API_BASE is not the default (a stray .env)
-    if base is not None:
-        status = (FAIL if is_batch(cfg.backend) else WARN) if base[1] else INFO
-        checks.append(Check("fireworks api base", status, base[1] or base[0]))
+    for backend in BATCH_BACKENDS:  # shown whenever a provider's API base is not the default (a stray .env)
+        base = api_base_notice(backend=backend)
+        if base is not None:
+            status = (FAIL if cfg.backend == backend else WARN) if base[1] else INFO
+            checks.append(Check(f"{backend} api base", status, base[1] or base[0]))
     checks.append(gpu_check(cfg))
     checks.append(vram_budget_check(cfg))
     checks.append(disk_check(cfg))

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from config.engines import BATCH_BACKENDS
+
 
 def parse_env_text(text: str) -> dict[str, str]:
     """``KEY=VALUE`` per line in python-dotenv's format; keys without a value are left out."""
@@ -65,9 +67,9 @@ def setting_source(name: str, env_file: Path | str | None = None) -> str | None:
     return ".env" if read_env_file(env_file).get(name) else None
 
 
-# Fireworks settings: the API base check and the credentials (one definition; workers.fireworks.client
-# uses them, and plan/doctor show the API base notice without importing workers).
-DEFAULT_API_BASE = "https://api.fireworks.ai"
+# Batch providers' settings: the API base check and the credentials (one definition; the providers'
+# clients use them, and plan/doctor show the API base notice without importing workers).
+DEFAULT_API_BASE = BATCH_BACKENDS["fireworks"].default_base
 
 
 class FireworksError(RuntimeError):
@@ -110,41 +112,47 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def check_api_base(base: str, source: str | None = None) -> str:
+def check_api_base(base: str, source: str | None = None, backend: str = "fireworks") -> str:
     """The API base without a trailing slash; FireworksConfigError (one line) unless it is https://,
-    or http:// to a loopback host. The message shows scheme, host and port only."""
+    or http:// to a loopback host. The message shows scheme, host and port only. ``backend`` names
+    the variable and the default (``config.engines.BATCH_BACKENDS``)."""
+    spec = BATCH_BACKENDS[backend]
+    var, default = spec.base_env, spec.default_base
     where = f" (from {source})" if source else ""
     raw = base.strip().rstrip("/")
     try:
         parts = urlsplit(raw)
         host, port = parts.hostname or "", parts.port
     except ValueError:
-        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} is not a valid URL") from None
+        raise FireworksConfigError(f"{var}{where} is not a valid URL") from None
     scheme = parts.scheme.lower()
     shown = f"{scheme}://{host}" + (f":{port}" if port else "")
     if scheme not in ("https", "http") or not host:
-        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} must be an https:// URL such as {DEFAULT_API_BASE}")
+        raise FireworksConfigError(f"{var}{where} must be an https:// URL such as {default}")
     if parts.username or parts.password:
-        raise FireworksConfigError(f"FIREWORKS_API_BASE{where} must not contain a user name or password")
+        raise FireworksConfigError(f"{var}{where} must not contain a user name or password")
     if scheme == "http" and not is_loopback_host(host):
         raise FireworksConfigError(
-            f"FIREWORKS_API_BASE{where} is {shown}: it must use https:// (http:// only to a loopback host such as"
+            f"{var}{where} is {shown}: it must use https:// (http:// only to a loopback host such as"
             " 127.0.0.1), or the API key would travel in clear")
     return raw
 
 
-def api_base_notice(env_file: str | None = None) -> tuple[str, str | None] | None:
-    """For ``doctor`` and ``plan``: (line, error) when FIREWORKS_API_BASE is set to something other than
-    the default, else None. ``error`` is the one-line refusal when the base would be refused."""
-    base = get_setting("FIREWORKS_API_BASE", env_file=env_file)
-    if not base or base.strip().rstrip("/") == DEFAULT_API_BASE:
+def api_base_notice(env_file: str | None = None, backend: str = "fireworks") -> tuple[str, str | None] | None:
+    """For ``doctor`` and ``plan``: (line, error) when the provider's API base variable is set to something
+    other than the default, else None. ``error`` is the one-line refusal when the base would be refused."""
+    spec = BATCH_BACKENDS[backend]
+    var, default, label = spec.base_env, spec.default_base, spec.label.split(" batch")[0]
+    label = label[:1].upper() + label[1:]
+    base = get_setting(var, env_file=env_file) if var else None
+    if not base or base.strip().rstrip("/") == default:
         return None
-    source = setting_source("FIREWORKS_API_BASE", env_file)
+    source = setting_source(var, env_file)
     try:
-        shown = check_api_base(base, source)
+        shown = check_api_base(base, source, backend)
     except FireworksConfigError as exc:
-        return f"Fireworks API base from {source} is not the default {DEFAULT_API_BASE}", str(exc)
-    return f"Fireworks API base: {shown} (from {source}; the default is {DEFAULT_API_BASE})", None
+        return f"{label} API base from {source} is not the default {default}", str(exc)
+    return f"{label} API base: {shown} (from {source}; the default is {default})", None
 
 
 @dataclass(frozen=True)
@@ -168,3 +176,42 @@ class Credentials:
         base = get_setting("FIREWORKS_API_BASE", env_file=env_file) or DEFAULT_API_BASE
         base = check_api_base(base, setting_source("FIREWORKS_API_BASE", env_file))  # before any key is sent
         return cls(_Secret(key), account, base)
+
+
+OPENAI_EXTRA_HINT = "the openai backend needs the official SDK: pip install .[openai] (or pip install 'openai>=1.40')"
+
+
+@dataclass(frozen=True)
+class KeyCredentials:
+    """A provider that needs a key and an API base alone (OpenAI: OPENAI_API_KEY, OPENAI_BASE_URL)."""
+
+    api_key: _Secret
+    api_base: str
+    backend: str = "openai"
+
+    def __post_init__(self) -> None:  # every client, however built, talks https (or to loopback)
+        object.__setattr__(self, "api_base", check_api_base(self.api_base, backend=self.backend))
+
+    @classmethod
+    def from_env(cls, backend: str = "openai", env_file: str | None = None) -> KeyCredentials:
+        """The key and base named by the provider's registry row (environment, then .env)."""
+        spec = BATCH_BACKENDS[backend]
+        key = get_setting(spec.key_env, env_file=env_file)
+        if not key:
+            raise FireworksConfigError(f"{spec.key_env} is not set (environment or .env)")
+        base = get_setting(spec.base_env, env_file=env_file) or spec.default_base
+        base = check_api_base(base, setting_source(spec.base_env, env_file), backend)  # before any key is sent
+        return cls(_Secret(key), base, backend)
+
+
+def check_backend_ready(backend: str) -> None:
+    """Before a paid run is written: the provider's credentials (and SDK) are there; FireworksError if not."""
+    if backend == "fireworks":
+        Credentials.from_env()
+        return
+    if backend == "openai":
+        try:
+            import openai  # noqa: F401 - the optional extra must be there before anything is written
+        except ImportError:
+            raise FireworksConfigError(OPENAI_EXTRA_HINT) from None
+    KeyCredentials.from_env(backend)

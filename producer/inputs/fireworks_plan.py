@@ -22,7 +22,7 @@ from typing import Any
 
 from config.atomic import write_jsonl_atomic
 from config.contract import CustomIdError, parse_custom_id, temp_label
-from config.engines import batch_dry_run_engine
+from config.engines import BATCH_BACKENDS, batch_backend_of, batch_dry_run_engine
 from config.schema import EvalConfig
 from producer.host.console import UserError
 from producer.inputs.messages import load_prompt_texts
@@ -37,7 +37,7 @@ from producer.runs.layout import RunLayout
 from producer.runs.trials import Trial, expand_trials
 
 DRY_RUN_ENGINE = batch_dry_run_engine("fireworks")  # the offline fake server stands in for the API
-UPLOAD_LIMIT_BYTES = 150_000_000  # :upload accepts files up to 150 MB (docs: upload-dataset-files)
+UPLOAD_LIMIT_BYTES = BATCH_BACKENDS["fireworks"].max_part_bytes  # :upload's limit (docs: upload-dataset-files)
 TERMINAL_OK = {"JOB_STATE_COMPLETED"}
 TERMINAL_PARTIAL = {"JOB_STATE_EXPIRED", "JOB_STATE_EARLY_STOPPED"}  # keep partial output (docs)
 # Fireworks resource ids: lowercase letters, digits and hyphens, at most 63 characters
@@ -152,7 +152,10 @@ def _row_bytes(req: Request) -> int:
 
 def plan_parts(cfg: EvalConfig, trial_requests: Iterable[tuple[Trial, list[Request]]]) -> FireworksPlan:
     """Group owned requests into parts under ``max_part_bytes``; map shared requests to their owner."""
-    limit = min(cfg.fireworks.max_part_bytes, UPLOAD_LIMIT_BYTES)
+    spec = BATCH_BACKENDS.get(cfg.backend, BATCH_BACKENDS["fireworks"])
+    settings = cfg.batch_settings()
+    limit = min(settings.max_part_bytes, spec.max_part_bytes)
+    max_rows = min(getattr(settings, "max_part_rows", None) or 10**12, spec.max_part_rows or 10**12)
     owned, shared = plan_shared(trial_requests)
     groups: dict[tuple[str, str, str, str], list[Request]] = {}
     trials: dict[str, Trial] = {}
@@ -172,7 +175,7 @@ def plan_parts(cfg: EvalConfig, trial_requests: Iterable[tuple[Trial, list[Reque
             size = _row_bytes(req)
             if size > limit:
                 raise RowValidationError(f"{req.custom_id}: one row is {size} bytes, over max_part_bytes {limit}")
-            if current is None or current.nbytes + size > limit:
+            if current is None or current.nbytes + size > limit or len(current.custom_ids) >= max_rows:
                 current = Part(len(parts), slug, trial.model, temp, condition, type_,
                                inference_parameters(trial, temps_float.get((slug, temp), float(temp)), type_))
                 parts.append(current)
@@ -220,13 +223,14 @@ def register_plan(conn: Any, run_id: str, plan: FireworksPlan) -> None:
 
 
 def save_job_table(run_id: str) -> None:
-    """``fireworks/jobs.jsonl`` in the run folder (job ids and states, for the record and the archive);
+    """``<provider>/jobs.jsonl`` in the run folder (job ids and states, for the record and the archive);
     run_state phases ``submit`` / ``poll`` and each finished trial's ``downloaded`` stage."""
     conn = connect()
     run = get_run(conn, run_id)
     layout = RunLayout(Path(run["experiments_dir"]), run["run_id"])
+    provider = batch_backend_of(str(run["engine"])) or "fireworks"  # the provider's folder in the run
     jobs = fw_ledger.job_summary(conn, run_id)
-    write_jsonl_atomic(layout.folder.fireworks_jobs, jobs)
+    write_jsonl_atomic(layout.folder.batch_jobs(provider), jobs)
     states = [j["state"] for j in jobs]
     if not states:
         return
@@ -244,7 +248,7 @@ def save_job_table(run_id: str) -> None:
             path = layout.trial_manifest(trial)
             status = "failed" if all(j["state"] == "failed" for j in tj) else "done"
             manifests.update_stage(path, "downloaded", status,
-                                   [layout.folder.fireworks_download(j["part"]) for j in tj],
+                                   [layout.folder.batch_download(provider, j["part"]) for j in tj],
                                    jobs=[j["job_id"] for j in tj])
 
 
@@ -255,4 +259,5 @@ def retry_failed_parts(run_id: str) -> int:
     A part marked failed although its job finished with output (a download that failed, in a ledger
     written before downloads were retried) never gets a new job: it goes back to ``submitted`` and its
     output is downloaded again, so rows Fireworks already returned are never paid twice."""
-    return fw_ledger.reopen_failed_parts(connect(), run_id, TERMINAL_OK | TERMINAL_PARTIAL)
+    with_output = TERMINAL_OK | TERMINAL_PARTIAL | {s for b in BATCH_BACKENDS.values() for s in b.output_states}
+    return fw_ledger.reopen_failed_parts(connect(), run_id, with_output)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from producer.ledger.writes import HOST
+from producer.ledger.writes import HOST, NOT_BATCH_RUN
 
 HEARTBEAT_S = 5.0
 HEARTBEAT_STALE_S = 30.0
@@ -63,7 +63,7 @@ def open_chunks(conn: sqlite3.Connection, run_id: str | None = None) -> list[tup
     sql = (
         "select distinct r.run_id, r.chunk from requests r join runs u on u.run_id = r.run_id"
         " where r.state in ('pending', 'queued') and u.stop_requested = 0"
-        " and u.engine not like 'fireworks%'"  # batch runs: parts are Fireworks jobs (workers/fireworks)
+        f" and {NOT_BATCH_RUN}"  # batch runs: parts are a provider's jobs (workers/fireworks)
     )
     args: tuple[Any, ...] = ()
     if run_id is not None:

@@ -15,7 +15,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from config.engines import BATCH_BACKENDS
 from producer.ledger.db import transaction
+
+# a run whose requests are a batch provider's parts, never claimed by the local workers
+NOT_BATCH_RUN = " and ".join(f"u.engine not like '{b}%'" for b in BATCH_BACKENDS)
 
 HOST = socket.gethostname()
 MAX_CRASHES = 3  # a request that kills its worker this often is failed, not retried forever
@@ -127,7 +131,7 @@ def next_queued_chunk(conn: sqlite3.Connection) -> tuple[str, int] | None:
     """The oldest queued chunk of a run that is not stopped (the inference worker drains these)."""
     row = conn.execute(
         "select r.run_id, r.chunk from requests r join runs u on u.run_id = r.run_id"
-        " where r.state = 'queued' and u.stop_requested = 0 and u.engine not like 'fireworks%'"
+        f" where r.state = 'queued' and u.stop_requested = 0 and {NOT_BATCH_RUN}"
         " order by r.run_id, r.chunk limit 1"
     ).fetchone()
     return (row[0], row[1]) if row else None

@@ -27,7 +27,7 @@ from config.lookup import apply_data_overrides
 from config.model_files import KNOWN_MODELS
 from config.schema import EvalConfig
 from producer.host.console import UserError
-from producer.host.env import Credentials, FireworksError
+from producer.host.env import FireworksError, check_backend_ready
 from producer.inputs.fireworks_plan import plan_run, register_plan, retry_failed_parts
 from producer.inputs.messages import load_prompt_texts
 from producer.inputs.prepare import check_output_dir, ensure_prepared
@@ -170,12 +170,12 @@ def _write_manifests(cfg: EvalConfig, layout: RunLayout, config_path: Path | Non
 
 
 def _backend_engine(cfg: EvalConfig, dry_run: bool) -> str:
-    """The engine recorded for a new run; a Fireworks run checks its credentials now, not in a worker
+    """The engine recorded for a new run; a batch run checks its credentials now, not in a worker
     an hour later."""
     if not is_batch(cfg.backend) or dry_run:
         return run_engine(cfg, dry_run)
     try:
-        Credentials.from_env()
+        check_backend_ready(cfg.backend)
     except FireworksError as exc:
         raise UserError(f"{exc} (or use --dry-run to try the flow offline)") from None
     return run_engine(cfg)

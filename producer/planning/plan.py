@@ -132,7 +132,7 @@ def _trial_lines(plan: Plan, trial: Trial, counts: dict[str, dict[str, dict[str,
 
 
 def usd_estimate(plan: Plan, counts: list[dict[str, dict[str, dict[str, int]]]]) -> dict[str, Any] | None:
-    """The Fireworks bill of the run at the configured prices and batch discount: prompt tokens are
+    """The batch bill of the run at each trial's model's prices and batch discount: prompt tokens are
     estimated, completions counted at their max_new_tokens bound, so ``usd`` is an upper estimate;
     None for local backends (nothing is billed)."""
     if not is_batch(plan.cfg.backend):
@@ -141,9 +141,14 @@ def usd_estimate(plan: Plan, counts: list[dict[str, dict[str, dict[str, int]]]])
 
     prompt = sum(c["prompt_tokens"] for trial in counts for temp in trial.values() for c in temp.values())
     completion = sum(c["max_completion_tokens"] for trial in counts for temp in trial.values() for c in temp.values())
-    pricing = plan.cfg.pricing
-    return {"prompt_tokens": prompt, "max_completion_tokens": completion,
-            "usd": round(usd_of(prompt, completion, 0, pricing, pricing.batch_discount), 4),
+    usd = 0.0
+    for trial, tc in zip(plan.trials, counts, strict=True):  # each trial at its model's prices
+        own = plan.cfg.pricing.for_model(trial.model)
+        p = sum(c["prompt_tokens"] for temp in tc.values() for c in temp.values())
+        m = sum(c["max_completion_tokens"] for temp in tc.values() for c in temp.values())
+        usd += usd_of(p, m, 0, own, own.batch_discount)
+    pricing = plan.cfg.pricing.for_model(plan.cfg.model_id)
+    return {"prompt_tokens": prompt, "max_completion_tokens": completion, "usd": round(usd, 4),
             "batch_discount": pricing.batch_discount, "input_per_mtok": pricing.input_per_mtok,
             "output_per_mtok": pricing.output_per_mtok, "complete": plan.complete}
 
@@ -166,9 +171,10 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         out.append(engine)
         notes = PHASE_NOTES_LOCAL
 
-    base = api_base_notice()  # whenever FIREWORKS_API_BASE is not the default (a stray .env)
-    if base is not None:
-        out.append(base[0] + (f": REFUSED: {base[1]}" if base[1] else ""))
+    for backend in BATCH_BACKENDS:  # whenever a provider's API base is not the default (a stray .env)
+        base = api_base_notice(backend=backend)
+        if base is not None:
+            out.append(base[0] + (f": REFUSED: {base[1]}" if base[1] else ""))
     out.append("prompt sets:")
     for name, pset in cfg.prompt_sets.items():
         used = " (default)" if name == cfg.default_prompt_set else ""
@@ -206,7 +212,9 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         out.append("estimated cost: unknown until the datasets are downloaded (python -m producer prepare)")
     elif usd is not None:
         known = "" if usd["complete"] else " for the datasets already known"
-        out.append(f"estimated cost: up to ${usd['usd']:,.2f}{known} (Fireworks batch, ~{usd['prompt_tokens']:,} "
+        service = BATCH_BACKENDS[cfg.backend].label.removesuffix(" API")
+        out.append(f"estimated cost: up to ${usd['usd']:,.2f}{known} ({service[:1].upper()}{service[1:]}, "
+                   f"~{usd['prompt_tokens']:,} "
                    f"prompt tokens at ${usd['input_per_mtok']}/M, at most {usd['max_completion_tokens']:,} "
                    f"completion tokens at ${usd['output_per_mtok']}/M, batch_discount {usd['batch_discount']})")
     phase_names = [f"{p} ({notes[p]})" if p in notes else p for p in PHASES]

@@ -45,7 +45,6 @@ PREPARED_DIR = "prepared"
 RESULTS_DIR = "results"
 REPORTS_DIR = "reports"
 FIGURES_DIR = "figures"
-FIREWORKS_DIR = "fireworks"
 SUMMARY_HTML = "summary.html"
 SUMMARY_MD = "summary.md"
 SUMMARY_FIGURES_DIR = "summary_figures"
@@ -108,22 +107,21 @@ class RunFolder:
         """The run's frozen copy of its items (written at enqueue, read by the report's items page)."""
         return self.path / PREPARED_DIR
 
-    @property
-    def fireworks_dir(self) -> Path:
-        return self.path / FIREWORKS_DIR
+    def batch_dir(self, provider: str) -> Path:
+        """A batch provider's folder in the run (``fireworks/``, ``openai/``: the provider's registry name)."""
+        return self.path / provider
 
-    @property
-    def fireworks_jobs(self) -> Path:
-        """The job table of a Fireworks run (ids and states, for the record and the archive)."""
-        return self.fireworks_dir / "jobs.jsonl"
+    def batch_jobs(self, provider: str) -> Path:
+        """The job table of a batch run (ids and states, for the record and the archive)."""
+        return self.batch_dir(provider) / "jobs.jsonl"
 
-    def fireworks_part(self, part: int) -> Path:
-        """The batch input file of one Fireworks part."""
-        return self.fireworks_dir / "parts" / f"part-{part:04d}.jsonl"
+    def batch_part(self, provider: str, part: int) -> Path:
+        """The batch input file of one part."""
+        return self.batch_dir(provider) / "parts" / f"part-{part:04d}.jsonl"
 
-    def fireworks_download(self, part: int) -> Path:
-        """The folder one Fireworks part's output is downloaded into."""
-        return self.fireworks_dir / "downloads" / f"part-{part:04d}"
+    def batch_download(self, provider: str, part: int) -> Path:
+        """The folder one part's output is downloaded into."""
+        return self.batch_dir(provider) / "downloads" / f"part-{part:04d}"
 
     @property
     def summary_html(self) -> Path:

@@ -34,7 +34,7 @@ def fw_config(tmp: Path, **over: object) -> Path:
 
 def fw_env(tmp: Path, srv: FakeFireworksServer | None) -> dict[str, str]:
     """No FIREWORKS_* from this shell; the fake server's key and address when ``srv`` is given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWORKS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWORKS_") and k != "OPENAI_BASE_URL"}
     env["EXCELLENCE_QUEUE_DIR"] = str(tmp / "queue")
     env["PYTHONPATH"] = str(ROOT)
     if srv is not None:

@@ -26,7 +26,10 @@ RESTART = 0.0  # deadline_at after a stop: the next poll starts a new window
 
 
 def created_at(job: dict[str, Any]) -> float | None:
-    """``createTime`` (RFC 3339, e.g. 2023-11-07T05:31:56.123456789Z) as a Unix time; None if absent."""
+    """``createTime`` (RFC 3339, e.g. 2023-11-07T05:31:56.123456789Z) or OpenAI's ``created_at`` as a Unix
+    time; None if absent."""
+    if isinstance(job.get("created_at"), int | float):  # OpenAI: Unix seconds
+        return float(job["created_at"])
     raw = str(job.get("createTime") or "").strip()
     if not raw:
         return None
@@ -44,7 +47,7 @@ def _hours(seconds: float) -> str:
 def check_deadline(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, job: dict[str, Any],
                    cfg: EvalConfig, problem: str | None = None) -> bool:
     """Record the part's deadline on its first poll; past it stop the run and return True."""
-    limit = cfg.fireworks.poll_deadline_s
+    limit = cfg.batch_settings().poll_deadline_s
     now = time.time()
     deadline_at = part["deadline_at"]
     if deadline_at is None or deadline_at == RESTART:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from config.atomic import write_text_atomic
+from config.engines import batch_backend_of
 from config.schema import EvalConfig
 from producer.inputs.fireworks_plan import encode_rows
 from producer.ledger import connect
@@ -35,6 +36,11 @@ log = logging.getLogger("workers.fireworks")
 
 def _layout(run: sqlite3.Row) -> RunLayout:
     return RunLayout(Path(run["experiments_dir"]), run["run_id"])
+
+
+def _backend(run: sqlite3.Row) -> str:
+    """The run's batch provider (``fireworks``, ``openai``): its folder in the run and its results' engine."""
+    return batch_backend_of(str(run["engine"])) or "fireworks"
 
 
 def _part_requests(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row) -> list[sqlite3.Row]:
@@ -62,16 +68,18 @@ def submit_part(run_id: str, part_no: int, cfg: EvalConfig, provider: BatchProvi
             fw_ledger.update_part(conn, run_id, part_no, state="downloaded")
             return "downloaded"
         rows = [_batch_row(r) for r in owned]
-        data = encode_rows(rows)  # one invalid row would fail the whole job: check locally first
+        encode = getattr(provider, "encode_part", None)  # a provider whose rows carry the model and sampling
+        # one invalid row would fail the whole job: check locally first
+        data = encode(rows, part["model"], json.loads(part["params"])) if encode else encode_rows(rows)
         run = get_run(conn, run_id)
-        record = _layout(run).folder.fireworks_part(part_no)
+        record = _layout(run).folder.batch_part(_backend(run), part_no)
         record.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(record, data.decode("utf-8"))
         display = f"{run_id} {part['trial']} p{part_no}"
         provider.upload(part["input_dataset_id"], record.name, data, len(rows), display)
         job = provider.create_job(part["job_id"], part["model"], part["input_dataset_id"], part["output_dataset_id"],
                                   json.loads(part["params"]), display)
-        log.info("created Fireworks job %s for part %s (%s rows)", part["job_id"], part_no, len(rows))
+        log.info("created %s job %s for part %s (%s rows)", _backend(run), part["job_id"], part_no, len(rows))
     fw_ledger.update_part(conn, run_id, part_no, state="submitted", job_state=job.state,
                           progress=job.progress, error=None)
     return "submitted"
@@ -88,7 +96,7 @@ def poll_part(run_id: str, part_no: int, cfg: EvalConfig, provider: BatchProvide
         return True
     job = provider.find_job(part["job_id"])
     if job is None:
-        raise FireworksError(f"job {part['job_id']} of part {part_no} not found on Fireworks", 404)
+        raise FireworksError(f"job {part['job_id']} of part {part_no} not found on the batch service", 404)
     state = job.state
     fw_ledger.update_part(conn, run_id, part_no, job_state=state, progress=job.progress)
     if not job.terminal:
@@ -96,7 +104,7 @@ def poll_part(run_id: str, part_no: int, cfg: EvalConfig, provider: BatchProvide
         return False
     if job.failed:
         message = job.message
-        _fail_open(conn, run_id, part, f"Fireworks job {part['job_id']} ended {state}: {message}")
+        _fail_open(conn, run_id, part, f"{_backend(get_run(conn, run_id))} job {part['job_id']} ended {state}: {message}")
         fw_ledger.update_part(conn, run_id, part_no, state="failed", error=message[:500])
         return True
     out_id = job.output_id or part["output_dataset_id"]
@@ -118,7 +126,7 @@ def download_part(run_id: str, part: sqlite3.Row, output_id: str, provider: Batc
     """Download output and error files, keep copies in the run folder, and ingest by custom_id."""
     conn = connect()
     run = get_run(conn, run_id)
-    folder = _layout(run).folder.fireworks_download(part["part"])
+    folder = _layout(run).folder.batch_download(_backend(run), part["part"])
     files = provider.download(output_id)  # every file in before anything is ingested
     for base, content in files.items():
         write_text_atomic(folder / base, content.decode("utf-8", "replace"))  # base: a safe name (download.py)
@@ -136,19 +144,20 @@ def ingest(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, results: di
     result_rows: list[dict[str, Any]] = []
     failed: list[tuple[int, str]] = []
     job = part["job_id"]
+    backend = _backend(get_run(conn, run_id))
     for req in reqs:
         owner = part["trial"]
         if req["trial"] != owner and req["trial"] not in share.get(req["custom_id"], []):
             continue
         row = results.get(req["custom_id"])
         if row is None:
-            error = errors.get(req["custom_id"]) or f"no output row in Fireworks job {job}"
-            failed.append((req["id"], f"fireworks: {error}"))
+            error = errors.get(req["custom_id"]) or f"no output row in {backend} job {job}"
+            failed.append((req["id"], f"{backend}: {error}"))
             continue
         body = row["response"]["body"]
         choice = (body.get("choices") or [{}])[0]
         usage = body.get("usage") or {}
-        engine = {"backend": "fireworks", "job_id": job, "model": part["model"],
+        engine = {"backend": backend, "job_id": job, "model": part["model"],
                   "cached_tokens": row.get("cached_tokens")}
         if req["trial"] != owner:
             engine["shared_control_from"] = owner

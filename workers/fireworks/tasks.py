@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import time
 
+from config.engines import BATCH_BACKENDS, batch_backend_of, is_dry_run_engine
 from producer.huey_app import enqueue_many, huey, queued_task_args
-from producer.inputs.fireworks_plan import DRY_RUN_ENGINE, RowValidationError, save_job_table
+from producer.inputs.fireworks_plan import RowValidationError, save_job_table
 from producer.ledger import connect
 from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import chunk_trials, is_stopped, trial_is_complete
@@ -46,9 +47,11 @@ def _fail_part(run_id: str, part: int, message: str) -> None:
     after_part(run_id, part)
 
 
-def _stop_for_key(run_id: str, part: int, exc: FireworksError) -> None:
-    reason = (f"Fireworks refused the request while polling part {part} ({exc}): check FIREWORKS_API_KEY and"
-              f" FIREWORKS_ACCOUNT_ID, then python -m producer run --resume {run_id}")
+def _stop_for_key(run_id: str, part: int, exc: FireworksError, engine: str) -> None:
+    backend = batch_backend_of(engine) or "fireworks"
+    names = "FIREWORKS_API_KEY and FIREWORKS_ACCOUNT_ID" if backend == "fireworks" else BATCH_BACKENDS[backend].key_env
+    reason = (f"{backend} refused the request while polling part {part} ({exc}): check {names},"
+              f" then python -m producer run --resume {run_id}")
     set_run_stop(connect(), run_id, True, reason=reason[:600])
     log.error("run %s: %s", run_id, reason)
 
@@ -77,7 +80,7 @@ def fw_submit_part(run_id: str, part: int) -> None:
         state = submit_part(run_id, part, cfg, provider)
         if state != "submitted":
             return
-        if engine == DRY_RUN_ENGINE:  # offline fake lives in this process: finish the part here
+        if is_dry_run_engine(engine):  # offline fake lives in this process: finish the part here
             while not poll_part(run_id, part, cfg, provider):
                 if is_stopped(connect(), run_id):  # e.g. the poll deadline passed
                     return
@@ -90,11 +93,11 @@ def fw_submit_part(run_id: str, part: int) -> None:
     except FireworksError as exc:
         if _retryable(exc):
             log.warning("part %s: %s; trying again later", part, exc)
-            fw_submit_part.schedule((run_id, part), delay=cfg.fireworks.poll_interval_s)
+            fw_submit_part.schedule((run_id, part), delay=cfg.batch_settings().poll_interval_s)
         else:
             _fail_part(run_id, part, str(exc))
         return
-    fw_poll_part.schedule((run_id, part), delay=cfg.fireworks.poll_interval_s)
+    fw_poll_part.schedule((run_id, part), delay=cfg.batch_settings().poll_interval_s)
 
 
 @huey.task()
@@ -109,12 +112,12 @@ def fw_poll_part(run_id: str, part: int) -> None:
     try:
         finished = poll_part(run_id, part, cfg, provider_for(cfg, engine))
     except FireworksError as exc:
-        if exc.status == 404 and engine == DRY_RUN_ENGINE:  # the offline fake died with its process
+        if exc.status == 404 and is_dry_run_engine(engine):  # the offline fake died with its process
             fw_ledger.update_part(connect(), run_id, part, state="planned")
             fw_submit_part(run_id, part)
             return
         if exc.status in (401, 403):  # a key problem says nothing about the job: never fail its rows
-            _stop_for_key(run_id, part, exc)
+            _stop_for_key(run_id, part, exc, engine)
             return
         if not _retryable(exc):
             _fail_part(run_id, part, str(exc))
@@ -124,7 +127,7 @@ def fw_poll_part(run_id: str, part: int) -> None:
     if finished:
         after_part(run_id, part)
     elif not is_stopped(connect(), run_id):  # a stop (the poll deadline, producer stop): resume re-sends
-        fw_poll_part.schedule((run_id, part), delay=cfg.fireworks.poll_interval_s)
+        fw_poll_part.schedule((run_id, part), delay=cfg.batch_settings().poll_interval_s)
 
 
 def reconcile_fireworks(run_id: str | None = None) -> int:

@@ -1,0 +1,1 @@
+"""The OpenAI Batch API as a batch provider (docs/batch-providers.md)."""
