@@ -109,27 +109,27 @@ def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
     }
 
 
-def usage_estimated_from_manifest(manifest: Path | None) -> bool | None:
-    """The trial manifest's ``usage_estimated`` flag (token counts estimated, not engine-reported)."""
+def _manifest_data(manifest: Path | None) -> dict[str, Any]:
+    """The trial manifest as a dict ({} when missing or unreadable: costs never fail on it)."""
     if manifest is None or not Path(manifest).is_file():
-        return None
+        return {}
     try:
         data = json.loads(Path(manifest).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    value = data.get("usage_estimated", data.get("tokens_estimated")) if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def usage_estimated_from_manifest(manifest: Path | None) -> bool | None:
+    """The trial manifest's ``usage_estimated`` flag (token counts estimated, not engine-reported)."""
+    data = _manifest_data(manifest)
+    value = data.get("usage_estimated", data.get("tokens_estimated"))
     return bool(value) if value is not None else None
 
 
 def model_from_manifest(manifest: Path | None) -> str | None:
     """The trial's model (``trial.model`` of trial_manifest.json), whose prices apply; None if unknown."""
-    if manifest is None or not Path(manifest).is_file():
-        return None
-    try:
-        data = json.loads(Path(manifest).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    trial = data.get("trial") if isinstance(data, dict) else None
+    trial = _manifest_data(manifest).get("trial")
     return str(trial["model"]) if isinstance(trial, dict) and trial.get("model") else None
 
 

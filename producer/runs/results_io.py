@@ -35,6 +35,23 @@ def check_unique_custom_ids(ids: Iterable[str], source: object, unit: str = "row
         seen[cid] = n
 
 
+def parse_jsonl_bytes(content: bytes, source: str) -> list[dict[str, Any]]:
+    """A batch provider's output or error file (JSON Lines, UTF-8) as rows; a broken file is one
+    ``ResultsFormatError`` naming ``source`` and the line."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsFormatError(f"{source}: not UTF-8 text") from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ResultsFormatError(f"{source}: line {n}: invalid JSON") from None
+    return rows
+
+
 def raw_result_row(
     custom_id: str,
     text: str,

@@ -67,6 +67,18 @@ TERMINAL_FAILED = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_DELETIN
 TERMINAL_STATES = TERMINAL_OK | TERMINAL_PARTIAL | TERMINAL_FAILED
 
 
+def retry_delay(backoff_s: float, attempt: int, retry_after: str | None) -> float:
+    """Seconds before the next try: exponential from ``backoff_s``, at least the server's Retry-After
+    (seconds), never more than MAX_BACKOFF_S. Both batch clients use it."""
+    delay = min(MAX_BACKOFF_S, backoff_s * (2 ** (attempt - 1)))
+    if retry_after:
+        try:
+            delay = min(MAX_BACKOFF_S, max(delay, float(retry_after)))
+        except ValueError:
+            pass
+    return delay
+
+
 def redact(text: str, secret: str | None) -> str:
     """Remove the key from any text that may reach a log, file or error message."""
     text = str(text)
@@ -145,12 +157,7 @@ class FireworksClient:
                 if status not in RETRY_STATUS and status < 500:
                     raise FireworksError(self._clean(f"{what} failed: {problem}"), status)
                 retry_after = resp.headers.get("Retry-After")
-            delay = min(MAX_BACKOFF_S, self.backoff_s * (2 ** (attempt - 1)))
-            if retry_after:
-                try:
-                    delay = min(MAX_BACKOFF_S, max(delay, float(retry_after)))
-                except ValueError:
-                    pass
+            delay = retry_delay(self.backoff_s, attempt, retry_after)
             if time.monotonic() + delay > deadline:
                 raise FireworksError(self._clean(f"{what} failed after {attempt} attempts: {problem}"), status)
             log.info("%s: %s (attempt %d), retrying in %.2fs", what, self._clean(problem), attempt, delay)

@@ -13,7 +13,7 @@ from typing import Any
 
 from config.schema import EvalConfig
 from producer.inputs.fireworks_plan import DRY_RUN_ENGINE, TERMINAL_OK
-from producer.runs.results_io import ResultsFormatError, normalise_raw_row
+from producer.runs.results_io import normalise_raw_row, parse_jsonl_bytes
 from workers.batch_provider import BatchJob
 from workers.fireworks.client import (
     TERMINAL_FAILED,
@@ -56,21 +56,6 @@ def as_job(job: dict[str, Any]) -> BatchJob:
                     failed=state in TERMINAL_FAILED, complete=state in TERMINAL_OK,
                     message=((job.get("status") or {}).get("message") or state).strip(),
                     output_id=short_id(job.get("outputDatasetId")) or None, raw=job)
-
-
-def parse_lines(content: bytes, source: str) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ResultsFormatError(f"{source}: not UTF-8 text") from None
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                raise ResultsFormatError(f"{source}: line {n}: invalid JSON") from None
-    return rows
 
 
 class FireworksProvider:
@@ -123,7 +108,7 @@ class FireworksProvider:
         for name, content in files.items():
             if not is_output_file(name):
                 continue
-            for row in parse_lines(content, name):
+            for row in parse_jsonl_bytes(content, name):
                 norm = normalise_raw_row(row)
                 details = ((row.get("response") or {}).get("usage") or {}).get("prompt_tokens_details") or {}
                 norm["cached_tokens"] = details.get("cached_tokens")
@@ -131,7 +116,7 @@ class FireworksProvider:
         for name, content in files.items():
             if is_output_file(name):
                 continue
-            for row in parse_lines(content, name):  # error-data: the rows Fireworks could not answer
+            for row in parse_jsonl_bytes(content, name):  # error-data: the rows Fireworks could not answer
                 if isinstance(row, dict) and row.get("custom_id"):
                     err = row.get("error") or row.get("response") or "failed on Fireworks"
                     errors[str(row["custom_id"])] = json.dumps(err, ensure_ascii=False)[:500] \

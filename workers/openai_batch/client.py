@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from producer.host.env import OPENAI_EXTRA_HINT, FireworksConfigError, FireworksError, KeyCredentials
-from workers.fireworks.client import MAX_BACKOFF_S, RETRY_STATUS, redact
+from workers.fireworks.client import RETRY_STATUS, redact, retry_delay
 
 log = logging.getLogger("workers.openai_batch")
 
@@ -86,12 +86,7 @@ class OpenAIBatchClient:
                 status, problem = None, type(exc).__name__
                 if once:
                     raise OpenAIError(f"{what}: no answer ({problem}); the batch may exist", None) from None
-            delay = min(MAX_BACKOFF_S, self.backoff_s * (2 ** (attempt - 1)))
-            if retry_after:
-                try:
-                    delay = min(MAX_BACKOFF_S, max(delay, float(retry_after)))
-                except ValueError:
-                    pass
+            delay = retry_delay(self.backoff_s, attempt, retry_after)
             if time.monotonic() + delay > deadline:
                 raise OpenAIError(self._clean(f"{what} failed after {attempt} attempts: {problem}"), status)
             log.info("%s: %s (attempt %d), retrying in %.2fs", what, self._clean(problem), attempt, delay)

@@ -21,7 +21,7 @@ from typing import Any
 from config.schema import EvalConfig
 from producer.host.env import KeyCredentials, _Secret
 from producer.inputs.fireworks_plan import RowValidationError, validate_row
-from producer.runs.results_io import ResultsFormatError
+from producer.runs.results_io import ResultsFormatError, parse_jsonl_bytes
 from workers.batch_provider import BatchJob
 from workers.openai_batch.client import ENDPOINT, OpenAIBatchClient
 
@@ -78,21 +78,6 @@ def openai_body(body: dict[str, Any], model: str, reasoning: bool) -> dict[str, 
         for key in ("temperature", "top_p", "seed"):
             out.pop(key, None)
     return out
-
-
-def _lines(content: bytes, source: str) -> list[dict[str, Any]]:
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ResultsFormatError(f"{source}: not UTF-8 text") from None
-    rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                raise ResultsFormatError(f"{source}: line {n}: invalid JSON") from None
-    return rows
 
 
 class OpenAIProvider:
@@ -171,7 +156,7 @@ class OpenAIProvider:
         results: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
         for name in (OUTPUT_FILE, ERROR_FILE):
-            for row in _lines(files.get(name, b""), name):
+            for row in parse_jsonl_bytes(files.get(name, b""), name):
                 cid = row.get("custom_id") if isinstance(row, dict) else None
                 if not isinstance(cid, str):
                     raise ResultsFormatError(f"{name}: a line without custom_id")
