@@ -168,3 +168,20 @@ def test_model_lock_is_exclusive_and_released_when_the_holder_dies(tmp_path):
         if holder.poll() is None:
             holder.kill()
             holder.wait(10)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("engine", "local"), [("openai_compat", True), ("llama_cpp", True), ("openai", False),
+                                                ("openai_dry_run", False), ("fireworks", False)])
+def test_only_batch_runs_are_left_to_their_provider(conn, engine, local):
+    """Local workers take every run but a batch provider's (its parts are the provider's jobs); the local
+    engine openai_compat is local although its name starts like the openai batch backend."""
+    from producer.ledger.queries import open_chunks
+    from producer.ledger.writes import next_queued_chunk
+
+    run = {"run_id": "r1", "config_path": None, "config_json": "{}", "fingerprint": "fp", "engine": engine,
+           "limit_items": None, "experiments_dir": "/tmp/x", "prepared_dir": "/tmp/x/prepared"}
+    register_run(conn, run, [{"trial": "t1", "model": "m", "total": 2}], _requests(2))
+    assert bool(open_chunks(conn, "r1")) is local
+    conn.execute("update requests set state = 'queued'")
+    assert (next_queued_chunk(conn) is not None) is local

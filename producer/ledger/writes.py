@@ -15,11 +15,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from config.engines import BATCH_BACKENDS
+from config.engines import BATCH_BACKENDS, batch_dry_run_engine
 from producer.ledger.db import transaction
 
-# a run whose requests are a batch provider's parts, never claimed by the local workers
-NOT_BATCH_RUN = " and ".join(f"u.engine not like '{b}%'" for b in BATCH_BACKENDS)
+# a run whose requests are a batch provider's parts, never claimed by the local workers: the exact engine
+# names (a prefix match would take the local engine openai_compat for the openai batch backend)
+_BATCH_ENGINES = sorted(name for b in BATCH_BACKENDS for name in (b, batch_dry_run_engine(b)))
+NOT_BATCH_RUN = "u.engine not in ({})".format(", ".join(f"'{name}'" for name in _BATCH_ENGINES))
 
 HOST = socket.gethostname()
 MAX_CRASHES = 3  # a request that kills its worker this often is failed, not retried forever
