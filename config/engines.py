@@ -79,6 +79,9 @@ class BatchBackendSpec:
     output_states: tuple[str, ...] = ()  # job states that leave output (``--retry-failed`` downloads it again)
     temps_range: tuple[float, float] = (0.0, 2.0)  # the temperatures the service accepts
     has_top_k: bool = True  # the service takes ``top_k``
+    account_env: str = ""  # an account id the API paths need besides the key (Fireworks)
+    sdk: str = ""  # the optional package the provider needs ("" none), checked before a paid run is written
+    sdk_hint: str = ""  # the one line that says how to install it
 
 
 BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
@@ -86,6 +89,7 @@ BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
         "workers.fireworks.provider:FireworksProvider", label="fireworks batch API",
         batching="Fireworks batch API: batching is done by the service and not visible to the client",
         key_env="FIREWORKS_API_KEY", base_env="FIREWORKS_API_BASE", default_base="https://api.fireworks.ai",
+        account_env="FIREWORKS_ACCOUNT_ID",
         max_part_bytes=150_000_000,  # :upload accepts files up to 150 MB (docs: upload-dataset-files)
         output_states=("JOB_STATE_COMPLETED", "JOB_STATE_EXPIRED", "JOB_STATE_EARLY_STOPPED")),
     "openai": BatchBackendSpec(
@@ -93,7 +97,8 @@ BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
         batching="OpenAI Batch API: batching is done by the service and not visible to the client",
         key_env="OPENAI_API_KEY", base_env="OPENAI_BASE_URL", default_base="https://api.openai.com/v1",
         max_part_bytes=200_000_000, max_part_rows=50_000,  # per input file (Batch API reference)
-        output_states=("completed", "expired"), has_top_k=False),
+        output_states=("completed", "expired"), has_top_k=False, sdk="openai",
+        sdk_hint="the openai backend needs the official SDK: pip install .[openai] (or pip install 'openai>=1.40')"),
 }
 BACKEND_NAMES = (LOCAL_BACKEND, *BATCH_BACKENDS)
 

@@ -348,13 +348,13 @@ class EvalConfig(_Strict):
         for model, temps, top_p, top_k in self._sampling_combinations():
             if top_k is not None and not spec.has_top_k:
                 raise ValueError(f"top_k: the {self.backend} backend takes no top_k (model {model}); remove it")
-            if self.backend == "openai" and model in self.openai.reasoning_models:
+            if model in getattr(self.batch_settings(), "reasoning_models", ()):
                 if [float(t) for t in temps] != [1.0]:
                     shown = ", ".join(temp_label(t) for t in temps)
-                    raise ValueError(f"temps: {model} is a reasoning model (openai.reasoning_models): it takes no "
+                    raise ValueError(f"temps: {model} is a reasoning model ({self.backend}.reasoning_models): it takes no "
                                      f"temperature and always samples at 1.0, so temps must be [1.0], not [{shown}]")
                 if top_p is not None:
-                    raise ValueError(f"top_p: {model} is a reasoning model (openai.reasoning_models): it takes no "
+                    raise ValueError(f"top_p: {model} is a reasoning model ({self.backend}.reasoning_models): it takes no "
                                      "top_p; remove it")
 
     def batch_settings(self) -> Any:

@@ -9,6 +9,7 @@ never logged.
 
 from __future__ import annotations
 
+import importlib
 import io
 import ipaddress
 import os
@@ -178,9 +179,6 @@ class Credentials:
         return cls(_Secret(key), account, base)
 
 
-OPENAI_EXTRA_HINT = "the openai backend needs the official SDK: pip install .[openai] (or pip install 'openai>=1.40')"
-
-
 @dataclass(frozen=True)
 class KeyCredentials:
     """A provider that needs a key and an API base alone (OpenAI: OPENAI_API_KEY, OPENAI_BASE_URL)."""
@@ -206,12 +204,13 @@ class KeyCredentials:
 
 def check_backend_ready(backend: str) -> None:
     """Before a paid run is written: the provider's credentials (and SDK) are there; FireworksError if not."""
-    if backend == "fireworks":
-        Credentials.from_env()
-        return
-    if backend == "openai":
+    spec = BATCH_BACKENDS[backend]
+    if spec.sdk:
         try:
-            import openai  # noqa: F401 - the optional extra must be there before anything is written
+            importlib.import_module(spec.sdk)  # the optional extra must be there before anything is written
         except ImportError:
-            raise FireworksConfigError(OPENAI_EXTRA_HINT) from None
-    KeyCredentials.from_env(backend)
+            raise FireworksConfigError(spec.sdk_hint) from None
+    if spec.account_env:
+        Credentials.from_env()
+    else:
+        KeyCredentials.from_env(backend)

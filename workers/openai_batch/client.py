@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from producer.host.env import OPENAI_EXTRA_HINT, FireworksConfigError, FireworksError, KeyCredentials
+from config.engines import BATCH_BACKENDS
+from producer.host.env import FireworksConfigError, FireworksError, KeyCredentials
 from workers.fireworks.client import RETRY_STATUS, redact, retry_delay
 
 log = logging.getLogger("workers.openai_batch")
@@ -31,7 +32,7 @@ def _sdk() -> Any:
     try:
         import openai  # lazy: an optional extra, imported only by an OpenAI run
     except ImportError:
-        raise FireworksConfigError(OPENAI_EXTRA_HINT) from None
+        raise FireworksConfigError(BATCH_BACKENDS["openai"].sdk_hint) from None
     return openai
 
 
