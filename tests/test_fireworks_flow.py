@@ -10,12 +10,12 @@ import time
 import zipfile
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
 from config.contract import PREDICTIONS_COLUMNS
 from producer.host.exit_codes import ALL_FAILED, SOME_FAILED
+from tests.support.cli import kill_tree
 from tests.support.fireworks_runs import (
     KEY,
     SIZES,
@@ -91,14 +91,6 @@ def test_fireworks_run_matches_local_schema(tmp_path, server):
     assert {r["custom_id"] for r in lrows} == {r["custom_id"] for r in rows} | failed_ids
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
-    parent = psutil.Process(proc.pid)
-    for child in parent.children(recursive=True):
-        child.kill()
-    parent.kill()
-    proc.wait(timeout=30)
-
-
 def test_kill_after_job_creation_then_resume_creates_no_second_job(tmp_path, server):
     server.state.hold_jobs = True
     cfg = fw_config(tmp_path)
@@ -113,7 +105,7 @@ def test_kill_after_job_creation_then_resume_creates_no_second_job(tmp_path, ser
             time.sleep(0.1)
         time.sleep(0.5)  # the pool is polling RUNNING jobs now
     finally:
-        _kill_tree(proc)
+        kill_tree(proc)
     creates = dict(server.state.counts)
     run_id = run_dir_of(tmp_path).name[len("run_"):]
     server.state.hold_jobs = False

@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
 from config.contract import PREDICTIONS_COLUMNS
 from producer.host.exit_codes import SOME_FAILED
+from tests.support.cli import kill_tree
 from tests.support.fireworks_runs import SIZES, read_predictions_csv, run_dir_of, run_producer
 from tests.support.offline_config import offline_config_dict
 from tests.support.paths import ROOT
@@ -120,14 +120,6 @@ def test_failed_rows_and_an_expired_batch_then_retry_failed(tmp_path, server):
     assert len(read_predictions_csv(pred)[1]) == TOTAL
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
-    parent = psutil.Process(proc.pid)
-    for child in parent.children(recursive=True):
-        child.kill()
-    parent.kill()
-    proc.wait(timeout=30)
-
-
 @pytest.mark.parametrize("step", ["upload_file", "create_batch", "poll", "file_content"])
 def test_kill_9_at_each_step_then_resume_leaves_one_batch_per_part(tmp_path, server, step):
     """upload_file: killed before create; create_batch: the batch exists but its id was never heard;
@@ -151,7 +143,7 @@ def test_kill_9_at_each_step_then_resume_leaves_one_batch_per_part(tmp_path, ser
                 assert time.monotonic() < deadline and proc.poll() is None, "the run never polled"
                 time.sleep(0.05)
     finally:
-        _kill_tree(proc)
+        kill_tree(proc)
     out = proc.stdout.read().decode("utf-8", "replace") if proc.stdout else ""
     server.state.hang, server.state.hold = set(), False
     server.state.release.set()

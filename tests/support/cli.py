@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from tests.support.paths import ROOT
 
 # Every CLI subprocess turns a missing encoding= into an error, as the suite itself does.
@@ -39,3 +41,12 @@ def run_cli(args: list[str], cwd: Path = ROOT, queue: Path | None = None, timeou
     cmd = exe or [sys.executable, *PY_FLAGS, "-m", "producer"]
     return subprocess.run([*cmd, *args], cwd=cwd, env=cli_env(queue, **extra), capture_output=True, text=True,
                           encoding="utf-8", timeout=timeout, preexec_fn=preexec)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """kill -9 a command and every process it started (a crash at any step), then reap it."""
+    parent = psutil.Process(proc.pid)
+    for child in parent.children(recursive=True):
+        child.kill()
+    parent.kill()
+    proc.wait(timeout=30)

@@ -10,6 +10,7 @@ Not thread-safe: one request at a time.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -112,11 +113,9 @@ def prompt_block(settings: dict[str, Any]) -> int:
     return PROMPT_BLOCK if flash or gpu else 0
 
 
+@functools.cache
 def _canonical_class(llama_cpp: Any) -> type:
-    """``Llama`` whose prompt reading follows ``prompt_batches`` (memoised on the module)."""
-    cls = getattr(llama_cpp, "_excellence_canonical_llama", None)
-    if cls is not None:
-        return cls
+    """``Llama`` whose prompt reading follows ``prompt_batches`` (one class per llama_cpp module)."""
 
     class CanonicalLlama(llama_cpp.Llama):
         """Reads every prompt in the same batches whatever its KV cache holds: a seeded answer is then
@@ -135,7 +134,6 @@ def _canonical_class(llama_cpp: Any) -> type:
             for a, b in prompt_batches(start, start + len(tokens), self.prompt_block):
                 super().eval(tokens[a - start:b - start])
 
-    llama_cpp._excellence_canonical_llama = CanonicalLlama
     return CanonicalLlama
 
 
