@@ -82,6 +82,7 @@ class BatchBackendSpec:
     account_env: str = ""  # an account id the API paths need besides the key (Fireworks)
     sdk: str = ""  # the optional package the provider needs ("" none), checked before a paid run is written
     sdk_hint: str = ""  # the one line that says how to install it
+    console: str = "the provider's web console"  # where a user sees (and can cancel) a job by hand
 
 
 BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
@@ -89,7 +90,7 @@ BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
         "workers.fireworks.provider:FireworksProvider", label="fireworks batch API",
         batching="Fireworks batch API: batching is done by the service and not visible to the client",
         key_env="FIREWORKS_API_KEY", base_env="FIREWORKS_API_BASE", default_base="https://api.fireworks.ai",
-        account_env="FIREWORKS_ACCOUNT_ID",
+        account_env="FIREWORKS_ACCOUNT_ID", console="the Fireworks console (app.fireworks.ai, Batch Inference)",
         max_part_bytes=150_000_000,  # :upload accepts files up to 150 MB (docs: upload-dataset-files)
         output_states=("JOB_STATE_COMPLETED", "JOB_STATE_EXPIRED", "JOB_STATE_EARLY_STOPPED")),
     "openai": BatchBackendSpec(
@@ -98,6 +99,7 @@ BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
         key_env="OPENAI_API_KEY", base_env="OPENAI_BASE_URL", default_base="https://api.openai.com/v1",
         max_part_bytes=200_000_000, max_part_rows=50_000,  # per input file (Batch API reference)
         output_states=("completed", "expired"), has_top_k=False, sdk="openai",
+        console="the OpenAI dashboard (platform.openai.com/batches)",
         sdk_hint="the openai backend needs the official SDK: pip install .[openai] (or pip install 'openai>=1.40')"),
 }
 BACKEND_NAMES = (LOCAL_BACKEND, *BATCH_BACKENDS)

@@ -1,6 +1,6 @@
 """The SqliteHuey instance that carries the work, in a module that imports no task (huey docs, imports.rst).
 
-The task modules (``workers.tasks``, ``workers.fireworks.tasks``, ``workers.reconcile``) import it and
+The task modules (``workers.tasks``, ``workers.batch.tasks``, ``workers.reconcile``) import it and
 register on it; ``producer.huey_main`` imports it and them, and is what ``huey_consumer producer.huey``
 loads. So importing this module opens the queue and registers nothing: no import cycle.
 

@@ -9,7 +9,7 @@ that both load every task under its old name.
 
 from __future__ import annotations
 
-import workers.fireworks.tasks  # noqa: F401 - registers the Fireworks tasks
+import workers.batch.tasks  # noqa: F401 - registers the batch providers' tasks
 import workers.reconcile  # noqa: F401 - registers the periodic reconcile
 import workers.tasks  # noqa: F401 - registers the local tasks and the parent-watch hooks
 from producer.huey_app import huey

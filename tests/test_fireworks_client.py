@@ -23,10 +23,10 @@ from producer.runs.trials import expand_trials
 from tests.support.offline_config import offline_config_dict
 from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState, Fault
 from workers.fireworks.client import (
+    BatchConfigError,
+    BatchServiceError,
     Credentials,
     FireworksClient,
-    FireworksConfigError,
-    FireworksError,
     _Secret,
 )
 
@@ -53,7 +53,7 @@ def _row(cid: str = "triviaqa|q1|control|0.0|0|closed", **body) -> dict:
 
 def test_example_count_is_required_and_400_is_not_retried(server):
     c = _client(server)
-    with pytest.raises(FireworksError) as exc:
+    with pytest.raises(BatchServiceError) as exc:
         c.request("POST", c._url("datasets"), json={"datasetId": "d1", "dataset": {"userUploaded": {}}})
     assert exc.value.status == 400
     assert "example_count is required" in str(exc.value)
@@ -94,7 +94,7 @@ def test_full_part_cycle_with_429_and_500_retried(server, caplog):
 def test_400_with_message_fails_at_once_without_the_key(server):
     server.state.faults.append(Fault("create_job", 400, 5, message="model is not batch-capable"))
     c = _client(server)
-    with pytest.raises(FireworksError) as exc:
+    with pytest.raises(BatchServiceError) as exc:
         c.create_job("job-x", "m", "in", "out", {})
     assert "model is not batch-capable" in str(exc.value)
     assert server.state.counts["create_job"] == 1
@@ -104,7 +104,7 @@ def test_400_with_message_fails_at_once_without_the_key(server):
 def test_5xx_gives_up_at_the_deadline(server):
     server.state.faults.append(Fault("get_job", 500, 1000))
     c = _client(server, deadline=0.3)
-    with pytest.raises(FireworksError) as exc:
+    with pytest.raises(BatchServiceError) as exc:
         c.get_job("j")
     assert exc.value.status == 500
     assert 2 <= server.state.counts["get_job"] < 1000
@@ -112,7 +112,7 @@ def test_5xx_gives_up_at_the_deadline(server):
 
 def test_bad_key_is_403_and_not_echoed(server):
     c = FireworksClient(Credentials(_Secret("wrong-key-abcdef"), "acct", server.base_url), backoff_s=0.01)
-    with pytest.raises(FireworksError) as exc:
+    with pytest.raises(BatchServiceError) as exc:
         c.get_dataset("x")
     assert exc.value.status == 403 and "wrong-key-abcdef" not in str(exc.value)
 
@@ -135,7 +135,7 @@ def test_env_file_and_environment(tmp_path, monkeypatch):
     assert get_setting("FIREWORKS_ACCOUNT_ID") == "shell-wins"
     env.write_text("", encoding="utf-8")
     monkeypatch.delenv("FIREWORKS_ACCOUNT_ID")
-    with pytest.raises(FireworksConfigError, match="FIREWORKS_API_KEY"):
+    with pytest.raises(BatchConfigError, match="FIREWORKS_API_KEY"):
         Credentials.from_env()
 
 

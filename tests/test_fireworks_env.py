@@ -17,9 +17,9 @@ from tests.support.fireworks_runs import fw_config, fw_env, run_producer
 from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState
 from workers.fireworks.client import (
     DEFAULT_API_BASE,
+    BatchConfigError,
     Credentials,
     FireworksClient,
-    FireworksConfigError,
     _Secret,
 )
 
@@ -85,7 +85,7 @@ def test_https_and_loopback_bases_are_accepted(base):
     ("https://user:pw@api.fireworks.ai", "user name or password"), ("https://host:99999", "not a valid URL"),
 ])
 def test_cleartext_or_odd_bases_are_refused_in_one_line(base, words):
-    with pytest.raises(FireworksConfigError) as exc:
+    with pytest.raises(BatchConfigError) as exc:
         Credentials(_Secret(KEY), "a", base)
     assert words in str(exc.value) and "\n" not in str(exc.value)
     assert KEY not in str(exc.value) and "pw" not in str(exc.value)

@@ -12,7 +12,7 @@ import pytest
 
 from producer.inputs.fireworks_plan import encode_rows
 from tests.support.servers.fake_fireworks import FakeFireworksServer, FakeState
-from workers.fireworks.client import Credentials, FireworksClient, FireworksError, _Secret
+from workers.fireworks.client import BatchServiceError, Credentials, FireworksClient, _Secret
 
 KEY = "fw-fake-SECRET-abcdef123456"
 
@@ -36,7 +36,7 @@ def _rows(n: int) -> bytes:
 
 def _fail(call, status: int, words: str, server: FakeFireworksServer, endpoint: str) -> None:
     before = server.state.counts.get(endpoint, 0)
-    with pytest.raises(FireworksError) as exc:
+    with pytest.raises(BatchServiceError) as exc:
         call()
     assert exc.value.status == status and words in str(exc.value), str(exc.value)
     assert server.state.counts[endpoint] == before + 1  # a 4xx is never retried

@@ -170,7 +170,7 @@ def test_hostile_download_names_stay_in_their_folder(tmp_path, server):
 @pytest.mark.parametrize("stamp", ["2023-11-07T05:31:56Z", "2023-11-07T05:31:56.123Z", "2023-11-07T05:31:56.123456789Z",
                                    "2023-11-07T05:31:56+00:00"])
 def test_create_time_is_read_in_every_rfc3339_form(stamp):
-    from workers.fireworks.deadline import created_at
+    from workers.fireworks.provider import created_at
 
     assert int(created_at({"createTime": stamp})) == 1699335116
     assert created_at({}) is None and created_at({"createTime": "yesterday"}) is None

@@ -13,7 +13,7 @@ import pytest
 
 from config.errors import ConfigError
 from config.schema import validate_config_dict
-from producer.host.env import FireworksConfigError, KeyCredentials, _Secret
+from producer.host.env import BatchConfigError, KeyCredentials, _Secret
 from producer.inputs.fireworks_plan import RowValidationError
 from tests.support.offline_config import offline_config_dict
 from tests.support.servers.fake_openai_batch import FakeOpenAIServer, FakeState, Fault
@@ -142,13 +142,13 @@ def test_key_and_base_come_from_the_environment_https_only(monkeypatch, tmp_path
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with pytest.raises(FireworksConfigError, match="OPENAI_API_KEY is not set"):
+    with pytest.raises(BatchConfigError, match="OPENAI_API_KEY is not set"):
         KeyCredentials.from_env("openai")
     (tmp_path / ".env").write_text(f"OPENAI_API_KEY={KEY}\n", encoding="utf-8")
     creds = KeyCredentials.from_env("openai")
     assert creds.api_base == "https://api.openai.com/v1" and KEY not in repr(creds)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://api.example.com/v1")
-    with pytest.raises(FireworksConfigError, match="OPENAI_BASE_URL .*must use https://"):
+    with pytest.raises(BatchConfigError, match="OPENAI_BASE_URL .*must use https://"):
         KeyCredentials.from_env("openai")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     assert KeyCredentials.from_env("openai").api_base == "http://127.0.0.1:9/v1"

@@ -76,7 +76,8 @@ def test_every_workers_module_has_a_place_in_the_workers_order():
     assert _lines(cfg["containers"]) == ["workers"]
     placed = _placed(cfg["layers"])
     names = {m.name for m in pkgutil.iter_modules([str(ROOT / "workers")])}
-    for provider in ("fireworks", "openai_batch"):  # batch providers: placed module by module
-        names |= {f"{provider}.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "workers" / provider)])}
-        names.discard(provider)
+    packages = {m.name for m in pkgutil.iter_modules([str(ROOT / "workers")]) if m.ispkg}
+    for package in packages - placed:  # the batch runner and providers: placed module by module
+        names |= {f"{package}.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "workers" / package)])}
+        names.discard(package)
     assert names - placed == set(), "place each new workers module in the workers-layers contract"

@@ -3,7 +3,7 @@ job after a crash, create it, poll it, download its files and read answers and f
 them. Fireworks is one (``workers/fireworks/provider.py``); a second provider is one module plus
 one row in ``config/engines.py`` (``BATCH_BACKENDS``, ``target``).
 
-Why a protocol: the part runner (``workers/fireworks/runner.py``: the ledger, the run folder, the
+Why a protocol: the part runner (``workers/batch/runner.py``: the ledger, the run folder, the
 idempotent steps) is the same for any service that takes a JSONL file of requests and returns
 one of answers; only the calls and the file formats differ.
 """
@@ -29,6 +29,7 @@ class BatchJob:
     complete: bool = False  # ended with every row's output (terminal, not failed, not partial)
     message: str = ""  # why it failed (the provider's words)
     output_id: str | None = None  # where its output lives; None: the planned output dataset
+    created_at: float | None = None  # Unix time the service created it (the poll deadline counts from it)
     raw: dict[str, Any] = field(default_factory=dict)
 
 

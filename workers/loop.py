@@ -16,7 +16,7 @@ import signal
 import time
 from typing import Any
 
-import workers.fireworks.tasks  # noqa: F401 - registers the Fireworks tasks
+import workers.batch.tasks  # noqa: F401 - registers the batch providers' tasks
 import workers.reconcile  # noqa: F401 - registers the periodic reconcile
 from producer.huey_app import huey
 from producer.ledger import connect

@@ -20,7 +20,7 @@ from producer.ledger import connect
 from producer.ledger.queries import live_worker_pids, open_chunks, trials_ready_to_export, unscored_chunks
 from producer.ledger.writes import mark_chunks_queued, reset_dead_work
 from workers import tasks, worker_state
-from workers.fireworks.tasks import reconcile_fireworks
+from workers.batch.tasks import reconcile_fireworks
 
 
 @dataclass

@@ -73,16 +73,16 @@ def setting_source(name: str, env_file: Path | str | None = None) -> str | None:
 DEFAULT_API_BASE = BATCH_BACKENDS["fireworks"].default_base
 
 
-class FireworksError(RuntimeError):
-    """A Fireworks call that failed for good; ``status`` is the HTTP status (None: no answer)."""
+class BatchServiceError(RuntimeError):
+    """A batch provider's call that failed for good; ``status`` is the HTTP status (None: no answer)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
 
-class FireworksConfigError(FireworksError):
-    """Missing key or account: the user must set FIREWORKS_API_KEY / FIREWORKS_ACCOUNT_ID."""
+class BatchConfigError(BatchServiceError):
+    """Missing key, account or SDK: the one line says what to set or install."""
 
 
 class _Secret:
@@ -114,7 +114,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 def check_api_base(base: str, source: str | None = None, backend: str = "fireworks") -> str:
-    """The API base without a trailing slash; FireworksConfigError (one line) unless it is https://,
+    """The API base without a trailing slash; BatchConfigError (one line) unless it is https://,
     or http:// to a loopback host. The message shows scheme, host and port only. ``backend`` names
     the variable and the default (``config.engines.BATCH_BACKENDS``)."""
     spec = BATCH_BACKENDS[backend]
@@ -125,15 +125,15 @@ def check_api_base(base: str, source: str | None = None, backend: str = "firewor
         parts = urlsplit(raw)
         host, port = parts.hostname or "", parts.port
     except ValueError:
-        raise FireworksConfigError(f"{var}{where} is not a valid URL") from None
+        raise BatchConfigError(f"{var}{where} is not a valid URL") from None
     scheme = parts.scheme.lower()
     shown = f"{scheme}://{host}" + (f":{port}" if port else "")
     if scheme not in ("https", "http") or not host:
-        raise FireworksConfigError(f"{var}{where} must be an https:// URL such as {default}")
+        raise BatchConfigError(f"{var}{where} must be an https:// URL such as {default}")
     if parts.username or parts.password:
-        raise FireworksConfigError(f"{var}{where} must not contain a user name or password")
+        raise BatchConfigError(f"{var}{where} must not contain a user name or password")
     if scheme == "http" and not is_loopback_host(host):
-        raise FireworksConfigError(
+        raise BatchConfigError(
             f"{var}{where} is {shown}: it must use https:// (http:// only to a loopback host such as"
             " 127.0.0.1), or the API key would travel in clear")
     return raw
@@ -151,7 +151,7 @@ def api_base_notice(env_file: str | None = None, backend: str = "fireworks") -> 
     source = setting_source(var, env_file)
     try:
         shown = check_api_base(base, source, backend)
-    except FireworksConfigError as exc:
+    except BatchConfigError as exc:
         return f"{label} API base from {source} is not the default {default}", str(exc)
     return f"{label} API base: {shown} (from {source}; the default is {default})", None
 
@@ -171,9 +171,9 @@ class Credentials:
         key = get_setting("FIREWORKS_API_KEY", env_file=env_file)
         account = get_setting("FIREWORKS_ACCOUNT_ID", env_file=env_file)
         if not key:
-            raise FireworksConfigError("FIREWORKS_API_KEY is not set (environment or .env)")
+            raise BatchConfigError("FIREWORKS_API_KEY is not set (environment or .env)")
         if not account:
-            raise FireworksConfigError("FIREWORKS_ACCOUNT_ID is not set (environment or .env)")
+            raise BatchConfigError("FIREWORKS_ACCOUNT_ID is not set (environment or .env)")
         base = get_setting("FIREWORKS_API_BASE", env_file=env_file) or DEFAULT_API_BASE
         base = check_api_base(base, setting_source("FIREWORKS_API_BASE", env_file))  # before any key is sent
         return cls(_Secret(key), account, base)
@@ -196,20 +196,20 @@ class KeyCredentials:
         spec = BATCH_BACKENDS[backend]
         key = get_setting(spec.key_env, env_file=env_file)
         if not key:
-            raise FireworksConfigError(f"{spec.key_env} is not set (environment or .env)")
+            raise BatchConfigError(f"{spec.key_env} is not set (environment or .env)")
         base = get_setting(spec.base_env, env_file=env_file) or spec.default_base
         base = check_api_base(base, setting_source(spec.base_env, env_file), backend)  # before any key is sent
         return cls(_Secret(key), base, backend)
 
 
 def check_backend_ready(backend: str) -> None:
-    """Before a paid run is written: the provider's credentials (and SDK) are there; FireworksError if not."""
+    """Before a paid run is written: the provider's credentials (and SDK) are there; BatchServiceError if not."""
     spec = BATCH_BACKENDS[backend]
     if spec.sdk:
         try:
             importlib.import_module(spec.sdk)  # the optional extra must be there before anything is written
         except ImportError:
-            raise FireworksConfigError(spec.sdk_hint) from None
+            raise BatchConfigError(spec.sdk_hint) from None
     if spec.account_env:
         Credentials.from_env()
     else:

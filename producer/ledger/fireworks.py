@@ -159,8 +159,9 @@ def job_summary(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def format_jobs(jobs: list[dict[str, Any]]) -> str:
-    lines = ["  fireworks jobs:"]
+def format_jobs(jobs: list[dict[str, Any]], backend: str) -> str:
+    """``status``'s jobs table, headed by the run's provider (``fireworks jobs:``, ``openai jobs:``)."""
+    lines = [f"  {backend} jobs:"]
     for j in jobs:
         state = (j["job_state"] or j["state"]).replace("JOB_STATE_", "")
         line = (f"    part {j['part']:>3} {j['trial']}  {state:<12} {j['processed']}/{j['total']}"

@@ -182,7 +182,7 @@ def format_status(st: RunStatus) -> str:
     else:
         lines.append("  workers: none running (start: python -m workers -w 2)")
     if st.fireworks_jobs:
-        lines.append(format_jobs(st.fireworks_jobs))
+        lines.append(format_jobs(st.fireworks_jobs, batch_backend_of(st.engine) or st.engine))
     for e in st.recent_errors:
         lines.append(f"  failed {e.custom_id}: {e.error}")
     return "\n".join(lines)

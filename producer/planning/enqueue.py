@@ -27,7 +27,7 @@ from config.lookup import apply_data_overrides
 from config.model_files import KNOWN_MODELS
 from config.schema import EvalConfig
 from producer.host.console import UserError
-from producer.host.env import FireworksError, check_backend_ready
+from producer.host.env import BatchServiceError, check_backend_ready
 from producer.inputs.fireworks_plan import plan_run, register_plan, retry_failed_parts
 from producer.inputs.messages import load_prompt_texts
 from producer.inputs.prepare import check_output_dir, ensure_prepared
@@ -176,7 +176,7 @@ def _backend_engine(cfg: EvalConfig, dry_run: bool) -> str:
         return run_engine(cfg, dry_run)
     try:
         check_backend_ready(cfg.backend)
-    except FireworksError as exc:
+    except BatchServiceError as exc:
         raise UserError(f"{exc} (or use --dry-run to try the flow offline)") from None
     return run_engine(cfg)
 

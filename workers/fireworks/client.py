@@ -38,13 +38,13 @@ from producer.host.env import (  # one definition below workers (plan and doctor
     DEFAULT_API_BASE as DEFAULT_API_BASE,
 )
 from producer.host.env import (
+    BatchConfigError as BatchConfigError,
+)
+from producer.host.env import (
+    BatchServiceError as BatchServiceError,
+)
+from producer.host.env import (
     Credentials as Credentials,
-)
-from producer.host.env import (
-    FireworksConfigError as FireworksConfigError,
-)
-from producer.host.env import (
-    FireworksError as FireworksError,
 )
 from producer.host.env import (
     _Secret as _Secret,
@@ -56,35 +56,14 @@ from producer.host.env import (
     is_loopback_host as is_loopback_host,
 )
 from producer.inputs.fireworks_plan import TERMINAL_OK, TERMINAL_PARTIAL, UPLOAD_LIMIT_BYTES
+from workers.batch.retry import RETRY_STATUS, redact, retry_delay
 
 log = logging.getLogger("workers.fireworks")
 
-RETRY_STATUS = {408, 429}
-MAX_BACKOFF_S = 60.0
 
 TERMINAL_FAILED = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_DELETING",
                    "JOB_STATE_DELETING_CLEANING_UP", "JOB_STATE_DELETED", "JOB_STATE_ARCHIVED"}
 TERMINAL_STATES = TERMINAL_OK | TERMINAL_PARTIAL | TERMINAL_FAILED
-
-
-def retry_delay(backoff_s: float, attempt: int, retry_after: str | None) -> float:
-    """Seconds before the next try: exponential from ``backoff_s``, at least the server's Retry-After
-    (seconds), never more than MAX_BACKOFF_S. Both batch clients use it."""
-    delay = min(MAX_BACKOFF_S, backoff_s * (2 ** (attempt - 1)))
-    if retry_after:
-        try:
-            delay = min(MAX_BACKOFF_S, max(delay, float(retry_after)))
-        except ValueError:
-            pass
-    return delay
-
-
-def redact(text: str, secret: str | None) -> str:
-    """Remove the key from any text that may reach a log, file or error message."""
-    text = str(text)
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "<redacted>")
-    return text
 
 
 def _server_message(resp: requests.Response) -> str:
@@ -132,7 +111,7 @@ class FireworksClient:
                 **kwargs: Any) -> requests.Response | None:
         """One call with retries on connection errors, 408, 429 and 5xx until the deadline.
 
-        Returns None for a 404 when ``ok_404`` (a look-up that found nothing); raises FireworksError
+        Returns None for a 404 when ``ok_404`` (a look-up that found nothing); raises BatchServiceError
         with the server's message for any other non-retryable status.
         """
         headers = dict(kwargs.pop("headers", {}) or {})
@@ -155,11 +134,11 @@ class FireworksClient:
                 status = resp.status_code
                 problem = f"HTTP {status}: {_server_message(resp)}"
                 if status not in RETRY_STATUS and status < 500:
-                    raise FireworksError(self._clean(f"{what} failed: {problem}"), status)
+                    raise BatchServiceError(self._clean(f"{what} failed: {problem}"), status)
                 retry_after = resp.headers.get("Retry-After")
             delay = retry_delay(self.backoff_s, attempt, retry_after)
             if time.monotonic() + delay > deadline:
-                raise FireworksError(self._clean(f"{what} failed after {attempt} attempts: {problem}"), status)
+                raise BatchServiceError(self._clean(f"{what} failed after {attempt} attempts: {problem}"), status)
             log.info("%s: %s (attempt %d), retrying in %.2fs", what, self._clean(problem), attempt, delay)
             time.sleep(delay)
 
@@ -175,7 +154,7 @@ class FireworksClient:
             dataset["displayName"] = display_name[:100]
         try:
             resp = self.request("POST", self._url("datasets"), json={"datasetId": dataset_id, "dataset": dataset})
-        except FireworksError as exc:
+        except BatchServiceError as exc:
             if exc.status == 409:  # created by an earlier attempt whose answer was lost
                 found = self.get_dataset(dataset_id)
                 if found is not None:
@@ -187,7 +166,7 @@ class FireworksClient:
     def upload_dataset(self, dataset_id: str, filename: str, data: bytes) -> dict[str, Any]:
         """Multipart upload (field ``file``) of one part; parts are split below the 150 MB limit."""
         if len(data) > UPLOAD_LIMIT_BYTES:
-            raise FireworksError(f"part {filename} is {len(data)} bytes, over the 150 MB upload limit")
+            raise BatchServiceError(f"part {filename} is {len(data)} bytes, over the 150 MB upload limit")
         resp = self.request("POST", self._url(f"datasets/{dataset_id}:upload"),
                             files={"file": (filename, data, "application/jsonl")})
         assert resp is not None
@@ -224,7 +203,7 @@ class FireworksClient:
         try:
             resp = self.request("POST", self._url("batchInferenceJobs"), params={"batchInferenceJobId": job_id},
                                 json=body)
-        except FireworksError as exc:
+        except BatchServiceError as exc:
             if exc.status == 409:
                 found = self.get_job(job_id)
                 if found is not None:

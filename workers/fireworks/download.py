@@ -14,7 +14,8 @@ import logging
 import re
 import time
 
-from workers.fireworks.client import MAX_BACKOFF_S, FireworksClient, FireworksError
+from workers.batch.retry import MAX_BACKOFF_S
+from workers.fireworks.client import BatchServiceError, FireworksClient
 
 log = logging.getLogger("workers.fireworks")
 
@@ -59,7 +60,7 @@ def is_output_file(name: str) -> bool:
 def fetch_output_files(client: FireworksClient, dataset_id: str) -> dict[str, bytes]:
     """Every file of an output dataset, by safe name. A refused signed URL or a failed
     ``:getDownloadEndpoint`` asks for fresh URLs (files already in are kept) until the client's
-    deadline; then the last FireworksError is raised for the caller to try again later."""
+    deadline; then the last BatchServiceError is raised for the caller to try again later."""
     got: dict[str, bytes] = {}
     deadline = time.monotonic() + client.deadline_s
     attempt = 0
@@ -72,7 +73,7 @@ def fetch_output_files(client: FireworksClient, dataset_id: str) -> dict[str, by
                     got[key] = client.fetch_signed(url)
             names = name_files(list(got))
             return {names[k]: v for k, v in got.items()}
-        except FireworksError as exc:
+        except BatchServiceError as exc:
             problem = exc
         delay = min(MAX_BACKOFF_S, client.backoff_s * (2 ** (attempt - 1)))
         if time.monotonic() + delay > deadline:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 from config.schema import EvalConfig
@@ -18,9 +20,9 @@ from workers.batch_provider import BatchJob
 from workers.fireworks.client import (
     TERMINAL_FAILED,
     TERMINAL_STATES,
+    BatchServiceError,
     Credentials,
     FireworksClient,
-    FireworksError,
     _Secret,
     job_progress,
     short_id,
@@ -49,13 +51,26 @@ def make_client(cfg: EvalConfig, engine: str) -> FireworksClient:
     return FireworksClient(Credentials.from_env(), deadline_s=deadline, backoff_s=backoff)
 
 
+def created_at(job: dict[str, Any]) -> float | None:
+    """``createTime`` (RFC 3339 with up to nanoseconds, e.g. 2023-11-07T05:31:56.123456789Z) as a Unix
+    time; None if absent or unreadable."""
+    raw = str(job.get("createTime") or "").strip()
+    if not raw:
+        return None
+    raw = re.sub(r"(\.\d{6})\d+", r"\1", raw).replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        return None
+
+
 def as_job(job: dict[str, Any]) -> BatchJob:
     """A Fireworks ``batchInferenceJob`` as the runner's ``BatchJob``."""
     state = job.get("state") or "JOB_STATE_UNSPECIFIED"
     return BatchJob(state=state, progress=job_progress(job), terminal=state in TERMINAL_STATES,
                     failed=state in TERMINAL_FAILED, complete=state in TERMINAL_OK,
                     message=((job.get("status") or {}).get("message") or state).strip(),
-                    output_id=short_id(job.get("outputDatasetId")) or None, raw=job)
+                    output_id=short_id(job.get("outputDatasetId")) or None, created_at=created_at(job), raw=job)
 
 
 class FireworksProvider:
@@ -79,7 +94,7 @@ class FireworksProvider:
             if ds.get("state") == "READY":
                 return
             if time.monotonic() > deadline:
-                raise FireworksError(f"dataset {dataset_id} not READY after {settings.request_deadline_s:.0f}s"
+                raise BatchServiceError(f"dataset {dataset_id} not READY after {settings.request_deadline_s:.0f}s"
                                      f" (state {ds.get('state')})")
             time.sleep(min(settings.poll_interval_s, 5.0))
 

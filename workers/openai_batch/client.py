@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from config.engines import BATCH_BACKENDS
-from producer.host.env import FireworksConfigError, FireworksError, KeyCredentials
-from workers.fireworks.client import RETRY_STATUS, redact, retry_delay
+from producer.host.env import BatchConfigError, BatchServiceError, KeyCredentials
+from workers.batch.retry import RETRY_STATUS, redact, retry_delay
 
 log = logging.getLogger("workers.openai_batch")
 
@@ -24,7 +24,7 @@ ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
 
 
-class OpenAIError(FireworksError):
+class OpenAIError(BatchServiceError):
     """An OpenAI call that failed for good (the batch runner's error type; ``status`` as there)."""
 
 
@@ -32,7 +32,7 @@ def _sdk() -> Any:
     try:
         import openai  # lazy: an optional extra, imported only by an OpenAI run
     except ImportError:
-        raise FireworksConfigError(BATCH_BACKENDS["openai"].sdk_hint) from None
+        raise BatchConfigError(BATCH_BACKENDS["openai"].sdk_hint) from None
     return openai
 
 

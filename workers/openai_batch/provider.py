@@ -1,6 +1,6 @@
 """OpenAI's Batch API as a ``BatchProvider`` (``workers/batch_provider.py``): a part is one input file
 (``purpose=batch``) and one batch (``/v1/chat/completions``, ``24h``); the runner
-(``workers/fireworks/runner.py``) drives it as it drives Fireworks.
+(``workers/batch/runner.py``) drives it as it drives Fireworks.
 
 How a part finds what it made (docs/batch-providers.md): OpenAI assigns file and batch ids, so the
 part's deterministic ids (``producer.inputs.fireworks_plan.fireworks_ids``) travel with them instead: the input
@@ -65,6 +65,7 @@ def as_job(batch: Any) -> BatchJob:
                                             "succeeded": done, "failed": failed},
                     terminal=status in TERMINAL, failed=status == "failed" or (status == "cancelled" and not has_output),
                     complete=status == "completed", message=message[:500], output_id=raw.get("id"),
+                    created_at=float(raw["created_at"]) if isinstance(raw.get("created_at"), int | float) else None,
                     raw={**raw, "state": status})
 
 

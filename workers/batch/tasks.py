@@ -1,4 +1,4 @@
-"""Huey tasks of the Fireworks backend: submit a part, poll its job (re-scheduling itself), ingest.
+"""Huey tasks of a batch provider's run (Fireworks, OpenAI, ...): submit a part, poll its job (re-scheduling itself), ingest.
 
 Why scheduled polling: a job takes minutes to hours; ``fw_poll_part.schedule(delay=...)`` frees the
 worker between polls and survives a restart (the schedule lives in Huey's SQLite). Messages carry only
@@ -20,7 +20,7 @@ from producer.ledger import fireworks as fw_ledger
 from producer.ledger.queries import chunk_trials, is_stopped, trial_is_complete
 from producer.ledger.run_record import run_settings, set_run_stop
 from workers import tasks, worker_state
-from workers.fireworks.client import FireworksError
+from workers.fireworks.client import BatchServiceError
 
 log = logging.getLogger("workers.fireworks")
 
@@ -31,12 +31,12 @@ def _settings(run_id: str):
     return run_settings(run_id)
 
 
-def _retryable(exc: FireworksError) -> bool:
+def _retryable(exc: BatchServiceError) -> bool:
     return exc.status is None or exc.status in (408, 429) or exc.status >= 500
 
 
 def _fail_part(run_id: str, part: int, message: str) -> None:
-    from workers.fireworks.runner import _fail_open  # lazy: keeps the task modules light to import
+    from workers.batch.runner import _fail_open  # lazy: keeps the task modules light to import
 
     conn = connect()
     row = fw_ledger.get_part(conn, run_id, part)
@@ -47,9 +47,10 @@ def _fail_part(run_id: str, part: int, message: str) -> None:
     after_part(run_id, part)
 
 
-def _stop_for_key(run_id: str, part: int, exc: FireworksError, engine: str) -> None:
+def _stop_for_key(run_id: str, part: int, exc: BatchServiceError, engine: str) -> None:
     backend = batch_backend_of(engine) or "fireworks"
-    names = "FIREWORKS_API_KEY and FIREWORKS_ACCOUNT_ID" if backend == "fireworks" else BATCH_BACKENDS[backend].key_env
+    spec = BATCH_BACKENDS[backend]
+    names = " and ".join(n for n in (spec.key_env, spec.account_env) if n)
     reason = (f"{backend} refused the request while polling part {part} ({exc}): check {names},"
               f" then python -m producer run --resume {run_id}")
     set_run_stop(connect(), run_id, True, reason=reason[:600])
@@ -66,10 +67,9 @@ def after_part(run_id: str, part: int) -> None:
             tasks.export_trial(run_id, trial)
 
 
-@huey.task()
 def fw_submit_part(run_id: str, part: int) -> None:
+    from workers.batch.runner import poll_part, submit_part  # lazy: as above
     from workers.batch_provider import provider_for  # lazy: keeps the task modules light to import
-    from workers.fireworks.runner import poll_part, submit_part  # lazy: as above
 
     worker_state.ensure_registered()
     if is_stopped(connect(), run_id):
@@ -90,7 +90,7 @@ def fw_submit_part(run_id: str, part: int) -> None:
     except RowValidationError as exc:
         _fail_part(run_id, part, f"invalid batch row: {exc}")
         return
-    except FireworksError as exc:
+    except BatchServiceError as exc:
         if _retryable(exc):
             log.warning("part %s: %s; trying again later", part, exc)
             fw_submit_part.schedule((run_id, part), delay=cfg.batch_settings().poll_interval_s)
@@ -100,10 +100,9 @@ def fw_submit_part(run_id: str, part: int) -> None:
     fw_poll_part.schedule((run_id, part), delay=cfg.batch_settings().poll_interval_s)
 
 
-@huey.task()
 def fw_poll_part(run_id: str, part: int) -> None:
+    from workers.batch.runner import poll_part  # lazy: as above
     from workers.batch_provider import provider_for  # lazy: keeps the task modules light to import
-    from workers.fireworks.runner import poll_part  # lazy: as above
 
     worker_state.ensure_registered()
     if is_stopped(connect(), run_id):
@@ -111,7 +110,7 @@ def fw_poll_part(run_id: str, part: int) -> None:
     cfg, engine = _settings(run_id)
     try:
         finished = poll_part(run_id, part, cfg, provider_for(cfg, engine))
-    except FireworksError as exc:
+    except BatchServiceError as exc:
         if exc.status == 404 and is_dry_run_engine(engine):  # the offline fake died with its process
             fw_ledger.update_part(connect(), run_id, part, state="planned")
             fw_submit_part(run_id, part)
@@ -128,6 +127,13 @@ def fw_poll_part(run_id: str, part: int) -> None:
         after_part(run_id, part)
     elif not is_stopped(connect(), run_id):  # a stop (the poll deadline, producer stop): resume re-sends
         fw_poll_part.schedule((run_id, part), delay=cfg.batch_settings().poll_interval_s)
+
+
+# Huey names a task "<module of its function>.<name>" and queued messages carry that name: these were
+# defined in workers.fireworks.tasks, so they keep it (messages in a user's queue still run).
+fw_submit_part.__module__ = fw_poll_part.__module__ = "workers.fireworks.tasks"
+fw_submit_part = huey.task()(fw_submit_part)
+fw_poll_part = huey.task()(fw_poll_part)
 
 
 def reconcile_fireworks(run_id: str | None = None) -> int:

@@ -1,4 +1,4 @@
-"""One part's life on Fireworks: upload -> job -> poll -> download -> results in the ledger.
+"""One part's life on a batch service (Fireworks, OpenAI, ...): upload -> job -> poll -> download -> results in the ledger.
 
 Why idempotent steps: Huey may run a message twice and a worker may die anywhere. Every step first
 looks at what exists (dataset, job) under the part's deterministic ids, so a resume never creates a
@@ -27,9 +27,9 @@ from producer.ledger.queries import get_run
 from producer.ledger.sweep import sharers
 from producer.runs.layout import RunLayout
 from producer.runs.results_io import ResultsFormatError
+from workers.batch.deadline import check_deadline
 from workers.batch_provider import BatchProvider
-from workers.fireworks.client import FireworksError
-from workers.fireworks.deadline import check_deadline
+from workers.fireworks.client import BatchServiceError
 
 log = logging.getLogger("workers.fireworks")
 
@@ -96,11 +96,11 @@ def poll_part(run_id: str, part_no: int, cfg: EvalConfig, provider: BatchProvide
         return True
     job = provider.find_job(part["job_id"])
     if job is None:
-        raise FireworksError(f"job {part['job_id']} of part {part_no} not found on the batch service", 404)
+        raise BatchServiceError(f"job {part['job_id']} of part {part_no} not found on the batch service", 404)
     state = job.state
     fw_ledger.update_part(conn, run_id, part_no, job_state=state, progress=job.progress)
     if not job.terminal:
-        check_deadline(conn, run_id, part, job.raw, cfg)
+        check_deadline(conn, run_id, part, job, cfg, _backend(get_run(conn, run_id)))
         return False
     if job.failed:
         message = job.message
@@ -110,11 +110,11 @@ def poll_part(run_id: str, part_no: int, cfg: EvalConfig, provider: BatchProvide
     out_id = job.output_id or part["output_dataset_id"]
     try:
         counts = download_part(run_id, part, out_id, provider)
-    except (FireworksError, ResultsFormatError) as exc:  # the job's output exists: never fail its rows
+    except (BatchServiceError, ResultsFormatError) as exc:  # the job's output exists: never fail its rows
         note = f"{state}: output not downloaded yet ({exc}); trying again"
         fw_ledger.update_part(conn, run_id, part_no, error=note[:500])
         log.warning("part %s: %s", part_no, note)
-        check_deadline(conn, run_id, part, job.raw, cfg, problem=str(exc)[:200])
+        check_deadline(conn, run_id, part, job, cfg, _backend(get_run(conn, run_id)), problem=str(exc)[:200])
         return False
     fw_ledger.update_part(conn, run_id, part_no, state="downloaded",
                           error=None if job.complete else f"{state}: partial output")
