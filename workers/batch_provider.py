@@ -1,6 +1,6 @@
 """The interface every batch provider implements (issue 24, item 2): upload a part's rows, find its
-job after a crash, create it, poll it, download its files and read answers and failed rows from
-them. Fireworks is one (``workers/fireworks/provider.py``); a second provider is one module plus
+job after a crash, create it, poll it, download its files, read answers and failed rows from them,
+cancel it (``producer stop --cancel-batches``) and say what it billed (``usage``). Fireworks is one (``workers/fireworks/provider.py``); a second provider is one module plus
 one row in ``config/engines.py`` (``BATCH_BACKENDS``, ``target``).
 
 Why a protocol: the part runner (``workers/batch/runner.py``: the ledger, the run folder, the
@@ -33,6 +33,20 @@ class BatchJob:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BatchUsage:
+    """The tokens a service reports it processed for one job (what it bills), beside the per-row usage."""
+
+    input_tokens: int = 0  # every prompt token, cached ones included
+    cached_input_tokens: int = 0  # prompt tokens read from the provider's cache (billed at its cached price)
+    output_tokens: int = 0
+    cache_write_tokens: int = 0  # prompt tokens written to the cache (Anthropic bills them above input)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
+                "output_tokens": self.output_tokens, "cache_write_tokens": self.cache_write_tokens}
+
+
 class BatchProvider(Protocol):
     """Each step is idempotent under deterministic ids: a retried or resumed step repeats no paid work."""
 
@@ -51,6 +65,14 @@ class BatchProvider(Protocol):
 
     def read_rows(self, files: dict[str, bytes]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         """(answers by custom_id as ``normalise_raw_row`` rows, error text by custom_id of failed rows)."""
+
+    def cancel(self, job_id: str) -> BatchJob | None:
+        """Ask the service to stop the job (None: no such job). Rows it already answered stay downloadable
+        where the service keeps them; the others fail and ``run --resume --retry-failed`` sends them again."""
+
+    def usage(self, job: BatchJob, files: dict[str, bytes] | None = None) -> BatchUsage | None:
+        """The tokens the service reports for this (terminal) job, from the job record or its downloaded
+        files; None when it reports none (costs then come from the rows' own usage alone)."""
 
 
 def provider_for(cfg: EvalConfig, engine: str) -> BatchProvider:
