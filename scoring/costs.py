@@ -28,7 +28,9 @@ from config.contract import RAW_RESULTS_JSONL
 from config.engines import is_batch
 from config.schema import EvalConfig, Pricing
 from producer.host.console import UserError
+from producer.runs.layout import TrialFolder
 from producer.runs.results_io import ResultsFormatError, check_unique_custom_ids
+from producer.runs.run_records import TrialManifest, read_record
 
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -109,28 +111,58 @@ def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
     }
 
 
-def _manifest_data(manifest: Path | None) -> dict[str, Any]:
-    """The trial manifest as a dict ({} when missing or unreadable: costs never fail on it)."""
+def read_manifest(manifest: Path | None) -> TrialManifest:
+    """The trial manifest (an empty one when missing or unreadable: costs never fail on it)."""
     if manifest is None or not Path(manifest).is_file():
-        return {}
+        return TrialManifest()
     try:
-        data = json.loads(Path(manifest).read_text(encoding="utf-8"))
+        return read_record(Path(manifest), TrialManifest)
     except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return TrialManifest()
 
 
 def usage_estimated_from_manifest(manifest: Path | None) -> bool | None:
     """The trial manifest's ``usage_estimated`` flag (token counts estimated, not engine-reported)."""
-    data = _manifest_data(manifest)
-    value = data.get("usage_estimated", data.get("tokens_estimated"))
+    m = read_manifest(manifest)
+    value = m.usage_estimated if m.usage_estimated is not None else m.extra("tokens_estimated")
     return bool(value) if value is not None else None
 
 
 def model_from_manifest(manifest: Path | None) -> str | None:
     """The trial's model (``trial.model`` of trial_manifest.json), whose prices apply; None if unknown."""
-    trial = _manifest_data(manifest).get("trial")
-    return str(trial["model"]) if isinstance(trial, dict) and trial.get("model") else None
+    trial = read_manifest(manifest).trial
+    return trial.model if trial is not None and trial.model else None
+
+
+def reported_by_provider(pred_csv: Path, backend: str, pricing: Pricing) -> dict[str, Any] | None:
+    """What the batch service itself reported for the trial's own jobs (``<provider>/jobs.jsonl``: the
+    parts this trial sent; rows reused from another trial are in that trial's jobs), and its USD at the
+    same prices; None for a local run or when the service reported no usage."""
+    if not is_batch(backend):
+        return None
+    trial = TrialFolder.of_results(Path(pred_csv).parent)
+    jobs = trial.run_folder.batch_jobs(backend)
+    if not jobs.is_file():
+        return None
+    keys = ("input_tokens", "cached_input_tokens", "output_tokens", "cache_write_tokens")
+    total = dict.fromkeys(keys, 0)
+    parts = 0
+    for line in jobs.read_text(encoding="utf-8").splitlines():
+        try:
+            job = json.loads(line)
+        except ValueError:
+            continue
+        usage = job.get("usage") if isinstance(job, dict) and job.get("trial") == trial.path.name else None
+        if not isinstance(usage, dict):
+            continue
+        parts += 1
+        for k in keys:
+            total[k] += int(usage.get(k) or 0)
+    if not parts:
+        return None
+    usd = usd_of(total["input_tokens"], total["output_tokens"], min(total["cached_input_tokens"], total["input_tokens"]),
+                 pricing, pricing.batch_discount)
+    return {**total, "parts": parts, "usd": usd}
 
 
 def write_costs(pred_csv: Path, out_path: Path, cfg: EvalConfig | None = None, manifest: Path | None = None) -> Path:
@@ -142,6 +174,9 @@ def write_costs(pred_csv: Path, out_path: Path, cfg: EvalConfig | None = None, m
     own_cached = sum(v for k, v in cached.items() if k not in shared)
     data = compute_costs(Path(pred_csv), pricing, backend, usage_estimated=usage_estimated_from_manifest(manifest),
                          cached_prompt_tokens=own_cached if cached else None, shared_ids=shared)
+    reported = reported_by_provider(Path(pred_csv), backend, pricing)
+    if reported is not None:
+        data["reported_by_provider"] = reported
     return write_json_atomic(Path(out_path), data)
 
 

@@ -155,7 +155,7 @@ def job_summary(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
         rows.append({"part": r["part"], "trial": r["trial"], "job_id": r["job_id"], "state": r["state"],
                      "job_state": r["job_state"], "rows": r["n_rows"], "processed": prog.get("processed", 0),
                      "total": prog.get("total") or r["n_rows"], "failed": prog.get("failed", 0),
-                     "error": r["error"]})
+                     "error": r["error"], **({"usage": prog["usage"]} if prog.get("usage") else {})})
     return rows
 
 

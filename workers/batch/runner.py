@@ -28,7 +28,7 @@ from producer.ledger.sweep import sharers
 from producer.runs.layout import RunLayout
 from producer.runs.results_io import ResultsFormatError
 from workers.batch.deadline import check_deadline
-from workers.batch_provider import BatchProvider
+from workers.batch_provider import BatchJob, BatchProvider
 from workers.fireworks.client import BatchServiceError
 
 log = logging.getLogger("workers.fireworks")
@@ -103,27 +103,40 @@ def poll_part(run_id: str, part_no: int, cfg: EvalConfig, provider: BatchProvide
         check_deadline(conn, run_id, part, job, cfg, _backend(get_run(conn, run_id)))
         return False
     if job.failed:
+        _record_usage(conn, run_id, part_no, job, provider, None)
         message = job.message
         _fail_open(conn, run_id, part, f"{_backend(get_run(conn, run_id))} job {part['job_id']} ended {state}: {message}")
         fw_ledger.update_part(conn, run_id, part_no, state="failed", error=message[:500])
         return True
     out_id = job.output_id or part["output_dataset_id"]
     try:
-        counts = download_part(run_id, part, out_id, provider)
+        counts, files = download_part(run_id, part, out_id, provider)
     except (BatchServiceError, ResultsFormatError) as exc:  # the job's output exists: never fail its rows
         note = f"{state}: output not downloaded yet ({exc}); trying again"
         fw_ledger.update_part(conn, run_id, part_no, error=note[:500])
         log.warning("part %s: %s", part_no, note)
         check_deadline(conn, run_id, part, job, cfg, _backend(get_run(conn, run_id)), problem=str(exc)[:200])
         return False
+    _record_usage(conn, run_id, part_no, job, provider, files)
     fw_ledger.update_part(conn, run_id, part_no, state="downloaded",
                           error=None if job.complete else f"{state}: partial output")
     log.info("part %s: %s", part_no, counts)
     return True
 
 
-def download_part(run_id: str, part: sqlite3.Row, output_id: str, provider: BatchProvider) -> dict[str, int]:
-    """Download output and error files, keep copies in the run folder, and ingest by custom_id."""
+def _record_usage(conn: sqlite3.Connection, run_id: str, part_no: int, job: BatchJob, provider: BatchProvider,
+                  files: dict[str, bytes] | None) -> None:
+    """The tokens the service reported for the ended job, kept with the part's progress (jobs.jsonl,
+    costs.json's ``reported_by_provider``)."""
+    usage = provider.usage(job, files)
+    if usage is not None:
+        fw_ledger.update_part(conn, run_id, part_no, progress={**job.progress, "usage": usage.as_dict()})
+
+
+def download_part(run_id: str, part: sqlite3.Row, output_id: str,
+                  provider: BatchProvider) -> tuple[dict[str, int], dict[str, bytes]]:
+    """Download output and error files, keep copies in the run folder, and ingest by custom_id; returns
+    the counts and the files."""
     conn = connect()
     run = get_run(conn, run_id)
     folder = _layout(run).folder.batch_download(_backend(run), part["part"])
@@ -131,7 +144,7 @@ def download_part(run_id: str, part: sqlite3.Row, output_id: str, provider: Batc
     for base, content in files.items():
         write_text_atomic(folder / base, content.decode("utf-8", "replace"))  # base: a safe name (download.py)
     results, errs = provider.read_rows(files)
-    return ingest(conn, run_id, part, results, errs)
+    return ingest(conn, run_id, part, results, errs), files
 
 
 def ingest(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, results: dict[str, dict[str, Any]],

@@ -2,7 +2,7 @@
 
 Endpoints and field names follow Fireworks' API reference (docs.fireworks.ai/api-reference:
 create-dataset, upload-dataset-files, get-dataset, create-batch-inference-job,
-get-batch-inference-job, get-dataset-download-endpoint) and the live notes that the docs omit:
+get-batch-inference-job, delete-batch-inference-job, get-dataset-download-endpoint) and the live notes that the docs omit:
 
 - ``POST /v1/accounts/{a}/datasets`` with ``{"datasetId", "dataset": {"exampleCount": "<n>",
   "userUploaded": {}}}``; without ``exampleCount`` the server answers 400
@@ -189,6 +189,11 @@ class FireworksClient:
         resp = self.request("GET", self._url(f"batchInferenceJobs/{job_id}"), ok_404=True)
         return None if resp is None else resp.json()
 
+    def delete_job(self, job_id: str) -> bool:
+        """Delete Batch Inference Job (``DELETE .../batchInferenceJobs/{id}``, the official SDK's
+        ``batch_inference_jobs.delete``): how a running job is stopped. False when there is no such job."""
+        return self.request("DELETE", self._url(f"batchInferenceJobs/{job_id}"), ok_404=True) is not None
+
     def create_job(self, job_id: str, model: str, input_dataset_id: str, output_dataset_id: str,
                    inference_parameters: dict[str, Any], display_name: str | None = None) -> dict[str, Any]:
         """Create a job under a deterministic id; a 409 (already exists) returns the existing job."""
@@ -234,5 +239,7 @@ def job_progress(job: dict[str, Any]) -> dict[str, Any]:
         "succeeded": num("successfullyProcessedRequests"),
         "failed": num("failedRequests"),
         "cached_input_tokens": num("cachedInputTokenCount"),
+        "input_tokens": num("inputTokens"),
+        "output_tokens": num("outputTokens"),
         "percent": p.get("percent"),
     }

@@ -152,6 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._route("POST")
 
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._route("DELETE")
+
     # -- endpoints ----------------------------------------------------------------------------
     def _h_create_dataset(self, args: dict, query: dict, body: bytes) -> None:
         st = self.server.state
@@ -247,6 +250,18 @@ class _Handler(BaseHTTPRequestHandler):
             out = _public_job(st, args["job"])
         self._send(200, out)
 
+    def _h_delete_job(self, args: dict, query: dict, body: bytes) -> None:
+        """Delete Batch Inference Job: the only call that stops one (the official SDK's
+        ``batch_inference_jobs.delete``); a running job ends CANCELLED and stays readable, without output."""
+        st = self.server.state
+        with st.lock:
+            job = st.jobs.get(args["job"])
+            if job is None:
+                return self._error(404, "resource not found")
+            if job["state"] in JOB_FLOW:
+                job.update(state="JOB_STATE_CANCELLED", status={"code": "CANCELLED", "message": "cancelled by user"})
+        self._send(200, {})
+
     def _h_download(self, args: dict, query: dict, body: bytes) -> None:
         st = self.server.state
         if body:
@@ -283,6 +298,7 @@ def _public_job(st: FakeState, job_id: str) -> dict[str, Any]:
     out["jobProgress"] = {"percent": int(100 * done / total) if total else 0, "totalInputRequests": total,
                           "totalProcessedRequests": done, "successfullyProcessedRequests": job.get("ok", 0),
                           "failedRequests": job.get("failed", 0), "outputRows": job.get("ok", 0),
+                          "inputTokens": job.get("input_tokens", 0), "outputTokens": job.get("output_tokens", 0),
                           "cachedInputTokenCount": job.get("cached", 0)}
     return out
 
@@ -298,7 +314,7 @@ def _finish(st: FakeState, job_id: str) -> None:
     if st.final_state == "JOB_STATE_EXPIRED":
         rows = rows[: len(rows) // 2]
     out_lines, err_lines = [], []
-    cached = 0
+    cached = tokens_in = tokens_out = 0
     for i, row in enumerate(rows):
         cid = row["custom_id"]
         if cid in st.fail_rows or i in st.fail_index:
@@ -309,6 +325,7 @@ def _finish(st: FakeState, job_id: str) -> None:
         prompt = sum(len(m["content"].split()) for m in body["messages"])
         completion = len(text.split())
         cached += st.cached_tokens
+        tokens_in, tokens_out = tokens_in + prompt, tokens_out + completion
         out_lines.append(json.dumps({"custom_id": cid, "response": {
             "id": f"chatcmpl-{job_id}-{i}", "object": "chat.completion", "model": job["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -316,7 +333,8 @@ def _finish(st: FakeState, job_id: str) -> None:
                       "total_tokens": prompt + completion,
                       "prompt_tokens_details": {"cached_tokens": st.cached_tokens}}}}))
     random.Random(job_id).shuffle(out_lines)  # rows come back out of order
-    job.update(processed=len(rows), ok=len(out_lines), failed=len(err_lines), cached=cached)
+    job.update(processed=len(rows), ok=len(out_lines), failed=len(err_lines), cached=cached,
+               input_tokens=tokens_in, output_tokens=tokens_out)
     out_id = job["outputDatasetId"].split("/")[-1]
     st.datasets[out_id] = {"name": job["outputDatasetId"], "state": "READY", "exampleCount": str(len(out_lines)),
                            "rows": [], "outputs": {
@@ -331,6 +349,7 @@ _ROUTES = [
     ("GET", re.compile(_ACCOUNT + r"/datasets/(?P<ds>[^/:]+)$"), "get_dataset"),
     ("POST", re.compile(_ACCOUNT + r"/batchInferenceJobs$"), "create_job"),
     ("GET", re.compile(_ACCOUNT + r"/batchInferenceJobs/(?P<job>[^/:]+)$"), "get_job"),
+    ("DELETE", re.compile(_ACCOUNT + r"/batchInferenceJobs/(?P<job>[^/:]+)$"), "delete_job"),
     ("GET", re.compile(r"/signed/(?P<token>[0-9a-f]+)$"), "signed"),
 ]
 
@@ -338,9 +357,7 @@ _ROUTES = [
 def _match(method: str, path: str) -> tuple[str, dict[str, str]]:
     for m, rx, name in _ROUTES:
         hit = rx.match(path)
-        if hit:
-            if m != method:
-                return "unknown", {}
+        if hit and m == method:
             return name, hit.groupdict()
     return "unknown", {}
 

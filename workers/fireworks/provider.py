@@ -16,7 +16,7 @@ from typing import Any
 from config.schema import EvalConfig
 from producer.inputs.fireworks_plan import DRY_RUN_ENGINE, TERMINAL_OK
 from producer.runs.results_io import normalise_raw_row, parse_jsonl_bytes
-from workers.batch_provider import BatchJob
+from workers.batch_provider import BatchJob, BatchUsage
 from workers.fireworks.client import (
     TERMINAL_FAILED,
     TERMINAL_STATES,
@@ -116,6 +116,24 @@ class FireworksProvider:
 
     def download(self, output_id: str) -> dict[str, bytes]:
         return fetch_output_files(self.client, output_id)
+
+    def cancel(self, job_id: str) -> BatchJob | None:
+        """Delete the job while it runs (Fireworks has no separate cancel); an ended job is left alone.
+        A deleted job that no longer reads back is reported CANCELLED: its rows fail at the next poll."""
+        job = self.find_job(job_id)
+        if job is None or job.terminal:
+            return job
+        self.client.delete_job(job_id)
+        return self.find_job(job_id) or BatchJob(state="JOB_STATE_CANCELLED", progress=job.progress, terminal=True,
+                                                 failed=True, message="deleted", created_at=job.created_at)
+
+    def usage(self, job: BatchJob, files: dict[str, bytes] | None = None) -> BatchUsage | None:
+        """``jobProgress``'s token counts (inputTokens, outputTokens, cachedInputTokenCount)."""
+        p = job.progress
+        if not (p.get("input_tokens") or p.get("output_tokens")):
+            return None
+        return BatchUsage(input_tokens=p["input_tokens"], cached_input_tokens=p.get("cached_input_tokens") or 0,
+                          output_tokens=p.get("output_tokens") or 0)
 
     def read_rows(self, files: dict[str, bytes]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         results: dict[str, dict[str, Any]] = {}

@@ -22,7 +22,7 @@ from config.schema import EvalConfig
 from producer.host.env import KeyCredentials, _Secret
 from producer.inputs.fireworks_plan import RowValidationError, validate_row
 from producer.runs.results_io import ResultsFormatError, parse_jsonl_bytes
-from workers.batch_provider import BatchJob
+from workers.batch_provider import BatchJob, BatchUsage
 from workers.openai_batch.client import ENDPOINT, OpenAIBatchClient
 
 META_KEY = "ee_job_id"  # the batch's metadata key holding the part's deterministic job id
@@ -178,8 +178,24 @@ class OpenAIProvider:
         return results, errors
 
     def cancel(self, job_id: str) -> BatchJob | None:
-        """Cancel the part's batch (not part of the protocol: a user's stop is theirs to decide)."""
+        """Cancel the part's batch (``cancelling``, then ``cancelled`` with the rows answered so far); an
+        ended batch is left alone."""
         job = self.find_job(job_id)
         if job is None or job.terminal:
             return job
         return as_job(self.client.cancel(_BATCH_IDS[self._key(job_id)]))
+
+    def usage(self, job: BatchJob, files: dict[str, bytes] | None = None) -> BatchUsage | None:
+        """The batch's ``usage`` (input_tokens, input_tokens_details.cached_tokens, output_tokens) when the
+        service reports it; else the sum of the output rows' own usage."""
+        u = job.raw.get("usage") or {}
+        if u.get("input_tokens") or u.get("output_tokens"):
+            return BatchUsage(input_tokens=int(u.get("input_tokens") or 0), output_tokens=int(u.get("output_tokens") or 0),
+                              cached_input_tokens=int((u.get("input_tokens_details") or {}).get("cached_tokens") or 0))
+        rows = self.read_rows(files)[0] if files else {}
+        if not rows:
+            return None
+        bodies = [r["response"]["body"].get("usage") or {} for r in rows.values()]
+        return BatchUsage(input_tokens=sum(int(b.get("prompt_tokens") or 0) for b in bodies),
+                          output_tokens=sum(int(b.get("completion_tokens") or 0) for b in bodies),
+                          cached_input_tokens=sum(int(r.get("cached_tokens") or 0) for r in rows.values()))
