@@ -29,8 +29,9 @@ from config.engines import is_batch
 from config.schema import EvalConfig, Pricing
 from producer.host.console import UserError
 from producer.runs.layout import TrialFolder
+from producer.runs.manifests import read_trial_manifest
 from producer.runs.results_io import ResultsFormatError, check_unique_custom_ids
-from producer.runs.run_records import TrialManifest, read_record
+from producer.runs.run_records import TrialManifest
 
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -116,7 +117,7 @@ def read_manifest(manifest: Path | None) -> TrialManifest:
     if manifest is None or not Path(manifest).is_file():
         return TrialManifest()
     try:
-        return read_record(Path(manifest), TrialManifest)
+        return read_trial_manifest(Path(manifest))
     except (OSError, ValueError):
         return TrialManifest()
 

@@ -23,14 +23,12 @@ from producer.host.exit_codes import ALL_FAILED
 from producer.inputs.fireworks_plan import encode_rows
 from tests.support.fireworks_runs import read_predictions_csv, run_dir_of, run_producer
 from tests.support.offline_config import offline_config_dict
+from tests.support.openai_runs import KEY as OA_KEY
+from tests.support.openai_runs import PARTS, TOTAL, oa_config, oa_env
 from tests.support.servers.fake_fireworks import FakeFireworksServer
 from tests.support.servers.fake_fireworks import FakeState as FwState
 from tests.support.servers.fake_openai_batch import FakeOpenAIServer
 from tests.support.servers.fake_openai_batch import FakeState as OaState
-from tests.test_openai_flow import KEY as OA_KEY
-from tests.test_openai_flow import PARTS, TOTAL
-from tests.test_openai_flow import _config as oa_config
-from tests.test_openai_flow import _env as oa_env
 from workers.batch_provider import BatchUsage
 from workers.fireworks.client import Credentials, FireworksClient, _Secret
 from workers.fireworks.provider import FireworksProvider

@@ -13,20 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from config.contract import PREDICTIONS_COLUMNS
 from producer.host.exit_codes import SOME_FAILED
 from tests.support.cli import kill_tree
-from tests.support.fireworks_runs import SIZES, read_predictions_csv, run_dir_of, run_producer
-from tests.support.offline_config import offline_config_dict
+from tests.support.fireworks_runs import read_predictions_csv, run_dir_of, run_producer
+from tests.support.openai_runs import KEY, PARTS, TOTAL, oa_config, oa_env
 from tests.support.paths import ROOT
 from tests.support.servers.fake_openai_batch import FakeOpenAIServer, FakeState, Fault
-
-KEY = "sk-proj-CANARY-openai-9f8e7d6c5b4a3210"
-MODEL = "gpt-4o-mini"
-TOTAL = 2 * sum(SIZES.values())  # two conditions, one temperature, one sample
-PARTS = 4  # control/treatment x open/closed
 
 
 @pytest.fixture
@@ -34,22 +28,6 @@ def server():
     srv = FakeOpenAIServer(FakeState(api_key=KEY)).start()
     yield srv
     srv.stop()
-
-
-def _config(tmp: Path) -> Path:
-    raw = offline_config_dict(tmp, backend="openai", sizes=SIZES, retry_backoff_s=0.01, model_id=MODEL,
-                              openai={"poll_interval_s": 0.1, "request_deadline_s": 20},
-                              pricing={"models": {MODEL: {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}})
-    path = tmp / "oa.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def _env(tmp: Path, srv: FakeOpenAIServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "FIREWORKS_"))}
-    env.update(EXCELLENCE_QUEUE_DIR=str(tmp / "queue"), PYTHONPATH=str(ROOT), OPENAI_API_KEY=KEY,
-               OPENAI_BASE_URL=srv.base_url)
-    return env
 
 
 def _no_key_anywhere(*texts: str, folders: tuple[Path, ...]) -> None:
@@ -69,8 +47,8 @@ def _one_batch_per_part(srv: FakeOpenAIServer) -> None:
 def test_openai_run_gives_predictions_report_and_costs(tmp_path, server):
     server.state.faults += [Fault("create_batch", 429, 1, "Rate limit reached", retry_after="0.2"),
                             Fault("get_batch", 500, 1)]
-    cfg = _config(tmp_path)
-    env = _env(tmp_path, server)
+    cfg = oa_config(tmp_path)
+    env = oa_env(tmp_path, server)
     plan = run_producer(tmp_path, env, "plan", "--config", str(cfg))
     assert "backend: OpenAI batch API, model gpt-4o-mini" in plan.stdout
     assert "estimated cost: up to $" in plan.stdout and "(OpenAI batch," in plan.stdout
@@ -100,8 +78,8 @@ def test_openai_run_gives_predictions_report_and_costs(tmp_path, server):
 
 def test_failed_rows_and_an_expired_batch_then_retry_failed(tmp_path, server):
     server.state.final_status, server.state.reached = "expired", 1  # each batch answers its first row only
-    cfg = _config(tmp_path)
-    env = _env(tmp_path, server)
+    cfg = oa_config(tmp_path)
+    env = oa_env(tmp_path, server)
     proc = run_producer(tmp_path, env, "run", "--config", str(cfg), "-w", "1")
     assert proc.returncode == SOME_FAILED, proc.stdout + proc.stderr
     (pred,) = run_dir_of(tmp_path).glob("*/results/predictions.csv")
@@ -128,8 +106,8 @@ def test_kill_9_at_each_step_then_resume_leaves_one_batch_per_part(tmp_path, ser
         server.state.hold = True
     else:
         server.state.hang = {step}
-    cfg = _config(tmp_path)
-    env = _env(tmp_path, server)
+    cfg = oa_config(tmp_path)
+    env = oa_env(tmp_path, server)
     proc = subprocess.Popen([sys.executable, "-m", "producer", "run", "--config", str(cfg), "-w", "1"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -158,7 +136,7 @@ def test_kill_9_at_each_step_then_resume_leaves_one_batch_per_part(tmp_path, ser
 
 
 def test_doctor_and_plan_refuse_a_clear_text_base_and_a_missing_sdk_is_one_line(tmp_path):
-    cfg = str(_config(tmp_path))
+    cfg = str(oa_config(tmp_path))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "FIREWORKS_"))}
     env.update(EXCELLENCE_QUEUE_DIR=str(tmp_path / "queue"), PYTHONPATH=str(ROOT))
     (tmp_path / ".env").write_text(f"OPENAI_API_KEY={KEY}\nOPENAI_BASE_URL=http://192.0.2.10:8080/v1\n",
