@@ -146,3 +146,17 @@ def free_vram_mib(library: Any = None, device_index: int | None = None) -> tuple
         if reading is None:
             return None, reader.reason
         return reading.mem_free_mib, None
+
+
+def driver_cuda_version(library: Any = None) -> str | None:
+    """The newest CUDA version the installed driver supports ("12.4"), from
+    ``nvmlSystemGetCudaDriverVersion``; None without NVML. A CUDA wheel newer than this cannot run, and on
+    a card newer than the wheel's code (sm_120) the driver must JIT its PTX, which needs it too."""
+    with GpuReader(library) as reader:
+        if reader._lib is None:
+            return None
+        try:
+            version = int(reader._lib.nvmlSystemGetCudaDriverVersion())
+        except Exception:  # noqa: BLE001 - old drivers lack the call
+            return None
+        return f"{version // 1000}.{version % 1000 // 10}"

@@ -96,7 +96,9 @@ def test_no_gpu_for_gpu_offload(tmp_path):
     assert gpu.startswith("[FAIL] gpu: no NVIDIA GPU (") and gpu.endswith(
         "but n_gpu_layers is -1: set n_gpu_layers: 0 to run on the CPU, or fix the driver")
     assert lines_of(proc, "model")[0].startswith("[ OK ] model: ")
-    assert "counted with the GGUF's tokenizer and chat template" in lines_of(proc, "context")[0]
+    # a CPU-only build asked to offload fails before any load (issue 23: fail, not warn)
+    assert lines_of(proc, "offload") == ["[FAIL] offload: this llama-cpp-python build is CPU-only but n_gpu_layers "
+                                         "is -1: set n_gpu_layers: 0, or install a CUDA build (docs/windows.md)"]
 
 
 def test_missing_gguf_and_cpu_only_is_fine(tmp_path):

@@ -53,7 +53,8 @@ def test_chat_sends_every_option_explicitly(tmp_path, server):
         "messages": MESSAGES,
         "stream": False,
         "keep_alive": "7m",
-        "options": {"temperature": 0.0, "top_p": 0.9, "top_k": 40, "min_p": 0.0, "num_predict": 32,
+        "options": {"temperature": 0.0, "top_p": 0.9, "top_k": 40, "min_p": 0.0, "repeat_penalty": 1.0,
+                    "presence_penalty": 0.0, "frequency_penalty": 0.0, "num_predict": 32,
                     "stop": ["\n\n"], "num_ctx": 3072, "seed": 7},
     }
     assert result.text == "Paris is the capital of France."
@@ -74,8 +75,11 @@ def test_unset_sampling_means_no_filter_and_no_seed(tmp_path, server):
     engine = OllamaEngine(ollama_cfg(tmp_path, server.url), "smollm2:135m")
     engine.generate(MESSAGES, GenerationParams(max_tokens=8, temperature=0.7))
     options = server.state.requests[-1][2]["options"]
-    assert options == {"temperature": 0.7, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "num_predict": 8,
-                       "stop": [], "num_ctx": 3072}
+    # Ollama's own repeat_penalty is 1.1 (over the last 64 tokens); llama.cpp's is 1.0: sent, so that
+    # greedy answers agree across engines. No stop list unless the config sets one: an empty list would
+    # replace the Modelfile's own stop words.
+    assert options == {"temperature": 0.7, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
+                       "presence_penalty": 0.0, "frequency_penalty": 0.0, "num_predict": 8, "num_ctx": 3072}
 
 
 def test_length_limit_maps_done_reason(tmp_path, server):

@@ -25,7 +25,8 @@ MESSAGES = {
     "pyarrow cannot be imported (": "producer/checks/preflight_data.py",
     "is on a network drive": "producer/checks/preflight.py",
     "is inside OneDrive": "producer/checks/preflight.py",
-    "this llama-cpp-python build cannot offload to a GPU": "workers/engines/llama_cpp_hooks.py",
+    "this llama-cpp-python build is CPU-only but n_gpu_layers is": "workers/engines/llama_cpp_hooks.py",
+    "the model load died (": "workers/engines/llama_cpp_probe.py",
 }
 
 # topic -> words windows.md must contain for it

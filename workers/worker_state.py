@@ -90,7 +90,10 @@ def engine_for(engine_name: str, model: str, cfg: EvalConfig) -> Engine:
 
     Only one engine is kept: a different model closes the previous one (one GPU, one model).
     """
-    from workers.engines.faults import maybe_wrap  # lazy: engines load only when a task needs one
+    from workers.engines.faults import (  # lazy: engines load only when a task needs one
+        maybe_abort_load,
+        maybe_wrap,
+    )
     from workers.engines.registry import create_engine  # lazy: engines load only when a task needs one
 
     key = _engine_key(engine_name, model, cfg)
@@ -106,6 +109,7 @@ def engine_for(engine_name: str, model: str, cfg: EvalConfig) -> Engine:
             except Exception as exc:
                 log.warning("closing engine failed: %s", exc)
         engines.clear()
+    maybe_abort_load()  # fault drill only (EXCELLENCE_FAULTS=load_abort=1)
     engine = maybe_wrap(create_engine(cfg, model=model, name=engine_name))
     facts = getattr(engine, "load_facts", None)
     if facts:  # the engine loaded model weights in this process: count it (one GPU, one model)

@@ -28,6 +28,7 @@ from config.engines import (
     is_batch,
     run_engine,
 )
+from config.sampler import effective_sampler
 from config.schema import EvalConfig
 from config.textfile import read_user_bytes, read_user_text
 from producer.host.env import user_env_value
@@ -287,6 +288,7 @@ def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False) -> dict[
         "kv_cache_type": cfg.kv_cache_type,
         "max_concurrent_requests": cfg.max_concurrent_requests,
         "keep_alive": cfg.keep_alive,
+        "sampler": effective_sampler(cfg),
     }
 
 

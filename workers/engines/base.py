@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 # The error classes live below workers so the token counting in config can raise them; re-exported here.
 from config.engines import EngineError, PermanentEngineError, TransientEngineError  # noqa: F401
+from config.sampler import NEUTRAL_SAMPLER, TOP_K_UNSET, TOP_P_UNSET
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,13 @@ class GenerationParams:
     def sampling(self) -> dict[str, Any]:
         """OpenAI-style sampling arguments, the same for every engine that takes them (llama-cpp-python
         and OpenAI-compatible servers): unset top_p/top_k mean "no filter" (not llama-cpp-python's
-        0.95/40/0.05 defaults); ``stop`` and ``seed`` only when set."""
+        0.95/40/0.05 defaults), the neutral sampler of config/sampler.py; ``stop`` and ``seed`` only when set."""
         out: dict[str, Any] = {
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            "top_p": self.top_p if self.top_p is not None else 1.0,
-            "top_k": self.top_k if self.top_k is not None else 0,
-            "min_p": 0.0,
+            "top_p": self.top_p if self.top_p is not None else TOP_P_UNSET,
+            "top_k": self.top_k if self.top_k is not None else TOP_K_UNSET,
+            **NEUTRAL_SAMPLER,
         }
         if self.stop:
             out["stop"] = list(self.stop)

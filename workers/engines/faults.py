@@ -10,8 +10,9 @@ requests fail in every process). A transient fault fails the first ``transient_t
 
 For the crash drills: ``crash`` (a share of requests whose call ends the process at once, like a
 segfault in the engine), ``delay_s`` (seconds added to every call: a slower model, so a kill lands
-mid-chunk) and ``load_delay_s`` (seconds added to the engine's start, after the weights loaded: a kill
-lands while nothing is in flight yet).
+mid-chunk), ``load_delay_s`` (seconds added to the engine's start, after the weights loaded: a kill
+lands while nothing is in flight yet) and ``load_abort`` (the process aborts as it starts loading the
+model, as ggml does when the GPU code cannot run: doctor's probe and the pool's crash-loop breaker).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -75,6 +77,16 @@ class FaultyEngine:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def maybe_abort_load() -> None:
+    """``load_abort``: end the process with abort() (SIGABRT; exit 3 on Windows) before a model loads."""
+    spec = os.environ.get(ENV_FAULTS, "").strip()
+    if spec and _parse(spec).get("load_abort"):
+        sys.stderr.write("ggml_cuda_init: failed to initialize CUDA: PTX JIT compilation failed"
+                         " (fault injection: load_abort)\n")
+        sys.stderr.flush()
+        os.abort()
 
 
 def maybe_wrap(engine: Engine) -> Engine:

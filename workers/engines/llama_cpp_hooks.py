@@ -18,6 +18,7 @@ from config.token_count import gguf_counter, gguf_vocab
 from telemetry.gguf import MAGIC, read_gguf_metadata
 from workers.engines.base import PermanentEngineError
 from workers.engines.llama_cpp_engine import PROMPT_READING
+from workers.engines.llama_cpp_probe import probe_check
 
 
 def _one_line(exc: BaseException) -> str:
@@ -64,9 +65,14 @@ class LlamaCppHooks:
         checks.append(Check("model", OK, f"{path} ({path.stat().st_size / 1024 / 1024:.0f} MiB)"))
         if llama_cpp is None:
             return checks, facts
-        if cfg.n_gpu_layers != 0 and not gpu_offload_supported(llama_cpp):
-            checks.append(Check("offload", WARN, "this llama-cpp-python build cannot offload to a GPU: "
-                                                 "the model will run on the CPU (see docs/windows.md for a CUDA build)"))
+        gpu_build = gpu_offload_supported(llama_cpp)
+        if cfg.n_gpu_layers != 0 and not gpu_build:
+            return checks + [Check("offload", FAIL, "this llama-cpp-python build is CPU-only but n_gpu_layers is "
+                                                    f"{cfg.n_gpu_layers}: set n_gpu_layers: 0, or install a CUDA build "
+                                                    "(docs/windows.md)")], facts
+        checks.append(probe_check(cfg, path, gpu_build))  # a real token, in a child: an abort is a FAIL here
+        if checks[-1].failed:
+            return checks, facts
         try:
             meta = read_gguf_metadata(path)
             arch = meta.get("general.architecture")

@@ -17,6 +17,7 @@ from typing import Any
 
 from config.checks import FAIL, OK, WARN, Check, EngineFacts
 from config.engines import OLLAMA_DEFAULT_ENDPOINT
+from config.sampler import NEUTRAL_SAMPLER
 from config.schema import EvalConfig
 from config.token_count import Counter, Messages, chars_estimate, plain_transcript, text_estimate
 from workers.engines.base import EngineError, EngineResult, GenerationParams
@@ -30,17 +31,20 @@ DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_du
 
 
 def ollama_options(cfg: EvalConfig, params: GenerationParams) -> dict[str, Any]:
-    """Every sampling option, explicitly: unset top_p/top_k mean "no filter" (1.0 / 0), as in the
-    other engines, never Ollama's defaults (0.9 / 40)."""
+    """Every sampling option, explicitly: the neutral sampler of config/sampler.py (unset top_p/top_k
+    mean "no filter", no penalties), never Ollama's defaults (0.9 / 40 / repeat_penalty 1.1); ``stop``
+    only when set (an empty list would replace the Modelfile's stop words)."""
+    sampling = params.sampling()
     options: dict[str, Any] = {
         "temperature": params.temperature,
-        "top_p": params.top_p if params.top_p is not None else 1.0,
-        "top_k": params.top_k if params.top_k is not None else 0,
-        "min_p": 0.0,
+        "top_p": sampling["top_p"],
+        "top_k": sampling["top_k"],
+        **NEUTRAL_SAMPLER,
         "num_predict": params.max_tokens,
-        "stop": list(params.stop),
         "num_ctx": cfg.n_ctx,
     }
+    if params.stop:
+        options["stop"] = list(params.stop)
     if params.seed is not None:
         options["seed"] = params.seed
     return options
@@ -195,7 +199,9 @@ class OllamaEngine(HttpEngine):
     def cache_identity(cls, cfg: EvalConfig, model: str) -> tuple[str, dict[str, Any]] | None:
         """(model id, settings) for the response cache: the model's digest, or None when not pulled."""
         digest = ollama_digest(cfg, model)
-        return None if digest is None else (digest, {"num_ctx": cfg.n_ctx})
+        # the sampler is part of the identity: answers from before it was sent (Ollama's repeat_penalty
+        # 1.1) must miss
+        return None if digest is None else (digest, {"num_ctx": cfg.n_ctx, "sampler": NEUTRAL_SAMPLER})
 
     @classmethod
     def doctor_section(cls, cfg: EvalConfig, redact: Callable[[str | None], str | None]) -> dict[str, Any]:

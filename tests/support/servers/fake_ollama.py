@@ -222,8 +222,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def smollm2_responder(n_ctx: int = 2048) -> Callable[[dict[str, Any]], tuple[str, int, int, str]]:
-    """Answers from the real SmolLM2 (llama-cpp-python, CPU), honouring the options Ollama would:
-    temperature, top_p, top_k, min_p, num_predict, stop, seed. One request at a time."""
+    """Answers from the real SmolLM2 (llama-cpp-python, CPU), honouring the options Ollama would, with
+    Ollama's defaults when an option is absent: temperature 0.8, top_p 0.9, top_k 40, min_p 0.0,
+    repeat_penalty 1.1 (llama.cpp's own last-64-token window), presence/frequency_penalty 0, num_predict,
+    stop, seed. One request at a time."""
     from config.llama_cpp_import import import_llama_cpp
     from config.model_files import resolve_model_path
     from workers.engines.cpu_quirks import disable_cpu_repack
@@ -237,7 +239,9 @@ def smollm2_responder(n_ctx: int = 2048) -> Callable[[dict[str, Any]], tuple[str
         o = body.get("options") or {}
         kwargs = {"temperature": o.get("temperature", 0.8), "top_p": o.get("top_p", 0.9), "top_k": o.get("top_k", 40),
                   "min_p": o.get("min_p", 0.0), "max_tokens": o.get("num_predict", 128), "stop": o.get("stop") or [],
-                  "seed": o.get("seed")}
+                  "seed": o.get("seed"), "repeat_penalty": o.get("repeat_penalty", 1.1),
+                  "presence_penalty": o.get("presence_penalty", 0.0),
+                  "frequency_penalty": o.get("frequency_penalty", 0.0)}
         with lock:
             if "messages" in body:
                 out = llm.create_chat_completion(messages=body["messages"], **kwargs)
