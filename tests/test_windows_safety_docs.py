@@ -27,6 +27,7 @@ MESSAGES = {
     "is inside OneDrive": "producer/checks/preflight.py",
     "this llama-cpp-python build is CPU-only but n_gpu_layers is": "workers/engines/llama_cpp_hooks.py",
     "the model load died (": "workers/engines/llama_cpp_probe.py",
+    "workers died ": "workers/pool.py",
 }
 
 # topic -> words windows.md must contain for it

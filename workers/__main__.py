@@ -11,7 +11,8 @@ import logging
 
 import click
 
-from producer.host.console import make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors
+from producer.host.exit_codes import STOPPED
 from producer.host.queue_paths import pin_queue_dir
 from workers.keep_awake import allow_sleep_option, keep_awake, should_prevent_sleep
 from workers.pool import WorkerPool, ctrl_break_is_ctrl_c
@@ -39,8 +40,11 @@ def main(workers: int, config_ref: str | None, allow_sleep: bool, verbose: bool)
         prevent = cfg.prevent_sleep
 
     click.echo(f"queue: {pin_queue_dir()}  workers: {workers}  (Ctrl+C to stop)")
+    pool = WorkerPool(workers, logging.INFO if verbose else logging.WARNING)
     with keep_awake(should_prevent_sleep(prevent, allow_sleep)):
-        stopped = WorkerPool(workers, logging.INFO if verbose else logging.WARNING).run_forever()
+        stopped = pool.run_forever()
+    if pool.crash_loop is not None:  # the breaker tripped: the work stays queued for a fixed setup
+        raise UserError(f"stopped: {pool.crash_loop}; then start the workers again", STOPPED)
     if stopped:  # Ctrl+C, SIGTERM or Ctrl+Break: say how to continue (the unfinished work stays queued)
         click.echo(f"stopped: unfinished requests stay queued. continue with: python -m workers -w {workers}"
                    " (or: python -m producer run --resume RUN_ID; see python -m producer status)")

@@ -8,6 +8,7 @@ claimed work is re-queued, and on stop asks children to finish the current reque
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing
 import os
@@ -15,13 +16,20 @@ import sys
 import time
 from typing import Any
 
+from producer.host.exit_codes import exit_words
 from producer.host.queue_paths import ENV_QUEUE_DIR, pin_queue_dir
+from workers.last_words import last_words
 
 log = logging.getLogger("workers")
 
 RESTART_BACKOFF_S = 1.0
 STOP_GRACE_S = 60.0
 RECONCILE_EVERY_S = 15.0
+# The crash-loop breaker (docs/architecture.md, "Crash-loop breaker"): this many deaths within this many
+# seconds and the pool restarts no one. A model load that aborts (a CUDA build the driver cannot run)
+# kills each new worker within seconds; a worker lost now and then (a killed process) stays well below.
+CRASH_LOOP_DEATHS = 5
+CRASH_LOOP_WINDOW_S = 120.0
 
 
 def ctrl_break_is_ctrl_c() -> None:
@@ -153,6 +161,8 @@ class WorkerPool:
         self.children: dict[int, Any] = {}
         self.log_level = log_level
         self.restarts = 0
+        self.deaths: collections.deque[float] = collections.deque(maxlen=CRASH_LOOP_DEATHS)
+        self.crash_loop: str | None = None  # why the breaker tripped: no more restarts
         self._last_reconcile = 0.0
         self._job = _KillOnCloseJob()  # Windows: the OS ends the children with the pool
 
@@ -178,10 +188,14 @@ class WorkerPool:
 
         died = False
         for index, proc in list(self.children.items()):
-            if not proc.is_alive() and not self.stop_event.is_set():
+            if not proc.is_alive() and not self.stop_event.is_set() and self.crash_loop is None:
                 proc.join(0)
-                log.warning("worker-%s (pid %s) exited with %s: restarting", index, proc.pid, proc.exitcode)
                 died = True
+                said = last_words(proc.pid)
+                if self._trip(index, proc, said):
+                    break
+                log.warning("worker-%s (pid %s) exited with %s: restarting%s", index, proc.pid,
+                            exit_words(proc.exitcode), f" (it said: {said})" if said else "")
                 self.restarts += 1
                 time.sleep(RESTART_BACKOFF_S if self.restarts > self.n else 0)
                 self._spawn(index)
@@ -192,6 +206,20 @@ class WorkerPool:
                 reconcile()
             except Exception as exc:  # a busy database now and then must not end the pool
                 log.warning("reconcile failed: %s", exc)
+
+    def _trip(self, index: int, proc: Any, said: str) -> bool:
+        """Count a death; at CRASH_LOOP_DEATHS within CRASH_LOOP_WINDOW_S set ``crash_loop`` (the one line
+        the run stops with) and restart no one. True when it tripped."""
+        now = time.monotonic()
+        self.deaths.append(now)
+        if len(self.deaths) < CRASH_LOOP_DEATHS or now - self.deaths[0] > CRASH_LOOP_WINDOW_S:
+            return False
+        self.crash_loop = (f"workers died {CRASH_LOOP_DEATHS} times in {now - self.deaths[0]:.0f} s (last: worker-{index}, "
+                           f"pid {proc.pid}, {exit_words(proc.exitcode)})"
+                           + (f"; its last words: {said}" if said else "")
+                           + "; find the cause with python -m producer doctor")
+        log.error("crash loop: %s", self.crash_loop)
+        return True
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.children.values() if p.pid is not None]
@@ -216,9 +244,10 @@ class WorkerPool:
         to continue)."""
         self.start()
         try:
-            while True:
+            while self.crash_loop is None:
                 self.supervise()
                 time.sleep(poll_s)
+            return False
         except KeyboardInterrupt:
             log.info("stopping workers: current requests finish, the rest stays queued")
             return True

@@ -95,6 +95,7 @@ def engine_for(engine_name: str, model: str, cfg: EvalConfig) -> Engine:
         maybe_wrap,
     )
     from workers.engines.registry import create_engine  # lazy: engines load only when a task needs one
+    from workers.last_words import load_output_kept  # lazy: as above
 
     key = _engine_key(engine_name, model, cfg)
     with _state_lock:
@@ -109,8 +110,9 @@ def engine_for(engine_name: str, model: str, cfg: EvalConfig) -> Engine:
             except Exception as exc:
                 log.warning("closing engine failed: %s", exc)
         engines.clear()
-    maybe_abort_load()  # fault drill only (EXCELLENCE_FAULTS=load_abort=1)
-    engine = maybe_wrap(create_engine(cfg, model=model, name=engine_name))
+    with load_output_kept():  # native errors of a load that kills the process reach the pool's stop line
+        maybe_abort_load()  # fault drill only (EXCELLENCE_FAULTS=load_abort=1)
+        engine = maybe_wrap(create_engine(cfg, model=model, name=engine_name))
     facts = getattr(engine, "load_facts", None)
     if facts:  # the engine loaded model weights in this process: count it (one GPU, one model)
         record_model_load(connect(), os.getpid(), str(facts.get("model_path")), facts)

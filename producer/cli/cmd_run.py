@@ -48,6 +48,19 @@ def _progress_line(st: RunStatus) -> str:
     return f"[{bar}] {finished}/{tot.total}{failed}  {st.requests_per_min:.1f} req/min  {tail}"
 
 
+def stop_for_crash_loop(run_id: str, why: str) -> None:
+    """Raise the run's stop flag with the breaker's line (once) and give the dead workers' claims back."""
+    from producer.ledger.db import connect
+    from producer.ledger.queries import is_stopped
+    from producer.ledger.run_record import set_run_stop
+    from workers.reconcile import reconcile  # the composition root: the pool's children are gone
+
+    conn = connect()
+    if not is_stopped(conn, run_id):
+        set_run_stop(conn, run_id, True, reason=f"{why}; then python -m producer run --resume {run_id}")
+        reconcile()
+
+
 def wait_for_run(run_id: str, pool, quiet: bool = False) -> RunStatus:
     """Supervise the pool and show progress until every trial of the run is exported."""
     from producer.ledger.db import connect
@@ -58,6 +71,8 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> RunStatus:
     last_print = 0.0
     while True:
         pool.supervise()
+        if pool.crash_loop is not None:  # the breaker tripped: stop the run with its one line
+            stop_for_crash_loop(run_id, pool.crash_loop)
         st = run_status(conn, run_id)
         now = time.monotonic()
         if not quiet and (tty or now - last_print >= 10 or st.state == "done"):

@@ -31,3 +31,15 @@ def finished_run_code(done: int, failed: int) -> int:
     if failed and not done:
         return ALL_FAILED
     return SOME_FAILED if failed else OK
+
+
+ABORT_CODES = (134, 3, 0xC0000409)  # abort(): a POSIX shell's 128+SIGABRT, the Windows CRT, a fast-fail
+
+
+def exit_words(code: int | None) -> str:
+    """A child process's exit code as a person reads it: a signal on POSIX, abort() on either system."""
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        return f"killed by signal {-code}" + (" (abort)" if code == -6 else "")
+    return f"exit {code}" + (" (abort)" if code in ABORT_CODES else "")

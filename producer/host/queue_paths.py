@@ -133,3 +133,9 @@ def response_cache_path(create: bool = True) -> Path:
 
 def model_lock_path() -> Path:
     return queue_dir() / MODEL_LOCK
+
+
+def load_log_path(pid: int) -> Path:
+    """What a worker's native libraries print while it loads a model (its last words if the load aborts
+    the process): the pool reads it when that worker dies (workers/last_words.py)."""
+    return queue_dir() / "logs" / f"worker-{pid}-load.log"

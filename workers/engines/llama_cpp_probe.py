@@ -24,6 +24,7 @@ from typing import Any
 
 from config.checks import FAIL, OK, Check
 from config.schema import EvalConfig
+from producer.host.exit_codes import exit_words
 
 PROBE_TIMEOUT_S = 180.0  # a large model's first load on a GPU, JIT included
 STDERR_LINES = 6
@@ -70,14 +71,6 @@ def _last_lines(text: str, n: int = STDERR_LINES) -> str:
     return " | ".join(lines[-n:])
 
 
-def _exit_words(code: int) -> str:
-    if code < 0:
-        return f"killed by signal {-code}" + (" (abort)" if code == -6 else "")
-    if code in (134, 3, 0xC0000409, -1073740791):  # abort(): POSIX shells, Windows CRT, fast-fail
-        return f"exit {code} (abort)"
-    return f"exit {code}"
-
-
 def likely_cause(stderr: str, n_gpu_layers: int, driver_cuda: str | None, gpu_build: bool,
                  platform: str = sys.platform, cuda_path: str | None = None) -> str:
     """The most likely reason a load died, from what the child said and what the machine reports."""
@@ -115,7 +108,7 @@ def probe_check(cfg: EvalConfig, model_path: Path, gpu_build: bool, timeout_s: f
         cause = likely_cause(proc.stderr, cfg.n_gpu_layers, driver_cuda_version(), gpu_build,
                              cuda_path=os.environ.get("CUDA_PATH"))
         said = _last_lines(proc.stderr)
-        return Check("token", FAIL, f"the model load died ({_exit_words(proc.returncode)}): {cause}"
+        return Check("token", FAIL, f"the model load died ({exit_words(proc.returncode)}): {cause}"
                                     + (f"; its last lines: {said}" if said else ""))
     try:
         facts = json.loads(proc.stdout.strip().splitlines()[-1])
