@@ -166,7 +166,10 @@ class EngineError(Exception):
 
 
 class TransientEngineError(EngineError):
-    """Retry with backoff (connection refused/reset, timeout, HTTP 408/429/5xx)."""
+    """Retry with backoff (connection refused/reset, timeout, HTTP 408/429/5xx); ``retry_after``: the
+    server's own Retry-After in seconds, the least the queue waits before the next attempt."""
+
+    retry_after: float | None = None
 
 
 class PermanentEngineError(EngineError):

@@ -224,6 +224,9 @@ class EvalConfig(_Strict):
     keep_alive: str = "30m"
     request_timeout_s: float = Field(600.0, gt=0, le=DAY_S)
     max_retries: int = Field(3, ge=0, le=20)
+    # nothing listens at the engine's endpoint: wait this long for it to come back (no attempt spent),
+    # then stop the run (engine down) so that `run --resume` continues it
+    outage_wait_s: float = Field(120.0, ge=0, le=DAY_S)
     retry_backoff_s: float = Field(2.0, ge=0, le=3600)
     temps: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
     samples_per_item: dict[str, int] = Field(default_factory=lambda: {"0.0": 1})

@@ -213,3 +213,17 @@ def test_answers_from_the_real_smollm2(tmp_path):
     assert "paris" in first.text.lower() and first.text == second.text
     assert first.usage.prompt_tokens > 10 and not first.usage.estimated
     assert short.finish_reason == "length" and short.usage.completion_tokens == 3
+
+
+def test_a_busy_server_is_retried_no_sooner_than_its_retry_after(tmp_path, server):
+    """A 429 with ``Retry-After: 2`` (issue 30, item 7): the queue waited 0.24 s before."""
+    from workers.inference import retry_delay_s
+
+    server.state.script = [Step(status=429, error="server busy, please try again", retry_after="2")]
+    cfg = ollama_cfg(tmp_path, server.url, retry_backoff_s=0.01)
+    engine = OllamaEngine(cfg, "smollm2:135m")
+    with pytest.raises(TransientEngineError) as caught:
+        engine.generate(MESSAGES, GenerationParams(max_tokens=8, temperature=0.0))
+    assert caught.value.retry_after == 2.0
+    assert retry_delay_s(cfg, 1, caught.value) == 2.0
+    assert retry_delay_s(cfg, 1, TransientEngineError("no header")) == 0.01

@@ -10,12 +10,26 @@ and a real server on 127.0.0.1 (tests/support/servers/faulty_openai.py):
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
-from tests.support.queue_runs import count_state, expected_ids, ledger, producer, run_id_of, write_config
+from tests.support.cli import cli_env
+from tests.support.paths import ROOT
+from tests.support.queue_runs import (
+    count_state,
+    expected_ids,
+    ledger,
+    popen,
+    producer,
+    run_id_of,
+    write_config,
+)
 from tests.support.servers.faulty_openai import FaultPlan, FaultState, FaultyOpenAIServer
 from tests.support.servers.llama_server import free_port
+from workers.engines.health import answers_at_all
 
 SIZES = {"squad_v2": 6, "triviaqa": 4, "nq_open": 4}  # 28 requests
 
@@ -28,11 +42,12 @@ def _cfg(tmp_path, url: str, **overrides):
 def test_failures_of_an_outage_go_back_to_pending_and_resume_finishes_them(tmp_path):
     port = free_port()
     queue = tmp_path / "queue"
-    cfg = _cfg(tmp_path, f"http://127.0.0.1:{port}", max_retries=1, retry_backoff_s=0.01)
+    cfg = _cfg(tmp_path, f"http://127.0.0.1:{port}", max_retries=1, retry_backoff_s=0.01, outage_wait_s=2)
     out = producer(["run", "--config", str(cfg), "--workers", "1", "--no-preflight"], queue)
     assert out.returncode == 1, out.stdout + out.stderr
     run_id = run_id_of(queue)
     assert f"run {run_id} stopped: engine down:" in out.stdout
+    assert "did not come back within 2 s" in out.stdout
     assert count_state(queue, run_id, "failed") == 0  # 16-20 stayed failed before
     assert count_state(queue, run_id, "pending") == 28
     with ledger(queue) as conn:
@@ -49,6 +64,47 @@ def test_failures_of_an_outage_go_back_to_pending_and_resume_finishes_them(tmp_p
     with ledger(queue) as conn:
         keys = sorted(r[0] for r in conn.execute("select custom_id from results where run_id = ?", (run_id,)))
     assert keys == expected_ids(queue, run_id)
+
+
+def _server_process(port: int) -> subprocess.Popen:
+    """The server as its own process: killing it closes its listening socket and every open connection,
+    as an engine that crashes or restarts does (a thread server would keep serving kept-alive ones)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.servers.faulty_openai", "--port", str(port),
+                             "--latency-s", "0.3"], cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not answers_at_all(f"http://127.0.0.1:{port}", timeout_s=0.5):
+        assert time.monotonic() < deadline and proc.poll() is None, "the server never started"
+        time.sleep(0.1)
+    return proc
+
+
+def test_a_short_outage_waits_for_the_engine_and_fails_nothing(tmp_path):
+    """The engine dies 4 s into the run and is back 8 s later: the run waits (outage_wait_s) and finishes
+    with every request answered, no stop and no failure; before, the requests sent meanwhile spent their
+    attempts on refused connections and failed for good (exit 3; only --retry-failed recovered them)."""
+    port = free_port()
+    queue = tmp_path / "queue"
+    cfg = _cfg(tmp_path, f"http://127.0.0.1:{port}", max_retries=1, retry_backoff_s=0.01, outage_wait_s=60)
+    server = _server_process(port)
+    run = popen(["-m", "producer", "run", "--config", str(cfg), "--workers", "1", "--no-preflight"], queue)
+    try:
+        time.sleep(4)
+        assert run.poll() is None, "the run ended before the outage"
+        server.kill()  # the engine goes away mid-run
+        server.wait(10)
+        time.sleep(8)
+        server = _server_process(port)  # and is back
+        out, _ = run.communicate(timeout=180)
+    finally:
+        for proc in (run, server):
+            if proc.poll() is None:
+                proc.kill()
+    assert run.returncode == 0, out
+    run_id = run_id_of(queue)
+    assert count_state(queue, run_id, "failed") == 0 and count_state(queue, run_id, "done") == 28
+    assert "waiting up to 60 s for it to come back" in out  # said once by the worker, on stderr
+    assert "stopped" not in out
 
 
 @pytest.mark.parametrize(("mode", "sends", "why"), [

@@ -36,8 +36,8 @@ from workers.engines.base import (
     PermanentEngineError,
     TransientEngineError,
 )
-from workers.engines.health import FailureWindow, answers_at_all
-from workers.engines.http_common import EngineTimeoutError
+from workers.engines.health import FailureWindow, answers_at_all, wait_until_answering
+from workers.engines.http_common import EngineTimeoutError, EngineUnreachableError
 from workers.parent_watch import parent_gone
 from workers.response_cache import cache_for
 from workers.worker_state import STOP, engine_for, set_in_flight
@@ -107,6 +107,16 @@ def generate_with_retries(
         attempts += 1
         try:
             return engine.generate(messages, params), attempts, None
+        except EngineUnreachableError as exc:  # nothing listens: wait for the engine, spend no attempt
+            attempts -= 1
+            base = getattr(engine, "base_url", None)
+            _say_waiting(str(exc), cfg.outage_wait_s)
+            if wait_until_answering(base, cfg.outage_wait_s, lambda: STOP.is_set() or _stopping(run_id)):
+                continue
+            if STOP.is_set() or _stopping(run_id):
+                return None, attempts, None
+            return None, attempts, Failure.of(str(exc), True, f"engine down: {exc}; it did not come back within "
+                                                              f"{cfg.outage_wait_s:g} s (outage_wait_s); stopping the run")
         except TransientEngineError as exc:
             if isinstance(exc, EngineTimeoutError):
                 window = health_of(run_id)
@@ -116,7 +126,7 @@ def generate_with_retries(
                     return None, attempts, Failure.of(str(exc), True, window.hung_message(probe_failed=not hung))
             if attempts > cfg.max_retries:
                 return None, attempts, Failure.of(f"gave up after {attempts} attempts: {exc}", transient=True)
-            delay = cfg.retry_backoff_s * (2 ** (attempts - 1))
+            delay = retry_delay_s(cfg, attempts, exc)
             log.info("transient error on %s (attempt %s), retrying in %.1fs: %s", req["custom_id"], attempts,
                      delay, exc)
             if STOP.wait(delay) or _stopping(run_id):
@@ -125,6 +135,21 @@ def generate_with_retries(
             return None, attempts, Failure.of(str(exc))
         except Exception as exc:  # an engine bug must not kill the run: record it, go on
             return None, attempts, Failure.of(f"unexpected {type(exc).__name__}: {exc}")
+
+
+def retry_delay_s(cfg: EvalConfig, attempts: int, exc: TransientEngineError) -> float:
+    """Exponential from ``retry_backoff_s``, and never less than the server's own Retry-After."""
+    return max(cfg.retry_backoff_s * (2 ** (attempts - 1)), exc.retry_after or 0.0)
+
+
+_waiting_said: set[str] = set()
+
+
+def _say_waiting(error: str, wait_s: float) -> None:
+    """Once per process and outage message: the run is waiting, not stuck."""
+    if error not in _waiting_said:
+        _waiting_said.add(error)
+        log.warning("%s; waiting up to %g s for it to come back (outage_wait_s)", error, wait_s)
 
 
 def _note_telemetry(cfg: EvalConfig, req: sqlite3.Row, result: EngineResult) -> None:

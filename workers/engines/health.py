@@ -16,7 +16,9 @@ run (about 10-20 minutes with the defaults).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 
 MAX_TIMEOUTS = 2  # timed-out attempts in a row (no answer between them) that mean "the server hangs"
 PROBE_TIMEOUT_S = 10.0
@@ -126,3 +128,18 @@ class FailureWindow:
             self._ids.clear()
             self._last_error = None
             self._timeouts = 0
+
+
+def wait_until_answering(base_url: str | None, wait_s: float, stopping: Callable[[], bool],
+                         poll_s: float = 1.0) -> bool:
+    """A refused connection: poll the server until it answers again (True), ``wait_s`` passes or the run
+    stops (False). Why: a restart of Ollama or llama-server takes seconds; the requests sent meanwhile
+    must not spend their attempts and fail for good (issue 30, item 1)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if answers_at_all(base_url, timeout_s=min(PROBE_TIMEOUT_S, poll_s * 5)):
+            return True
+        if stopping():
+            return False
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+    return answers_at_all(base_url, timeout_s=poll_s)

@@ -94,10 +94,20 @@ def raise_for_status(resp: requests.Response, service: str, model: str) -> None:
     message = server_message(resp)
     where = f"{service} at {resp.url}"
     if status in TRANSIENT_STATUS or status >= 500:
-        raise TransientEngineError(f"{where}: HTTP {status}: {message}")
+        exc = TransientEngineError(f"{where}: HTTP {status}: {message}")
+        exc.retry_after = retry_after_s(resp.headers.get("Retry-After"))  # the queue waits at least this
+        raise exc
     if looks_like_missing_model(status, message):
         raise ModelNotFoundError(f"{pull_hint(service, model)} ({message})")
     raise PermanentEngineError(f"{where}: HTTP {status}: {message}")
+
+
+def retry_after_s(value: str | None, cap_s: float = 300.0) -> float | None:
+    """``Retry-After`` in seconds (the delay form; an HTTP date is ignored), at most ``cap_s``."""
+    try:
+        return min(cap_s, max(0.0, float(value))) if value else None
+    except ValueError:
+        return None
 
 
 def request_json(

@@ -54,6 +54,7 @@ class Step:
     omit_prompt_eval_count: bool = False
     text: str | None = None
     thinking: str | None = None
+    retry_after: str | None = None  # a Retry-After header on an error answer (a proxy in front of Ollama)
 
 
 @dataclass
@@ -93,9 +94,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
         return
 
-    def _send(self, status: int, body: Any) -> None:
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode("utf-8")
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -180,7 +183,8 @@ class Handler(BaseHTTPRequestHandler):
         if step.delay_s:
             time.sleep(step.delay_s)
         if step.status != 200:
-            self._send(step.status, {"error": step.error or "llama runner process has terminated: exit status 2"})
+            self._send(step.status, {"error": step.error or "llama runner process has terminated: exit status 2"},
+                       {"Retry-After": step.retry_after} if step.retry_after else None)
             return
         with self.state.lock:
             if model.name not in self.state.loaded:

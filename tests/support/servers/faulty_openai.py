@@ -202,8 +202,9 @@ def main() -> None:
     parser.add_argument("--faults", default="", help="shares, e.g. truncate=0.1,reset=0.05,e500=0.05")
     parser.add_argument("--mode", choices=("ok", "hang", "frozen"), default="ok")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency-s", type=float, default=0.0, help="every answer takes this long")
     args = parser.parse_args()
-    plan = FaultPlan(shares=parse_shares(args.faults), mode=args.mode, seed=args.seed)
+    plan = FaultPlan(shares=parse_shares(args.faults), mode=args.mode, seed=args.seed, latency_s=args.latency_s)
     server = FaultyOpenAIServer(FaultState(plan=plan), args.port)
     server.serve_until_interrupted("faulty OpenAI-compatible server")
 
