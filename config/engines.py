@@ -36,6 +36,7 @@ class EngineSpec:
     uncached_reason: str | None = None  # why ``cache: true`` has no effect on this engine (None: it caches)
     parallel_note: str | None = None  # budget note when P > 1 slots; {p} and {total_ctx} are filled in
     no_gguf_hint: str = "set local_model to the server's .gguf path to get one"  # VRAM budget without a file
+    key_env: str | None = None  # the server's optional API key variable (never logged: config/secrets.py)
 
 
 # Order is the order error messages list the names in.
@@ -51,6 +52,7 @@ ENGINES: dict[str, EngineSpec] = {
         parallel_note="  note: Ollama needs OLLAMA_NUM_PARALLEL >= max_concurrent_requests (default 1)"),
     "openai_compat": EngineSpec(
         "workers.engines.openai_compat:OpenAICompatEngine", http=True, vram_shape="gguf_file",
+        key_env="OPENAI_COMPAT_API_KEY",
         uncached_reason="an OpenAI-compatible server names its model but offers no digest of the weights",
         parallel_note="  note: start llama-server with -np {p} -c {total_ctx} (its -c is shared by all slots)"),
     "dry_run": EngineSpec(
@@ -103,6 +105,12 @@ BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
         sdk_hint="the openai backend needs the official SDK: pip install .[openai] (or pip install 'openai>=1.40')"),
 }
 BACKEND_NAMES = (LOCAL_BACKEND, *BATCH_BACKENDS)
+
+
+def secret_env_names() -> tuple[str, ...]:
+    """Every variable that holds a key: each engine's and each batch provider's (config/secrets.py)."""
+    names = [spec.key_env for spec in ENGINES.values() if spec.key_env]
+    return tuple(dict.fromkeys([*names, *(spec.key_env for spec in BATCH_BACKENDS.values() if spec.key_env)]))
 
 
 def engine_spec(name: str) -> EngineSpec:
@@ -159,7 +167,8 @@ def in_process(cfg: Any) -> bool:
 
 
 class EngineError(Exception):
-    """Base class; the message must be one line, safe to show (no secrets).
+    """Base class; the message must be one line, safe to show (no secrets: a server's own words enter it
+    through ``workers.engines.http_common.server_message``, which redacts every known key).
 
     Why here: ``config.llama_cpp_import`` (below workers, used by the trial manifest's token counts)
     raises ``PermanentEngineError``; ``workers.engines.base`` re-exports these classes."""

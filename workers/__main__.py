@@ -11,6 +11,7 @@ import logging
 
 import click
 
+from config.secrets import redact_logging
 from producer.host.console import UserError, make_console_safe, one_line_errors
 from producer.host.exit_codes import STOPPED
 from producer.host.queue_paths import pin_queue_dir
@@ -32,6 +33,7 @@ def main(workers: int, config_ref: str | None, allow_sleep: bool, verbose: bool)
     make_console_safe()
     ctrl_break_is_ctrl_c()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    redact_logging()  # no key in a log line, whoever echoed it
     prevent = True
     if config_ref is not None:
         from config.lookup import load_config_ref  # lazy: --help speed (pydantic)

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from config.secrets import redact_logging
 from producer.host.exit_codes import exit_words
 from producer.host.queue_paths import ENV_QUEUE_DIR, pin_queue_dir
 from workers.last_words import last_words
@@ -123,6 +124,7 @@ def _child_main(index: int, queue_dir: str, stop_event: Any, log_level: int) -> 
     """Entry point of a child (module level: picklable under spawn)."""
     os.environ[ENV_QUEUE_DIR] = queue_dir
     logging.basicConfig(level=log_level, format=f"%(asctime)s worker-{index} pid %(process)d %(message)s")
+    redact_logging()  # no key in a log line, whoever echoed it
     from workers.loop import worker_loop  # lazy: loads in the child, after its queue folder is set
 
     worker_loop(stop_event)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.checks import FAIL, INFO, OK, URL_CREDENTIALS, WARN, Check  # noqa: F401 - the shared verdicts, re-exported
+from config.secrets import redact_secrets
 
 
 def can_start(checks: list[Check]) -> bool:
@@ -17,7 +18,8 @@ def can_start(checks: list[Check]) -> bool:
 
 
 def format_checks(checks: list[Check]) -> str:
-    lines = [c.line() for c in checks]
+    """doctor's text (every known key redacted, whatever a server said in a check)."""
+    lines = [redact_secrets(c.line()) for c in checks]
     failures = sum(1 for c in checks if c.failed)
     lines.append("ready: the run can start" if not failures else f"NOT ready: {failures} check(s) failed")
     return "\n".join(lines)

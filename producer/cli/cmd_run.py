@@ -12,6 +12,7 @@ import click
 from config.engines import is_dry_run_engine
 from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
+from config.secrets import redact_logging
 from producer.cli.command import command
 from producer.cli.common import (
     config_option,
@@ -138,6 +139,7 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
     ctrl_break_is_ctrl_c()
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s")
+    redact_logging()  # no key in a log line, whoever echoed it
     if resume:  # the run's own settings (absolute paths), and its engine must answer before anything is re-sent
         from producer.planning.enqueue import recorded_config
 

@@ -36,7 +36,9 @@ def make_console_safe() -> None:
 
 def fail(message: str, exit_code: int = BAD_INPUT) -> None:
     """Print ``message`` on one line to stderr and exit."""
-    click.echo(" ".join(str(message).split()), err=True)
+    from config.secrets import redact_secrets  # lazy: --help speed (python-dotenv)
+
+    click.echo(" ".join(redact_secrets(str(message)).split()), err=True)
     sys.exit(exit_code)
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from config.engines import BATCH_BACKENDS
+from config.secrets import redact_secrets
 
 
 def parse_env_text(text: str) -> dict[str, str]:
@@ -77,7 +78,7 @@ class BatchServiceError(RuntimeError):
     """A batch provider's call that failed for good; ``status`` is the HTTP status (None: no answer)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact_secrets(message))  # every provider's key, whoever echoed it
         self.status = status
 
 

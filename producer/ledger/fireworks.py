@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from config.secrets import redact_secrets
 from producer.ledger.db import transaction
 
 PART_STATES = ("planned", "submitted", "downloaded", "failed")
@@ -94,7 +95,7 @@ def record_part_outcome(conn: sqlite3.Connection, run_id: str, results: list[dic
             " heartbeat = ? where id = ? and state != 'done'", [(now, now, i) for i in done_ids])
         conn.executemany(
             "update requests set state = 'failed', attempts = attempts + 1, last_error = ?, finished_at = ?"
-            " where id = ? and state != 'done'", [(error, now, i) for i, error in failed])
+            " where id = ? and state != 'done'", [(redact_secrets(error), now, i) for i, error in failed])
 
 
 def _reopen_requests(conn: sqlite3.Connection, run_id: str, part_no: int) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.engines import BATCH_BACKENDS, batch_dry_run_engine
+from config.secrets import redact_secrets
 from producer.ledger.db import transaction
 
 # a run whose requests are a batch provider's parts, never claimed by the local workers: the exact engine
@@ -208,8 +209,10 @@ def _copy_to_sharers(conn: sqlite3.Connection, run_id: str, owner: str, custom_i
 
 def record_failure(conn: sqlite3.Connection, req: sqlite3.Row, error: str, attempts: int,
                    refund_crash: bool = False) -> None:
-    """A request that failed for good: state failed with its one-line error (never a result row)."""
+    """A request that failed for good: state failed with its one-line error (never a result row; every
+    known key redacted: config/secrets.py)."""
     now = time.time()
+    error = redact_secrets(error)
     with transaction(conn):
         conn.execute(
             "update requests set state = 'failed', attempts = attempts + ?, last_error = ?, finished_at = ?,"
@@ -246,6 +249,7 @@ def set_stop(conn: sqlite3.Connection, run_id: str, stop: bool, reason: str | No
 def _set_stop_in(conn: sqlite3.Connection, run_id: str, stop: bool, reason: str | None) -> int:
     """``set_stop``'s statements, inside the caller's transaction."""
     if reason is not None:
+        reason = redact_secrets(reason)
         conn.execute("insert or replace into stop_reasons (run_id, reason, at) values (?, ?, ?)",
                      (run_id, reason, time.time()))
     elif not stop:
@@ -369,7 +373,8 @@ def finish_export(conn: sqlite3.Connection, run_id: str, trial: str, state: str 
         conn.execute(
             "update trials set export_state = ?, exported_at = ?, analysis_state = coalesce(?, analysis_state),"
             " analysis_error = ? where run_id = ? and trial = ?",
-            (state, time.time(), analysis_state, analysis_error, run_id, trial),
+            (state, time.time(), analysis_state, redact_secrets(analysis_error) if analysis_error else None,
+             run_id, trial),
         )
         left = conn.execute(
             "select count(*) from trials where run_id = ? and export_state != 'done'", (run_id,)

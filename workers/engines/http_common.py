@@ -17,6 +17,7 @@ from typing import Any
 import requests
 import urllib3
 
+from config.secrets import redact_secrets
 from workers.engines.base import PermanentEngineError, TransientEngineError
 
 TRANSIENT_STATUS = {408, 429}
@@ -68,7 +69,12 @@ def pull_hint(service: str, model: str) -> str:
 
 
 def server_message(resp: requests.Response) -> str:
-    """The server's error text: Ollama ``{"error": "..."}``, OpenAI ``{"error": {"message": ...}}``, or the body."""
+    """The server's error text: Ollama ``{"error": "..."}``, OpenAI ``{"error": {"message": ...}}``, or the body;
+    every known key redacted (some servers echo the credentials they refused)."""
+    return redact_secrets(_server_text(resp))
+
+
+def _server_text(resp: requests.Response) -> str:
     try:
         body = resp.json()
     except (ValueError, json.JSONDecodeError):

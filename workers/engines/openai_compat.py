@@ -15,13 +15,14 @@ import uuid
 from typing import Any
 
 from config.checks import FAIL, OK, WARN, Check, EngineFacts
+from config.engines import engine_spec
 from config.schema import EvalConfig
 from workers.engines.base import EngineError, EngineResult, GenerationParams, PermanentEngineError
 from workers.engines.http_common import PREFLIGHT_TIMEOUT_S, HttpEngine
 from workers.engines.tokens import complete_usage
 
 SERVICE = "OpenAI-compatible server"
-API_KEY_ENV = "OPENAI_COMPAT_API_KEY"
+API_KEY_ENV = engine_spec("openai_compat").key_env or ""  # its registry row names it
 TIMING_KEYS = ("cache_n", "prompt_n", "prompt_ms", "prompt_per_second", "predicted_n", "predicted_ms",
                "predicted_per_second")
 

@@ -67,6 +67,7 @@ class FaultState:
     faults: Counter = field(default_factory=Counter)
     gets: int = 0
     props: dict[str, Any] | None = None  # set: GET /props answers it, as llama-server does (total_slots...)
+    api_key: str | None = None  # set: generation needs this Bearer key; a wrong one is echoed in the 401
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)  # set: hung handlers give up
 
@@ -137,6 +138,12 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length).decode("utf-8") or "{}")
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._send_bytes(404, b'{"error": {"message": "not found"}}')
+            return
+        if self.state.api_key is not None and self.headers.get("Authorization") != f"Bearer {self.state.api_key}":
+            # some servers echo the credentials they refused (issue 30, item 3)
+            said = json.dumps({"error": {"message": f"invalid credentials: {self.headers.get('Authorization')}",
+                                         "type": "authentication_error"}})
+            self._send_bytes(401, said.encode("utf-8"))
             return
         messages = body.get("messages") or []
         key = message_key(messages + [{"temperature": body.get("temperature")}])  # one key per request
