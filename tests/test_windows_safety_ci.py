@@ -175,3 +175,23 @@ def test_bootstrap_sh_fails_cleanly_without_a_suitable_python(tmp_path: Path) ->
     assert proc.returncode != 0
     assert "not Python 3.11 or newer" in proc.stderr
     assert not (tmp_path / ".venv").exists()
+
+
+def _llama_probe_code() -> str:
+    """The Python that tools/bootstrap.ps1's Get-LlamaStatus runs, PowerShell's `n turned into newlines."""
+    text = (ROOT / "tools" / "bootstrap.ps1").read_text(encoding="utf-8")
+    body = text[text.index("function Get-LlamaStatus"):]
+    line = next(x for x in body.splitlines() if x.strip().startswith('$code = "'))
+    return line.strip()[len('$code = "'):-1].replace("`n", "\n")
+
+
+def test_the_bootstraps_llama_probe_runs_with_a_cuda_path_set(tmp_path: Path) -> None:
+    """The probe's Python (CUDA folders first, then llama_cpp) runs as written, from the project root
+    where the bootstrap runs it, and prints its one line; a CUDA_PATH without a runtime changes nothing."""
+    pytest.importorskip("llama_cpp")
+    env = dict(os.environ, CUDA_PATH=str(tmp_path / "cuda"), PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", _llama_probe_code()], cwd=ROOT, capture_output=True, text=True,
+                          encoding="utf-8", errors="replace", env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("ok ") and last.split(" offload=")[1] in ("True", "False"), proc.stdout
