@@ -226,7 +226,7 @@ try {
     $needsLlama = $Dev -or $Demo -or $LlamaCpp -or $Cuda
     if ($needsLlama -and $FromSource) {
         if ($Cuda -and -not $env:CMAKE_ARGS) { $env:CMAKE_ARGS = "-DGGML_CUDA=on" }
-        Write-Step "Building llama-cpp-python from source (CMAKE_ARGS=$env:CMAKE_ARGS; needs Visual Studio 2022 C++ and CMake)"
+        Write-Step "Building llama-cpp-python from source (CMAKE_ARGS=$env:CMAKE_ARGS; needs Visual Studio 2022 C++, installed before the CUDA Toolkit, and CMake)"
         # pip's wheel cache ignores CMAKE_ARGS: without these flags a cached CPU wheel would come back.
         Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaSpec, "--force-reinstall", "--no-deps",
             "--no-cache-dir", "--no-binary", "llama-cpp-python", "--verbose")
