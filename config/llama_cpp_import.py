@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from config.cuda_dlls import add_cuda_dll_dirs
 from config.engines import PermanentEngineError
 
 NOT_INSTALLED_FIX = "pip install \"llama-cpp-python>=0.3.7\" (or run tools/bootstrap.ps1 / tools/bootstrap.sh)"
@@ -24,7 +25,9 @@ def import_llama_cpp() -> Any:
     Why every exception: on Windows a native library that cannot load raises ``RuntimeError("Failed to
     load shared library ...llama.dll")`` (or OSError), not ImportError; the worker must stop the run with
     that reason instead of retrying forever. Its ``_utils`` opens os.devnull without an encoding, which
-    ``-W error::EncodingWarning`` would turn into an error, so that warning is ignored here."""
+    ``-W error::EncodingWarning`` would turn into an error, so that warning is ignored here. CUDA 13's
+    runtime folder (``bin\\x64``) goes on the DLL search path first (``config.cuda_dlls``)."""
+    add_cuda_dll_dirs()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EncodingWarning)

@@ -22,17 +22,17 @@ import pytest
 from tests.support.cli import PY_FLAGS
 from tests.support.cli import cli_env as env_for
 from tests.support.paths import ROOT
+from tests.support.pool_kill_drill import CHILD_EXIT_S, drill, kill_outright
+from tests.support.pool_kill_drill import finish_with_new_pool as _finish_with_new_pool
+from tests.support.pool_kill_drill import kill_leftovers as _kill_leftovers
+from tests.support.pool_kill_drill import one_result_per_request as _one_result_per_request
 from tests.support.queue_runs import (
     count_state,
     expected_ids,
     ledger,
     popen,
     producer,
-    read_predictions,
-    results_dir,
     run_id_of,
-    run_state,
-    stop_process,
     wait_for,
     write_config,
 )
@@ -40,7 +40,6 @@ from workers.model_lock import ModelLock
 from workers.parent_watch import POLL_S
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals; Windows uses the Job Object")
-CHILD_EXIT_S = 10  # the acceptance bound of issue 14 item 3
 HUEY_CONSUMER = str(Path(sys.executable).parent / "huey_consumer")
 LATE_S = 0.5  # a result whose write had begun when the kill landed
 
@@ -52,7 +51,7 @@ def _done(queue: Path, run_id: str) -> int:
 def _kill_parent_and_wait_children(parent: psutil.Process) -> tuple[float, list[psutil.Process]]:
     kids = parent.children(recursive=True)
     t_kill = time.time()
-    os.kill(parent.pid, signal.SIGKILL)
+    kill_outright(parent.pid)
     _, alive = psutil.wait_procs(kids, timeout=CHILD_EXIT_S)
     return t_kill, alive
 
@@ -72,33 +71,10 @@ def _late_results(queue: Path, run_id: str, t_kill: float) -> int:
                             (run_id, t_kill + LATE_S)).fetchone()[0]
 
 
-def _finish_with_new_pool(queue: Path, run_id: str, timeout: float = 240) -> set[int]:
-    pool = popen(["-m", "workers", "-w", "2"], queue)
-    kids: set[int] = set()
-    try:
-        wait_for(lambda: run_state(queue, run_id) == "done", timeout, "a new pool to finish the run")
-        kids = {p.pid for p in psutil.Process(pool.pid).children()}
-    finally:
-        out = stop_process(pool)
-    assert "Traceback" not in out, out
-    return kids
-
-
-def _one_result_per_request(tmp: Path, queue: Path, run_id: str) -> None:
-    ids = expected_ids(queue, run_id)
-    with ledger(queue) as conn:
-        keys = [r[0] for r in conn.execute("select custom_id from results where run_id = ?", (run_id,))]
-    assert sorted(keys) == ids
-    _, rows = read_predictions(results_dir(tmp, run_id) / "predictions.csv")
-    assert sorted(r["custom_id"] for r in rows) == ids
-
-
-def _kill_leftovers(procs: list[psutil.Process]) -> None:
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+def test_the_pool_kill_drill_passes(tmp_path):
+    """The drill the Windows CI runs after ``taskkill /F`` (issue 23.5), here with SIGKILL: the pool's
+    parent killed mid-run, every child gone within 10 s, a new pool finishes with one result each."""
+    drill(tmp_path)
 
 
 @posix_only

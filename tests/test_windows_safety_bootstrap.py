@@ -116,3 +116,96 @@ def test_cuda_fails_without_gpu_offload() -> None:
     assert "throw" in check.split('offload=True"))', 1)[1].split("}", 1)[0]
     assert "$exitCode = 1" in text and "if ($exitCode -ne 0) { exit $exitCode }" in text
     assert text.index("if ($exitCode -ne 0)") < text.index('Write-Host "Done. Next:"')
+
+
+def _functions(source: bytes) -> dict[str, object]:
+    """Function name -> its function_statement node."""
+    out = {}
+    for node in walk(ps_parser().parse(source).root_node):
+        if node.type == "function_statement":
+            name = next(c for c in node.children if c.type == "function_name")
+            out[node_text(source, name)] = node
+    return out
+
+
+def _ancestors(node):
+    node = node.parent
+    while node is not None:
+        yield node
+        node = node.parent
+
+
+def unguarded_native_calls(source: bytes) -> list[str]:
+    """Native calls (``& $exe ...``) not guarded against 5.1's NativeCommandError (issue 23.4): each must
+    run in a ``try`` of a function that sets ``$ErrorActionPreference = "Continue"`` first and whose
+    ``finally`` puts the saved preference back."""
+    found = []
+    for node in walk(ps_parser().parse(source).root_node):
+        if node.type != "command" or not any(c.type == "command_invokation_operator" for c in node.children):
+            continue
+        ups = list(_ancestors(node))
+        func = next((a for a in ups if a.type == "function_statement"), None)
+        tries = [a for a in ups if a.type == "try_statement"]
+        body = node_text(source, func) if func is not None else ""
+        guarded = (func is not None and tries and '$ErrorActionPreference = "Continue"' in body
+                   and body.index('$ErrorActionPreference = "Continue"') < node_text(source, func).index(node_text(source, tries[0]))
+                   and any(c.type == "finally_clause" and "$ErrorActionPreference = $saved" in node_text(source, c)
+                           for t in tries for c in t.children))
+        if not guarded:
+            found.append(f"line {node.start_point[0] + 1}: {node_text(source, node)[:60]}")
+    return found
+
+
+def test_every_native_call_is_guarded_against_native_command_error() -> None:
+    problems = unguarded_native_calls(_source())
+    assert not problems, "native calls that pip's stderr would end under 5.1 + 2>&1:\n" + "\n".join(problems)
+    assert len(pip_calls()) >= 5  # the pip installs all go through the guarded Invoke-Checked
+
+
+def test_the_guard_check_catches_a_bare_native_call() -> None:
+    bare = b'function F([string]$Exe) {\n    & $Exe --version\n    if ($LASTEXITCODE -ne 0) { throw "x" }\n}\n'
+    loose = b'$v = & $Exe --version\n'
+    guarded = (b'function F([string]$Exe) {\n    $saved = $ErrorActionPreference\n'
+               b'    $ErrorActionPreference = "Continue"\n    try {\n        & $Exe --version\n'
+               b'    } finally {\n        $ErrorActionPreference = $saved\n    }\n}\n')
+    assert unguarded_native_calls(bare) and unguarded_native_calls(loose)
+    assert unguarded_native_calls(guarded) == []
+
+
+def test_cuda_reinstalls_when_the_recorded_build_differs() -> None:
+    """Re-running ``-Cuda -CudaTag cu132`` after a cu124 install replaces the wheel (issue 23.4): the
+    installed build is recorded in .venv and compared with the asked-for tag."""
+    source = _source()
+    text = source.decode("utf-8")
+    funcs = _functions(source)
+    assert '$BuildFile = Join-Path $Root ".venv\\llama-cpp-python-build.txt"' in text
+    reason = node_text(source, funcs["Get-ReinstallReason"])
+    assert 'if ($Installed -eq $Wanted) { return "" }' in reason
+    assert 'return "it is the $Installed build, not $Wanted"' in reason
+    assert 'if (-not $Installed) { return "its build is not recorded' in reason  # unknown: replaced
+    assert 'if (-not ($Status -like "ok * offload=True"))' in reason  # the old rule stays
+    wheel = text[text.index("} elseif ($needsLlama) {"):text.index('Write-Step "Installing the project')]
+    decide = "$why = Get-ReinstallReason (Get-InstalledBuild) $CudaTag $TagNamed (Get-LlamaStatus $VenvPython)"
+    assert decide in wheel
+    swap = wheel[wheel.index("if ($why) {"):]
+    assert '"--index-url", $index' in swap and "Set-InstalledBuild $CudaTag" in swap
+    assert "if (-not $hadLlama) { Set-InstalledBuild $tag }" in wheel  # a fresh install is recorded as it is
+    source_build = text[text.index("if ($needsLlama -and $FromSource) {"):text.index("} elseif ($needsLlama) {")]
+    assert 'Set-InstalledBuild "source"' in source_build
+    assert '$TagNamed = $PSBoundParameters.ContainsKey("CudaTag")' in text
+
+
+def test_the_llama_probe_puts_the_cuda_folders_first() -> None:
+    code = node_text(_source(), _functions(_source())["Get-LlamaStatus"])
+    assert code.index("from config.cuda_dlls import add_cuda_dll_dirs`n    add_cuda_dll_dirs()") < code.index(
+        "import llama_cpp`n")
+
+
+def test_cuda_hints_name_bin_x64_not_only_bin() -> None:
+    text = _source().decode("utf-8")
+    hint = text[text.index('if ($Cuda) { $hint = '):].split("\n", 1)[0]
+    assert "%CUDA_PATH%\\bin\\x64" in hint and "cudart64_13.dll" in hint and "where.exe" not in hint
+    for doc in ("docs/windows.md", "docs/troubleshooting.md"):
+        page = (ROOT / doc).read_text(encoding="utf-8")
+        assert "where.exe cudart64_12.dll" not in page, doc
+        assert "bin\\x64" in page, doc

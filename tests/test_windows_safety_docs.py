@@ -44,6 +44,9 @@ TOPICS = {
     "Sysmem fallback": ["CUDA - Sysmem Fallback Policy", "Prefer No Sysmem Fallback", "tokens/s", "VRAM 15.9/16.0 GiB"],
     "long paths": ["LongPathsEnabled"],
     "bug report": ["doctor", "--report", "doctor-report.schema.json"],
+    "Visual Studio before the CUDA Toolkit": ["first, then the CUDA Toolkit", "No CUDA toolset found",
+                                              "for `-FromSource -Cuda` **before** the CUDA Toolkit"],
+    "Ollama after winget": ["new terminal after `winget install Ollama.Ollama`", "port (11434) is taken"],
 }
 
 
@@ -58,3 +61,18 @@ def test_troubleshooting_quotes_a_real_message(message: str) -> None:
 def test_windows_page_covers(topic: str) -> None:
     missing = [word for word in TOPICS[topic] if word not in WINDOWS]
     assert not missing, f"docs/windows.md, {topic}: missing {missing}"
+
+
+def test_readme_opens_a_new_terminal_after_winget_and_leaves_the_tray_app_alone() -> None:
+    """Issue 23.6: ``ollama`` is not on the old terminal's PATH, and ``ollama serve`` fails while the tray
+    app holds the port, so the README no longer types it right after the install."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("winget install Ollama.Ollama"):].split("```", 1)[0]
+    assert "ollama" not in block.replace("winget install Ollama.Ollama", "")
+    after = " ".join(readme[readme.index("winget install Ollama.Ollama"):].split())
+    assert "open a **new terminal**" in after and "do not run `ollama serve` while it runs" in after
+
+
+def test_engines_page_gives_the_powershell_form_of_ollama_num_parallel() -> None:
+    engines = " ".join((ROOT / "docs" / "engines.md").read_text(encoding="utf-8").split())
+    assert "`$env:OLLAMA_NUM_PARALLEL = 4`" in engines

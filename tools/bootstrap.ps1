@@ -19,8 +19,11 @@
     https://abetlen.github.io/llama-cpp-python/whl/<CudaTag>. Windows CUDA wheels exist for cu118,
     cu124, cu125, cu130 and cu132 (llama-cpp-python's build-wheels-cuda workflow builds no Windows
     wheel for CUDA 12.1-12.3); they are tagged py3 (any Python 3), and need the CUDA runtime DLLs of
-    the same major version (install the CUDA Toolkit: CUDA_PATH\bin is searched) and a driver for it.
-    Only wheels are accepted from there (--only-binary), with the same version floor as setup.cfg,
+    the same major version (install the CUDA Toolkit: the folder under CUDA_PATH that holds them,
+    bin for CUDA 12, bin\x64 for CUDA 13, goes on the DLL search path) and a driver for it.
+    The build installed is recorded in .venv\llama-cpp-python-build.txt (cpu, a CUDA tag, or source):
+    -Cuda replaces any other build with the -CudaTag wheel (a source build stays unless -CudaTag is
+    given). A run without -Cuda keeps what is installed. Only wheels are accepted from there (--only-binary), with the same version floor as setup.cfg,
     so pip never falls back to compiling PyPI's source release. With -Cuda the script exits 1 unless
     the installed build can offload to the GPU. -FromSource really rebuilds (--force-reinstall
     --no-cache-dir --no-binary); with -Cuda it sets CMAKE_ARGS=-DGGML_CUDA=on unless CMAKE_ARGS is set.
@@ -51,9 +54,11 @@ $LlamaFloor = "0.3.7"
 $LlamaSpec = "llama-cpp-python>=$LlamaFloor"
 $LlamaServerSpec = "llama-cpp-python[server]>=$LlamaFloor"
 $WheelIndex = "https://abetlen.github.io/llama-cpp-python/whl"
+$TagNamed = $PSBoundParameters.ContainsKey("CudaTag")
 
 $Root = Split-Path -Parent $PSScriptRoot
 Set-Location $Root
+$BuildFile = Join-Path $Root ".venv\llama-cpp-python-build.txt"
 # Process-wide: put back at the end, so running the script in the current session changes nothing.
 $SavedEnv = @{}
 foreach ($name in @("PIP_NO_INPUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PYTHONUTF8", "CMAKE_ARGS")) {
@@ -69,9 +74,29 @@ function Write-Step([string]$Message) {
 }
 
 function Invoke-Checked([string]$Exe, [string[]]$Arguments) {
-    & $Exe @Arguments
-    if ($LASTEXITCODE -ne 0) {
-        throw "command failed (exit $LASTEXITCODE): $Exe $($Arguments -join ' ')"
+    # Only the exit code decides. Windows PowerShell 5.1 turns each stderr line of a native command into
+    # an error record when the output is redirected (2>&1 | Tee-Object log.txt); under "Stop" pip's
+    # first warning would end the script. So the call runs under "Continue", as the probes below do.
+    $saved = $ErrorActionPreference
+    $ErrorActionPreference = "Continue"
+    try {
+        & $Exe @Arguments
+        $code = $LASTEXITCODE
+    } finally {
+        $ErrorActionPreference = $saved
+    }
+    if ($code -ne 0) {
+        throw "command failed (exit $code): $Exe $($Arguments -join ' ')"
+    }
+}
+
+function Get-PythonVersion([string]$Exe, [string[]]$Prefix) {
+    $saved = $ErrorActionPreference
+    $ErrorActionPreference = "Continue"  # 5.1 turns a native command's stderr into errors
+    try {
+        return [string](& $Exe @Prefix --version 2>$null)
+    } finally {
+        $ErrorActionPreference = $saved
     }
 }
 
@@ -115,10 +140,25 @@ function Get-VenvPython {
     return $null
 }
 
+function Test-LlamaInstalled([string]$Exe) {
+    # Is any llama-cpp-python installed (loadable or not)?
+    $check = "import importlib.metadata as m`nm.version('llama-cpp-python')"
+    $saved = $ErrorActionPreference
+    $ErrorActionPreference = "Continue"
+    try {
+        & $Exe -c $check 2>$null | Out-Null
+        return ($LASTEXITCODE -eq 0)
+    } finally {
+        $ErrorActionPreference = $saved
+    }
+}
+
 function Get-LlamaStatus([string]$Exe) {
     # One line from Python: "ok <version> offload=True|False", or "error <why it cannot load>".
     # Single quotes only inside: Windows PowerShell 5.1 drops double quotes in native arguments.
-    $code = "import sys`ntry:`n    import llama_cpp`nexcept Exception as exc:`n    print('error ' + ' '.join(str(exc).split()) + ' (' + type(exc).__name__ + ')')`n    sys.exit(0)`nprint('ok ' + llama_cpp.__version__ + ' offload=' + str(bool(llama_cpp.llama_supports_gpu_offload())))"
+    # config.cuda_dlls (standard library only, importable from the project root) first puts CUDA 13's
+    # bin\x64 on the DLL search path, as the project does before every import of llama_cpp.
+    $code = "import sys`ntry:`n    from config.cuda_dlls import add_cuda_dll_dirs`n    add_cuda_dll_dirs()`n    import llama_cpp`nexcept Exception as exc:`n    print('error ' + ' '.join(str(exc).split()) + ' (' + type(exc).__name__ + ')')`n    sys.exit(0)`nprint('ok ' + llama_cpp.__version__ + ' offload=' + str(bool(llama_cpp.llama_supports_gpu_offload())))"
     $saved = $ErrorActionPreference
     $ErrorActionPreference = "Continue"
     try {
@@ -130,6 +170,25 @@ function Get-LlamaStatus([string]$Exe) {
     return [string]$lines[$lines.Count - 1]
 }
 
+function Get-InstalledBuild {
+    # The llama-cpp-python build this script last installed: cpu, a CUDA tag or source ("" unknown).
+    if (-not (Test-Path $BuildFile)) { return "" }
+    return ([string](Get-Content -Path $BuildFile -Raw)).Trim()
+}
+
+function Set-InstalledBuild([string]$Build) {
+    Set-Content -Path $BuildFile -Value $Build -Encoding ascii
+}
+
+function Get-ReinstallReason([string]$Installed, [string]$Wanted, [bool]$Named, [string]$Status) {
+    # Why -Cuda must replace the installed build with the $Wanted wheel ("" when it stays).
+    if (-not ($Status -like "ok * offload=True")) { return "it cannot offload to the GPU ($Status)" }
+    if ($Installed -eq $Wanted) { return "" }
+    if (($Installed -eq "source") -and -not $Named) { return "" }  # a CUDA source build stays unless -CudaTag is given
+    if (-not $Installed) { return "its build is not recorded in $BuildFile" }
+    return "it is the $Installed build, not $Wanted"
+}
+
 $exitCode = 0
 try {
     if ($Recreate -and (Test-Path ".venv")) {
@@ -139,7 +198,7 @@ try {
 
     $VenvPython = Get-VenvPython
     if ($VenvPython -and (Test-PythonVersion $VenvPython @())) {
-        Write-Step "Reusing .venv ($(& $VenvPython --version))"
+        Write-Step "Reusing .venv ($(Get-PythonVersion $VenvPython @()))"
     } else {
         if (Test-Path ".venv") {
             Write-Step "Existing .venv is broken or too old: recreating it"
@@ -148,7 +207,7 @@ try {
         $base = Find-BasePython
         $baseExe = $base[0]
         $basePrefix = @($base | Select-Object -Skip 1)
-        Write-Step "Creating .venv with $($base -join ' ') ($(& $baseExe @basePrefix --version))"
+        Write-Step "Creating .venv with $($base -join ' ') ($(Get-PythonVersion $baseExe $basePrefix))"
         Invoke-Checked $baseExe ($basePrefix + @("-m", "venv", ".venv"))
         $VenvPython = Get-VenvPython
         if (-not $VenvPython) { throw "python -m venv did not create .venv" }
@@ -167,24 +226,32 @@ try {
     $needsLlama = $Dev -or $Demo -or $LlamaCpp -or $Cuda
     if ($needsLlama -and $FromSource) {
         if ($Cuda -and -not $env:CMAKE_ARGS) { $env:CMAKE_ARGS = "-DGGML_CUDA=on" }
-        Write-Step "Building llama-cpp-python from source (CMAKE_ARGS=$env:CMAKE_ARGS; needs Visual Studio 2022 C++ and CMake)"
+        Write-Step "Building llama-cpp-python from source (CMAKE_ARGS=$env:CMAKE_ARGS; needs Visual Studio 2022 C++, installed before the CUDA Toolkit, and CMake)"
         # pip's wheel cache ignores CMAKE_ARGS: without these flags a cached CPU wheel would come back.
         Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaSpec, "--force-reinstall", "--no-deps",
             "--no-cache-dir", "--no-binary", "llama-cpp-python", "--verbose")
         Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaServerSpec, "--no-binary", "llama-cpp-python")
+        Set-InstalledBuild "source"
     } elseif ($needsLlama) {
         # Install the prebuilt wheel first; the editable install below then finds it already satisfied.
         $tag = "cpu"
         if ($Cuda) { $tag = $CudaTag }
         $index = "$WheelIndex/$tag"
+        $hadLlama = Test-LlamaInstalled $VenvPython
         Write-Step "Installing llama-cpp-python >= $LlamaFloor (prebuilt $tag wheel) from $index"
         Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaServerSpec,
             "--only-binary", "llama-cpp-python", "--extra-index-url", $index)
-        if ($Cuda -and -not ((Get-LlamaStatus $VenvPython) -like "ok * offload=True")) {
-            # An existing CPU build satisfies the requirement above: swap it for the CUDA wheel.
-            Write-Step "Replacing the installed llama-cpp-python with the $CudaTag wheel"
-            Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaSpec, "--force-reinstall", "--no-deps",
-                "--no-cache-dir", "--only-binary", "llama-cpp-python", "--index-url", $index)
+        if (-not $hadLlama) { Set-InstalledBuild $tag }
+        if ($Cuda) {
+            # Any installed build satisfies the requirement above (a CPU build, another CUDA tag's):
+            # swap it for the asked-for wheel unless it is that one (.venv\llama-cpp-python-build.txt).
+            $why = Get-ReinstallReason (Get-InstalledBuild) $CudaTag $TagNamed (Get-LlamaStatus $VenvPython)
+            if ($why) {
+                Write-Step "Replacing the installed llama-cpp-python with the $CudaTag wheel: $why"
+                Invoke-Checked $VenvPython @("-m", "pip", "install", $LlamaSpec, "--force-reinstall", "--no-deps",
+                    "--no-cache-dir", "--only-binary", "llama-cpp-python", "--index-url", $index)
+                Set-InstalledBuild $CudaTag
+            }
         }
     }
 
@@ -198,7 +265,7 @@ try {
         Write-Host "llama-cpp-python: $status"
         if ($status -like "error *") {
             $hint = "reinstall the CPU build: powershell -ExecutionPolicy Bypass -File tools\bootstrap.ps1 -LlamaCpp -Recreate"
-            if ($Cuda) { $hint = "install the CUDA Toolkit whose major version matches -CudaTag $CudaTag (its bin folder holds cudart64_*.dll and cublas64_*.dll; CUDA_PATH must point at it), update the NVIDIA driver, open a new terminal and run this again (docs/troubleshooting.md)" }
+            if ($Cuda) { $hint = "install the CUDA Toolkit whose major version matches -CudaTag $CudaTag (CUDA 12 keeps cudart64_12.dll and cublas64_12.dll in %CUDA_PATH%\bin, CUDA 13 keeps cudart64_13.dll and cublas64_13.dll in %CUDA_PATH%\bin\x64, and the folder that holds them is searched: CUDA_PATH must point at that toolkit), update the NVIDIA driver, open a new terminal and run this again; check with: Get-ChildItem -Recurse -Filter cudart64_*.dll `$env:CUDA_PATH\bin (docs/troubleshooting.md)" }
             throw "llama-cpp-python is installed but cannot load: $($status.Substring(6)): $hint"
         }
         if ($Cuda -and -not ($status -like "ok * offload=True")) {
