@@ -54,3 +54,17 @@ def test_the_likely_cause_names_what_to_fix():
     jit = likely_cause("ggml_cuda_compute_forward: PTX JIT compilation failed", -1, "12.4", True, platform="linux")
     assert "driver's CUDA version (12.4)" in jit and "-CudaTag" in jit
     assert "on the CPU" in likely_cause("", 0, None, gpu_build=False)
+
+
+@pytest.mark.realmodel
+def test_the_check_mode_bootstrap_runs_prints_doctors_line_and_its_status(tmp_path):
+    from config.model_files import resolve_model_path
+
+    cmd = [sys.executable, *PY_FLAGS, "-m", "workers.engines.llama_cpp_probe", "--check", "--model",
+           str(resolve_model_path("smollm2")), "--n-gpu-layers", "0"]
+    ok = subprocess.run(cmd, cwd=ROOT, env=cli_env(tmp_path / "q"), capture_output=True, text=True,
+                        encoding="utf-8", timeout=300)
+    assert ok.returncode == 0 and ok.stdout.startswith("[ OK ] token: CPU: loaded in"), ok.stdout + ok.stderr
+    bad = subprocess.run(cmd, cwd=ROOT, env=cli_env(tmp_path / "q", EXCELLENCE_FAULTS="load_abort=1"),
+                         capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert bad.returncode == 1 and bad.stdout.startswith("[FAIL] token: the model load died"), bad.stdout

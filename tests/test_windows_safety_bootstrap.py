@@ -209,3 +209,18 @@ def test_cuda_hints_name_bin_x64_not_only_bin() -> None:
         page = (ROOT / doc).read_text(encoding="utf-8")
         assert "where.exe cudart64_12.dll" not in page, doc
         assert "bin\\x64" in page, doc
+
+
+def test_cuda_decodes_a_real_token_with_doctors_probe() -> None:
+    """Issue 23, item 2: ``-Cuda`` runs the same probe as doctor (a child loads the model with every layer
+    on the GPU and decodes one token) after the offload check, and fails the bootstrap on FAIL."""
+    source = _source()
+    text = source.decode("utf-8")
+    funcs = _functions(source)
+    assert "Invoke-TokenProbe" in funcs
+    body = node_text(source, funcs["Invoke-TokenProbe"])
+    assert "-m workers.engines.llama_cpp_probe --check" in body and "--n-gpu-layers -1" in body
+    check = text[text.index('Write-Step "Checking the installation"'):]
+    assert check.index("offload=True\"))") < check.index("Invoke-TokenProbe $VenvPython")
+    after = check.split("Invoke-TokenProbe $VenvPython", 1)[1].split("}", 2)
+    assert "if ($probe.Failed)" in after[0] + after[1] and "throw" in after[0] + after[1]

@@ -170,6 +170,25 @@ function Get-LlamaStatus([string]$Exe) {
     return [string]$lines[$lines.Count - 1]
 }
 
+function Invoke-TokenProbe([string]$Exe) {
+    # doctor's token probe on the demo model (SmolLM2, the demo extra) with every layer on the GPU:
+    # { Line = doctor's line; Failed = $true on FAIL }. Without the demo model it says so and passes.
+    $saved = $ErrorActionPreference
+    $ErrorActionPreference = "Continue"
+    try {
+        $model = @(& $Exe -c "from config.model_files import resolve_model_path; print(resolve_model_path('smollm2'))" 2>$null)
+        if ($LASTEXITCODE -ne 0 -or $model.Count -eq 0) {
+            return @{ Line = "token probe skipped: no demo model (add -Demo, or run: python -m producer doctor --config YOUR.yaml)"; Failed = $false }
+        }
+        $lines = @(& $Exe -m workers.engines.llama_cpp_probe --check --model ([string]$model[$model.Count - 1]) --n-gpu-layers -1 2>$null)
+        $failed = ($LASTEXITCODE -ne 0)
+    } finally {
+        $ErrorActionPreference = $saved
+    }
+    if ($lines.Count -eq 0) { return @{ Line = "token probe printed nothing"; Failed = $true } }
+    return @{ Line = [string]$lines[$lines.Count - 1]; Failed = $failed }
+}
+
 function Get-InstalledBuild {
     # The llama-cpp-python build this script last installed: cpu, a CUDA tag or source ("" unknown).
     if (-not (Test-Path $BuildFile)) { return "" }
@@ -270,6 +289,15 @@ try {
         }
         if ($Cuda -and -not ($status -like "ok * offload=True")) {
             throw "llama-cpp-python is a CPU-only build (no GPU offload) although -Cuda was asked for: check that a $CudaTag wheel exists for your Python at $WheelIndex/$CudaTag, or build with -FromSource -Cuda (docs/windows.md)"
+        }
+        if ($Cuda) {
+            # A real token on the card (doctor's probe, in a child process): offload=True only counts
+            # devices; a wheel whose PTX the driver cannot JIT for the card aborts at load instead.
+            $probe = Invoke-TokenProbe $VenvPython
+            Write-Host $probe.Line
+            if ($probe.Failed) {
+                throw "the GPU could not decode one token: $($probe.Line) (docs/troubleshooting.md)"
+            }
         }
     }
 } catch {

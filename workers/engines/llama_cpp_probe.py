@@ -8,7 +8,9 @@ FAIL line with the child's last stderr lines and the likely cause. ``llama_suppo
 only counts devices, so it said OK on such machines.
 
     python -m workers.engines.llama_cpp_probe --model M.gguf --n-gpu-layers -1 --n-ctx 4096
-    (prints one JSON line: backend, system_info, load_s, first_token_s, vram_used_mib)
+    (the child: prints one JSON line: backend, system_info, load_s, first_token_s, vram_used_mib)
+    python -m workers.engines.llama_cpp_probe --check --model M.gguf --n-gpu-layers -1
+    (the parent, as bootstrap.ps1 -Cuda runs it: doctor's ``token`` line, exit 1 on FAIL)
 """
 
 from __future__ import annotations
@@ -91,10 +93,15 @@ def likely_cause(stderr: str, n_gpu_layers: int, driver_cuda: str | None, gpu_bu
 
 
 def probe_check(cfg: EvalConfig, model_path: Path, gpu_build: bool, timeout_s: float = PROBE_TIMEOUT_S) -> Check:
-    """``token`` check: OK with the backend, first-token time and VRAM, or FAIL with the cause."""
+    """``token`` check for a config: OK with the backend, first-token time and VRAM, or FAIL with the cause."""
+    return token_check(model_path, cfg.n_gpu_layers, cfg.n_ctx, cfg.n_threads or 0, gpu_build, timeout_s)
+
+
+def token_check(model_path: Path, n_gpu_layers: int, n_ctx: int, n_threads: int, gpu_build: bool,
+                timeout_s: float = PROBE_TIMEOUT_S) -> Check:
+    """The probe in a child (doctor, run's preflight, ``--check`` for bootstrap.ps1 -Cuda)."""
     cmd = [sys.executable, "-m", "workers.engines.llama_cpp_probe", "--model", str(model_path),
-           "--n-gpu-layers", str(cfg.n_gpu_layers), "--n-ctx", str(min(cfg.n_ctx, 512)),
-           "--n-threads", str(cfg.n_threads or 0)]
+           "--n-gpu-layers", str(n_gpu_layers), "--n-ctx", str(min(n_ctx, 512)), "--n-threads", str(n_threads)]
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
     try:
@@ -105,7 +112,7 @@ def probe_check(cfg: EvalConfig, model_path: Path, gpu_build: bool, timeout_s: f
     if proc.returncode != 0:
         from telemetry.nvml import driver_cuda_version  # lazy: NVML only when a load died
 
-        cause = likely_cause(proc.stderr, cfg.n_gpu_layers, driver_cuda_version(), gpu_build,
+        cause = likely_cause(proc.stderr, n_gpu_layers, driver_cuda_version(), gpu_build,
                              cuda_path=os.environ.get("CUDA_PATH"))
         said = _last_lines(proc.stderr)
         return Check("token", FAIL, f"the model load died ({exit_words(proc.returncode)}): {cause}"
@@ -125,7 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-gpu-layers", type=int, default=0)
     ap.add_argument("--n-ctx", type=int, default=512)
     ap.add_argument("--n-threads", type=int, default=0)
-    return _child(ap.parse_args(argv))
+    ap.add_argument("--check", action="store_true",
+                    help="run the probe in a child and print doctor's line (exit 1 on FAIL): bootstrap.ps1 -Cuda")
+    args = ap.parse_args(argv)
+    if not args.check:
+        return _child(args)
+    from config.llama_cpp_import import import_llama_cpp  # lazy: the native library, for --check only
+    from workers.engines.llama_cpp_engine import gpu_offload_supported  # lazy: as above
+
+    check = token_check(Path(args.model), args.n_gpu_layers, max(args.n_ctx, 512), args.n_threads,
+                        gpu_offload_supported(import_llama_cpp()))
+    print(check.line())
+    return 1 if check.failed else 0
 
 
 if __name__ == "__main__":
