@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +40,22 @@ def path_with_dirs(path_value: str, dirs: list[Path]) -> str:
     return os.pathsep.join(front + rest)
 
 
-def add_cuda_dll_dirs(environ: MutableMapping[str, str] | None = None) -> list[Path]:
+def add_cuda_dll_dirs(environ: MutableMapping[str, str] | None = None, platform: str = sys.platform,
+                      add_dir: Callable[[str], Any] | None = None) -> list[Path]:
     """On Windows with ``CUDA_PATH`` set, put its runtime folders on the DLL search path; returns them.
 
     A no-op elsewhere (Linux finds libcudart through the loader's own paths) and when CUDA_PATH is
-    unset or holds no runtime DLL (a CPU build needs none)."""
+    unset or holds no runtime DLL (a CPU build needs none). ``platform`` and ``add_dir`` (default
+    ``os.add_dll_directory``) let a Linux test walk the Windows branch."""
     env = os.environ if environ is None else environ
+    add_dir = add_dir or getattr(os, "add_dll_directory", None)
     cuda_path = env.get("CUDA_PATH", "")
-    if sys.platform != "win32" or not hasattr(os, "add_dll_directory") or not cuda_path:
+    if platform != "win32" or add_dir is None or not cuda_path:
         return []
     dirs = cuda_dll_dirs(Path(cuda_path))
     for folder in dirs:
         if str(folder) not in _added:
-            _added[str(folder)] = os.add_dll_directory(str(folder))
+            _added[str(folder)] = add_dir(str(folder))
     if dirs:
         env["PATH"] = path_with_dirs(env.get("PATH", ""), dirs)
     return dirs

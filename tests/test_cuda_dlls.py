@@ -2,7 +2,7 @@
 them go on the DLL search path before llama-cpp-python is imported, on Windows only.
 
 The folder choice is a pure function, checked over fake CUDA_PATH trees; the Windows branch runs on the
-Windows CI runner (skipped here), the Linux behaviour (nothing changes) here.
+Windows CI runner and here with the platform named, the Linux behaviour (nothing changes) here.
 """
 
 from __future__ import annotations
@@ -67,13 +67,18 @@ def test_off_windows_nothing_changes(tmp_path: Path) -> None:
     assert env == {"CUDA_PATH": str(cuda), "PATH": "/usr/bin"}
 
 
-@pytest.mark.skipif(sys.platform != "win32", reason="os.add_dll_directory is Windows only")
 def test_on_windows_the_runtime_folder_goes_on_the_search_path(tmp_path: Path) -> None:
+    """The Windows branch, walked here with the platform named and os.add_dll_directory recorded (on
+    the Windows CI runner the real call is made)."""
     cuda = _tree(tmp_path / "v13.0", ["bin/nvcc.exe", "bin/x64/cudart64_13.dll"])
-    env = {"CUDA_PATH": str(cuda), "PATH": r"C:\Windows\system32"}
-    assert add_cuda_dll_dirs(env) == [cuda / "bin" / "x64"]
-    assert env["PATH"].split(os.pathsep) == [str(cuda / "bin" / "x64"), r"C:\Windows\system32"]
-    assert add_cuda_dll_dirs({"PATH": "x"}) == []  # CUDA_PATH unset: a CPU build needs nothing
+    system = os.path.join(os.sep, "usr", "bin") if sys.platform != "win32" else "C:" + os.sep + "Windows"
+    env = {"CUDA_PATH": str(cuda), "PATH": system}
+    added: list[str] = []
+    windows = {"platform": "win32", "add_dir": added.append} if sys.platform != "win32" else {}
+    assert add_cuda_dll_dirs(env, **windows) == [cuda / "bin" / "x64"]
+    assert env["PATH"].split(os.pathsep) == [str(cuda / "bin" / "x64"), system]
+    assert added in ([str(cuda / "bin" / "x64")], [])  # []: on Windows the real call was made instead
+    assert add_cuda_dll_dirs({"PATH": "x"}, **windows) == []  # CUDA_PATH unset: a CPU build needs none
 
 
 def _imports_of_llama_cpp() -> list[tuple[str, ast.Import]]:
