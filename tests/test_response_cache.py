@@ -10,6 +10,9 @@ cache key is the model's digest from ``/api/tags`` (tests/support/servers/fake_o
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -207,6 +210,33 @@ def test_a_damaged_cache_file_does_not_stop_the_run(tmp_path):
     cleared = producer(["cache", "clear", "--yes"], queue, timeout=60)  # the way out the message names
     assert cleared.returncode == 0 and "removed the damaged response cache" in cleared.stdout
     assert not (queue / "response_cache.sqlite3").exists()
+
+
+def test_a_locked_cache_is_given_up_after_one_wait(tmp_path):
+    """Another process holds ``BEGIN EXCLUSIVE`` on the cache (issue 30, item 5): each lookup waited the
+    60 s busy timeout (48 requests took 628 s instead of 45). Now the worker waits once, a few seconds,
+    says so once, and runs without the cache."""
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({str(queue / 'response_cache.sqlite3')!r}, isolation_level=None)\n"
+        "c.execute('begin exclusive')\nprint('held', flush=True)\ntime.sleep(600)\n")],
+        stdout=subprocess.PIPE, text=True, encoding="utf-8")
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with FakeOllamaServer(FakeOllama(models=[FakeModel("smollm2:135m")])) as server:
+            cfg = _config(tmp_path, short_prompt_set(tmp_path), local_engine="ollama", local_endpoint=server.url,
+                          local_model="smollm2:135m")
+            start = time.monotonic()
+            out = _run(cfg, queue, "locked", timeout=120)
+            took = time.monotonic() - start
+            assert _chats(server) == N_REQUESTS
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert out.count("response cache unavailable, running without it") == 1, out
+    assert took < 45, took  # one short wait, not 60 s per lookup
 
 
 @pytest.mark.unit

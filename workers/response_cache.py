@@ -57,6 +57,18 @@ _caches: dict[tuple, ResponseCache | None] = {}
 _said: set[str] = set()
 
 
+_off: list[str] = []  # set (one reason) once the cache failed in this process: no more waiting on it
+
+
+def _give_up(exc: BaseException) -> None:
+    """The cache failed (locked past its short busy wait, damaged, read-only): this process runs without
+    it from now on, and says so once."""
+    with _lock:
+        if not _off:
+            _off.append(" ".join(str(exc).split()))
+    _say_once(f"response cache unavailable, running without it: {exc}")
+
+
 def _say_once(what: str, level: int = logging.WARNING) -> None:
     with _lock:
         if what in _said:
@@ -106,7 +118,7 @@ class ResponseCache:
 
     def lookup(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult | None:
         """The stored answer as a result of this request (``cache_hit`` in its engine facts), or None."""
-        if not deterministic(self.engine, params):
+        if not deterministic(self.engine, params) or _off:
             return None
         start = time.perf_counter()
         key = self.key(messages, params)
@@ -117,7 +129,7 @@ class ResponseCache:
                 return None
             note_hit(conn, key)
         except (sqlite3.Error, UserError) as exc:
-            _say_once(f"response cache unavailable, running without it: {exc}")
+            _give_up(exc)
             return None
         data = json.loads(raw)
         facts = dict(data.get("engine") or {})
@@ -128,7 +140,7 @@ class ResponseCache:
 
     def remember(self, messages: list[dict[str, str]], params: GenerationParams, result: EngineResult) -> None:
         """Store a successful engine answer of a deterministic request (never a cached one again)."""
-        if not deterministic(self.engine, params) or result.engine.get("cache_hit"):
+        if not deterministic(self.engine, params) or result.engine.get("cache_hit") or _off:
             return
         payload = {"text": result.text, "finish_reason": result.finish_reason, "usage": asdict(result.usage),
                    "request_id": result.request_id, "latency_s": result.latency_s, "engine": result.engine}
@@ -136,7 +148,7 @@ class ResponseCache:
             put_response(cache_connect(), self.key(messages, params), self.engine, self.model, self.model_id,
                          json.dumps(payload, ensure_ascii=False, default=str))
         except (sqlite3.Error, UserError) as exc:
-            _say_once(f"response cache unavailable, running without it: {exc}")
+            _give_up(exc)
 
 
 def cache_for(cfg: EvalConfig, engine: str, model: str) -> ResponseCache | None:

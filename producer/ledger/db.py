@@ -133,19 +133,19 @@ _schema_ready: set[str] = set()
 _schema_lock = threading.Lock()
 
 
-def configure(conn: sqlite3.Connection, readonly: bool) -> None:
+def configure(conn: sqlite3.Connection, readonly: bool, busy_s: float = BUSY_TIMEOUT_S) -> None:
     """What every connection to a shared file needs: a busy timeout; writers also WAL (the response cache too)."""
-    conn.execute(f"pragma busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    conn.execute(f"pragma busy_timeout={int(busy_s * 1000)}")
     if not readonly:
-        _wal(conn)
+        _wal(conn, busy_s)
         conn.execute("pragma synchronous=normal")
 
 
-def _wal(conn: sqlite3.Connection) -> None:
+def _wal(conn: sqlite3.Connection, busy_s: float = BUSY_TIMEOUT_S) -> None:
     """Switch to WAL, waiting like the busy timeout: SQLite answers "database is locked" at once, without
     its busy handler, when several processes switch a new file together (measured: 7 of 15 rounds of 6
     processes)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    deadline = time.monotonic() + busy_s
     while True:
         try:
             conn.execute("pragma journal_mode=wal")

@@ -26,8 +26,12 @@ from producer.host.queue_paths import (
     describe_sqlite_error,
     response_cache_path,
 )
-from producer.ledger.db import BUSY_TIMEOUT_S, ConnectionCache, configure, transaction
+from producer.ledger.db import ConnectionCache, configure, transaction
 from producer.ledger.migrations import Migration, has_objects, migrate, run_sql
+
+# The cache is an optimisation: a writer that holds it longer than this (another process, a backup tool)
+# makes the workers run without it (workers/response_cache.py) instead of waiting on every lookup.
+CACHE_BUSY_S = 5.0
 
 # The first cache schema (``meta.schema_version`` 1); a change is a new migration in CACHE_MIGRATIONS.
 CACHE_DDL = (
@@ -59,10 +63,10 @@ def _open_cache(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     check_sqlite_file(path, CACHE_WAY_OUT)
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=CACHE_BUSY_S, isolation_level=None, check_same_thread=False)
         try:
             conn.row_factory = sqlite3.Row
-            configure(conn, readonly=False)
+            configure(conn, readonly=False, busy_s=CACHE_BUSY_S)
             migrate(conn, CACHE_MIGRATIONS, path)
         except BaseException:
             conn.close()
