@@ -296,6 +296,19 @@ def reopen_failed(conn: sqlite3.Connection, run_id: str, ids: Sequence[int]) -> 
     return n
 
 
+def reopen_failed_analyses(conn: sqlite3.Connection, run_id: str) -> int:
+    """Trials whose files were exported but whose analysis failed (disk full, a file in the way) are
+    exported and analysed again: ``run --resume`` after the fix writes the report. Returns how many."""
+    with transaction(conn):
+        n = conn.execute(
+            "update trials set export_state = 'pending', analysis_state = null, analysis_error = null"
+            " where run_id = ? and export_state = 'done' and analysis_state = 'failed'", (run_id,)).rowcount
+        if n:
+            conn.execute("update runs set state = 'active', updated_at = ? where run_id = ? and state = 'done'",
+                         (time.time(), run_id))
+    return n
+
+
 def release_worker(conn: sqlite3.Connection, pid: int, refund: Sequence[int] = ()) -> int:
     """A worker leaving on its own (its pool died) gives back everything it claimed; ``refund``: the
     requests it had in flight, whose crash charge is taken back (leaving is not a crash)."""

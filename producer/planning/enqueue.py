@@ -38,7 +38,7 @@ from producer.ledger.locate import find_run_queue
 from producer.ledger.queries import get_run, latest_run, request_count, trial_names
 from producer.ledger.run_record import run_config, set_run_stop
 from producer.ledger.sweep import register_shared
-from producer.ledger.writes import NewRequest, register_run, retry_failed
+from producer.ledger.writes import NewRequest, register_run, reopen_failed_analyses, retry_failed
 from producer.planning.plan import requests_per_item, size_refusal
 from producer.runs import manifests
 from producer.runs.layout import RunFolder, RunLayout
@@ -304,6 +304,7 @@ def resume_run(run_id: str, retry_failed_requests: bool = False, *, reconcile: R
     set_run_stop(conn, run_id, False)
     if retry_failed_requests:
         _retry(conn, run_id, run["engine"])
+    reopen_failed_analyses(conn, run_id)  # "resume when fixed": a report that could not be written is redone
     enqueued = reconcile(run_id)
     return EnqueueSummary(run_id, False, request_count(conn, run_id), 0, enqueued,
                           RunLayout(Path(run["experiments_dir"]), run_id).run_dir, trial_names(conn, run_id), run["engine"])
