@@ -262,6 +262,28 @@ def test_sigterm_of_producer_run_stops_its_pool_and_prints_the_resume_command(tm
     assert _done(queue, run_id) == done_at_exit < len(expected_ids(queue, run_id))
 
 
+@posix_only
+def test_a_second_stop_request_stops_at_once_and_still_prints_the_resume_command(tmp_path):
+    """Ctrl+C, then Ctrl+C again while the workers finish their requests (issue 30, item 7): it printed
+    only "interrupted"; now the pool stops at once and the resume command is printed."""
+    cfg = write_config(tmp_path, local_engine="dry_run", sizes={"squad_v2": 4, "triviaqa": 3, "nq_open": 3})
+    queue = tmp_path / "queue"
+    run = popen(["-m", "producer", "run", "--config", str(cfg), "--workers", "2", "--no-preflight"], queue,
+                EXCELLENCE_FAULTS="delay_s=4")
+    wait_for(lambda: (queue / "ledger.sqlite3").exists() and _ledger_has_run(queue), 120, "the run to register")
+    run_id = run_id_of(queue)
+    wait_for(lambda: count_state(queue, run_id, "running") >= 1, 120, "a request in flight")
+    kids = psutil.Process(run.pid).children()
+    run.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    run.send_signal(signal.SIGINT)  # while the pool waits for the request in flight
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 130, out
+    assert f"resume with: python -m producer run --resume {run_id}" in out
+    _, alive = psutil.wait_procs(kids, timeout=CHILD_EXIT_S)
+    assert alive == []
+
+
 def _ledger_has_run(queue: Path) -> bool:
     try:
         with ledger(queue) as conn:

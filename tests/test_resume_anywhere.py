@@ -107,3 +107,32 @@ def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, m
     assert find_run_queue("r1") == project_queue.resolve()
     assert queue_paths.queue_dir() == project_queue.resolve()  # pinned: the pool's workers use it too
     monkeypatch.delenv(queue_paths.ENV_QUEUE_DIR)
+
+
+@pytest.mark.unit
+def test_status_of_a_run_finds_its_queue_from_another_folder(tmp_path, monkeypatch):
+    """``status --run-id X`` typed where ``run --resume X`` works (issue 30, item 7): it said "no ledger"."""
+    from click.testing import CliRunner
+
+    from producer.cli.cmd_status import status
+    from producer.host import queue_paths
+    from producer.ledger.db import close_all, connect
+
+    project_queue = tmp_path / "project" / "queue"
+    project_queue.mkdir(parents=True)
+    conn = connect(project_queue / "ledger.sqlite3")
+    conn.execute("insert into runs (run_id, config_json, fingerprint, engine, experiments_dir, prepared_dir,"
+                 " created_at, updated_at) values ('r1', '{}', 'fp', 'dry_run', 'x', 'y', 0, 0)")
+    close_all()
+    monkeypatch.setattr(queue_paths, "PROJECT_QUEUE_DIR", project_queue)
+    monkeypatch.delenv(queue_paths.ENV_QUEUE_DIR, raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    try:
+        out = CliRunner().invoke(status, ["--run-id", "r1", "--json"])
+    finally:
+        monkeypatch.delenv(queue_paths.ENV_QUEUE_DIR, raising=False)
+        close_all()
+    assert out.exit_code == 0, out.output
+    assert '"run_id": "r1"' in out.output

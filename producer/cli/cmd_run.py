@@ -173,7 +173,14 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
             click.echo("stopping: current requests finish, the rest stays queued ...")
             st = None
         finally:  # whatever happened (a bad --resume id, a dataset error), no worker outlives the command
-            pool.stop()
+            try:
+                pool.stop()
+            except KeyboardInterrupt:  # a second Ctrl+C: stop now, the requests in flight go back to the queue
+                pool.stop(grace_s=0)
+                click.echo("stopped at once: the requests in flight go back to the queue")
+                if s is not None:
+                    click.echo(f"resume with: python -m producer run --resume {s.run_id}")
+                raise SystemExit(exit_codes.INTERRUPTED) from None
     if st is None:
         if s is not None:
             click.echo(f"stopped. resume with: python -m producer run --resume {s.run_id}")

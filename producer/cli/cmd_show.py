@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from producer.cli.command import command
-from producer.host.console import UserError, make_console_safe, one_line_errors
+from producer.host.console import UserError, make_console_safe, one_line_errors, terminal_safe
 
 CONTEXT_CHARS = 300  # a passage is trimmed to this in the terminal (--json has it whole)
 CELL_CHARS = 40  # a table cell of --changed
@@ -74,7 +74,7 @@ def _item_lines(path: Path, wanted: str, where: str) -> list[dict[str, Any]]:
 
 def _wrap(label: str, text: str, width: int) -> str:
     """``label`` then ``text`` on one wrapped, indented paragraph (whitespace collapsed)."""
-    return textwrap.fill(" ".join(str(text).split()) or '""', width=width, initial_indent=label,
+    return textwrap.fill(" ".join(terminal_safe(text).split()) or '""', width=width, initial_indent=label,
                          subsequent_indent=" " * len(label))
 
 
@@ -139,7 +139,7 @@ def _show_item(item_id: str, run_id: str, trial: str, run: dict[str, Any], as_js
 
 
 def _cell(text: Any, chars: int = CELL_CHARS) -> str:
-    text = " ".join(str("" if text is None else text).split())
+    text = " ".join(terminal_safe("" if text is None else text).split())
     return text if len(text) <= chars else text[: chars - 3] + "..."
 
 

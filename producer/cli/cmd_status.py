@@ -33,6 +33,10 @@ def status(run_id: str | None, watch: bool, interval: float, as_json: bool) -> N
     from producer.ledger.status import format_status, run_status
 
     make_console_safe()
+    if run_id is not None:  # from any folder, as `run --resume RUN_ID` works: find the queue that holds it
+        from producer.ledger.locate import find_run_queue
+
+        find_run_queue(run_id)
     conn = _open_readonly()
     run_id = run_id or latest_run(conn)
     if run_id is None:

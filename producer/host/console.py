@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -59,3 +60,13 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             fail("interrupted", INTERRUPTED)
 
     return wrapper
+
+
+_ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without terminal control sequences: OSC (hyperlinks, window titles, clipboard writes),
+    CSI (colours, cursor moves) and every other control character but tab and newline. Model answers
+    are printed by ``show``: what a model writes must not drive the user's terminal."""
+    return _ESCAPES.sub("", str(text))
