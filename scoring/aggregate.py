@@ -43,6 +43,9 @@ def read_predictions(path: Path) -> pd.DataFrame:
     try:
         # object dtype: plain Python strings iterate far faster than Arrow-backed ones
         df = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:  # a 0-byte file (a copy cut short, a disk that filled up)
+        raise ScoringInputError(f"{path} is empty: export the trial again (python -m producer run --resume RUN_ID)"
+                                " or give a complete predictions.csv") from None
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ScoringInputError(f"cannot read predictions {path}: {exc.__class__.__name__}") from None
     missing = {"custom_id", "dataset", "item_id", "condition", "temp", "type", "response_text"} - set(df.columns)

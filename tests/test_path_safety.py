@@ -114,3 +114,27 @@ def test_archive_members_come_from_slugs(tmp_path) -> None:
     for n in names:
         parts = PurePosixPath(n).parts
         assert parts[0] == f"run_{run_id}" and ".." not in parts and "\\" not in n, n
+
+
+def test_prompt_sets_whose_names_slug_alike_keep_their_own_files_in_the_archive(tmp_path) -> None:
+    """"x/y" and "x-y" both slug to ``x-y`` (issue 30, item 7): one control prompt was silently dropped."""
+    cfg_path = write_config(tmp_path, local_engine="dry_run")
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    other = tmp_path / "other_control.txt"
+    other.write_text("Answer briefly. Another control prompt.", encoding="utf-8")
+    cfg["prompt_sets"] = {"x/y": cfg["prompt_sets"]["default"],
+                          "x-y": {**cfg["prompt_sets"]["default"], "control": str(other)}}
+    cfg["default_prompt_set"] = "x/y"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    queue = tmp_path / "queue"
+    out = producer(["enqueue", "--config", str(cfg_path), "--dry-run"], queue)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_id = run_id_of(queue)
+    zip_path = tmp_path / "out.zip"
+    out = producer(["archive", "--run-id", run_id, "--experiments-dir", str(tmp_path / "experiments"),
+                    "--out", str(zip_path), "--allow-unfinished"], queue)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with zipfile.ZipFile(zip_path) as zf:
+        controls = {n: zf.read(n).decode("utf-8") for n in zf.namelist() if "/prompts/" in n and "/control_" in n}
+    assert len(controls) == 2, controls  # one per prompt set, in its own folder
+    assert "Another control prompt." in "".join(controls.values())

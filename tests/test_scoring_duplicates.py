@@ -79,3 +79,13 @@ def test_report_says_predictions_repeat_a_row(dup: tuple[Path, Path, str]) -> No
     md = write_report(results, None, figures=False)["report_md"].read_text(encoding="utf-8")
     assert "predictions.csv: not available" in md
     assert f"duplicate custom_id '{cid}'" in md  # shown as an unreadable artifact, not counted twice
+
+
+def test_analyse_of_an_empty_predictions_file_is_one_line(dup: tuple[Path, Path, str]) -> None:
+    """A 0-byte predictions.csv (issue 30, item 7): pandas' EmptyDataError traceback and exit 1 before."""
+    prepared, results, _ = dup
+    (results / "predictions.csv").write_bytes(b"")
+    res = CliRunner().invoke(producer_main, ["analyse", "--results_dir", str(results), "--prepared_dir",
+                                             str(prepared), "--no-report"])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("\n") == 1 and "Traceback" not in res.output and "is empty" in res.output

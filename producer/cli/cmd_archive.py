@@ -30,11 +30,18 @@ def _prompt_files(run_dir: Path) -> dict[str, Path]:
         return {}
     data = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     out: dict[str, Path] = {}
+    folders: set[str] = set()
     for name, pset in (data.get("prompt_sets") or {}).items():
+        folder = safe_slug(str(name))  # "x/y" and "x-y" slug alike: the second gets its own folder
+        base, n = folder, 1
+        while folder in folders or folder == "task_instructions":
+            n += 1
+            folder = f"{base}-{n}"
+        folders.add(folder)
         for cond in CONDITIONS:
             p = Path(str(pset.get(cond, "")))
             if p.is_file():
-                out[f"prompts/{safe_slug(str(name))}/{cond}_{safe_slug(p.name)}"] = p
+                out[f"prompts/{folder}/{cond}_{safe_slug(p.name)}"] = p
     for kind, value in (data.get("task_instructions") or {}).items():
         p = Path(str(value))
         if p.is_file():
