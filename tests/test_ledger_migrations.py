@@ -20,7 +20,8 @@ from producer.ledger.response_cache import CACHE_DDL, cache_close_all, cache_con
 from tests.support.cli import PY_FLAGS, cli_env
 
 V1_LEDGER = Path(__file__).resolve().parent / "fixtures" / "ledger_v1" / "proj" / "queue" / "ledger.sqlite3"
-ALL = ["0001_initial_schema", "0002_fireworks_parts_deadline_at"]
+ALL = ["0001_initial_schema", "0002_fireworks_parts_deadline_at", "0003_in_flight_and_worker_parent"]
+VERSION = str(len(ALL))
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +52,8 @@ def test_a_new_ledger_gets_every_migration_in_order(tmp_path) -> None:
     conn = db.connect(tmp_path / "ledger.sqlite3")
     assert applied_names(conn) == ALL == [m.name for m in db.MIGRATIONS]
     assert "deadline_at" in _columns(conn, "fireworks_parts")
-    assert _version(conn) == "2"
+    assert "in_flight" in _columns(conn, "requests") and "parent" in _columns(conn, "workers")
+    assert _version(conn) == VERSION
 
 
 def test_opening_again_runs_nothing_again(tmp_path) -> None:
@@ -69,7 +71,7 @@ def test_a_v1_ledger_with_the_deadline_column_is_adopted_without_running_anythin
     with _plain(path) as old:  # a v1 ledger opened by a version that had ADDED_COLUMNS
         old.execute("alter table fireworks_parts add column deadline_at real")
     conn = db.connect(path)  # re-running 0002 would fail: "duplicate column name"
-    assert applied_names(conn) == ALL and _version(conn) == "2"
+    assert applied_names(conn) == ALL and _version(conn) == VERSION
     assert conn.execute("select count(*) from results").fetchone()[0] == 6
 
 
@@ -173,7 +175,7 @@ def test_processes_opening_one_ledger_at_once_apply_each_step_once(tmp_path, sta
         assert out.strip() == ",".join(ALL)
     assert [name for name, _ in _recorded(path)] == ALL
     with _plain(path) as conn:
-        assert _version(conn) == "2" and "deadline_at" in _columns(conn, "fireworks_parts")
+        assert _version(conn) == VERSION and "deadline_at" in _columns(conn, "fireworks_parts")
 
 
 def test_an_old_response_cache_is_adopted_and_keeps_its_answers(tmp_path) -> None:

@@ -42,6 +42,8 @@ def worker_loop(stop_event: Any = None, max_idle_s: float | None = None) -> None
     signal.signal(signal.SIGTERM, _on_sigint)  # a service manager's stop, or pool.stop()'s terminate
     if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl+Break stops cleanly too
         signal.signal(signal.SIGBREAK, _on_sigint)
+    if hasattr(signal, "SIGHUP"):  # POSIX: a closed terminal hangs up the whole group: finish, then stop
+        signal.signal(signal.SIGHUP, _on_sigint)
     parent_watch.start(stop_event)  # a dead pool or its stop event ends even a long drain
     worker_state.ensure_registered()
     last_schedule = 0.0

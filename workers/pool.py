@@ -36,12 +36,14 @@ CRASH_LOOP_WINDOW_S = 120.0
 def ctrl_break_is_ctrl_c() -> None:
     """Stop requests from outside stop the pool like Ctrl+C (KeyboardInterrupt: children finish their
     current request, the rest stays queued, the resume hint is printed): SIGTERM (``kill PID``, a service
-    manager, a closing terminal's job control) everywhere, and Ctrl+Break on Windows."""
+    manager) everywhere, SIGHUP (a closed terminal) on POSIX, and Ctrl+Break on Windows."""
     import signal
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if hasattr(signal, "SIGBREAK"):
         signal.signal(signal.SIGBREAK, signal.default_int_handler)
+    if hasattr(signal, "SIGHUP"):  # POSIX: a closed terminal stops the run gracefully, with the resume hint
+        signal.signal(signal.SIGHUP, signal.default_int_handler)
 
 
 class _KillOnCloseJob:

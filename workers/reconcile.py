@@ -17,7 +17,13 @@ from huey import crontab
 
 from producer.huey_app import enqueue_many, huey, queued_task_args
 from producer.ledger import connect
-from producer.ledger.queries import live_worker_pids, open_chunks, trials_ready_to_export, unscored_chunks
+from producer.ledger.queries import (
+    live_worker_pids,
+    open_chunks,
+    orphaned_workers,
+    trials_ready_to_export,
+    unscored_chunks,
+)
 from producer.ledger.writes import mark_chunks_queued, reset_dead_work
 from workers import tasks, worker_state
 from workers.batch.tasks import reconcile_fireworks
@@ -37,7 +43,8 @@ def reconcile(run_id: str | None = None) -> ReconcileReport:
     """Bring the queue in line with the ledger for ``run_id`` (every run when None)."""
     conn = connect()
     report = ReconcileReport()
-    report.reset = reset_dead_work(conn, live_worker_pids(conn))
+    live = live_worker_pids(conn)
+    report.reset = reset_dead_work(conn, live, orphaned_workers(conn, live))
 
     in_queue = queued_task_args("infer_chunk")
     chunks = open_chunks(conn, run_id)

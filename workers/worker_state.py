@@ -54,7 +54,7 @@ def ensure_registered() -> None:
             return
         thread = threading.Thread(target=_heartbeat_loop, name="ledger-heartbeat", daemon=True)
         _state["heartbeat"] = thread
-    heartbeat_worker(connect(), os.getpid(), role())
+    heartbeat_worker(connect(), os.getpid(), role(), parent=os.getppid())  # whose tree this worker is in
     thread.start()
 
 

@@ -96,6 +96,12 @@ MIGRATIONS = (
     # the Fireworks poll deadline (commit 28b188f), first added in place by the old ADDED_COLUMNS
     Migration("0002_fireworks_parts_deadline_at", run_sql("alter table fireworks_parts add column deadline_at real"),
               has_column("fireworks_parts", "deadline_at")),
+    # only deaths a worker caused itself are charged (issue 30, item 6): whether a request is being sent
+    # right now, and which process started each worker (its whole tree killed: nobody's fault)
+    Migration("0003_in_flight_and_worker_parent",
+              run_sql("alter table requests add column in_flight integer not null default 0",
+                      "alter table workers add column parent integer"),
+              lambda conn: has_column("requests", "in_flight")(conn) and has_column("workers", "parent")(conn)),
 )
 
 class ConnectionCache:

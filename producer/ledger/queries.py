@@ -140,6 +140,27 @@ def live_worker_pids(conn: sqlite3.Connection) -> set[int]:
     return live
 
 
+def orphaned_workers(conn: sqlite3.Connection, live_pids: set[int]) -> set[int]:
+    """Dead workers on this host that hold running requests and whose parent (the pool or the consumer
+    that started them) is dead too: their whole process tree was killed at once."""
+    import psutil
+
+    rows = conn.execute(
+        "select distinct w.pid, w.parent from workers w join requests r on r.worker = w.pid"
+        " where w.host = ? and r.state = 'running' and w.parent is not null", (HOST,)).fetchall()
+    out = set()
+    for pid, parent in rows:
+        if pid in live_pids:
+            continue
+        try:
+            alive = psutil.Process(parent).status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            alive = False
+        if not alive:
+            out.add(pid)
+    return out
+
+
 def result_rows(conn: sqlite3.Connection, run_id: str, trial: str) -> list[sqlite3.Row]:
     return conn.execute(
         "select * from results where run_id = ? and trial = ? order by custom_id", (run_id, trial)

@@ -158,8 +158,8 @@ def mark_in_flight(conn: sqlite3.Connection, request_id: int, in_flight: bool) -
     anything afterwards, so the charge must already be there; a request merely claimed, or waiting for
     the model to load, is never charged (``reset_dead_work`` only reads the counter)."""
     with transaction(conn):
-        conn.execute("update requests set crashes = max(crashes + ?, 0) where id = ?",
-                     (1 if in_flight else -1, request_id))
+        conn.execute("update requests set crashes = max(crashes + ?, 0), in_flight = ? where id = ?",
+                     (1 if in_flight else -1, int(in_flight), request_id))
 
 
 def record_result(conn: sqlite3.Connection, req: sqlite3.Row, result: Any, attempts: int, pid: int,
@@ -342,15 +342,16 @@ def retry_failed(conn: sqlite3.Connection, run_id: str) -> int:
 
 
 def heartbeat_worker(conn: sqlite3.Connection, pid: int, role: str, detail: str | None = None,
-                     state: str = "alive") -> None:
+                     state: str = "alive", parent: int | None = None) -> None:
+    """A worker's heartbeat; ``parent`` (the process that started it) is kept from its first one."""
     now = time.time()
     with transaction(conn):
         conn.execute(
-            "insert into workers (host, pid, role, started_at, heartbeat, state, detail)"
-            " values (?, ?, ?, ?, ?, ?, ?) on conflict (host, pid) do update set role = excluded.role,"
+            "insert into workers (host, pid, role, started_at, heartbeat, state, detail, parent)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (host, pid) do update set role = excluded.role,"
             " heartbeat = excluded.heartbeat, state = excluded.state,"
-            " detail = coalesce(excluded.detail, workers.detail)",
-            (HOST, pid, role, now, now, state, detail),
+            " detail = coalesce(excluded.detail, workers.detail), parent = coalesce(workers.parent, excluded.parent)",
+            (HOST, pid, role, now, now, state, detail, parent),
         )
         conn.execute("update requests set heartbeat = ? where state = 'running' and worker = ?", (now, pid))
 
@@ -397,15 +398,23 @@ def finish_export(conn: sqlite3.Connection, run_id: str, trial: str, state: str 
     return not left
 
 
-def reset_dead_work(conn: sqlite3.Connection, live_pids: set[int]) -> int:
+def reset_dead_work(conn: sqlite3.Connection, live_pids: set[int], orphaned: set[int] | frozenset[int] = frozenset(),
+                    ) -> int:
     """Work held by dead workers goes back to the queue (requests -> queued, exports -> pending).
 
     A request that was in flight (``mark_in_flight``) when its worker died MAX_CRASHES times is failed
     instead: it is what kills the worker (a crash loop must end). A death before anything was sent
-    (killed while loading the model, out of memory at load) is charged to no request."""
+    (killed while loading the model, out of memory at load) is charged to no request, and neither is
+    the death of a worker in ``orphaned`` (its parent died too: the whole tree was killed, by a power
+    loss, ``timeout -s KILL`` or a service manager, which says nothing about the request)."""
     live = json.dumps(sorted(live_pids))
     dead = "(worker is null or worker not in (select value from json_each(:live)))"
     with transaction(conn):
+        conn.execute(
+            "update requests set crashes = max(crashes - 1, 0), in_flight = 0 where state = 'running'"
+            " and in_flight = 1 and worker in (select value from json_each(:orphaned))",
+            {"orphaned": json.dumps(sorted(orphaned))},
+        )
         conn.execute(
             f"update requests set state = 'failed', finished_at = :now, last_error = :err where state = 'running'"
             f" and crashes >= :max and {dead}",
@@ -413,7 +422,8 @@ def reset_dead_work(conn: sqlite3.Connection, live_pids: set[int]) -> int:
              "err": f"the worker process died {MAX_CRASHES} times while running this request"},
         )
         n = conn.execute(
-            f"update requests set state = 'queued', worker = null where state = 'running' and {dead}", {"live": live},
+            f"update requests set state = 'queued', worker = null, in_flight = 0 where state = 'running' and {dead}",
+            {"live": live},
         ).rowcount
         conn.execute(
             "update trials set export_state = 'pending', export_worker = null where export_state = 'running'"
