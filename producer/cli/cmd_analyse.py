@@ -3,7 +3,8 @@
 Why: the queue analyses each trial when it ends; after a crash, a config change to ``stats`` or
 ``unsupported``, or new prices, the same analysis is re-run by hand on the exported files.
 Defaults follow the run layout (CONTRACT section 9): the config is the run's effective_config.yaml
-(two folders above ``results/``), the prepared items are its ``paths.prepared_dir``, the report goes
+(two folders above ``results/``), the prepared items are the run's own frozen copy (``<run>/prepared``,
+what its workers scored against; ``paths.prepared_dir`` only for a folder without one), the report goes
 to the sibling ``reports/``.
 """
 
@@ -24,7 +25,8 @@ from producer.runs.layout import TrialFolder
 @click.option("--results-dir", required=True, type=click.Path(path_type=Path), help="<run>/<trial>/results")
 @config_path_option("the run's effective_config.yaml")
 @click.option("--prepared-dir", type=click.Path(path_type=Path), default=None,
-              help="prepared items (default: the config's paths.prepared_dir)")
+              help="prepared items (default: the run's own copy, <run>/prepared; else the config's "
+                   "paths.prepared_dir)")
 @click.option("--reports-dir", type=click.Path(path_type=Path), default=None,
               help="where the report goes (default: <trial>/reports)")
 @click.option("--no-report", is_flag=True, help="skip the report")
@@ -43,9 +45,13 @@ def analyse(results_dir: Path, config_path: Path | None, prepared_dir: Path | No
     from scoring.aggregate import ScoringInputError  # lazy: --help stays fast (pandas)
     from scoring.pipeline import analyse_trial  # lazy: --help stays fast
 
-    reports = None if no_report else (reports_dir or TrialFolder.of_results(results_dir.resolve()).reports_dir)
+    trial = TrialFolder.of_results(results_dir.resolve())
+    reports = None if no_report else (reports_dir or trial.reports_dir)
+    if prepared_dir is None:  # the run's own items, frozen at enqueue (what its workers scored against)
+        snapshot = trial.run_folder.prepared_dir
+        prepared_dir = snapshot if snapshot.is_dir() else Path(cfg.paths.prepared_dir)
     try:
-        out = analyse_trial(results_dir, prepared_dir or Path(cfg.paths.prepared_dir), cfg, reports)
+        out = analyse_trial(results_dir, prepared_dir, cfg, reports)
     except ScoringInputError as exc:
         raise UserError(str(exc)) from None
     for stage, path in out.items():
