@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.contract import CONDITIONS
+from scoring.verdicts import ALPHA
 
 METRIC_ORDER = ("false_answer_rate", "em", "f1", "abstain_rate", "unsupported_rate")
-ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class EffectRow:
     perm_p: float | None
     control_mean: float | None = None  # on the paired items, when the stats file records it
     treatment_mean: float | None = None
+    verdict: str | None = None  # better / worse / higher / lower / equivalent / inconclusive (verdicts.py)
+    verdict_reason: str | None = None
 
     @property
     def decisive_p(self) -> float | None:
@@ -71,7 +73,13 @@ def effect_from_metric(temp: str, type_: str, metric: str, dataset: str | None, 
     n = block.get("n_items")
     return EffectRow(temp, type_, metric, dataset, int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None,
                      num(block.get("delta_mean")), low, high, num(wil.get("p_value")), num(wil.get("q_value")),
-                     num(block.get("perm_p_value")), num(block.get("control_mean")), num(block.get("treatment_mean")))
+                     num(block.get("perm_p_value")), num(block.get("control_mean")), num(block.get("treatment_mean")),
+                     *_verdict_of(block))
+
+
+def _verdict_of(block: dict[str, Any]) -> tuple[str | None, str | None]:
+    v = block.get("verdict") if isinstance(block.get("verdict"), dict) else {}
+    return (str(v["verdict"]) if v.get("verdict") else None), (str(v["reason"]) if v.get("reason") else None)
 
 
 def temps(sig: dict[str, Any]) -> list[str]:

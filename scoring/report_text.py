@@ -17,14 +17,13 @@ import pandas as pd
 
 from config.contract import CONDITIONS, DATASET_TYPE
 from scoring.report_sig import EffectRow, blocks, find_effect, subgroup_blocks, temps
+from scoring.verdicts import METRIC_GOOD
 
 NA = "not available"
 METRIC_LABELS = {"em": "EM", "f1": "F1", "abstain_rate": "abstain", "false_answer_rate": "false answer",
                  "unsupported_rate": "unsupported"}
 METRIC_PHRASES = {"em": "exact-match rate", "f1": "F1 score", "abstain_rate": "abstention rate",
                   "false_answer_rate": "false-answer rate", "unsupported_rate": "unsupported-answer rate"}
-# +1: higher is better, -1: lower is better, 0: no preferred direction.
-METRIC_GOOD = {"em": 1, "f1": 1, "false_answer_rate": -1, "unsupported_rate": -1, "abstain_rate": 0}
 TYPE_WORDS = {"open": "open-book questions", "closed": "closed-book questions"}
 DISPLAY_NAMES = {"squad_v2": "SQuAD v2", "triviaqa": "TriviaQA", "nq_open": "NQ-Open"}  # others: as configured
 
@@ -181,9 +180,14 @@ def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: boo
         caution = ""
         if row.ci_low is not None and row.ci_high is not None and row.ci_low <= 0 <= row.ci_high:
             caution = " The bootstrap interval includes zero, so treat this with care."
-        return f"{lead} {verb} the {phrase} on {where} by {size}{moved} ({stats}){judgement}.{caution}"
+        return f"{lead} {verb} the {phrase} on {where} by {size}{moved} ({stats}){judgement}.{caution}{_verdict(row)}"
     return (f"{lead} made no significant change to the {phrase} on {where}: "
-            f"{fmt_pts(row.delta)} points{moved} ({stats}).")
+            f"{fmt_pts(row.delta)} points{moved} ({stats}).{_verdict(row)}")
+
+
+def _verdict(row: EffectRow) -> str:
+    """" Verdict: equivalent (not significant, and TOST ...)." (scoring/verdicts.py); "" for older files."""
+    return f" Verdict: {row.verdict} ({row.verdict_reason})." if row.verdict else ""
 
 
 def _expected_requests(manifest: dict[str, Any] | None, temp: str, type_: str) -> dict[str, int] | None:

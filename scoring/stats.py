@@ -25,6 +25,7 @@ from scoring.aggregate import ScoringInputError, read_per_item_csv
 from scoring.fdr import apply_fdr
 from scoring.stats_meta import meta_analysis, selective_risk_curve, tost
 from scoring.stats_paired import HALDANE, mcnemar, metric_block
+from scoring.verdicts import ALPHA, add_verdicts
 
 SCHEMA_VERSION = 2
 METRICS = {"open": ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate"),
@@ -148,6 +149,7 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, An
             block["meta"] = _meta(subgroups, frames, type_)
             results[temp][type_] = block
     n_tests = apply_fdr(results, cfg.enable_fdr)
+    add_verdicts(results, ALPHA)  # after FDR; subgroups copied below carry theirs
     for block, name in duplicates:
         block["subgroups"]["dataset"][name] = {k: copy.deepcopy(v) for k, v in block.items()
                                                if k not in ("subgroups", "meta")}

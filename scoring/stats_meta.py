@@ -6,7 +6,8 @@
   effects use w* = 1 / (v + tau^2). Estimates come with a 95% normal CI and a two-sided z p-value.
   Needs >= 2 datasets with v > 0 for that metric, else null (reason in ``note``).
 - tost: paired t on d for non-inferiority (H0: delta <= -margin, p_lower) and, for equivalence, also
-  H0: delta >= +margin (p_upper); non_inferior when p_lower < alpha; equivalent when both are < alpha.
+  H0: delta >= +margin (p_upper); non_inferior when p_lower < alpha; equivalent when both are < alpha;
+  all three undecided (null) when every difference is the same (no item changed: nothing to test).
 - selective_risk: confidence of an item = 1 - abstain_rate (share of its samples that answered). At
   threshold t an item is covered when confidence >= t and > 0 (an item that always abstained is never
   covered). coverage = covered / all items; selective_accuracy = mean em over covered items (null when
@@ -66,10 +67,9 @@ def tost(d: np.ndarray, margin: float, alpha: float) -> dict[str, Any]:
     mean = float(d.mean())
     se = float(d.std(ddof=1) / math.sqrt(n))
     df = n - 1
-    if se == 0:
-        p_lower = 0.0 if mean > -margin else 1.0
-        p_upper = 0.0 if mean < margin else 1.0
-        lower = mean
+    if se == 0:  # every item's difference is the same (often: no item changed): no variance to test
+        out.update(delta_mean=mean, se=se, df=df)
+        return out
     else:
         p_lower = float(sps.t.sf((mean + margin) / se, df))
         p_upper = float(sps.t.cdf((mean - margin) / se, df))

@@ -157,6 +157,7 @@ def metric_block(control: np.ndarray, treatment: np.ndarray, b: int, r: int, see
         "control_mean": float(control.mean()) if len(d) else None,
         "treatment_mean": float(treatment.mean()) if len(d) else None,
         "delta_mean": float(d.mean()) if len(d) else None,
+        "sd_delta": float(d.std(ddof=1)) if len(d) > 1 else None,  # 0: no item changed (verdicts.py)
         "ci_95": bootstrap_ci(d, b, np.random.default_rng(boot_seq)),
         "wilcoxon": wilcoxon_test(d),
         "hodges_lehmann": hodges_lehmann(d, seed=int(hl_seq.generate_state(1)[0])),

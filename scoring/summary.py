@@ -20,7 +20,7 @@ from scoring.fdr import bh_qvalues
 from scoring.report_data import is_dry_run, load_per_item, paired_means, read_result_json
 from scoring.report_html import to_html
 from scoring.report_md import to_markdown
-from scoring.report_sig import ALPHA, EffectRow, all_tests, effect_rows
+from scoring.report_sig import EffectRow, all_tests, effect_rows
 from scoring.report_text import (
     METRIC_LABELS,
     METRIC_PHRASES,
@@ -38,6 +38,7 @@ from scoring.report_text import (
     row_means,
     type_phrase,
 )
+from scoring.verdicts import ALPHA
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """Crash drill: kill -9 the pool, a worker or ``producer run`` at random moments, N cycles, against a
 fault-injecting OpenAI-compatible server on 127.0.0.1; then finish the run and count what went wrong.
+POSIX also draws ``group`` (kill -9 of the whole process group: a power loss, ``timeout -s KILL``) and
+``hup`` (SIGHUP to the group: a closed terminal); every system draws ``outage`` (the server goes away for
+3-12 s mid-run and comes back on its port: a crashed or restarted engine).
 
 Why: the queue promises that no result is lost or recorded twice whatever kills it, and that no worker
 outlives its pool. This drill tries it the way a long night on a laptop does: kills while workers start,
@@ -11,6 +14,8 @@ broken JSON and hangs. It prints:
 - re-sent: requests the server answered completely more than once (in flight at a kill: sent again,
   recorded once; see docs/architecture.md);
 - orphans: workers still alive 10 s after their parent was killed;
+- failed: requests failed for good (the injected faults may fail a few; a kill, a group kill, a hang-up
+  or an outage shorter than ``outage_wait_s`` must not);
 - databases: SQLite's integrity_check of ledger.sqlite3 and huey.sqlite3 after the drill.
 
 Exit status 0 when lost, duplicated and orphans are all 0 and both databases are intact. Bounded: every wait has a deadline, and the
@@ -33,6 +38,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psutil
 import yaml
@@ -46,7 +52,8 @@ from tests.support.servers.faulty_openai import FaultPlan, FaultState, FaultyOpe
 
 DEFAULT_FAULTS = "truncate=0.06,reset=0.04,e500=0.05,malformed=0.03,hang=0.02"
 ORPHAN_WAIT_S = 10.0
-TARGETS = ("pool", "worker", "run")
+POSIX = sys.platform != "win32"
+TARGETS = ("pool", "worker", "run", *(("group", "hup") if POSIX else ()), "outage")
 
 
 def _env(queue: Path) -> dict[str, str]:
@@ -100,17 +107,32 @@ def _start(kind: str, queue: Path, run_id: str, log: Path) -> subprocess.Popen:
         args = ["-m", "producer", "run", "--resume", run_id, "--workers", "2", "--no-preflight"]
     else:
         args = ["-m", "workers", "-w", "2"]
-    with open(log, "a", encoding="utf-8") as fh:
+    with open(log, "a", encoding="utf-8") as fh:  # its own process group (POSIX): a group kill spares the drill
         return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=_env(queue), stdout=fh,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=POSIX)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)  # a normal stop ends the cycle
+    try:
+        proc.wait(90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _kill_cycle(rng: random.Random, queue: Path, run_id: str, log: Path, kills: Counter, orphans: list[int],
-                targets: tuple[str, ...] = TARGETS) -> None:
-    """One cycle: start a pool or ``producer run``, wait a random moment, kill -9 the parent or a worker."""
+                targets: tuple[str, ...] = TARGETS, outage: Any = None) -> None:
+    """One cycle: start a pool or ``producer run``, wait a random moment, kill -9 the parent, a worker or the
+    whole group, hang the group up, or take the server away for a few seconds (``outage(seconds)``)."""
     target = rng.choice(targets)
-    proc = _start("run" if target == "run" else "pool", queue, run_id, log)
+    proc = _start("run" if target in ("run", "group", "hup", "outage") else "pool", queue, run_id, log)
     time.sleep(rng.uniform(0.5, 4.0))
+    if target == "outage":
+        outage(rng.uniform(3.0, 12.0))
+        kills["outage"] += 1
+        time.sleep(rng.uniform(1.0, 3.0))
+        _stop(proc)
+        return
     parent = psutil.Process(proc.pid)
     try:
         kids = parent.children(recursive=True)
@@ -122,9 +144,12 @@ def _kill_cycle(rng: random.Random, queue: Path, run_id: str, log: Path, kills: 
         kills["worker"] += 1
         time.sleep(rng.uniform(0.5, 2.0))  # the pool restarts it and reconciles
         kids = parent.children(recursive=True)
-        proc.send_signal(signal.SIGINT)  # then a normal stop ends the cycle
+        _stop(proc)
+    elif target in ("group", "hup"):
+        os.killpg(proc.pid, signal.SIGKILL if target == "group" else signal.SIGHUP)  # type: ignore[attr-defined]
+        kills[target] += 1
         try:
-            proc.wait(90)
+            proc.wait(90)  # a hang-up stops gracefully: the current requests finish
         except subprocess.TimeoutExpired:
             proc.kill()
     else:
@@ -201,6 +226,15 @@ def main() -> int:
     plan = FaultPlan(shares=parse_shares(args.faults), seed=args.seed, hang_s=5.0, latency_s=args.latency_s)
     started = time.monotonic()
     with FaultyOpenAIServer(FaultState(plan=plan)) as server:
+        live = {"server": server}
+
+        def outage(seconds: float) -> None:
+            """The engine goes away (port refused, connections cut) and is back after ``seconds``."""
+            port = live["server"].httpd.server_address[1]
+            live["server"].go_down()
+            time.sleep(seconds)
+            live["server"] = FaultyOpenAIServer(server.state, port).__enter__()
+
         cfg = _write_config(tmp, server.url, args.temps)
         log = tmp / "drill.log"
         enq = subprocess.run([sys.executable, "-m", "producer", "enqueue", "--config", str(cfg), "--no-preflight"],
@@ -217,7 +251,7 @@ def main() -> int:
                 print(f"the run finished after {cycle - 1} cycles (raise --temps or --latency-s for more work)")
                 break
             t0 = time.monotonic()
-            _kill_cycle(rng, queue, run_id, log, kills, orphans, targets)
+            _kill_cycle(rng, queue, run_id, log, kills, orphans, targets, outage)
             print(f"cycle {cycle}/{args.cycles}: kills {dict(kills)} ({time.monotonic() - t0:.1f} s)", flush=True)
         finished = _finish(queue, run_id, log)
         counts = _counts(queue, run_id, tmp)
@@ -225,6 +259,8 @@ def main() -> int:
         resent = sum(n - 1 for n in server.state.answered.values() if n > 1)
         sends = sum(server.state.sent.values())
         faults = {k: v for k, v in server.state.faults.items() if k != "ok"}
+        if live["server"] is not server:  # the one brought back after the last outage
+            live["server"].close()
     print(f"crash drill: {sum(kills.values())} kills ({', '.join(f'{k} {v}' for k, v in sorted(kills.items()))}),"
           f" {counts['total']} requests, faults {args.faults}, {time.monotonic() - started:.0f} s")
     print(f"  finished: {'yes' if finished else 'NO'}  failed: {counts['failed']}")

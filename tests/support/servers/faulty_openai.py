@@ -68,6 +68,7 @@ class FaultState:
     gets: int = 0
     props: dict[str, Any] | None = None  # set: GET /props answers it, as llama-server does (total_slots...)
     api_key: str | None = None  # set: generation needs this Bearer key; a wrong one is echoed in the 401
+    connections: set = field(default_factory=set)  # open client sockets (an outage drops them too)
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)  # set: hung handlers give up
 
@@ -106,6 +107,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
         return
+
+    def setup(self) -> None:
+        super().setup()
+        with self.state.lock:
+            self.state.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.state.lock:
+            self.state.connections.discard(self.connection)
+        super().finish()
 
     def _send_bytes(self, status: int, data: bytes, length: int | None = None) -> None:
         self.send_response(status)
@@ -201,6 +212,20 @@ class FaultyOpenAIServer(LocalServer):
     def close(self) -> None:
         self.state.release.set()  # hung handlers return first, or shutdown() would wait for them
         super().close()
+
+    def go_down(self) -> None:
+        """An outage as a crashed engine makes it: the port refuses and every kept-alive connection is cut
+        (a thread server would otherwise go on answering on them). ``FaultyOpenAIServer(state, port)``
+        on the same port brings it back."""
+        self.close()
+        with self.state.lock:
+            conns = list(self.state.connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.state.release.clear()
 
 
 def main() -> None:
