@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "summary": "producer.cli.cmd_summary:summary",
     "show": "producer.cli.cmd_show:show",
     "cache": "producer.cli.cmd_cache:cache",
+    "compare": "producer.cli.cmd_compare:compare",
 }
 
 

@@ -145,6 +145,27 @@ class RunFolder:
 
 
 @dataclass(frozen=True)
+class ComparisonFolder:
+    """``<experiments>/compare_<A>__<B>/``: a comparison of two answer sets (``producer compare``). Each
+    compared condition pair is a trial-shaped folder (``results/``, ``reports/``) so that the trial's own
+    pipeline and report run on it; ``prepared/`` holds the items of both sides."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, experiments_dir: Path, label_a: str, label_b: str) -> ComparisonFolder:
+        return cls(Path(experiments_dir) / f"compare_{safe_slug(label_a)}__{safe_slug(label_b)}")
+
+    def pair(self, name: str) -> TrialFolder:
+        """The folder of one compared pair (``control``, ``treatment`` or ``a_vs_b``)."""
+        return TrialFolder(self.path / safe_slug(name))
+
+    @property
+    def prepared_dir(self) -> Path:
+        return self.path / PREPARED_DIR
+
+
+@dataclass(frozen=True)
 class RunLayout:
     experiments_dir: Path
     run_id: str
