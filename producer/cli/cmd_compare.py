@@ -16,7 +16,7 @@ import click
 from config.contract import CONDITIONS, PREDICTIONS_CSV
 from producer.cli.command import command
 from producer.host.console import UserError, make_console_safe, one_line_errors
-from producer.runs.layout import ComparisonFolder, RunFolder, TrialFolder, validate_run_id
+from producer.runs.layout import ComparisonFolder, RunFolder, RunLayout, TrialFolder, validate_run_id
 
 SELECTOR = re.compile(r"^(?P<run>[^/:]+)(?:/(?P<trial>[^:]+))?(?::(?P<cond>[^/:]+))?$")
 
@@ -41,14 +41,13 @@ def _run_folder(run_id: str) -> RunFolder:
     if find_run_queue(run_id) is not None:
         from producer.cli.cmd_status import _open_readonly
         from producer.ledger.queries import get_run
-        from producer.runs.layout import RunLayout
 
         run = get_run(_open_readonly(), run_id)
         if run is not None:
             return RunLayout(Path(run["experiments_dir"]), run_id).folder
-    here = Path("experiments") / f"run_{run_id}"
-    if here.is_dir():
-        return RunFolder(here.resolve())
+    here = RunLayout(Path("experiments").resolve(), run_id).folder
+    if here.path.is_dir():
+        return here
     raise UserError(f"no run {run_id!r}: not in the ledger and no folder experiments/run_{run_id} here")
 
 
