@@ -116,3 +116,21 @@ def test_plan_shows_fireworks_cost(tmp_path: Path) -> None:
     assert f"estimated cost: up to ${cost['usd']:,.2f} (Fireworks batch" in text
     unknown = run_cli(["plan", "--config", "eval_config.yaml"], cwd=work).stdout
     assert "estimated cost: unknown until the datasets are downloaded" in unknown
+
+
+def test_plan_says_what_each_metric_can_detect_and_what_an_effect_needs(tmp_path: Path) -> None:
+    """Issue 27, item 3: the minimum detectable effect per primary metric at the configured sizes, and
+    with --effect the items needed, from the exact McNemar power (scoring/power.py)."""
+    from scoring.power import items_needed
+
+    work = make_workdir(tmp_path)
+    args = ["plan", "--config", "eval_config.yaml", "--data", "squad_v2=sample", "--data", "triviaqa=sample",
+            "--data", "nq_open=sample", "--discordance", "0.2", "--effect", "10"]
+    out = run_cli(args, cwd=work)
+    assert out.returncode == 0, out.stdout + out.stderr
+    head = next(ln for ln in out.stdout.splitlines() if ln.startswith("power (exact McNemar, 80%"))
+    assert "discordance 0.2 assumed" in head and "the FDR family of" in head
+    m = int(head.split("the FDR family of ")[1].split()[0])
+    assert "EM on 50 closed-book items: detects" in out.stdout  # TriviaQA 25 + NQ-Open 25 samples
+    need = items_needed(0.10, 0.2, 0.05 / m)
+    assert f"a change of 10 points needs {need:,} paired items" in out.stdout

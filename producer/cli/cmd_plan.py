@@ -18,9 +18,13 @@ from producer.host.console import one_line_errors
 @limit_items_option
 @yes_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (for scripts) instead of text.")
+@click.option("--discordance", type=click.FloatRange(min=0.001, max=1.0), default=0.10, show_default=True,
+              help="Assumed share of items the two prompts disagree on (a pilot's (b + c) / n), for the power lines.")
+@click.option("--effect", "effect_points", type=click.FloatRange(min=0.01, max=100.0), default=None,
+              help="A change in points to detect: prints the items it needs.")
 @one_line_errors
 def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None,
-         yes: bool, as_json: bool) -> None:
+         yes: bool, as_json: bool, discordance: float, effect_points: float | None) -> None:
     """Print trials, datasets, requests, estimated prompt tokens per condition and, for Fireworks, the
     estimated cost; writes nothing."""
     import json
@@ -34,7 +38,10 @@ def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], lim
     why = None if yes else size_refusal(cfg, *run_size(the_plan))
     if why:  # before the per-item rendering, which an absurd run would make slow too
         raise UserError(why)
-    extra = list(vram_lines(cfg)) + batching_lines(cfg, the_plan.items)
+    from producer.planning.power_plan import power_lines  # scipy: the items each metric needs
+
+    extra = list(vram_lines(cfg)) + batching_lines(cfg, the_plan.items) + power_lines(the_plan, discordance,
+                                                                                      effect_points)
     if as_json:
         click.echo(json.dumps(plan_json(the_plan, extra), indent=2, ensure_ascii=False))
     else:
