@@ -19,7 +19,8 @@ def _closed_port() -> int:
 def _cfg(tmp_path):
     return write_config(tmp_path, local_engine="openai_compat", local_model="smollm2",
                         local_endpoint=f"http://127.0.0.1:{_closed_port()}/v1",
-                        sizes={"squad_v2": 6, "triviaqa": 4, "nq_open": 4}, max_retries=1)
+                        sizes={"squad_v2": 6, "triviaqa": 4, "nq_open": 4}, max_retries=1,
+                        outage_wait_s=2)  # nothing listens, and nothing will: stop after a short wait
 
 
 def test_run_refuses_to_start_when_the_engine_is_unreachable(tmp_path):
