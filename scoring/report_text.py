@@ -309,13 +309,17 @@ def describe(obj: Any, depth: int = 0) -> str:
     return fmt_num(obj, 3)
 
 
+def _items(n: Any) -> str:
+    return "item" if n == 1 else "items"
+
+
 def mcnemar_sentence(block: dict[str, Any]) -> str | None:
     m = block.get("mcnemar")
     if not isinstance(m, dict):
         return None
     b, c = m.get("b"), m.get("c")
-    text = (f"McNemar on EM (item right when mean EM >= 0.5): treatment fixed {fmt_num(b)} items that control got "
-            f"wrong and broke {fmt_num(c)} that control got right; exact p = {fmt_p(m.get('p_exact'))}")
+    text = (f"McNemar on EM (item right when mean EM >= 0.5): treatment fixed {fmt_num(b)} {_items(b)} that control "
+            f"got wrong and broke {fmt_num(c)} that control got right; exact p = {fmt_p(m.get('p_exact'))}")
     if m.get("q_value") is not None:
         text += f", q = {fmt_p(m.get('q_value'))}"
     if m.get("odds_ratio") is not None:

@@ -49,6 +49,12 @@ def _progress_line(st: RunStatus) -> str:
     return f"[{bar}] {finished}/{tot.total}{failed}  {st.requests_per_min:.1f} req/min  {tail}"
 
 
+def overwrite(line: str, previous: int) -> str:
+    """The progress line over the last one on a terminal: padded, so no character of a longer line stays
+    behind ("ETA 16m45sn")."""
+    return "\r" + line.ljust(previous)
+
+
 def stop_for_crash_loop(run_id: str, why: str) -> None:
     """Raise the run's stop flag with the breaker's line (once) and give the dead workers' claims back."""
     from producer.ledger.db import connect
@@ -69,7 +75,7 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> RunStatus:
 
     conn = connect(readonly=True)
     tty = sys.stdout.isatty()
-    last_print = 0.0
+    last_print, shown = 0.0, 0
     while True:
         pool.supervise()
         if pool.crash_loop is not None:  # the breaker tripped: stop the run with its one line
@@ -78,8 +84,8 @@ def wait_for_run(run_id: str, pool, quiet: bool = False) -> RunStatus:
         now = time.monotonic()
         if not quiet and (tty or now - last_print >= 10 or st.state == "done"):
             line = _progress_line(st)
-            click.echo(("\r" + line) if tty else line, nl=not tty)
-            last_print = now
+            click.echo(overwrite(line, shown) if tty else line, nl=not tty)
+            shown, last_print = len(line), now
         stopped = st.state == "stopped" and not st.totals.running
         if st.state == "done" or stopped:
             if tty and not quiet:

@@ -168,7 +168,17 @@ def _show_changed(run_id: str, trial: str, run: dict[str, Any], as_json: bool) -
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    click.echo(f"{len(rows)} changed item(s); `python -m producer show --run-id {run_id} ITEM_ID` for one")
+    click.echo(changed_summary(rows, run_id))
+
+
+def changed_summary(rows: list[dict[str, Any]], run_id: str) -> str:
+    """The closing line of ``show --changed``: items, not rows (an unanswerable item can both break and
+    now answer: one item, two changes)."""
+    items = len({(r["temp"], r["type"], r["item_key"]) for r in rows})
+    text = f"{items} changed {'item' if items == 1 else 'items'}"
+    if len(rows) != items:
+        text += f" ({len(rows)} changes: an item can change in two ways)"
+    return f"{text}; `python -m producer show --run-id {run_id} ITEM_ID` for one"
 
 
 @command()

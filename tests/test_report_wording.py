@@ -1,0 +1,32 @@
+"""Reports that never mislead (issue 29, item 2): counts say what they count, in the right number."""
+
+from __future__ import annotations
+
+import pytest
+
+from producer.cli.cmd_show import changed_summary
+from scoring.report_text import mcnemar_sentence
+
+pytestmark = pytest.mark.unit
+
+
+def test_one_fixed_item_is_one_item():
+    text = mcnemar_sentence({"mcnemar": {"b": 1, "c": 2, "p_exact": 1.0}})
+    assert "fixed 1 item that control got wrong" in text and "broke 2 that" in text
+    assert "fixed 3 items that" in mcnemar_sentence({"mcnemar": {"b": 3, "c": 0, "p_exact": 0.25}})
+
+
+def test_show_changed_counts_items_not_rows():
+    rows = [{"temp": "0.0", "type": "open", "item_key": "squad_v2|a", "change": c} for c in ("broke", "now_answers")]
+    rows += [{"temp": "0.0", "type": "closed", "item_key": f"triviaqa|{i}", "change": "fixed"} for i in range(3)]
+    line = changed_summary(rows, "r1")
+    assert line.startswith("4 changed items (5 changes: an item can change in two ways);")
+    assert changed_summary(rows[2:3], "r1").startswith("1 changed item;")
+
+
+def test_a_shorter_progress_line_leaves_nothing_of_the_longer_one():
+    from producer.cli.cmd_run import overwrite
+
+    long, short = "[####] 10/20  2.0 req/min  ETA 16m45s", "[####] 11/20  2.0 req/min  ETA 1m5s"
+    shown = overwrite(short, len(long))
+    assert shown.startswith("\r" + short) and len(shown) == len(long) + 1 and shown[len(short) + 1:].strip() == ""
