@@ -30,3 +30,15 @@ def test_a_shorter_progress_line_leaves_nothing_of_the_longer_one():
     long, short = "[####] 10/20  2.0 req/min  ETA 16m45s", "[####] 11/20  2.0 req/min  ETA 1m5s"
     shown = overwrite(short, len(long))
     assert shown.startswith("\r" + short) and len(shown) == len(long) + 1 and shown[len(short) + 1:].strip() == ""
+
+
+def test_the_rate_after_a_resume_does_not_count_the_stop():
+    """Issue 29, item 2: after a resume the rate said 2.2 req/min (the stop counted) and the run was done
+    15 s later."""
+    from producer.ledger.status import recent_rate
+
+    before = [1000.0 + i for i in range(10)]  # 10 results, then a 200 s stop
+    after = [1210.0 + 0.5 * i for i in range(20)]  # 2 results a second since the resume
+    assert recent_rate(before + after, now=1220.0) == pytest.approx(20 / 10 * 60)
+    assert recent_rate([], now=5.0) == 0.0
+    assert recent_rate(before, now=1010.0) == pytest.approx(10 / 10 * 60)

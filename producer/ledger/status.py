@@ -33,6 +33,7 @@ from producer.runs.layout import RunLayout
 
 STATES = ("done", "running", "queued", "pending", "failed")
 RATE_WINDOW_S = 300.0
+STOP_GAP_S = 60.0  # no result for this long: the run was stopped (or waited); the rate restarts after it
 
 
 def _queue_depth(path: Path) -> QueueDepth:
@@ -80,12 +81,10 @@ def run_status(conn: sqlite3.Connection, run_id: str, now: float | None = None) 
         for cond in t.conditions.values():
             for key in (*STATES, "total"):
                 setattr(totals, key, getattr(totals, key) + getattr(cond, key))
-    recent = conn.execute(
-        "select count(*), min(created_at) from results where run_id = ? and created_at >= ?",
-        (run_id, now - RATE_WINDOW_S),
-    ).fetchone()
-    window = min(RATE_WINDOW_S, max(1.0, now - (recent[1] or now))) if recent[0] else RATE_WINDOW_S
-    per_min = recent[0] / window * 60.0 if recent[0] else 0.0
+    times = [r[0] for r in conn.execute(
+        "select created_at from results where run_id = ? and created_at >= ? order by created_at",
+        (run_id, now - RATE_WINDOW_S))]
+    per_min = recent_rate(times, now)
     remaining = totals.pending + totals.queued + totals.running
     eta_s = remaining / per_min * 60.0 if per_min > 0 and remaining else (0.0 if not remaining else None)
     errors = [
@@ -136,6 +135,18 @@ def _fireworks_jobs(conn: sqlite3.Connection, run_id: str, engine: str) -> list[
     if batch_backend_of(str(engine)) is None:
         return []
     return job_summary(conn, run_id)
+
+
+def recent_rate(times: list[float], now: float, gap_s: float = STOP_GAP_S) -> float:
+    """Results per minute over the last RATE_WINDOW_S, counted from after the last pause longer than
+    ``gap_s`` (a stop and resume): the time a run was stopped is not time it was slow."""
+    for i in range(len(times) - 1, 0, -1):
+        if times[i] - times[i - 1] > gap_s:
+            times = times[i:]
+            break
+    if not times:
+        return 0.0
+    return len(times) / max(1.0, min(RATE_WINDOW_S, now - times[0])) * 60.0
 
 
 def format_eta(seconds: float | None) -> str:
