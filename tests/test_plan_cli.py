@@ -21,7 +21,9 @@ def test_plan_runs_offline_and_writes_nothing(ref: str, tmp_path: Path) -> None:
     work = make_workdir(tmp_path)
     before = snapshot(work)
     proc = run_cli(["plan", "--config", ref], cwd=work)
-    assert proc.returncode == 0, proc.stderr
+    missing_model = "check failed: model file not found:" in proc.stdout  # the example names a GGUF not here
+    assert proc.returncode == (1 if missing_model else 0), proc.stderr
+    assert missing_model == (ref == "local.llamacpp.yaml"), proc.stdout
     assert snapshot(work) == before  # no file or folder appeared or changed
     out = proc.stdout
     for heading in ("backend:", "prompt sets:", "temperatures:", "datasets", "trials:", "total requests:"):
@@ -134,3 +136,18 @@ def test_plan_says_what_each_metric_can_detect_and_what_an_effect_needs(tmp_path
     assert "EM on 50 closed-book items: detects" in out.stdout  # TriviaQA 25 + NQ-Open 25 samples
     need = items_needed(0.10, 0.2, 0.05 / m)
     assert f"a change of 10 points needs {need:,} paired items" in out.stdout
+
+
+def test_plan_exits_non_zero_when_the_run_could_not_start(tmp_path: Path) -> None:
+    """Issue 29, item 3: a missing model file exited 0; the plan is still shown."""
+    import yaml
+
+    from tests.support.offline_config import offline_config_dict
+
+    raw = offline_config_dict(tmp_path, local_engine="llama_cpp", local_model=str(tmp_path / "missing.gguf"))
+    cfg = tmp_path / "missing.yaml"
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    out = run_cli(["plan", "--config", str(cfg)], cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"check failed: model file not found: {tmp_path / 'missing.gguf'}" in out.stdout
+    assert "total requests:" in out.stdout and "Traceback" not in out.stderr

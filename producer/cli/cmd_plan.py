@@ -42,7 +42,29 @@ def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], lim
 
     extra = list(vram_lines(cfg)) + batching_lines(cfg, the_plan.items) + power_lines(the_plan, discordance,
                                                                                       effect_points)
+    problems = plan_problems(cfg, the_plan)
+    extra += [f"check failed: {p}" for p in problems]
     if as_json:
         click.echo(json.dumps(plan_json(the_plan, extra), indent=2, ensure_ascii=False))
     else:
         click.echo(render_plan(the_plan, extra_lines=extra))
+    if problems:  # the plan is shown, and a script sees that the run would not start
+        raise SystemExit(1)
+
+
+def plan_problems(cfg: EvalConfig, the_plan) -> list[str]:
+    """What would stop ``run`` before it starts and ``plan`` can see without loading anything: each
+    trial's model file for an engine that reads one."""
+    from config.engines import ENGINES
+    from config.model_files import ModelFileError, resolve_model_path
+
+    spec = ENGINES.get(cfg.local_engine)
+    if cfg.backend != "local" or spec is None or not (spec.has_model and spec.in_process):
+        return []
+    problems = []
+    for model in dict.fromkeys(t.model for t in the_plan.trials):
+        try:
+            resolve_model_path(model)
+        except ModelFileError as exc:
+            problems.append(str(exc))
+    return problems

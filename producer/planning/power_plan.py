@@ -51,7 +51,7 @@ def power_lines(plan: Plan, discordance: float = 0.10, effect_points: float | No
             continue
         mde = min_detectable_effect(n, discordance, alpha, POWER)
         said = f"a change of {100 * mde:.1f} points" if mde is not None else "no change at all (too few items)"
-        out.append(f"  {metric} on {n:,} {what} items: detects {said}")
+        out.append(f"  {metric} on {n:,} {what} {'item' if n == 1 else 'items'}: detects {said}")
     if effect_points is not None:
         effect = effect_points / 100
         if 0 < effect <= discordance:
