@@ -65,8 +65,25 @@ def _stages(data: ReportData) -> Para | None:
     return Para("Stages (trial manifest): " + ", ".join(parts) + ".", "note") if parts else None
 
 
+def floor_warnings(data: ReportData) -> list[Para]:
+    """EM at 0 % in both conditions while F1 is not (issue 29): the answers hold the gold but in a sentence,
+    so exact match cannot move whatever the prompt; say so instead of reporting "no change"."""
+    means = data.means
+    if means is None or means.empty or not {"em", "f1"} <= set(means.columns):
+        return []
+    out = []
+    for (temp, type_), block in means.groupby(["temp", "type"], sort=True):
+        em, f1 = block["em"].dropna(), block["f1"].dropna()
+        if len(em) == 2 and (em == 0).all() and len(f1) and (f1 > 0).any():
+            out.append(Para(f"At temperature {temp}, {type_}-book: EM is 0% in both conditions while F1 is "
+                            f"{fmt_pct(float(f1.max()))}: the answers are right but wordy (a sentence around the "
+                            "gold answer), so exact match cannot show an effect; read F1, and ask for short "
+                            "answers in the prompts.", "warning"))
+    return out
+
+
 def quality_section(data: ReportData) -> list[Block]:
-    out: list[Block] = [Heading("Data quality")]
+    out: list[Block] = [Heading("Data quality"), *floor_warnings(data)]
     if data.pairing:
         out.append(Table(["temp", "type", "control items", "treatment items", "paired", "pairing rate"],
                          [[p["temp"], p["type"], fmt_num(p["control_items"]), fmt_num(p["treatment_items"]),

@@ -42,3 +42,21 @@ def test_the_rate_after_a_resume_does_not_count_the_stop():
     assert recent_rate(before + after, now=1220.0) == pytest.approx(20 / 10 * 60)
     assert recent_rate([], now=5.0) == 0.0
     assert recent_rate(before, now=1010.0) == pytest.approx(10 / 10 * 60)
+
+
+def test_em_at_zero_in_both_arms_while_f1_is_not_says_why(tmp_path):
+    """Issue 29: SmolLM2 answers "The capital city of Australia is Canberra." (gold: Canberra): EM 0 in both
+    arms whatever the prompt. The report says the answers are right but wordy instead of 'no change'."""
+    import pandas as pd
+
+    from scoring.report_data import ReportData
+    from scoring.report_quality import floor_warnings
+
+    data = ReportData(tmp_path)
+    data.means = pd.DataFrame([
+        {"temp": "0.0", "type": "closed", "condition": "control", "em": 0.0, "f1": 0.31},
+        {"temp": "0.0", "type": "closed", "condition": "treatment", "em": 0.0, "f1": 0.25},
+        {"temp": "0.0", "type": "open", "condition": "control", "em": 0.1, "f1": 0.4},
+        {"temp": "0.0", "type": "open", "condition": "treatment", "em": 0.0, "f1": 0.3}])
+    (warning,) = floor_warnings(data)
+    assert "closed-book: EM is 0% in both conditions while F1 is 31" in warning.text and "wordy" in warning.text
