@@ -151,3 +151,16 @@ def test_plan_exits_non_zero_when_the_run_could_not_start(tmp_path: Path) -> Non
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"check failed: model file not found: {tmp_path / 'missing.gguf'}" in out.stdout
     assert "total requests:" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_prompt_set_and_model_are_picked_on_the_command_line(tmp_path: Path) -> None:
+    """Issue 29, item 3: one YAML, several prompt pairs and models (`--prompt-set`, `--model`)."""
+    from tests.support.paths import ROOT
+
+    demo = str(ROOT / "config" / "eval_config.demo.yaml")
+    out = run_cli(["plan", "--config", demo, "--prompt-set", "operational_only", "--model", "smollm2"], cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "trial smollm2-operational_only: model smollm2, prompt set operational_only" in out.stdout
+    bad = run_cli(["plan", "--config", demo, "--prompt-set", "nope"], cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.strip() == ("error: no prompt set 'nope' in the config (it has: "
+                                                          "default, operational_only)")

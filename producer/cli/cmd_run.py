@@ -21,6 +21,7 @@ from producer.cli.common import (
     force_option,
     limit_items_option,
     no_preflight_option,
+    pick_options,
     preflight,
     retry_failed_option,
     yes_option,
@@ -115,6 +116,7 @@ def _echo_trial(trial: TrialFolder, t: TrialStatus) -> None:
 
 @command()
 @config_option(unless="resume")  # a resume reads the settings recorded with the run, not a config file
+@pick_options
 @data_option
 @limit_items_option
 @click.option("--workers", "-w", "workers", type=click.IntRange(min=1, max=64), default=2, show_default=True)

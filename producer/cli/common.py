@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from config.engines import uses_model
+from config.engines import is_batch, uses_model
 from config.errors import ConfigError
 from config.lookup import load_config_ref, resolve_config_path
 from config.schema import EvalConfig
@@ -92,6 +92,43 @@ def data_option(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(*args, data_overrides=overrides, **kwargs)
 
     return wrapper
+
+
+def pick_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds ``--prompt-set NAME`` and ``--model NAME`` (below ``config_option``): one prompt pair or model of
+    the config for this command, instead of a YAML per pair (issue 29). The command's ``cfg`` is changed;
+    a config with ``trials`` or a ``sweep`` names its own, so the options are refused there."""
+
+    @click.option("--prompt-set", "prompt_set", default=None, metavar="NAME",
+                  help="Use this prompt set of the config (its default_prompt_set otherwise).")
+    @click.option("--model", "model", default=None, metavar="NAME",
+                  help="Use this model (local_model, or model_id for a batch backend) instead of the config's.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, prompt_set: str | None = None, model: str | None = None, **kwargs: Any) -> Any:
+        cfg = kwargs.get("cfg")
+        if cfg is not None and (prompt_set or model):
+            kwargs["cfg"] = with_picks(cfg, prompt_set, model)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def with_picks(cfg: EvalConfig, prompt_set: str | None, model: str | None) -> EvalConfig:
+    """``cfg`` with ``--prompt-set`` / ``--model`` applied, validated like the config file; one line if not."""
+    if cfg.trials or cfg.sweep:
+        fail("error: --prompt-set and --model pick from a config without trials or sweep (those name their own)", 2)
+    data = cfg.model_dump(mode="json", exclude_unset=True)
+    if prompt_set is not None:
+        if prompt_set not in cfg.prompt_sets:
+            fail(f"error: no prompt set {prompt_set!r} in the config (it has: {', '.join(cfg.prompt_sets)})", 2)
+        data["default_prompt_set"] = prompt_set
+    if model is not None:
+        data["model_id" if is_batch(cfg.backend) else "local_model"] = model
+    try:
+        return EvalConfig(**data)
+    except (ValueError, ConfigError) as exc:
+        fail(f"config error: {' '.join(str(exc).split())[:300]}", 2)
+        raise  # for the type checker: fail() exits
 
 
 def limit_items_option(func: Callable[..., Any]) -> Callable[..., Any]:
