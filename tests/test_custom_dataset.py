@@ -279,3 +279,26 @@ def test_prepared_custom_items_are_reused_until_the_file_or_the_type_changes(tmp
     assert not closed.reused
     assert [i["dataset"] for i in read_jsonl(closed.closed_book)].count("mine") == 3
     assert "mine" not in {i["dataset"] for i in read_jsonl(closed.open_book)}
+
+
+@pytest.mark.unit
+def test_every_bad_row_is_named_in_one_pass(tmp_path: Path) -> None:
+    """Issue 29, item 3: three mistakes took three runs; now one error names them all (up to 20)."""
+    rows = [OPEN, {"id": "q2", "answers": ["x"], "context": "c"}, '{"id": "q3"', {**OPEN, "id": "q4", "anwsers": []},
+            {**OPEN, "id": "q5"}]
+    path = write_jsonl(tmp_path / "my_faq.jsonl", rows)
+    cfg = validate_config_dict(offline_config_dict(
+        tmp_path, custom_datasets={"my_faq": {"path": str(path), "type": "open_book"}}))
+    with pytest.raises(DataError) as err:
+        ensure_prepared(cfg)
+    message = str(err.value)
+    assert message.startswith(f"my_faq: {path}: 3 bad rows: line 2: missing field 'question'"), message
+    assert "line 3: malformed JSON" in message and "line 4: unknown field 'anwsers'" in message
+    assert "\n" not in message and "line 5" not in message  # q5 is a good row
+
+    many = write_jsonl(tmp_path / "many.jsonl", [{"id": f"q{i}"} for i in range(25)])
+    cfg = validate_config_dict(offline_config_dict(
+        tmp_path, custom_datasets={"many": {"path": str(many), "type": "closed_book"}}))
+    with pytest.raises(DataError) as err:
+        ensure_prepared(cfg)
+    assert "25 bad rows" in str(err.value) and str(err.value).endswith("; and 5 more")

@@ -18,17 +18,34 @@ from producer.inputs.datasets.readers import iter_jsonl
 FIELDS = ("id", "question", "answers", "context", "unanswerable")
 
 
+MAX_REPORTED = 20  # bad rows named in the one error (the count says how many more)
+
+
 def load_custom(name: str, path: Path, book: str) -> list[dict[str, Any]]:
-    """Every row of ``path`` as a prepared item of ``book`` (``open_book`` or ``closed_book``), file order."""
+    """Every row of ``path`` as a prepared item of ``book`` (``open_book`` or ``closed_book``), file order.
+    Every bad row is found in one pass (issue 29): the error names them all, up to MAX_REPORTED."""
     items: list[dict[str, Any]] = []
     first_line: dict[str, int] = {}
-    for lineno, row in iter_jsonl(path, name):
+    errors: list[DataError] = []
+    for lineno, row in iter_jsonl(path, name, errors):
         where = f"{name}: {path}: line {lineno}"
-        item = _item(name, row, book, where)
+        try:
+            item = _item(name, row, book, where)
+        except DataError as exc:
+            errors.append(exc)
+            continue
         if item["id"] in first_line:
-            raise DataError(f"{where}: duplicate id {item['id']!r} (first on line {first_line[item['id']]})")
+            errors.append(DataError(f"{where}: duplicate id {item['id']!r} (first on line {first_line[item['id']]})"))
+            continue
         first_line[item["id"]] = lineno
         items.append(item)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        prefix = f"{name}: {path}: "
+        named = "; ".join(str(e).removeprefix(prefix) for e in errors[:MAX_REPORTED])
+        more = f"; and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+        raise DataError(f"{prefix}{len(errors)} bad rows: {named}{more}")
     return items
 
 

@@ -40,8 +40,9 @@ def read_dataset_json(path: Path, dataset: str) -> Any:
         raise DataError(f"{dataset}: {path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
 
-def iter_jsonl(path: Path, dataset: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)``; blank lines are skipped, a bad line is an error naming its number."""
+def iter_jsonl(path: Path, dataset: str, errors: list[DataError] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)``; blank lines are skipped, a bad line is an error naming its number
+    (raised, or with ``errors`` given, collected there and the line skipped: every bad row in one pass)."""
     text = _decode(read_bytes_checked(path, dataset), path, dataset)
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -49,10 +50,15 @@ def iter_jsonl(path: Path, dataset: str) -> Iterator[tuple[int, dict[str, Any]]]
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{dataset}: {path}: line {lineno}: malformed JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{dataset}: {path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-        yield lineno, obj
+            problem = DataError(f"{dataset}: {path}: line {lineno}: malformed JSON ({exc.msg})")
+        else:
+            if isinstance(obj, dict):
+                yield lineno, obj
+                continue
+            problem = DataError(f"{dataset}: {path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+        if errors is None:
+            raise problem
+        errors.append(problem)
 
 
 def read_parquet_rows(path: Path, dataset: str) -> list[dict[str, Any]]:
