@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "show": "producer.cli.cmd_show:show",
     "cache": "producer.cli.cmd_cache:cache",
     "compare": "producer.cli.cmd_compare:compare",
+    "export": "producer.cli.cmd_export:export",
 }
 
 
