@@ -11,7 +11,8 @@ down-sampled time series the report plots. Telemetry fields are null when NVML w
   wall_time_s, items_per_minute, requests_per_minute, gpu_mem_max_mib, gpu_mem_mean_mib,
   gpu_mem_total_mib, gpu_util_mean_pct, power_mean_w, temp_max_c, cpu_mean_pct, cpu_max_pct,
   rss_mean_mib, rss_max_mib, telemetry_samples, nvml_available, nvml_reason, gpu_name, engine, model,
-  cache_hits (requests answered from the response cache, config ``cache: true``; their latency is the
+  cache_hits (requests answered from the response cache, config ``cache: true``; left out of every
+  latency, tokens/s and requests/minute figure, which describe the engine; their latency is the
   lookup's).
 
 ``telemetry.csv`` columns: TELEMETRY_CSV_COLUMNS (t_s = seconds since the first sample).
@@ -85,16 +86,21 @@ def summarise(
     usage_missing = 0
     items: set[tuple[str, str]] = set()
     n = cache_hits = 0
+    gen_prompt = gen_completion = 0  # tokens the engine generated now (cache hits left out of speeds)
     for row in rows:
         n += 1
-        cache_hits += bool((row.get("engine") or {}).get("cache_hit"))
-        if row.get("latency_s") is not None:
+        hit = bool((row.get("engine") or {}).get("cache_hit"))
+        cache_hits += hit
+        if row.get("latency_s") is not None and not hit:  # a lookup's microseconds are no engine latency
             latencies.append(float(row["latency_s"]))
         p, c = _usage(row)
         if p is None or c is None:
             usage_missing += 1
         prompt_total += p or 0
         completion_total += c or 0
+        if not hit:
+            gen_prompt += p or 0
+            gen_completion += c or 0
         try:
             cid = parse_custom_id(row["custom_id"])
             items.add((cid.dataset, cid.item_id))
@@ -125,11 +131,11 @@ def summarise(
         "latency_max_s": _stat(latencies, "max"),
         "prompt_tokens": prompt_total,
         "completion_tokens": completion_total,
-        "prompt_tokens_per_s": prompt_total / wall if wall else None,
-        "completion_tokens_per_s": completion_total / wall if wall else None,
+        "prompt_tokens_per_s": gen_prompt / wall if wall and n > cache_hits else None,
+        "completion_tokens_per_s": gen_completion / wall if wall and n > cache_hits else None,
         "wall_time_s": wall,
-        "items_per_minute": len(items) / wall * 60 if wall else None,
-        "requests_per_minute": n / wall * 60 if wall else None,
+        "items_per_minute": len(items) / wall * 60 if wall and not cache_hits else None,
+        "requests_per_minute": (n - cache_hits) / wall * 60 if wall and n > cache_hits else None,
         "gpu_mem_max_mib": _stat(gpu_used, "max"),
         "gpu_mem_mean_mib": _stat(gpu_used, "mean"),
         "gpu_mem_total_mib": _stat([s.gpu_mem_total_mib for s in samples], "max"),

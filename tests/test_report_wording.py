@@ -60,3 +60,21 @@ def test_em_at_zero_in_both_arms_while_f1_is_not_says_why(tmp_path):
         {"temp": "0.0", "type": "open", "condition": "treatment", "em": 0.0, "f1": 0.3}])
     (warning,) = floor_warnings(data)
     assert "closed-book: EM is 0% in both conditions while F1 is 31" in warning.text and "wordy" in warning.text
+
+
+def test_cache_hits_stay_out_of_the_engine_speed_figures():
+    """Issue 29, item 2: with cache: true the report showed 59,375 requests per minute and p50 latency
+    0.000133 s: the lookups' times. Speeds and latencies describe the engine; hits are counted apart."""
+    from telemetry.local_costs import summarise
+
+    def row(i: int, hit: bool, latency: float) -> dict:
+        usage = {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+        return {"custom_id": f"triviaqa|q{i}|control|0.0|0|closed", "latency_s": latency,
+                "response": {"body": {"usage": usage}}, "engine": {"cache_hit": True} if hit else {}}
+
+    out = summarise([row(0, False, 2.0), row(1, True, 0.0001), row(2, True, 0.0002)], wall_time_s=4.0)
+    assert out["cache_hits"] == 2 and out["requests"] == 3
+    assert out["latency_p50_s"] == 2.0 and out["latency_max_s"] == 2.0
+    assert out["completion_tokens_per_s"] == pytest.approx(10 / 4.0)  # the one generated answer
+    assert out["requests_per_minute"] == pytest.approx(60 / 4.0)
+    assert out["completion_tokens"] == 30  # the totals still count every answer
