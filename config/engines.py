@@ -81,6 +81,7 @@ class BatchBackendSpec:
     output_states: tuple[str, ...] = ()  # job states that leave output (``--retry-failed`` downloads it again)
     temps_range: tuple[float, float] = (0.0, 2.0)  # the temperatures the service accepts
     has_top_k: bool = True  # the service takes ``top_k``
+    takes_seed: bool = True  # the service takes a per-request ``seed`` (the trial manifest says when not)
     account_env: str = ""  # an account id the API paths need besides the key (Fireworks)
     sdk: str = ""  # the optional package the provider needs ("" none), checked before a paid run is written
     sdk_hint: str = ""  # the one line that says how to install it
@@ -103,6 +104,14 @@ BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
         output_states=("completed", "expired"), has_top_k=False, sdk="openai",
         console="the OpenAI dashboard (platform.openai.com/batches)",
         sdk_hint="the openai backend needs the official SDK: pip install .[openai] (or pip install 'openai>=1.40')"),
+    "anthropic": BatchBackendSpec(
+        "workers.anthropic_batch.provider:AnthropicProvider", label="Anthropic batch API",
+        batching="Anthropic Message Batches API: batching is done by the service and not visible to the client",
+        key_env="ANTHROPIC_API_KEY", base_env="ANTHROPIC_BASE_URL", default_base="https://api.anthropic.com",
+        max_part_bytes=256_000_000, max_part_rows=100_000,  # per batch (Message Batches API reference)
+        output_states=("ended",), temps_range=(0.0, 1.0), takes_seed=False, sdk="anthropic",
+        console="the Claude Console (console.anthropic.com, Batches)",
+        sdk_hint="the anthropic backend needs the official SDK: pip install .[anthropic] (or pip install 'anthropic>=0.40')"),
 }
 BACKEND_NAMES = (LOCAL_BACKEND, *BATCH_BACKENDS)
 
@@ -119,7 +128,7 @@ def engine_spec(name: str) -> EngineSpec:
 
 
 def is_batch(backend: str) -> bool:
-    """True for a batch provider's backend (Fireworks, OpenAI), False for ``local``."""
+    """True for a batch provider's backend (Fireworks, OpenAI, Anthropic), False for ``local``."""
     return backend in BATCH_BACKENDS
 
 

@@ -111,6 +111,7 @@ class ModelPrice(_Strict):
     output_per_mtok: float | None = Field(None, ge=0, le=1_000_000)
     batch_discount: float | None = Field(None, ge=0, le=1)
     cached_input_multiplier: float | None = Field(None, ge=0, le=1)
+    cache_write_multiplier: float | None = Field(None, ge=0, le=10)
 
 
 class Pricing(_Strict):
@@ -121,6 +122,7 @@ class Pricing(_Strict):
     output_per_mtok: float = Field(0.60, ge=0, le=1_000_000)
     batch_discount: float = Field(0.5, ge=0, le=1)
     cached_input_multiplier: float = Field(1.0, ge=0, le=1)
+    cache_write_multiplier: float = Field(1.25, ge=0, le=10)  # prompt tokens written to a cache (Anthropic: 1.25)
     models: dict[str, ModelPrice] = Field(default_factory=dict)
 
     def for_model(self, model: str | None) -> Pricing:
@@ -209,6 +211,21 @@ class OpenAISettings(_Strict):
         "o1", "o1-mini", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano"])
 
 
+class AnthropicSettings(_Strict):
+    """The Anthropic Message Batches API backend (docs/batch-providers.md)."""
+
+    poll_interval_s: float = Field(30.0, gt=0, le=DAY_S)
+    max_part_bytes: int = Field(BATCH_BACKENDS["anthropic"].max_part_bytes, gt=1000,
+                                le=BATCH_BACKENDS["anthropic"].max_part_bytes)
+    max_part_rows: int = Field(BATCH_BACKENDS["anthropic"].max_part_rows or 1, ge=1,
+                               le=BATCH_BACKENDS["anthropic"].max_part_rows or 1)
+    request_deadline_s: float = Field(600.0, gt=0, le=7 * DAY_S)
+    poll_deadline_s: float = Field(90_000.0, gt=0, le=30 * DAY_S)  # batches expire 24 h after creation
+    # mark a system prompt of at least this many (estimated) tokens for prompt caching; 0: never
+    cache_min_tokens: int = Field(1024, ge=0, le=1_000_000)
+    match_skew_s: float = Field(300.0, ge=0, le=DAY_S)  # clock difference allowed when finding a batch after a crash
+
+
 class EvalConfig(_Strict):
     backend: Backend = "local"
     local_engine: LocalEngine = "llama_cpp"
@@ -262,6 +279,7 @@ class EvalConfig(_Strict):
     tokenizer: str | None = None
     fireworks: FireworksSettings = Field(default_factory=FireworksSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
 
     @field_validator("temps")
     @classmethod
@@ -348,7 +366,12 @@ class EvalConfig(_Strict):
     def _check_batch_sampling(self) -> None:
         """What the provider cannot take is refused here, in one line, before ``plan`` prints a price."""
         spec = BATCH_BACKENDS[self.backend]
+        lo, hi = spec.temps_range
         for model, temps, top_p, top_k in self._sampling_combinations():
+            outside = [temp_label(t) for t in temps if not lo <= t <= hi]
+            if outside:
+                raise ValueError(f"temps: the {self.backend} backend takes temperatures {lo}..{hi} (model {model}), "
+                                 f"not {', '.join(outside)}; remove them")
             if top_k is not None and not spec.has_top_k:
                 raise ValueError(f"top_k: the {self.backend} backend takes no top_k (model {model}); remove it")
             if model in getattr(self.batch_settings(), "reasoning_models", ()):

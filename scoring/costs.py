@@ -4,10 +4,12 @@
     (alias: python -m scoring.costs)
 
 Prices are USD per million tokens. ``batch_discount`` is a price multiplier (0.5 = pay half), applied
-when the run used a batch API (Fireworks, OpenAI). ``pricing.models`` gives a model its own prices. For a local run nothing is billed: ``usd`` is the *equivalent
+when the run used a batch API (Fireworks, OpenAI, Anthropic). ``pricing.models`` gives a model its own prices. For a local run nothing is billed: ``usd`` is the *equivalent
 cloud cost* of the same tokens at the configured on-demand prices (``usd_kind`` says which), and
 ``usd_if_batch`` gives the batch-API equivalent. When cached prompt tokens are known they are charged at
-``cached_input_multiplier`` times the input price.
+``cached_input_multiplier`` times the input price, and prompt tokens a provider wrote to its cache
+(Anthropic's ``cache_creation_input_tokens``, kept as ``engine.cache_write_tokens``) at
+``cache_write_multiplier`` times it.
 
 Both facts come from ``raw_results.jsonl`` beside predictions.csv: cached prompt tokens
 (``usage.prompt_tokens_details.cached_tokens``) and the rows a sweep reused from another trial
@@ -36,22 +38,28 @@ from producer.runs.run_records import TrialManifest
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
-def usd_of(prompt: int, completion: int, cached: int, pricing: Pricing, multiplier: float) -> float:
-    """USD of these tokens at ``pricing`` (cached prompt tokens at the cached multiplier), times
-    ``multiplier`` (1 on demand, ``batch_discount`` for the batch API); ``plan`` estimates with it too."""
-    uncached = prompt - cached
+def usd_of(prompt: int, completion: int, cached: int, pricing: Pricing, multiplier: float,
+           cache_write: int = 0) -> float:
+    """USD of these tokens at ``pricing`` (cached prompt tokens at the cached multiplier, prompt tokens
+    written to the cache at ``cache_write_multiplier``), times ``multiplier`` (1 on demand,
+    ``batch_discount`` for the batch API); ``plan`` estimates with it too."""
+    cache_write = max(0, min(cache_write, prompt - cached))
+    uncached = prompt - cached - cache_write
     cost = (uncached * pricing.input_per_mtok + cached * pricing.input_per_mtok * pricing.cached_input_multiplier
+            + cache_write * pricing.input_per_mtok * pricing.cache_write_multiplier
             + completion * pricing.output_per_mtok) / 1_000_000
     return cost * multiplier
 
 
-def raw_usage_facts(raw_path: Path) -> tuple[dict[str, int], set[str]]:
-    """(cached prompt tokens per custom_id, custom_ids reused from another trial) from raw_results.jsonl;
-    empty when the file is absent (a trial scored from predictions.csv alone)."""
+def raw_usage_facts(raw_path: Path) -> tuple[dict[str, int], set[str], dict[str, int]]:
+    """(cached prompt tokens per custom_id, custom_ids reused from another trial, prompt tokens each row
+    wrote to the provider's cache: ``engine.cache_write_tokens``) from raw_results.jsonl; empty when the
+    file is absent (a trial scored from predictions.csv alone)."""
     cached: dict[str, int] = {}
     shared: set[str] = set()
+    writes: dict[str, int] = {}
     if not raw_path.is_file():
-        return cached, shared
+        return cached, shared, writes
     with open(raw_path, encoding="utf-8") as fh:
         for line in fh:
             try:
@@ -65,14 +73,17 @@ def raw_usage_facts(raw_path: Path) -> tuple[dict[str, int], set[str]]:
             tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
             if isinstance(tokens, int | float):
                 cached[cid] = int(tokens)
-            if (row.get("engine") or {}).get("shared_control_from"):
+            engine = row.get("engine") or {}
+            if engine.get("shared_control_from"):
                 shared.add(cid)
-    return cached, shared
+            if isinstance(engine.get("cache_write_tokens"), int | float):
+                writes[cid] = int(engine["cache_write_tokens"])
+    return cached, shared, writes
 
 
 def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
                   cached_prompt_tokens: int | None = None, usage_estimated: bool | None = None,
-                  shared_ids: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+                  shared_ids: set[str] | frozenset[str] = frozenset(), cache_write_tokens: int = 0) -> dict[str, Any]:
     """Token totals and USD for one trial's predictions.csv (``shared_ids``: rows paid by another trial)."""
     try:
         df = pd.read_csv(pred_csv, usecols=["custom_id", *TOKEN_COLUMNS], dtype=object, keep_default_na=False,
@@ -97,15 +108,16 @@ def compute_costs(pred_csv: Path, pricing: Pricing, backend: str = "local", *,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "usd": usd_of(paid_prompt, paid_completion, cached, pricing, multiplier),
+        "usd": usd_of(paid_prompt, paid_completion, cached, pricing, multiplier, cache_write_tokens),
         "usd_kind": "billed_estimate" if batch else "equivalent_cloud_cost",
-        "usd_if_batch": usd_of(paid_prompt, paid_completion, cached, pricing, pricing.batch_discount),
+        "usd_if_batch": usd_of(paid_prompt, paid_completion, cached, pricing, pricing.batch_discount, cache_write_tokens),
         "batch_discount_applied": batch,
         "usage_records": int(known.sum()),
         "rows": int(len(df)),
         "rows_without_usage": int((~known).sum()),
         "shared_rows": int((~own).sum()),
         "cached_prompt_tokens": cached_prompt_tokens,
+        **({"cache_write_tokens": cache_write_tokens} if cache_write_tokens else {}),
         "usage_estimated": usage_estimated,
         "backend": backend,
         "pricing": pricing.model_dump(mode="json"),
@@ -162,7 +174,7 @@ def reported_by_provider(pred_csv: Path, backend: str, pricing: Pricing) -> dict
     if not parts:
         return None
     usd = usd_of(total["input_tokens"], total["output_tokens"], min(total["cached_input_tokens"], total["input_tokens"]),
-                 pricing, pricing.batch_discount)
+                 pricing, pricing.batch_discount, total["cache_write_tokens"])
     return {**total, "parts": parts, "usd": usd}
 
 
@@ -171,10 +183,11 @@ def write_costs(pred_csv: Path, out_path: Path, cfg: EvalConfig | None = None, m
     model = model_from_manifest(manifest) or (cfg.model_name() if cfg is not None else None)
     pricing = cfg.pricing.for_model(model) if cfg is not None else Pricing()
     backend = cfg.backend if cfg is not None else "local"
-    cached, shared = raw_usage_facts(Path(pred_csv).parent / RAW_RESULTS_JSONL)
+    cached, shared, writes = raw_usage_facts(Path(pred_csv).parent / RAW_RESULTS_JSONL)
     own_cached = sum(v for k, v in cached.items() if k not in shared)
     data = compute_costs(Path(pred_csv), pricing, backend, usage_estimated=usage_estimated_from_manifest(manifest),
-                         cached_prompt_tokens=own_cached if cached else None, shared_ids=shared)
+                         cached_prompt_tokens=own_cached if cached else None, shared_ids=shared,
+                         cache_write_tokens=sum(v for k, v in writes.items() if k not in shared))
     reported = reported_by_provider(Path(pred_csv), backend, pricing)
     if reported is not None:
         data["reported_by_provider"] = reported

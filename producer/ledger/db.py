@@ -102,6 +102,13 @@ MIGRATIONS = (
               run_sql("alter table requests add column in_flight integer not null default 0",
                       "alter table workers add column parent integer"),
               lambda conn: has_column("requests", "in_flight")(conn) and has_column("workers", "parent")(conn)),
+    # the Anthropic batch provider (issue 25): its custom_id map and each part's batch, found after a crash
+    # (producer/ledger/anthropic_batches.py)
+    Migration("0004_anthropic_ids_and_batches", run_sql(
+        "create table if not exists anthropic_ids (custom_id text primary key, provider_id text not null unique)",
+        "create table if not exists anthropic_batches (api_base text not null, job_id text not null,"
+        " n_requests integer not null, intent_at real not null, batch_id text, recorded_at real,"
+        " primary key (api_base, job_id))")),
 )
 
 class ConnectionCache:

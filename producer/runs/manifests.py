@@ -276,6 +276,9 @@ def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False) -> dict[
     """Backend and engine settings a reader needs to judge the run (no secrets)."""
     if is_batch(cfg.backend):  # the provider's settings sit under the config field named like the backend
         out = {"backend": cfg.backend, "model": model, cfg.backend: getattr(cfg, cfg.backend).model_dump(mode="json")}
+        spec = BATCH_BACKENDS[cfg.backend]
+        if not spec.takes_seed:  # trial.seed is the config's; this service never receives it
+            out["seed"] = f"not sent: the {spec.label} takes no seed, so answers at temperature > 0 cannot be repeated"
         return out | ({"engine": batch_dry_run_engine(cfg.backend)} if dry_run else {})
     return {
         "backend": cfg.backend,

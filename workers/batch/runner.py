@@ -171,7 +171,7 @@ def ingest(conn: sqlite3.Connection, run_id: str, part: sqlite3.Row, results: di
         choice = (body.get("choices") or [{}])[0]
         usage = body.get("usage") or {}
         engine = {"backend": backend, "job_id": job, "model": part["model"],
-                  "cached_tokens": row.get("cached_tokens")}
+                  "cached_tokens": row.get("cached_tokens"), **row.get("engine_facts", {})}  # provider's own usage facts
         if req["trial"] != owner:
             engine["shared_control_from"] = owner
         result_rows.append({"trial": req["trial"], "custom_id": req["custom_id"],
