@@ -81,11 +81,8 @@ class AnthropicBatchClient(SdkCaller):
         return self.call(f"POST /v1/messages/batches/{batch_id}/cancel", self.sdk.messages.batches.cancel, batch_id)
 
     def results(self, batch_id: str) -> bytes:
-        """The ended batch's results file (JSONL) as sent, from its ``results_url``."""
-        import httpx  # the SDK's own HTTP library: the raw bytes are kept in the run folder
-
-        url = self.get_batch(batch_id).results_url
-        if not url:
+        """The ended batch's results file (JSONL) as sent, from its ``results_url`` (kept in the run folder)."""
+        if not self.get_batch(batch_id).results_url:
             raise AnthropicError(f"batch {batch_id} has no results_url (not ended, or archived)", 404)
-        return self.call(f"GET results of {batch_id}", lambda: self.sdk.get(
-            url, cast_to=httpx.Response, options={"headers": {"Accept": "application/binary"}}).content)
+        raw = self.sdk.messages.batches.with_raw_response
+        return self.call(f"GET results of {batch_id}", lambda: raw.results(batch_id).read())

@@ -5,7 +5,8 @@ against canned answers, with no network and no key. Endpoints and objects follow
 (create, retrieve, list with ``before_id`` / ``after_id`` / ``limit`` and ``has_more`` / ``first_id`` /
 ``last_id``, cancel, results at the batch's ``results_url``); a batch's own life (its requests answered,
 its results file) is ``fake_batches``. Every answer carries a ``request-id`` header; errors come as
-``{"type": "error", "error": {"type", "message"}}``: a wrong ``x-api-key`` is 401
+``{"type": "error", "error": {"type", "message"}}``: a wrong key (``x-api-key``, or ``Authorization:
+Bearer`` as the SDK sends it) is 401
 ``authentication_error``, an unknown batch 404 ``not_found_error``. Tests script faults (429
 ``rate_limit_error`` with ``retry-after``, 500 ``api_error``, 529 ``overloaded_error``, any status),
 hold batches ``in_progress``, end them with ``expired`` requests, cancel them (``canceling``, then
@@ -122,7 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
             fault = next((f for f in st.faults if f.endpoint == endpoint and f.times > 0), None)
             if fault:
                 fault.times -= 1
-        if self.headers.get("x-api-key") != st.api_key:
+        bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ")  # the SDK sends the key so
+        if st.api_key not in (self.headers.get("x-api-key"), bearer):  # the API reference: x-api-key
             return self._error(401, "invalid x-api-key")
         if fault:
             extra = {"retry-after": fault.retry_after} if fault.retry_after else None

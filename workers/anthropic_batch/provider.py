@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -36,6 +37,7 @@ from workers.anthropic_batch.client import BACKEND, AnthropicBatchClient, Anthro
 from workers.batch_provider import BatchJob, BatchUsage
 
 RESULTS_FILE = "results.jsonl"
+CUSTOM_ID_RULE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what Anthropic takes as a custom_id
 # Anthropic's stop_reason in the contract's finish_reason words (what the report counts as truncated)
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "content_filter"}
 _fake_lock = threading.Lock()
