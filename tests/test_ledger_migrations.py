@@ -20,7 +20,8 @@ from producer.ledger.response_cache import CACHE_DDL, cache_close_all, cache_con
 from tests.support.cli import PY_FLAGS, cli_env
 
 V1_LEDGER = Path(__file__).resolve().parent / "fixtures" / "ledger_v1" / "proj" / "queue" / "ledger.sqlite3"
-ALL = ["0001_initial_schema", "0002_fireworks_parts_deadline_at", "0003_in_flight_and_worker_parent"]
+ALL = ["0001_initial_schema", "0002_fireworks_parts_deadline_at", "0003_in_flight_and_worker_parent",
+       "0004_anthropic_ids_and_batches"]
 VERSION = str(len(ALL))
 
 
