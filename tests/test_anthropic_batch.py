@@ -298,3 +298,20 @@ def _ended():
 def test_the_registry_row_finds_the_provider_and_its_dry_run(tmp_path, ledger_dir):
     prov = provider_for(_cfg(tmp_path), "anthropic_dry_run")
     assert isinstance(prov, AnthropicProvider) and prov.find_job("none") is None
+
+
+def test_cancel_stops_a_running_batch_once_and_its_rows_come_back_canceled(tmp_path, server, ledger_dir):
+    prov = _provider(tmp_path, server)
+    server.state.hold = True
+    assert prov.cancel("job-c") is None  # nothing to cancel yet
+    rows = [_row(), _row(CID.replace("q1", "q2"))]
+    prov.upload("job-c-in", "part.jsonl", prov.encode_part(rows, MODEL, {}), 2, "d")
+    assert prov.create_job("job-c", MODEL, "job-c-in", "job-c-out", {}, "d").state == "in_progress"
+    job = prov.cancel("job-c")
+    assert job is not None and job.state == "canceling" and not job.terminal
+    job = prov.find_job("job-c")
+    assert job.state == "ended" and job.terminal and not job.failed and not job.complete
+    assert prov.cancel("job-c").state == "ended" and server.state.counts["cancel_batch"] == 1  # nothing twice
+    results, errors = prov.read_rows(prov.download(job.output_id))
+    assert not results and set(errors) == {r["custom_id"] for r in rows}
+    assert all(e.startswith("canceled") for e in errors.values())

@@ -21,6 +21,7 @@ EXAMPLES = [
     "eval_config.demo.yaml",
     "eval_config.custom.yaml",
     "eval_config.openai.yaml",
+    "eval_config.anthropic.yaml",
 ]
 
 
