@@ -255,6 +255,9 @@ def costs_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
                 ("power_mean_w", "power mean (W)"), ("cpu_mean_pct", "worker CPU mean (%)"),
                 ("rss_max_mib", "worker RAM max (MiB)"))
         rows = [[label, fmt_num(lc[k])] for k, label in keys if k in lc]
+        if lc.get("cache_hits"):  # speeds and latencies above describe the engine alone (issue 29)
+            rows.insert(1, ["answered from the response cache", f"{fmt_num(lc['cache_hits'])} (left out of the "
+                                                                "speeds and latencies)"])
         if lc.get("nvml_available") is False:
             rows.append(["GPU telemetry", f"{NA} ({lc.get('nvml_reason') or 'NVML unavailable'})"])
         out.append(Table(["local speed", "value"], rows))

@@ -70,11 +70,11 @@ def cached(tmp_path_factory):
     prompts = short_prompt_set(tmp)
     cfg = _config(tmp, prompts)
     queue = tmp / "queue"
-    _run(cfg, queue, "first")
+    first_out = _run(cfg, queue, "first")
     loads_first = _loads(queue)
-    _run(cfg, queue, "second")
+    second_out = _run(cfg, queue, "second")
     return SimpleNamespace(tmp=tmp, queue=queue, prompts=prompts, loads_first=loads_first,
-                           loads_second=_loads(queue))
+                           loads_second=_loads(queue), first_out=first_out, second_out=second_out)
 
 
 @pytest.mark.realmodel
@@ -82,6 +82,11 @@ def test_second_run_answers_from_the_cache_without_loading_the_model(cached):
     tmp = cached.tmp
     assert cached.loads_first == 1  # the first run loaded SmolLM2 once
     assert cached.loads_second == 1  # the second never loaded it: no request reached the engine
+    # the console says where the answers came from (issue 29)
+    assert f"done: {N_REQUESTS} results, 0 failed ({N_REQUESTS} answered from the response cache)" in cached.second_out
+    assert "answered from the response cache" not in cached.first_out
+    report = (results_dir(tmp, "second").parent / "reports" / "report.html").read_text(encoding="utf-8")
+    assert "answered from the response cache" in report and "left out of the speeds and latencies" in report
     first, second = results_dir(tmp, "first"), results_dir(tmp, "second")
     # identical predictions, request_id included (a cached answer keeps the engine's original id)
     assert (second / "predictions.csv").read_bytes() == (first / "predictions.csv").read_bytes()

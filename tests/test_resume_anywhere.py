@@ -85,11 +85,10 @@ def test_resume_checks_the_engine_first_and_sends_nothing_while_it_is_down(tmp_p
     assert _ledger_counts(queue, run_id) == (0, 0)  # not one request was sent to the dead engine
 
 
-@pytest.mark.unit
-def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, monkeypatch):
+def _project_queue_and_another_folder(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """The project's own queue holding run r1, and the working folder moved elsewhere (no queue there)."""
     from producer.host import queue_paths
     from producer.ledger.db import close_all, connect
-    from producer.ledger.locate import find_run_queue
 
     project_queue = tmp_path / "project" / "queue"
     project_queue.mkdir(parents=True)
@@ -102,6 +101,15 @@ def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, m
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
+    return project_queue, elsewhere
+
+
+@pytest.mark.unit
+def test_resume_finds_the_project_queue_when_typed_in_another_folder(tmp_path, monkeypatch):
+    from producer.host import queue_paths
+    from producer.ledger.locate import find_run_queue
+
+    project_queue, elsewhere = _project_queue_and_another_folder(tmp_path, monkeypatch)
     assert find_run_queue("nope") is None
     assert not (elsewhere / "queue").exists()  # looking creates nothing
     assert find_run_queue("r1") == project_queue.resolve()
@@ -116,19 +124,9 @@ def test_status_of_a_run_finds_its_queue_from_another_folder(tmp_path, monkeypat
 
     from producer.cli.cmd_status import status
     from producer.host import queue_paths
-    from producer.ledger.db import close_all, connect
+    from producer.ledger.db import close_all
 
-    project_queue = tmp_path / "project" / "queue"
-    project_queue.mkdir(parents=True)
-    conn = connect(project_queue / "ledger.sqlite3")
-    conn.execute("insert into runs (run_id, config_json, fingerprint, engine, experiments_dir, prepared_dir,"
-                 " created_at, updated_at) values ('r1', '{}', 'fp', 'dry_run', 'x', 'y', 0, 0)")
-    close_all()
-    monkeypatch.setattr(queue_paths, "PROJECT_QUEUE_DIR", project_queue)
-    monkeypatch.delenv(queue_paths.ENV_QUEUE_DIR, raising=False)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
+    _project_queue_and_another_folder(tmp_path, monkeypatch)
     try:
         out = CliRunner().invoke(status, ["--run-id", "r1", "--json"])
     finally:

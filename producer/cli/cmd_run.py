@@ -50,6 +50,13 @@ def _progress_line(st: RunStatus) -> str:
     return f"[{bar}] {finished}/{tot.total}{failed}  {st.requests_per_min:.1f} req/min  {tail}"
 
 
+def _cache_hits(run_id: str) -> int:
+    from producer.ledger.db import connect
+    from producer.ledger.queries import cache_hits
+
+    return cache_hits(connect(readonly=True), run_id)
+
+
 def overwrite(line: str, previous: int) -> str:
     """The progress line over the last one on a terminal: padded, so no character of a longer line stays
     behind ("ETA 16m45sn")."""
@@ -200,7 +207,9 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
         not_written = any(t.export == "failed" for t in st.trials.values())
         raise SystemExit(exit_codes.NOT_WRITTEN if not_written else exit_codes.STOPPED)
     tot = st.totals
-    click.echo(f"done: {tot.done} results, {tot.failed} failed")
+    hits = _cache_hits(s.run_id)
+    click.echo(f"done: {tot.done} results, {tot.failed} failed"
+               + (f" ({hits} answered from the response cache)" if hits else ""))
     run_folder = RunFolder(Path(st.run_dir))
     for name, t in st.trials.items():
         _echo_trial(run_folder.trial(name), t)

@@ -140,6 +140,12 @@ def live_worker_pids(conn: sqlite3.Connection) -> set[int]:
     return live
 
 
+def cache_hits(conn: sqlite3.Connection, run_id: str) -> int:
+    """Results of the run answered from the response cache (their engine facts say ``cache_hit``)."""
+    return int(conn.execute("select count(*) from results where run_id = ? and json_extract(engine, '$.cache_hit')",
+                            (run_id,)).fetchone()[0])
+
+
 def orphaned_workers(conn: sqlite3.Connection, live_pids: set[int]) -> set[int]:
     """Dead workers on this host that hold running requests and whose parent (the pool or the consumer
     that started them) is dead too: their whole process tree was killed at once."""
