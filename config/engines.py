@@ -109,7 +109,9 @@ BATCH_BACKENDS: dict[str, BatchBackendSpec] = {
         batching="Anthropic Message Batches API: batching is done by the service and not visible to the client",
         key_env="ANTHROPIC_API_KEY", base_env="ANTHROPIC_BASE_URL", default_base="https://api.anthropic.com",
         max_part_bytes=256_000_000, max_part_rows=100_000,  # per batch (Message Batches API reference)
-        output_states=("ended",), temps_range=(0.0, 1.0), takes_seed=False, sdk="anthropic",
+        # no output_states: a part fails with its batch ended only when the results are gone (archived), so
+        # --retry-failed sends its failed rows again instead of downloading nothing
+        temps_range=(0.0, 1.0), takes_seed=False, sdk="anthropic",
         console="the Claude Console (console.anthropic.com, Batches)",
         sdk_hint="the anthropic backend needs the official SDK: pip install .[anthropic] (or pip install 'anthropic>=0.40')"),
 }

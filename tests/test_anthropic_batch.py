@@ -315,3 +315,36 @@ def test_cancel_stops_a_running_batch_once_and_its_rows_come_back_canceled(tmp_p
     results, errors = prov.read_rows(prov.download(job.output_id))
     assert not results and set(errors) == {r["custom_id"] for r in rows}
     assert all(e.startswith("canceled") for e in errors.values())
+
+
+@pytest.mark.unit
+def test_an_archived_batch_fails_its_part_and_an_ended_one_keeps_its_rows():
+    from workers.anthropic_batch.provider import as_job
+
+    batch = {"id": "msgbatch_1", "type": "message_batch", "processing_status": "ended", "created_at":
+             "2025-01-01T00:00:00.5Z", "results_url": "https://api.anthropic.com/v1/messages/batches/msgbatch_1/results",
+             "archived_at": None, "request_counts": {"processing": 0, "succeeded": 3, "errored": 1, "canceled": 0,
+                                                     "expired": 1}}
+    job = as_job(batch)
+    assert job.terminal and not job.failed and not job.complete and job.created_at == 1735689600.5
+    assert job.progress == {"total": 5, "processed": 5, "succeeded": 3, "failed": 2}
+    assert as_job({**batch, "archived_at": "2025-01-30T00:00:00Z"}).failed
+    running = as_job({**batch, "processing_status": "in_progress", "results_url": None,
+                      "request_counts": {"processing": 5, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}})
+    assert not running.terminal and running.progress["processed"] == 0
+
+
+@pytest.mark.unit
+def test_one_create_in_flight_per_key(ledger_dir):
+    conn, base = connect(), "https://api.anthropic.com"
+    assert anthropic_batches.claim_create(conn, base, "job-a", 3, busy_after=time.time() - 60) is None
+    busy = anthropic_batches.claim_create(conn, base, "job-b", 3, busy_after=time.time() - 60)
+    assert busy is not None and busy["job_id"] == "job-a"  # job-b waits: a batch found later is job-a's alone
+    assert anthropic_batches.claim_create(conn, "http://127.0.0.1:9", "job-b", 3, time.time() - 60) is None
+    assert anthropic_batches.claim_create(conn, base, "job-a", 3, busy_after=time.time() - 60) is None  # its own
+    anthropic_batches.record_batch(conn, base, "job-a", "msgbatch_a")
+    assert anthropic_batches.claim_create(conn, base, "job-b", 3, busy_after=time.time() - 60) is None
+    assert anthropic_batches.claimed_batch_ids(conn, base) == {"msgbatch_a"}
+    assert [r["job_id"] for r in anthropic_batches.open_intents(conn, base)] == ["job-b"]
+    anthropic_batches.drop_intent(conn, base, "job-b")
+    assert anthropic_batches.open_intents(conn, base) == [] and anthropic_batches.batch_of(conn, base, "job-b") is None

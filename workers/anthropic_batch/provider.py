@@ -69,7 +69,8 @@ def make_client(cfg: EvalConfig, engine: str) -> AnthropicBatchClient:
 def as_job(batch: Any) -> BatchJob:
     """A ``MessageBatch`` as the runner's ``BatchJob``; ``output_id`` is the batch id (its results are
     found through it). An ended batch is complete when every request succeeded; its results file holds
-    the rest (errored, canceled, expired), so it never fails as a whole unless the results are gone."""
+    the rest (errored, canceled, expired), so it never fails as a whole unless the results are gone
+    (archived: its rows fail and ``--retry-failed`` sends them again)."""
     raw = batch.model_dump(mode="json") if hasattr(batch, "model_dump") else dict(batch)
     status = str(raw.get("processing_status") or "in_progress")
     counts = {k: int(v or 0) for k, v in (raw.get("request_counts") or {}).items()}
@@ -81,7 +82,8 @@ def as_job(batch: Any) -> BatchJob:
                f" {counts.get('expired', 0)} expired")
     return BatchJob(state=status, progress={"total": total, "processed": total - counts.get("processing", 0),
                                             "succeeded": ok, "failed": failed},
-                    terminal=ended, failed=ended and not raw.get("results_url"), complete=ended and ok == total,
+                    terminal=ended, failed=ended and not (raw.get("results_url") and not raw.get("archived_at")),
+                    complete=ended and ok == total,
                     message=message, output_id=raw.get("id"), created_at=created_at(raw) if raw.get("created_at")
                     else None, raw={**raw, "state": status})
 
