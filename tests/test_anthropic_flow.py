@@ -181,3 +181,33 @@ def test_a_wrong_key_stops_with_one_line_and_a_missing_sdk_is_one_line(tmp_path,
     assert no_sdk.returncode != 0 and "Traceback" not in no_sdk.stderr
     assert "pip install .[anthropic]" in no_sdk.stderr and len(no_sdk.stderr.strip().splitlines()) == 1
     assert KEY not in no_sdk.stderr + no_sdk.stdout
+
+
+def test_stop_cancel_batches_cancels_each_batch_once_and_retry_failed_sends_the_rows_again(tmp_path):
+    srv = FakeAnthropicServer(FakeState(api_key=KEY, hold=True)).start()
+    try:
+        cfg, env = an_config(tmp_path), an_env(tmp_path, srv)
+        proc = subprocess.Popen([sys.executable, "-m", "producer", "run", "--config", str(cfg), "-w", "1"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while len(srv.state.batches) < PARTS:
+            assert time.monotonic() < deadline and proc.poll() is None, "the batches never started"
+            time.sleep(0.05)
+        run_id = run_dir_of(tmp_path).name[len("run_"):]
+        stop = run_producer(tmp_path, env, "stop", "--run-id", run_id, "--cancel-batches")
+        assert stop.returncode == 0 and stop.stdout.count("canceling") == PARTS, stop.stdout + stop.stderr
+        proc.communicate(timeout=90)
+        again = run_producer(tmp_path, env, "stop", "--run-id", run_id, "--cancel-batches")
+        assert again.returncode == 0 and srv.state.counts.get("cancel_batch", 0) == PARTS  # nothing twice
+        srv.state.hold = False
+        resumed = run_producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "-w", "1")
+        assert resumed.returncode != 0, resumed.stdout + resumed.stderr
+        (pred,) = run_dir_of(tmp_path).glob("*/results/predictions.csv")
+        assert (pred.parent / "errors.jsonl").read_text(encoding="utf-8").count("canceled") == TOTAL
+        retried = run_producer(tmp_path, env, "run", "--config", str(cfg), "--resume", run_id, "--retry-failed",
+                               "-w", "1")
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        assert len(read_predictions_csv(pred)[1]) == TOTAL and len(srv.state.batches) == 2 * PARTS
+        _no_key_anywhere(stop.stdout, resumed.stdout, retried.stdout, folders=(run_dir_of(tmp_path), tmp_path / "queue"))
+    finally:
+        srv.stop()
