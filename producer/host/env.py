@@ -15,6 +15,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -203,14 +204,21 @@ class KeyCredentials:
         return cls(_Secret(key), base, backend)
 
 
+def load_sdk(backend: str) -> Any:
+    """The provider's official SDK (its registry row's optional extra); one line naming the install
+    command when it is missing. The readiness check and each provider's client import it this way."""
+    spec = BATCH_BACKENDS[backend]
+    try:
+        return importlib.import_module(spec.sdk)
+    except ImportError:
+        raise BatchConfigError(spec.sdk_hint) from None
+
+
 def check_backend_ready(backend: str) -> None:
     """Before a paid run is written: the provider's credentials (and SDK) are there; BatchServiceError if not."""
     spec = BATCH_BACKENDS[backend]
     if spec.sdk:
-        try:
-            importlib.import_module(spec.sdk)  # the optional extra must be there before anything is written
-        except ImportError:
-            raise BatchConfigError(spec.sdk_hint) from None
+        load_sdk(backend)  # the optional extra must be there before anything is written
     if spec.account_env:
         Credentials.from_env()
     else:

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from config.engines import BATCH_BACKENDS
-from producer.host.env import BatchConfigError, BatchServiceError, KeyCredentials
+from producer.host.env import BatchServiceError, KeyCredentials, load_sdk
 from workers.batch.sdk_calls import SdkCaller
 
 log = logging.getLogger("workers.anthropic_batch")
@@ -22,14 +21,6 @@ PAGE = 100  # batches per list page (the API allows 1..1000)
 
 class AnthropicError(BatchServiceError):
     """An Anthropic call that failed for good (the batch runner's error type; ``status`` as there)."""
-
-
-def _sdk() -> Any:
-    try:
-        import anthropic  # lazy: an optional extra, imported only by an Anthropic run
-    except ImportError:
-        raise BatchConfigError(BATCH_BACKENDS[BACKEND].sdk_hint) from None
-    return anthropic
 
 
 def created_at(batch: Any) -> float:
@@ -48,7 +39,7 @@ class AnthropicBatchClient(SdkCaller):
 
     def __init__(self, creds: KeyCredentials, deadline_s: float = 600.0, backoff_s: float = 1.0,
                  timeout_s: float = 120.0) -> None:
-        anthropic = _sdk()
+        anthropic = load_sdk(BACKEND)
         super().__init__(anthropic, creds.api_key.reveal(), deadline_s, backoff_s)
         self.creds = creds
         self.sdk = anthropic.Anthropic(api_key=creds.api_key.reveal(), base_url=creds.api_base, max_retries=0,

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from workers.anthropic_batch import fake_batches
+from workers.batch.fake_http import SdkFakeServer, match_route
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
@@ -232,40 +232,18 @@ _ROUTES = [
 
 
 def _match(method: str, path: str) -> tuple[str, dict[str, str]]:
-    for m, rx, name in _ROUTES:
-        hit = rx.match(path)
-        if hit and m == method:
-            return name, hit.groupdict()
-    return "unknown", {}
+    return match_route(_ROUTES, method, path)
 
 
-class FakeAnthropicServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, state: FakeState | None = None, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.state = state or FakeState()
+class FakeAnthropicServer(SdkFakeServer):
+    handler = _Handler
+    state_class = FakeState
+    thread_name = "fake-anthropic"
 
     @property
     def base_url(self) -> str:
         """What ``ANTHROPIC_BASE_URL`` is set to (the SDK adds ``/v1/...`` itself)."""
         return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> FakeAnthropicServer:
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-anthropic",
-                         daemon=True).start()
-        return self
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client killed or timed out while a hung endpoint waited: expected, not a server fault."""
-        if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
-            return
-        super().handle_error(request, client_address)
-
-    def stop(self) -> None:
-        self.state.release.set()
-        self.shutdown()
-        self.server_close()
 
     def advance(self, batch: dict[str, Any]) -> None:
         """One step of a batch's life per look (caller holds the lock): in_progress or canceling -> ended."""

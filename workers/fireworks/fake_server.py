@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from workers.batch.fake_http import match_route
 from workers.fireworks import fake_rules
 
 JOB_FLOW = ("JOB_STATE_VALIDATING", "JOB_STATE_PENDING", "JOB_STATE_RUNNING")
@@ -355,11 +356,7 @@ _ROUTES = [
 
 
 def _match(method: str, path: str) -> tuple[str, dict[str, str]]:
-    for m, rx, name in _ROUTES:
-        hit = rx.match(path)
-        if hit and m == method:
-            return name, hit.groupdict()
-    return "unknown", {}
+    return match_route(_ROUTES, method, path)
 
 
 class FakeFireworksServer(ThreadingHTTPServer):

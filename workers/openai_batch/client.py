@@ -9,8 +9,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from config.engines import BATCH_BACKENDS
-from producer.host.env import BatchConfigError, BatchServiceError, KeyCredentials
+from producer.host.env import BatchServiceError, KeyCredentials, load_sdk
 from workers.batch.sdk_calls import SdkCaller
 
 log = logging.getLogger("workers.openai_batch")
@@ -23,14 +22,6 @@ class OpenAIError(BatchServiceError):
     """An OpenAI call that failed for good (the batch runner's error type; ``status`` as there)."""
 
 
-def _sdk() -> Any:
-    try:
-        import openai  # lazy: an optional extra, imported only by an OpenAI run
-    except ImportError:
-        raise BatchConfigError(BATCH_BACKENDS["openai"].sdk_hint) from None
-    return openai
-
-
 class OpenAIBatchClient(SdkCaller):
     """One key's files and batches."""
 
@@ -39,7 +30,7 @@ class OpenAIBatchClient(SdkCaller):
 
     def __init__(self, creds: KeyCredentials, deadline_s: float = 600.0, backoff_s: float = 1.0,
                  timeout_s: float = 120.0) -> None:
-        openai = _sdk()
+        openai = load_sdk("openai")
         super().__init__(openai, creds.api_key.reveal(), deadline_s, backoff_s)
         self.creds = creds
         self.sdk = openai.OpenAI(api_key=creds.api_key.reveal(), base_url=creds.api_base, max_retries=0,

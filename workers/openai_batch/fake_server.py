@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from workers.batch.fake_http import SdkFakeServer, match_route
 from workers.openai_batch import fake_batches
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
@@ -271,40 +271,18 @@ _ROUTES = [
 
 
 def _match(method: str, path: str) -> tuple[str, dict[str, str]]:
-    for m, rx, name in _ROUTES:
-        hit = rx.match(path)
-        if hit and m == method:
-            return name, hit.groupdict()
-    return "unknown", {}
+    return match_route(_ROUTES, method, path)
 
 
-class FakeOpenAIServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, state: FakeState | None = None, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.state = state or FakeState()
+class FakeOpenAIServer(SdkFakeServer):
+    handler = _Handler
+    state_class = FakeState
+    thread_name = "fake-openai"
 
     @property
     def base_url(self) -> str:
         """What ``OPENAI_BASE_URL`` is set to (the SDK's base includes ``/v1``)."""
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def start(self) -> FakeOpenAIServer:
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai",
-                         daemon=True).start()
-        return self
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client killed or timed out while a hung endpoint waited: expected, not a server fault."""
-        if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
-            return
-        super().handle_error(request, client_address)
-
-    def stop(self) -> None:
-        self.state.release.set()
-        self.shutdown()
-        self.server_close()
 
     def _store(self, lines: list[str]) -> str | None:
         if not lines:
