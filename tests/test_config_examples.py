@@ -19,6 +19,7 @@ EXAMPLES = [
     "eval_config.local.yaml",
     "eval_config.local.llamacpp.yaml",
     "eval_config.demo.yaml",
+    "eval_config.demo_prompts.yaml",
     "eval_config.custom.yaml",
     "eval_config.openai.yaml",
     "eval_config.anthropic.yaml",

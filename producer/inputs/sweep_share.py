@@ -14,7 +14,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from producer.inputs.requests_build import Request
+from producer.inputs.messages import load_prompt_texts
+from producer.inputs.requests_build import Request, iter_trial_requests
 from producer.ledger.sweep import shared_counts
 from producer.runs.manifests import update_trial_manifest
 from producer.runs.run_records import TrialManifest
@@ -48,6 +49,18 @@ def plan_shared(trial_requests: Iterable[tuple[Trial, Iterable[Request]]]
                 mine.append(req)
         owned.append((trial, mine))
     return owned, shared
+
+
+def generated_count(cfg: Any, trials: list[Trial], items: list[dict[str, Any]]) -> int:
+    """How many of the trials' requests are really generated: identical ones (``share_key``) count once.
+
+    Why: ``plan`` must say what will run; the enqueue path (``producer.planning.enqueue``) shares by the
+    same key."""
+    if len(trials) < 2:
+        return sum(1 for trial in trials
+                   for _ in iter_trial_requests(cfg, trial, items, load_prompt_texts(cfg, trial.prompt_set)))
+    return len({share_key(req.model, req.custom_id, req.body) for trial in trials
+                for req in iter_trial_requests(cfg, trial, items, load_prompt_texts(cfg, trial.prompt_set))})
 
 
 def write_manifest_notes(conn: Any, layout: Any, run_id: str) -> None:

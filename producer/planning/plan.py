@@ -19,6 +19,7 @@ from producer.host.env import api_base_notice
 from producer.inputs.datasets.sources import load_items, resolve_source
 from producer.inputs.messages import load_prompt_texts, render_messages
 from producer.inputs.prepare import check_something_selected, select_items, target_size
+from producer.inputs.sweep_share import generated_count
 from producer.runs.manifests import PHASES, estimate_tokens
 from producer.runs.trials import Trial, expand_trials
 
@@ -206,6 +207,10 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
     per_item = requests_per_item(cfg, plan.trials)
     total = len(plan.items) * per_item
     unknown = plan.unknown_note(per_item)
+    generated = generated_count(cfg, plan.trials, plan.items)
+    if generated < total:
+        unknown = (f", of which {generated:,} are generated ({total - generated:,} reuse another trial's answer)"
+                   + unknown)
     out.append(f"total requests: {total:,}{unknown} (prompt tokens are estimates, ~4 characters per token)")
     usd = usd_estimate(plan, counts)
     if usd is not None and not plan.items:
@@ -245,6 +250,7 @@ def plan_json(plan: Plan, extra_lines: list[str] | None = None) -> dict[str, Any
                     "temps": [temp_label(x) for x in t.temps], "counts": c}
                    for t, c in zip(plan.trials, counts, strict=True)],
         "total_requests": len(plan.items) * per_item,
+        "generated_requests": generated_count(cfg, plan.trials, plan.items),
         "complete": plan.complete,
         "estimated_cost": usd_estimate(plan, counts),
         "notes": list(extra_lines or []),
