@@ -265,7 +265,33 @@ def headline(rows: list[EffectRow], sig: dict[str, Any] | None, means: pd.DataFr
             reason = missing_sentence(temp, type_, metric, sig, pairing or [], manifest)
             if reason is not None:
                 out.append(reason)
+        also = also_significant(rows, temp, sig)
+        if also:
+            out.append(also)
     return out or ["significance.json holds no comparable results (no paired items)."]
+
+
+HEADLINE_METRICS = {("open", "false_answer_rate"), ("closed", "em")}
+
+
+def also_significant(rows: list[EffectRow], temp: str, sig: dict[str, Any]) -> str | None:
+    """"Also significant at temperature T (q < 0.05): ..." for every other significant metric of a whole
+    type at ``temp``, or None. Why: a run whose only effect is on a secondary metric (the demo's abstention)
+    must not read as "no significant change" on the first screen and the console."""
+    found = [r for r in rows if r.temp == temp and r.dataset is None and r.significant and r.delta
+             and (r.type, r.metric) not in HEADLINE_METRICS]
+    if not found:
+        return None
+    datasets = sig_datasets(sig)
+    parts = []
+    for r in found:
+        where = type_phrase(r.type, datasets.get(r.type, ()))
+        moved = (f", from {fmt_pct(r.control_mean)} to {fmt_pct(r.treatment_mean)}"
+                 if r.control_mean is not None and r.treatment_mean is not None else "")
+        pname = "q" if r.q_value is not None else "p"
+        parts.append(f"the {METRIC_PHRASES.get(r.metric, r.metric)} on {where} {fmt_pts(r.delta)} points{moved} "
+                     f"({pname} = {fmt_p(r.decisive_p)})")
+    return f"Also significant at temperature {temp} (q < 0.05): " + "; ".join(parts) + "."
 
 
 def results_table(rows: list[EffectRow], means: pd.DataFrame | None, temp: str, type_: str) -> Table:

@@ -112,11 +112,13 @@ def _echo_trial(trial: TrialFolder, t: TrialStatus) -> None:
         click.echo(f"  {trial.path.name}: analysis {t.analysis}: {t.analysis_error or ''}".rstrip(": "))
     elif report.is_file():
         try:
-            first = (read_trial_manifest(trial.manifest).stage_status["report"].extra("headline")
-                     or ["(see the report)"])[0]
+            sentences = (read_trial_manifest(trial.manifest).stage_status["report"].extra("headline")
+                         or ["(see the report)"])
         except (OSError, ValueError, KeyError):
-            first = "(see the report)"
-        click.echo(f"  {trial.path.name}: {first}")
+            sentences = ["(see the report)"]
+        click.echo(f"  {trial.path.name}: {sentences[0]}")
+        for also in (s for s in sentences[1:] if s.startswith("Also significant")):
+            click.echo(f"    {also}")
         click.echo(f"    report: {report}")
     click.echo(f"    results: {trial.results_dir}")
 
