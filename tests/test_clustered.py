@@ -188,3 +188,24 @@ def test_significance_json_gains_the_clustered_keys_from_the_prepared_contexts(t
     assert sig["stats_config"]["clustered"]["fdr"]["n_tests"] > 0
     assert em["q_value"] is not None
     assert cluster_of_items([{"dataset": "triviaqa", "id": "t1", "question": "?"}]) == {"triviaqa|t1": "triviaqa|t1"}
+
+
+def test_the_headline_takes_the_clustered_interval_and_p_where_paragraphs_exist():
+    from scoring.report_clustered import clustered_sentence
+    from scoring.report_sig import effect_rows
+    from scoring.report_text import fmt_p, fmt_pts, headline
+
+    per_item = synthetic(90, temps=("0.0",))
+    cfg = StatsConfig(bootstrap_samples=400, permutation_samples=400)
+    keys = sorted(per_item["item_key"].unique())
+    paragraphs = {k: f"p{i // 5}" for i, k in enumerate(keys) if k.startswith("squad_v2")}
+    sig = build_significance(per_item, cfg, paragraphs)
+    open_line, closed_line = headline(effect_rows(sig), sig, None)
+    cl = sig["results"]["0.0"]["open"]["clustered"]["metrics"]["false_answer_rate"]
+    assert "clustered by paragraph" in open_line
+    assert f"95% CI {fmt_pts(cl['ci_95'][0])} to {fmt_pts(cl['ci_95'][1])} points, q = {fmt_p(cl['q_value'])}" in open_line
+    assert "clustered" not in closed_line  # closed-book items are their own clusters: item-level figures
+    assert clustered_sentence(sig["results"]["0.0"]["open"]).startswith("Clustered by paragraph: 6 paragraphs")
+    assert clustered_sentence(sig["results"]["0.0"]["closed"]) is None
+    plain = build_significance(per_item, cfg)  # no paragraphs known: today's headline
+    assert not any("clustered" in line for line in headline(effect_rows(plain), plain, None))
