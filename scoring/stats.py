@@ -22,6 +22,7 @@ import pandas as pd
 from config.atomic import write_json_atomic
 from config.contract import CONDITIONS, parse_item_key
 from config.schema import StatsConfig
+from producer.inputs.prepare import load_prepared_items
 from scoring.aggregate import ScoringInputError, read_per_item_csv
 from scoring.clustered import apply_clustered_fdr, cluster_of_items, clustered_block
 from scoring.fdr import apply_fdr
@@ -195,8 +196,6 @@ def run_stats(per_item_csv: Path, cfg: StatsConfig, out_path: Path, prepared_dir
     per_item = read_per_item_csv(Path(per_item_csv))
     clusters = None
     if prepared_dir is not None:
-        from producer.inputs.prepare import load_prepared_items
-
         clusters = cluster_of_items(load_prepared_items(Path(prepared_dir)))
     return write_json_atomic(Path(out_path), build_significance(per_item, cfg, clusters))
 
