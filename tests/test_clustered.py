@@ -209,3 +209,22 @@ def test_the_headline_takes_the_clustered_interval_and_p_where_paragraphs_exist(
     assert clustered_sentence(sig["results"]["0.0"]["closed"]) is None
     plain = build_significance(per_item, cfg)  # no paragraphs known: today's headline
     assert not any("clustered" in line for line in headline(effect_rows(plain), plain, None))
+
+
+def test_analyse_clusters_the_open_book_items_that_share_a_passage(tmp_path):
+    """The trial's analysis hands the prepared contexts to the stats stage: two questions on one passage
+    are one paragraph."""
+    from config.atomic import write_jsonl_atomic
+    from config.schema import EvalConfig
+    from scoring.pipeline import analyse_trial
+    from tests.support.scoring_inputs import OPEN, make_inputs
+
+    prepared, results = make_inputs(tmp_path)
+    write_jsonl_atomic(prepared / "open_book.jsonl", [{**it, "context": OPEN[0]["context"]} for it in OPEN])
+    cfg = EvalConfig.model_validate({"local_engine": "dry_run",
+                                     "stats": {"bootstrap_samples": 100, "permutation_samples": 100}})
+    analyse_trial(results, prepared, cfg)
+    sig = strict_loads((results / "significance.json").read_text(encoding="utf-8"))
+    cl = sig["results"]["0.7"]["open"]["clustered"]
+    assert (cl["unit"], cl["n_clusters"], cl["max_cluster_size"]) == ("paragraph", 1, 2)
+    assert sig["results"]["0.0"]["closed"]["clustered"]["unit"] == "item"
