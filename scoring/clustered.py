@@ -53,9 +53,12 @@ def cluster_of_items(items: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def cluster_codes(keys: list[str], clusters: Mapping[str, str] | None) -> np.ndarray:
-    """0..G-1 per item, in the items' order; an item without a known cluster is its own."""
-    ids = [clusters.get(k, k) for k in keys] if clusters else list(keys)
-    return np.unique(np.asarray(ids, dtype=object).astype(str), return_inverse=True)[1].astype(np.int64)
+    """0..G-1 per item (numbered in order of first appearance); an item without a known cluster is its own."""
+    if not clusters:
+        return np.arange(len(keys), dtype=np.int64)
+    index: dict[str, int] = {}
+    return np.fromiter((index.setdefault(clusters.get(k, k), len(index)) for k in keys), dtype=np.int64,
+                       count=len(keys))
 
 
 def cluster_sums(values: np.ndarray, codes: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
