@@ -170,6 +170,7 @@ def clustered_block(frame_keys: list[str], clusters: Mapping[str, str] | None, d
         "max_cluster_size": int(sizes.max()) if g else None,
         "mcnemar": clustered_mcnemar(control_right, treatment_right, codes),
     }
+
     def one(args: tuple[str, np.random.SeedSequence]) -> dict[str, Any]:
         name, seq = args
         d = deltas[name]

@@ -11,9 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from scoring.clustered import PARAGRAPH  # a block whose clusters hold more than one item
 from scoring.report_sig import EffectRow, _interval, num
-
-PARAGRAPH = "paragraph"  # scoring.clustered.PARAGRAPH: a block whose clusters hold more than one item
 
 
 def _clustered_of(sig: dict[str, Any] | None, temp: str, type_: str) -> dict[str, Any] | None:
