@@ -34,7 +34,7 @@ from scipy import stats as sps
 
 from config.contract import item_key
 from scoring.fdr import bh_qvalues
-from scoring.stats_paired import CHUNK_CELLS, FEW_DISTINCT, signflip_sums
+from scoring.stats_paired import CHUNK_CELLS, FEW_DISTINCT
 
 PARAGRAPH = "paragraph"
 ITEM = "item"
@@ -126,17 +126,31 @@ def cluster_bootstrap_ci(d: np.ndarray, codes: np.ndarray, b: int, rng: np.rando
     return [float(low), float(high)]
 
 
-def cluster_perm_p(d: np.ndarray, codes: np.ndarray, r: int, rng: np.random.Generator) -> float | None:
-    """Two-sided sign-flip permutation p of the mean delta with each cluster's sum flipped as one:
-    (1 + #{|T*| >= |T|}) / (R + 1), as the item-level test."""
-    ok = np.isfinite(d)
-    if not ok.any():
-        return None
-    s, _ = cluster_sums(d, codes, int(codes.max()) + 1)
-    observed = abs(float(s.sum()))
-    sums = np.abs(signflip_sums(s, r, rng))
-    tol = 1e-9 * max(1.0, observed)
-    return float((1 + np.count_nonzero(sums >= observed - tol)) / (r + 1))
+def cluster_perm_ps(deltas: dict[str, np.ndarray], codes: np.ndarray, r: int,
+                    rng: np.random.Generator) -> dict[str, float | None]:
+    """Two-sided sign-flip permutation p of each metric's mean delta with each cluster's sum flipped as
+    one: (1 + #{|T*| >= |T|}) / (R + 1), as the item-level test. Why one draw for every metric: a flip
+    of paragraph g is one random sign applied to every metric's S_g, so R x G sign bits and one matrix
+    product give all metrics' R flipped sums (each metric's null distribution is exact)."""
+    g = int(codes.max()) + 1
+    names = [name for name, d in deltas.items() if np.isfinite(d).any()]
+    out: dict[str, float | None] = {name: None for name in deltas}
+    if not names:
+        return out
+    sums = np.column_stack([cluster_sums(deltas[name], codes, g)[0] for name in names])
+    totals = sums.sum(axis=0)
+    observed = np.abs(totals)
+    tol = 1e-9 * np.maximum(1.0, observed)
+    hits = np.zeros(len(names), dtype=np.int64)
+    chunk = max(1, CHUNK_CELLS // g)
+    for start in range(0, r, chunk):
+        rows = min(chunk, r - start)
+        raw = np.frombuffer(rng.bytes(rows * ((g + 7) // 8)), dtype=np.uint8).reshape(rows, -1)
+        bits = np.unpackbits(raw, axis=1, count=g).astype(np.float64)
+        flipped = np.abs(2 * (bits @ sums) - totals)
+        hits += np.count_nonzero(flipped >= observed - tol, axis=0)
+    out.update({name: float((1 + h) / (r + 1)) for name, h in zip(names, hits, strict=True)})
+    return out
 
 
 def clustered_mcnemar(control_right: np.ndarray, treatment_right: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
@@ -171,20 +185,21 @@ def clustered_block(frame_keys: list[str], clusters: Mapping[str, str] | None, d
         "mcnemar": clustered_mcnemar(control_right, treatment_right, codes),
     }
 
+    perm_seq, *boot_seqs = seed_seq.spawn(1 + len(deltas))
+    perm_ps = cluster_perm_ps(deltas, codes, r, np.random.default_rng(perm_seq)) if paragraphs else {}
+
     def one(args: tuple[str, np.random.SeedSequence]) -> dict[str, Any]:
         name, seq = args
         d = deltas[name]
         se, deff = design_effect(d, codes)
         if paragraphs:
-            boot_seq, perm_seq = seq.spawn(2)
-            ci = cluster_bootstrap_ci(d, codes, b, np.random.default_rng(boot_seq))
-            p = cluster_perm_p(d, codes, r, np.random.default_rng(perm_seq))
+            ci, p = cluster_bootstrap_ci(d, codes, b, np.random.default_rng(seq)), perm_ps[name]
         else:
             ci, p = item_metrics[name].get("ci_95"), item_metrics[name].get("perm_p_value")
         return {"ci_95": ci, "perm_p_value": p, "se": se, "design_effect": deff, "q_value": None}
 
-    # each metric has its own seed, so ``mapper`` may run them on threads in any order
-    metrics = dict(zip(deltas, mapper(one, zip(deltas, seed_seq.spawn(len(deltas)), strict=True)), strict=True))
+    # each metric has its own bootstrap seed, so ``mapper`` may run them on threads in any order
+    metrics = dict(zip(deltas, mapper(one, zip(deltas, boot_seqs, strict=True)), strict=True))
     out["metrics"] = metrics
     return out
 

@@ -20,6 +20,7 @@ from scoring.clustered import (
     cluster_bootstrap_ci,
     cluster_bootstrap_means,
     cluster_of_items,
+    cluster_perm_ps,
     cluster_sums,
     clustered_mcnemar,
     design_effect,
@@ -69,6 +70,18 @@ def test_the_cluster_interval_is_the_enumerated_percentiles_and_reproducible():
     # 2.5% and 97.5% fall strictly inside atoms of the enumerated distribution: the percentile is that atom
     assert ci == pytest.approx([low_exact, high_exact], abs=1e-9)
     assert ci == cluster_bootstrap_ci(D, CODES, 20_000, np.random.default_rng(1))
+
+
+def test_the_cluster_permutation_p_is_the_enumeration_of_every_paragraph_flip(monkeypatch):
+    monkeypatch.setattr(clustered, "CHUNK_CELLS", 6 * 997)  # several chunks
+    d2 = np.array([1.0, 1.0, np.nan, 0.0, 1.0, 1.0])  # a second metric, one item not applicable
+    ps = cluster_perm_ps({"a": D, "b": d2, "none": np.full(6, np.nan)}, CODES, 100_000, np.random.default_rng(3))
+    for name, d in (("a", D), ("b", d2)):
+        s, _ = cluster_sums(d, CODES, 3)
+        flips = np.array(list(itertools.product((-1, 1), repeat=3)))
+        exact = np.mean(np.abs(flips @ s) >= abs(s.sum()) - 1e-9)  # the share of the 8 flips as extreme
+        assert ps[name] == pytest.approx(exact, abs=0.005)
+    assert ps["none"] is None
 
 
 def test_the_design_effect_and_clustered_se_by_hand():
