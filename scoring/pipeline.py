@@ -57,7 +57,7 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
     sig = results_dir / SIGNIFICANCE_JSON
     costs = results_dir / COSTS_JSON
     _stage(manifest, "scored", lambda: [score_predictions(pred, Path(prepared_dir), results_dir, cfg)])
-    _stage(manifest, "stats", lambda: [run_stats(per_item, cfg.stats, sig)])
+    _stage(manifest, "stats", lambda: [run_stats(per_item, cfg.stats, sig, Path(prepared_dir))])
     _stage(manifest, "costs", lambda: [write_costs(pred, costs, cfg, manifest)])
     out: dict[str, Any] = {"scored": str(per_item), "stats": str(sig), "costs": str(costs), "report": None,
                            "headline": []}

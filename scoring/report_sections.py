@@ -12,6 +12,7 @@ from typing import Any
 
 from scoring import figures
 from scoring.report_changed import changed_section
+from scoring.report_clustered import clustered_sentence
 from scoring.report_data import ReportData, is_dry_run
 from scoring.report_quality import quality_section
 from scoring.report_sig import blocks, effect_rows, num, selective_curves, temps
@@ -193,6 +194,9 @@ def results_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
         if sub is not None:
             out.append(sub)
         text = mcnemar_sentence(block)
+        if text:
+            out.append(Para(text))
+        text = clustered_sentence(block)
         if text:
             out.append(Para(text))
         out += further_stats(block)

@@ -36,6 +36,7 @@ class EffectRow:
     treatment_mean: float | None = None
     verdict: str | None = None  # better / worse / higher / lower / equivalent / inconclusive (verdicts.py)
     verdict_reason: str | None = None
+    clustered: str | None = None  # "paragraph": interval and p from significance.json's clustered entry
 
     @property
     def decisive_p(self) -> float | None:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from config.contract import CONDITIONS, DATASET_TYPE
+from scoring.report_clustered import prefer_clustered
 from scoring.report_sig import EffectRow, blocks, find_effect, subgroup_blocks, temps
 from scoring.verdicts import METRIC_GOOD
 
@@ -170,6 +171,8 @@ def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: boo
     moved = f", from {fmt_pct(control)} to {fmt_pct(treatment)}" if control is not None and treatment is not None else ""
     pname = "q" if row.q_value is not None else "p"
     stats = f"95% CI {fmt_ci(row)} points, {pname} = {fmt_p(row.decisive_p)}"
+    if row.clustered:
+        stats = f"95% CI {fmt_ci(row)} points, {pname} = {fmt_p(row.decisive_p)}, clustered by {row.clustered}"
     if row.n_items is not None:
         stats += f", {row.n_items:,} paired items"
     size = f"{abs(100 * row.delta):.1f} points"
@@ -260,6 +263,7 @@ def headline(rows: list[EffectRow], sig: dict[str, Any] | None, means: pd.DataFr
         for type_, metric in (("open", "false_answer_rate"), ("closed", "em")):
             row = find_effect(rows, temp, type_, metric)
             if row is not None:
+                row = prefer_clustered(row, sig)  # items sharing paragraphs: the clustered interval and p
                 out.append(effect_sentence(row, means, prefix_temp=True, datasets=sig_datasets(sig).get(type_, ())))
                 continue
             reason = missing_sentence(temp, type_, metric, sig, pairing or [], manifest)

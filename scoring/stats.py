@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import zlib
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ import pandas as pd
 from config.atomic import write_json_atomic
 from config.contract import CONDITIONS, parse_item_key
 from config.schema import StatsConfig
+from producer.inputs.prepare import load_prepared_items
 from scoring.aggregate import ScoringInputError, read_per_item_csv
+from scoring.clustered import apply_clustered_fdr, cluster_of_items, clustered_block
 from scoring.fdr import apply_fdr
 from scoring.stats_meta import meta_analysis, selective_risk_curve, tost
 from scoring.stats_paired import HALDANE, mcnemar, metric_block
@@ -85,17 +88,24 @@ def _unpaired_in(unpaired: dict[str, list[str]], dataset: str) -> dict[str, list
     return {side: [k for k in keys if parse_item_key(k)[0] == dataset] for side, keys in unpaired.items()}
 
 
-def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[str, ...]) -> dict[str, Any]:
-    """The BLOCK of CONTRACT section 7 (without subgroups/meta) for paired items in ``frame``."""
+def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[str, ...],
+                clusters: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The BLOCK of CONTRACT section 7 (without subgroups/meta) for paired items in ``frame``;
+    ``clusters`` (item_key -> paragraph, scoring.clustered) for its ``clustered`` entry."""
     ctl_right = is_right(frame["em_control"].to_numpy(float))
     trt_right = is_right(frame["em_treatment"].to_numpy(float))
     def one(metric: str) -> dict[str, Any]:
         return metric_block(frame[f"{metric}_control"].to_numpy(float), frame[f"{metric}_treatment"].to_numpy(float),
                             cfg.bootstrap_samples, cfg.permutation_samples, _seed(cfg, *label, metric))
 
+    deltas = {m: frame[f"{m}_treatment"].to_numpy(float) - frame[f"{m}_control"].to_numpy(float)
+              for m in METRICS[type_]}
     # numpy releases the GIL in the heavy parts; each metric has its own seed, so order does not matter
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         metrics = dict(zip(METRICS[type_], pool.map(one, METRICS[type_]), strict=True))
+        clustered = clustered_block(list(map(str, frame.index)), clusters, deltas, ctl_right, trt_right, metrics,
+                                    cfg.bootstrap_samples, cfg.permutation_samples, _seed(cfg, *label, "clustered"),
+                                    pool.map)
     selective = {cond: selective_risk_curve(frame[f"abstain_rate_{cond}"].to_numpy(float),
                                             frame[f"em_{cond}"].to_numpy(float), cfg.risk_thresholds)
                  for cond in CONDITIONS}
@@ -105,7 +115,7 @@ def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[
             d = frame[f"{metric}_treatment"].to_numpy(float) - frame[f"{metric}_control"].to_numpy(float)
             tost_block[metric] = tost(d, float(cfg.tost_margins[metric]), cfg.tost_alpha)
     return {"n_items": int(len(frame)), "mcnemar": mcnemar(ctl_right, trt_right), "metrics": metrics,
-            "selective_risk": selective, "tost": tost_block}
+            "selective_risk": selective, "tost": tost_block, "clustered": clustered}
 
 
 def _meta(subgroups: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame], type_: str) -> dict[str, Any]:
@@ -121,8 +131,9 @@ def _meta(subgroups: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame],
     return out
 
 
-def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, Any]:
-    """significance.json as a dict (strict-JSON-safe after config.atomic.to_strict_json)."""
+def build_significance(per_item: pd.DataFrame, cfg: StatsConfig, clusters: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """significance.json as a dict (strict-JSON-safe after config.atomic.to_strict_json); ``clusters``:
+    item_key -> cluster id (scoring.clustered.cluster_of_items), None: every item its own cluster."""
     temps = sorted(per_item["temp"].astype(str).unique(), key=float)
     results: dict[str, dict[str, Any]] = {}
     no_pairs: dict[str, dict[str, Any]] = {}  # (temp, type) with scores but not one paired item
@@ -135,7 +146,7 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, An
                 if any(unpaired.values()):
                     no_pairs.setdefault(temp, {})[type_] = {"unpaired": unpaired}
                 continue
-            block = block_stats(frame, type_, cfg, (temp, type_))
+            block = block_stats(frame, type_, cfg, (temp, type_), clusters)
             block["unpaired"] = unpaired
             frames = {str(name): f for name, f in frame.groupby("dataset", sort=True)}
             subgroups: dict[str, Any] = {}
@@ -143,12 +154,13 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, An
                 if len(frames) == 1:
                     duplicates.append((block, name))  # identical items: filled after FDR
                     continue
-                subgroups[name] = block_stats(sub, type_, cfg, (temp, type_, name))
+                subgroups[name] = block_stats(sub, type_, cfg, (temp, type_, name), clusters)
                 subgroups[name]["unpaired"] = _unpaired_in(unpaired, name)
             block["subgroups"] = {"dataset": subgroups}
             block["meta"] = _meta(subgroups, frames, type_)
             results[temp][type_] = block
     n_tests = apply_fdr(results, cfg.enable_fdr)
+    n_clustered_tests = apply_clustered_fdr(results, cfg.enable_fdr)
     add_verdicts(results, ALPHA)  # after FDR; subgroups copied below carry theirs
     for block, name in duplicates:
         block["subgroups"]["dataset"][name] = {k: copy.deepcopy(v) for k, v in block.items()
@@ -164,14 +176,28 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig) -> dict[str, An
         "fdr": {"method": "fdr_bh", "enabled": cfg.enable_fdr, "n_tests": n_tests,
                 "family": "every McNemar p_exact and Wilcoxon p_value in this file, dataset subgroups "
                           "included (a subgroup identical to its type is not counted twice)"},
+        "clustered": {"clusters": "open-book: paragraph (sha256 of the context text); closed-book: the item"
+                                  if clusters else "none given: every item its own cluster",
+                      "bootstrap": "percentile bootstrap resampling paragraphs with replacement (their items "
+                                   "and samples with them)",
+                      "permutation": "two-sided sign-flip of each paragraph's summed delta",
+                      "design_effect": "clustered variance of the mean delta / item-level variance",
+                      "mcnemar": "Durkalski et al. 2003, Stat Med 22:2417",
+                      "fdr": {"method": "fdr_bh", "enabled": cfg.enable_fdr, "n_tests": n_clustered_tests,
+                              "family": "every clustered McNemar p_value and permutation p in this file"}},
     })
     return {"schema_version": SCHEMA_VERSION, "temps": temps, "stats_config": stats_config, "results": results,
             "no_paired_items": no_pairs}
 
 
-def run_stats(per_item_csv: Path, cfg: StatsConfig, out_path: Path) -> Path:
+def run_stats(per_item_csv: Path, cfg: StatsConfig, out_path: Path, prepared_dir: Path | None = None) -> Path:
+    """significance.json from per_item_scores.csv; with ``prepared_dir`` (the items' contexts) the
+    ``clustered`` figures cluster open-book items by paragraph."""
     per_item = read_per_item_csv(Path(per_item_csv))
-    return write_json_atomic(Path(out_path), build_significance(per_item, cfg))
+    clusters = None
+    if prepared_dir is not None:
+        clusters = cluster_of_items(load_prepared_items(Path(prepared_dir)))
+    return write_json_atomic(Path(out_path), build_significance(per_item, cfg, clusters))
 
 
 if __name__ == "__main__":  # alias: the command lives in producer/cli/cmd_stats.py

@@ -23,9 +23,12 @@ from producer.host.console import one_line_errors
               help="Assumed share of items the two prompts disagree on (a pilot's (b + c) / n), for the power lines.")
 @click.option("--effect", "effect_points", type=click.FloatRange(min=0.01, max=100.0), default=None,
               help="A change in points to detect: prints the items it needs.")
+@click.option("--pilot", "pilot_run", default=None, metavar="RUN_ID",
+              help="Take the discordance and design effect (clustering by paragraph) from this finished run's "
+                   "significance.json (in the config's experiments folder) instead of --discordance.")
 @one_line_errors
 def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None,
-         yes: bool, as_json: bool, discordance: float, effect_points: float | None) -> None:
+         yes: bool, as_json: bool, discordance: float, effect_points: float | None, pilot_run: str | None) -> None:
     """Print trials, datasets, requests, estimated prompt tokens per condition and, for Fireworks, the
     estimated cost; writes nothing."""
     import json
@@ -35,6 +38,11 @@ def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], lim
     from telemetry.batching import batching_lines  # in-process n_parallel: context need, recommended P
     from telemetry.budget import vram_lines  # VRAM budget: reads GGUF/NVML, writes nothing
 
+    pilot = None
+    if pilot_run is not None:  # a bad run id: one line before any planning
+        from producer.planning.power_plan import read_pilot
+
+        pilot = read_pilot(cfg.paths.experiments_dir, pilot_run)
     the_plan = make_plan(cfg, config_path, data_overrides, limit_items)
     why = None if yes else size_refusal(cfg, *run_size(the_plan))
     if why:  # before the per-item rendering, which an absurd run would make slow too
@@ -42,7 +50,7 @@ def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], lim
     from producer.planning.power_plan import power_lines  # scipy: the items each metric needs
 
     extra = list(vram_lines(cfg)) + batching_lines(cfg, the_plan.items) + power_lines(the_plan, discordance,
-                                                                                      effect_points)
+                                                                                      effect_points, pilot)
     problems = plan_problems(cfg, the_plan)
     extra += [f"check failed: {p}" for p in problems]
     if as_json:
