@@ -36,6 +36,7 @@ from config.contract import (
 from config.schema import EvalConfig
 from producer.host.console import UserError
 from producer.runs.layout import TrialFolder
+from producer.runs.manifests import read_trial_manifest
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,12 @@ def _merged_transcripts(plan: dict[str, Any], a: Side, b: Side) -> list[dict[str
 
 def imported_record(side: Side) -> dict[str, Any] | None:
     """The ``imported`` record of the side's trial manifest (``producer import``), None for a run of ours."""
+    from pydantic import ValidationError
+
     try:
-        manifest = json.loads((side.results_dir / TRIAL_MANIFEST_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_trial_manifest(side.trial.manifest).extra("imported")
+    except (OSError, ValueError, ValidationError):
         return None
-    record = manifest.get("imported") if isinstance(manifest, dict) else None
     return record if isinstance(record, dict) else None
 
 
@@ -194,7 +196,10 @@ def _foreign_rescore(a: Side, b: Side) -> Any:
     def rescore(path: Path) -> None:
         import pandas as pd
 
-        from scoring.aggregate import read_per_item_csv, write_per_item_csv
+        from scoring.aggregate import (  # lazy: pandas, only with an import
+            read_per_item_csv,
+            write_per_item_csv,
+        )
 
         frame = read_per_item_csv(path)
         for role, side in foreign:

@@ -15,7 +15,12 @@ from producer.cli import main
 from producer.host.exit_codes import OK
 from tests.support.cli import run_cli
 from tests.support.offline_config import write_offline_config
-from tests.test_import import EVAL, INSPECT_JSON, LM_EVAL, PROMPTFOO
+from tests.support.paths import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures" / "imports"  # the files of tests/fixtures/imports/README.md
+EVAL, INSPECT_JSON, PROMPTFOO = (FIXTURES / n for n in ("inspect_triviaqa.eval", "inspect_squad_v2.json",
+                                                       "promptfoo_triviaqa.json"))
+LM_EVAL = FIXTURES / "samples_nq_open_2026-12-05T08-00-00.000000.jsonl"
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,12 @@ requests) has nothing to say about it; its folder is its whole record.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from producer.host.console import UserError
 from producer.runs.layout import RunFolder, RunLayout
+from producer.runs.manifests import read_run_state
 
 IMPORTED_CONDITION = "control"  # an imported log is one answer set: it is filed as the control answers
 IMPORTED_KEY = "imported"  # the key of the record in run_state.json and trial_manifest.json
@@ -20,11 +20,13 @@ IMPORTED_KEY = "imported"  # the key of the record in run_state.json and trial_m
 
 def imported_record(folder: RunFolder) -> dict[str, Any] | None:
     """The ``imported`` record of a run folder, None when the run is not an imported one."""
+    from pydantic import ValidationError
+
+    layout = RunLayout(folder.path.parent, folder.path.name.removeprefix("run_"))
     try:
-        state = json.loads(folder.run_state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_run_state(layout).extra(IMPORTED_KEY)
+    except (OSError, ValueError, ValidationError):  # a damaged run_state.json: not an import we can vouch for
         return None
-    record = state.get(IMPORTED_KEY) if isinstance(state, dict) else None
     return record if isinstance(record, dict) else None
 
 

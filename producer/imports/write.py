@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
+import pandas as pd
+import yaml
+
+from config.atomic import replace_with_retry, write_csv_atomic, write_json_atomic, write_text_atomic
 from config.contract import (
     CONTEXTS_JSONL,
     DATASET_TYPE,
@@ -26,18 +29,24 @@ from config.contract import (
     PREDICTIONS_COLUMNS,
     PREDICTIONS_CSV,
     TRANSCRIPTS_JSONL,
-    TRIAL_MANIFEST_JSON,
     build_custom_id,
     item_key,
 )
 from config.schema import EvalConfig
 from producer.host.console import UserError
+from producer.host.queue_paths import LEDGER_DB
 from producer.imports.foreign import ForeignLog, ForeignSample, ImportFormatError
 from producer.imports.read import read_log, sha256_of
 from producer.imports.record import IMPORTED_CONDITION, IMPORTED_KEY
 from producer.inputs.datasets.items import closed_item, open_item, question_hash_id
+from producer.ledger.db import holds_run
+from producer.ledger.locate import find_run_queue
 from producer.runs.layout import RunLayout, safe_slug, validate_run_id
-from producer.runs.manifests import now_iso
+from producer.runs.manifests import now_iso, write_imported_records
+from scoring.aggregate import aggregate, items_by_key, write_per_item_csv
+from scoring.rules import abstains
+from scoring.score_predictions import score_predictions
+from scoring.transcripts import build_transcripts, context_rows
 
 GUESS = ((re.compile(r"squad", re.I), "squad_v2"), (re.compile(r"trivia", re.I), "triviaqa"),
          (re.compile(r"nq[_-]?open|natural[_ ]?questions", re.I), "nq_open"))
@@ -48,6 +57,8 @@ PLACEHOLDER_ENDPOINT = "http://127.0.0.1:9/v1"  # never contacted: an imported r
 
 @dataclass(frozen=True)
 class Imported:
+    """What an import wrote: the run, its folder, its one trial and the ``imported`` record."""
+
     run_id: str
     run_dir: Path
     trial: str
@@ -119,11 +130,6 @@ def _prediction_rows(log: ForeignLog, dataset: str, type_: str, ids: list[str], 
 def _foreign_per_item(rows: list[dict[str, Any]], scores: dict[str, float], out: Path) -> Path:
     """per_item_scores.csv from the tool's scores: em (and f1 on open-book) is its score; abstention is
     ours (it reads the response only); the open-book rates that need our gold stay empty."""
-    import pandas as pd
-
-    from scoring.aggregate import aggregate, write_per_item_csv
-    from scoring.rules import abstains
-
     frame = pd.DataFrame([{"item_key": item_key(r["dataset"], r["item_id"]), "type": r["type"],
                            "condition": r["condition"], "temp": r["temp"], "em": scores[r["custom_id"]],
                            "f1": scores[r["custom_id"]] if r["type"] == "open" else None,
@@ -143,16 +149,11 @@ def _config(log: ForeignLog, temp: float, samples: int, dataset: str, type_: str
                       max_new_tokens={"closed_book": 64, "open_book": 128, book: 128})
 
 
-def _write(tmp: Path, run_id: str, trial: str, log: ForeignLog, items: list[dict[str, Any]],
+def _write(layout: RunLayout, trial: str, log: ForeignLog, items: list[dict[str, Any]],
            rows: list[dict[str, Any]], record: dict[str, Any], cfg: EvalConfig) -> None:
-    import yaml
-
-    from scoring.aggregate import items_by_key
-    from scoring.score_predictions import score_predictions
-    from scoring.transcripts import build_transcripts, context_rows
-
+    run_id = layout.run_id
     type_ = rows[0]["type"]
-    prepared = tmp / "prepared"
+    prepared = layout.prepared_dir
     book = "open_book.jsonl" if type_ == "open" else "closed_book.jsonl"
     item_lines = "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
     write_text_atomic(prepared / book, item_lines)
@@ -167,9 +168,9 @@ def _write(tmp: Path, run_id: str, trial: str, log: ForeignLog, items: list[dict
     header = (f"# effective configuration of run {run_id}\n# IMPORTED from {log.tool} ({record['source_name']}, "
               f"sha256 {record['sha256']}): no request was sent by this project; the engine settings below are "
               "placeholders\n")
-    write_text_atomic(tmp / "effective_config.yaml",
+    write_text_atomic(layout.effective_config,
                       header + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
-    results = tmp / trial / "results"
+    results = layout.results_dir(trial)
     write_csv_atomic(results / PREDICTIONS_CSV, PREDICTIONS_COLUMNS, rows)
     if record["scorer"] == OURS:
         score_predictions(results / PREDICTIONS_CSV, prepared, results, cfg)
@@ -194,7 +195,7 @@ def _write(tmp: Path, run_id: str, trial: str, log: ForeignLog, items: list[dict
     now = record["imported_at"]
     artifacts = [str(results / n) for n in (PREDICTIONS_CSV, TRANSCRIPTS_JSONL)]
     temp_label = rows[0]["temp"]
-    write_json_atomic(results / TRIAL_MANIFEST_JSON, {
+    manifest = {
         "schema_version": 2, "run_id": run_id, "created_at": now, "updated_at": now, "dry_run": False,
         "temps": [temp_label], "samples_per_item": {temp_label: max(r["sample_index"] for r in rows) + 1},
         "engine": {"engine": "imported", "tool": log.tool, "model": log.model},
@@ -202,10 +203,10 @@ def _write(tmp: Path, run_id: str, trial: str, log: ForeignLog, items: list[dict
         "stage_status": {"parsed": {"status": "done", "updated_at": now, "artifacts": artifacts, "transcripts": len(lines)},
                          "scored": {"status": "done", "updated_at": now,
                                     "artifacts": [str(results / PER_ITEM_SCORES_CSV)]}},
-        IMPORTED_KEY: record})
-    write_json_atomic(tmp / "run_state.json", {
-        "schema_version": 1, "run_id": run_id, "dry_run": False, "created_at": now, "phase_order": ["import"],
-        "phases": {"import": {"status": "done", "updated_at": now}}, "updated_at": now, IMPORTED_KEY: record})
+        IMPORTED_KEY: record}
+    state = {"schema_version": 1, "run_id": run_id, "dry_run": False, "created_at": now, "phase_order": ["import"],
+             "phases": {"import": {"status": "done", "updated_at": now}}, "updated_at": now, IMPORTED_KEY: record}
+    write_imported_records(layout, trial, state, manifest)
 
 
 def _paired(rows: list[dict[str, Any]], log: ForeignLog) -> list[tuple[dict[str, Any], ForeignSample]]:
@@ -216,10 +217,6 @@ def _paired(rows: list[dict[str, Any]], log: ForeignLog) -> list[tuple[dict[str,
 
 def _in_ledger(run_id: str) -> bool:
     """Whether a ledger (the queue folder ``run --resume`` would use) already knows ``run_id``."""
-    from producer.host.queue_paths import LEDGER_DB
-    from producer.ledger.db import holds_run
-    from producer.ledger.locate import find_run_queue
-
     folder = find_run_queue(run_id)
     return folder is not None and holds_run(folder / LEDGER_DB, run_id)
 
@@ -260,12 +257,10 @@ def import_log(path: Path, experiments_dir: Path, run_id: str | None = None, dat
               "imported_at": now_iso()}
     trial = f"imported-{safe_slug(log.tool)}"
     cfg = _config(log, float(rows[0]["temp"]), max(r["sample_index"] for r in rows) + 1, dataset, type_)
-    layout.run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = layout.run_dir.parent / f".run_{run_id}.importing-{os.getpid()}"
+    staging = layout.experiments_dir / f".importing-{run_id}-{os.getpid()}"  # the same disk: a rename
     try:
-        _write(tmp, run_id, trial, log, _items(log, dataset, type_, ids), rows, record, cfg)
-        os.replace(tmp, layout.run_dir)
+        _write(RunLayout(staging, run_id), trial, log, _items(log, dataset, type_, ids), rows, record, cfg)
+        replace_with_retry(RunLayout(staging, run_id).run_dir, layout.run_dir)  # the whole folder at once
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return Imported(run_id, layout.run_dir, trial, record)
