@@ -102,6 +102,9 @@ def test_show_reads_an_imported_run_and_resume_refuses_it(here):
         "error: run pf was imported from promptfoo (promptfoo_triviaqa.json): it is read-only, so it cannot be "
         "resumed; show, compare or report it instead"]
     assert sorted(p.relative_to(here) for p in here.rglob("*")) == before
+    analysed = _cli("analyse", "--results-dir", str(_run_dir(here, "pf") / "imported-promptfoo" / "results"))
+    assert analysed.exit_code == BAD_INPUT and "read-only, so it cannot be analysed again" in analysed.output
+    assert sorted(p.relative_to(here) for p in here.rglob("*")) == before  # promptfoo's scores kept
 
 
 def _damaged(here: Path) -> dict[str, Path]:
@@ -116,6 +119,11 @@ def _damaged(here: Path) -> dict[str, Path]:
     with zipfile.ZipFile(no_header, "w") as z:
         z.writestr("samples/1_epoch_1.json", "{}")
     out["no_header.eval"] = no_header
+    lines = LM_EVAL.read_text(encoding="utf-8").splitlines()
+    twice = [json.loads(x) for x in lines] + [{**json.loads(x), "filter": "strict-match"} for x in lines]
+    out["samples_nq_open_2026-01-02T00-00-00.jsonl"] = here / "in" / "samples_nq_open_2026-01-02T00-00-00.jsonl"
+    out["samples_nq_open_2026-01-02T00-00-00.jsonl"].write_text("".join(json.dumps(x) + "\n" for x in twice),
+                                                                encoding="utf-8")
     export = json.loads(PROMPTFOO.read_text(encoding="utf-8"))
     export["results"]["results"][0]["provider"]["id"] = "anthropic:claude"
     out["two_providers.json"] = here / "in" / "two_providers.json"
@@ -136,6 +144,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(here):
         ((str(PROMPTFOO), "--run-id", "taken"), "run id 'taken' is taken"),
         ((str(PROMPTFOO), "--run-id", "../up"), "invalid run id"),
         ((str(files["two_providers.json"]),), "holds 2 provider x prompt pairs"),
+        ((str(files["samples_nq_open_2026-01-02T00-00-00.jsonl"]),), "holds the answers of 2 filters"),
     ]
     before = sorted(p.name for p in (here / "experiments").iterdir())
     for args, words in cases:

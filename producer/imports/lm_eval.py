@@ -90,7 +90,7 @@ def _sample(raw: Any, where: str) -> tuple[ForeignSample, str | None]:
 
 def read_samples_jsonl(path: Path, text: str) -> ForeignLog:
     """Every line of a samples file (blank lines skipped)."""
-    read = []
+    read, filters = [], set()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -100,6 +100,10 @@ def read_samples_jsonl(path: Path, text: str) -> ForeignLog:
         except ValueError:
             raise ImportFormatError(f"{where}: not valid JSON") from None
         read.append(_sample(raw, where))
+        filters.add(str(raw.get("filter", "none")))
+    if len(filters) > 1:  # one answer set per import: the same documents under several filters would pair twice
+        raise ImportFormatError(f"{path.name}: holds the answers of {len(filters)} filters ({', '.join(sorted(filters))}):"
+                                " keep one filter's lines in a file of their own")
     if not read:
         raise ImportFormatError(f"{path.name}: no samples in the file")
     temps = {s.temperature for s, _ in read}

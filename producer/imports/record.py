@@ -37,13 +37,20 @@ def imported_here(run_id: str, experiments_dir: Path | None = None) -> tuple[Run
     return (folder, record) if record is not None else None
 
 
-def refuse_if_imported(run_id: str, action: str) -> None:
-    """One line, exit 2, when ``run_id`` is an imported run: nothing can be sent for it."""
-    found = imported_here(run_id)
-    if found is not None:
-        record = found[1]
+def refuse_imported_folder(folder: RunFolder, action: str) -> None:
+    """One line, exit 2, when ``folder`` holds an imported run: it is read-only."""
+    record = imported_record(folder)
+    if record is not None:
+        run_id = folder.path.name.removeprefix("run_")
         raise UserError(f"run {run_id} was imported from {record.get('tool')} ({record.get('source_name')}): it is "
                         f"read-only, so it cannot be {action}; show, compare or report it instead")
+
+
+def refuse_if_imported(run_id: str, action: str) -> None:
+    """One line, exit 2, when ``run_id`` is an imported run in ./experiments: nothing can be sent for it."""
+    found = imported_here(run_id)
+    if found is not None:
+        refuse_imported_folder(found[0], action)
 
 
 def imported_run_row(run_id: str) -> dict[str, Any] | None:
