@@ -95,6 +95,9 @@ def test_show_reads_an_imported_run_and_resume_refuses_it(here):
     assert shown.exit_code == OK, shown.output
     line = json.loads(shown.output)["lines"][0]
     assert line["control"]["response"] == "Christopher Marlowe" and line["control"]["em"] == 0.0
+    terminal = _cli("show", "--run-id", "pf", "sample_tqa_003")
+    assert terminal.exit_code == OK and "Christopher Marlowe" in terminal.output
+    assert "treatment" not in terminal.output  # an imported run has one answer set: no "no result" line
     before = sorted(p.relative_to(here) for p in here.rglob("*"))
     resumed = _cli("run", "--resume", "pf")
     assert resumed.exit_code == BAD_INPUT
@@ -166,3 +169,21 @@ def test_a_log_without_gold_or_scores_is_refused(here):
     out = _cli("import", str(path))
     assert out.exit_code == BAD_INPUT and "neither gold answers nor a per-sample score" in out.output
     assert not (here / "experiments").exists() or not any((here / "experiments").iterdir())
+
+
+def test_dataset_and_temperature_can_be_named(here):
+    out = _cli("import", str(EVAL), "--run-id", "faq", "--dataset", "my_faq", "--temp", "0.7")
+    assert out.exit_code == OK, out.output
+    results = _run_dir(here, "faq") / "imported-inspect_ai" / "results"
+    record = json.loads((results / "trial_manifest.json").read_text(encoding="utf-8"))["imported"]
+    assert (record["dataset"], record["type"], record["scorer"]) == ("my_faq", "closed", "ours")
+    assert (record["temperature"], record["temperature_source"]) == (0.7, "--temp")
+    with open(results / "predictions.csv", encoding="utf-8", newline="") as fh:
+        assert {(r["dataset"], r["temp"]) for r in csv.DictReader(fh)} == {("my_faq", "0.7")}
+    unnamed = _cli("import", str(PROMPTFOO), "--run-id", "x")  # the task says "trivia": a guess it can make
+    assert unnamed.exit_code == OK
+    data = json.loads(PROMPTFOO.read_text(encoding="utf-8"))
+    data["config"]["description"] = "my questions"
+    (here / "pf.json").write_text(json.dumps(data), encoding="utf-8")
+    refused = _cli("import", str(here / "pf.json"))
+    assert refused.exit_code == BAD_INPUT and "pass --dataset" in refused.output

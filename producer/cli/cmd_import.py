@@ -38,4 +38,6 @@ def import_log(file: Path, run_id: str | None, dataset: str | None, temp: float 
     click.echo(f"imported {rec['samples']} answers of {rec['tool']} ({rec['source_name']}, {rec['dataset']}, "
                f"temp {rec['temperature']:g}) as run {done.run_id}: {done.run_dir}")
     click.echo(f"  scored by {rec['scorer_name']}")
+    if rec["temperature_source"] not in ("log", "--temp"):
+        click.echo(f"  temperature {rec['temperature_source']} (--temp sets it; pairs need the same temperature)")
     click.echo(f"  compare with: python -m producer compare {done.run_id} RUN_ID:control --allow-different-inputs")

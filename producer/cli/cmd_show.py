@@ -102,8 +102,10 @@ def _side_text(cond: str, side: dict[str, Any] | None, width: int) -> list[str]:
             " " * len(label) + f"[{_scores(side)}] " + ", ".join(f for f in facts if f)]
 
 
-def format_item(lines: list[dict[str, Any]], context: str | None, where: str, width: int) -> str:
-    """The terminal view of one item: question, gold, the passage trimmed, every temp/sample's two answers."""
+def format_item(lines: list[dict[str, Any]], context: str | None, where: str, width: int,
+                conditions: tuple[str, ...] | None = None) -> str:
+    """The terminal view of one item: question, gold, the passage trimmed, every temp/sample's two answers
+    (``conditions``: the ones to show; an imported run has one)."""
     from config.contract import CONDITIONS
 
     first = lines[0]
@@ -120,7 +122,7 @@ def format_item(lines: list[dict[str, Any]], context: str | None, where: str, wi
     for line in lines:
         out.append("")
         out.append(f"temp {line['temp']}, sample {line['sample_index']}")
-        for cond in CONDITIONS:
+        for cond in conditions or CONDITIONS:
             out.extend(_side_text(cond, line.get(cond), width))
     return "\n".join(out)
 
@@ -143,7 +145,7 @@ def _show_item(item_id: str, run_id: str, trial: str, run: dict[str, Any], as_js
                                "context": context, "lines": lines}, ensure_ascii=False, indent=2))
         return
     width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120) - 1)
-    click.echo(format_item(lines, context, where, width))
+    click.echo(format_item(lines, context, where, width, run.get("conditions")))
 
 
 def _cell(text: Any, chars: int = CELL_CHARS) -> str:

@@ -62,4 +62,4 @@ def imported_run_row(run_id: str) -> dict[str, Any] | None:
     folder, _ = found
     trials = sorted(p.parent.parent.name for p in folder.path.glob("*/results/trial_manifest.json"))
     return {"run_id": run_id, "experiments_dir": str(folder.path.parent), "prepared_dir": str(folder.prepared_dir),
-            "trials": trials}
+            "trials": trials, "conditions": (IMPORTED_CONDITION,)}
