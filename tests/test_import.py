@@ -112,7 +112,8 @@ def test_show_reads_an_imported_run_and_resume_refuses_it(here):
 
 def _damaged(here: Path) -> dict[str, Path]:
     files = {"bad.eval": b"PK\x03\x04 not really a zip", "bad.json": b'{"eval": {"task": "x"}, "samples": [',
-             "other.json": b'{"hello": "world"}', "samples_nq_open_2026-01-01T00-00-00.jsonl": b'{"doc_id": 0}\n'}
+             "other.json": b'{"hello": "world"}',
+             "odd.json": b'{"eval": {"task": "triviaqa"}, "samples": [{"id": 1, "input": "q", "output": "text"}]}', "samples_nq_open_2026-01-01T00-00-00.jsonl": b'{"doc_id": 0}\n'}
     out = {}
     for name, data in files.items():
         out[name] = here / "in" / name
@@ -147,6 +148,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(here):
         ((str(PROMPTFOO), "--run-id", "taken"), "run id 'taken' is taken"),
         ((str(PROMPTFOO), "--run-id", "../up"), "invalid run id"),
         ((str(files["two_providers.json"]),), "holds 2 provider x prompt pairs"),
+        ((str(files["odd.json"]),), "a field has a shape"),
+        ((str(PROMPTFOO), "--dataset", "my|faq"), "contains '|'"),
         ((str(files["samples_nq_open_2026-01-02T00-00-00.jsonl"]),), "holds the answers of 2 filters"),
     ]
     before = sorted(p.name for p in (here / "experiments").iterdir())

@@ -29,6 +29,7 @@ from config.contract import (
     PREDICTIONS_COLUMNS,
     PREDICTIONS_CSV,
     TRANSCRIPTS_JSONL,
+    CustomIdError,
     build_custom_id,
     item_key,
 )
@@ -36,7 +37,7 @@ from config.schema import EvalConfig
 from producer.host.console import UserError
 from producer.host.queue_paths import LEDGER_DB
 from producer.imports.foreign import ForeignLog, ForeignSample, ImportFormatError
-from producer.imports.read import read_log, sha256_of
+from producer.imports.read import FORMATS, read_log, sha256_of
 from producer.imports.record import IMPORTED_CONDITION, IMPORTED_KEY
 from producer.inputs.datasets.items import closed_item, open_item, question_hash_id
 from producer.ledger.db import holds_run
@@ -140,13 +141,13 @@ def _foreign_per_item(rows: list[dict[str, Any]], scores: dict[str, float], out:
     return write_per_item_csv(aggregate(frame), out / PER_ITEM_SCORES_CSV)
 
 
-def _config(log: ForeignLog, temp: float, samples: int, dataset: str, type_: str) -> EvalConfig:
-    book = "open_book" if type_ == "open" else "closed_book"
+def _config(log: ForeignLog, temp: float, samples: int, dataset: str) -> EvalConfig:
+    """A loadable config for the record and for ``compare``'s statistics settings (the defaults). A custom
+    dataset has no entry here (its file is the tool's), so the built-in sizes stay the defaults."""
+    sizes = {d: (None if d == dataset else 0) for d in DATASET_TYPE} if dataset in DATASET_TYPE else {}
     return EvalConfig(local_engine="openai_compat", local_model=log.model or log.tool,
                       local_endpoint=PLACEHOLDER_ENDPOINT, temps=[temp], samples_per_item={str(temp): samples},
-                      sizes={d: (None if d == dataset else 0) for d in DATASET_TYPE},
-                      enable_local_telemetry=False, prevent_sleep=False,
-                      max_new_tokens={"closed_book": 64, "open_book": 128, book: 128})
+                      enable_local_telemetry=False, prevent_sleep=False, **({"sizes": sizes} if sizes else {}))
 
 
 def _write(layout: RunLayout, trial: str, log: ForeignLog, items: list[dict[str, Any]],
@@ -232,6 +233,9 @@ def import_log(path: Path, experiments_dir: Path, run_id: str | None = None, dat
         log = read_log(path)
     except ImportFormatError as exc:
         raise UserError(str(exc)) from None
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:  # a field of an unexpected shape
+        raise UserError(f"{path.name}: a field has a shape {FORMATS} never has "
+                        f"({exc.__class__.__name__}: {exc})") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     sha = sha256_of(path)
@@ -245,7 +249,10 @@ def import_log(path: Path, experiments_dir: Path, run_id: str | None = None, dat
     scorer = _scorer(log, type_)
     ids = [_item_id(s, dataset) for s in log.samples]
     chosen = temp if temp is not None else log.temperature
-    rows = _prediction_rows(log, dataset, type_, ids, chosen if chosen is not None else 0.0)
+    try:
+        rows = _prediction_rows(log, dataset, type_, ids, chosen if chosen is not None else 0.0)
+    except CustomIdError as exc:  # a dataset name or item id our custom_ids cannot carry ('|', empty)
+        raise UserError(f"{path.name}: {exc}") from None
     scorer_name = ("this project's rules (scoring/rules.py) on the log's gold answers" if scorer == OURS else
                    f"{log.tool}'s own per-sample score ({log.scorer or 'unnamed'}), taken as em")
     record = {"tool": log.tool, "format": log.log_format, "source_file": str(path.resolve()),
@@ -256,7 +263,7 @@ def import_log(path: Path, experiments_dir: Path, run_id: str | None = None, dat
                                                                          else "not in the log: assumed 0.0"),
               "imported_at": now_iso()}
     trial = f"imported-{safe_slug(log.tool)}"
-    cfg = _config(log, float(rows[0]["temp"]), max(r["sample_index"] for r in rows) + 1, dataset, type_)
+    cfg = _config(log, float(rows[0]["temp"]), max(r["sample_index"] for r in rows) + 1, dataset)
     staging = layout.experiments_dir / f".importing-{run_id}-{os.getpid()}"  # the same disk: a rename
     try:
         _write(RunLayout(staging, run_id), trial, log, _items(log, dataset, type_, ids), rows, record, cfg)
