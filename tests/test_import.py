@@ -68,6 +68,7 @@ def test_each_format_becomes_a_run_in_our_layout(here, fixture, tool, dataset, s
     assert record["tool"] == tool and record["dataset"] == dataset and record["scorer"] == scorer
     assert record["sha256"] == hashlib.sha256(fixture.read_bytes()).hexdigest()
     assert manifest["stage_status"]["parsed"]["status"] == "done"
+    assert manifest["stage_status"]["parsed"]["artifacts"][0] == (results / "predictions.csv").resolve().as_posix()
     assert json.loads((run / "run_state.json").read_text(encoding="utf-8"))["imported"] == record
     with open(results / "predictions.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -150,8 +150,9 @@ def _config(log: ForeignLog, temp: float, samples: int, dataset: str) -> EvalCon
                       enable_local_telemetry=False, prevent_sleep=False, **({"sizes": sizes} if sizes else {}))
 
 
-def _write(layout: RunLayout, trial: str, log: ForeignLog, items: list[dict[str, Any]],
+def _write(layout: RunLayout, final: RunLayout, trial: str, log: ForeignLog, items: list[dict[str, Any]],
            rows: list[dict[str, Any]], record: dict[str, Any], cfg: EvalConfig) -> None:
+    """Every file of the run into ``layout`` (the staging folder); paths recorded in files are ``final``'s."""
     run_id = layout.run_id
     type_ = rows[0]["type"]
     prepared = layout.prepared_dir
@@ -163,7 +164,7 @@ def _write(layout: RunLayout, trial: str, log: ForeignLog, items: list[dict[str,
             write_text_atomic(prepared / other, "")
     write_json_atomic(prepared / "prepared_manifest.json", {
         "schema_version": 1, "created_at": record["imported_at"], "updated_at": record["imported_at"],
-        "datasets": {book.removesuffix(".jsonl"): {"path": str(prepared / book), "items": len(items),
+        "datasets": {book.removesuffix(".jsonl"): {"path": str(final.prepared_dir / book), "items": len(items),
                                                     "sha256": sha256_of(prepared / book)}},
         "sources": {record["dataset"]: {"kind": "imported", "tool": log.tool, "path": record["source_file"]}}})
     header = (f"# effective configuration of run {run_id}\n# IMPORTED from {log.tool} ({record['source_name']}, "
@@ -194,7 +195,8 @@ def _write(layout: RunLayout, trial: str, log: ForeignLog, items: list[dict[str,
                           "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in context_rows(items)))
     write_text_atomic(results / TRANSCRIPTS_JSONL, "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in lines))
     now = record["imported_at"]
-    artifacts = [str(results / n) for n in (PREDICTIONS_CSV, TRANSCRIPTS_JSONL)]
+    done = final.results_dir(trial)
+    artifacts = [(done / n).as_posix() for n in (PREDICTIONS_CSV, TRANSCRIPTS_JSONL)]
     temp_label = rows[0]["temp"]
     manifest = {
         "schema_version": 2, "run_id": run_id, "created_at": now, "updated_at": now, "dry_run": False,
@@ -203,7 +205,7 @@ def _write(layout: RunLayout, trial: str, log: ForeignLog, items: list[dict[str,
         "counts": {temp_label: {IMPORTED_CONDITION: {type_: len(rows)}}},
         "stage_status": {"parsed": {"status": "done", "updated_at": now, "artifacts": artifacts, "transcripts": len(lines)},
                          "scored": {"status": "done", "updated_at": now,
-                                    "artifacts": [str(results / PER_ITEM_SCORES_CSV)]}},
+                                    "artifacts": [(done / PER_ITEM_SCORES_CSV).as_posix()]}},
         IMPORTED_KEY: record}
     state = {"schema_version": 1, "run_id": run_id, "dry_run": False, "created_at": now, "phase_order": ["import"],
              "phases": {"import": {"status": "done", "updated_at": now}}, "updated_at": now, IMPORTED_KEY: record}
@@ -266,7 +268,7 @@ def import_log(path: Path, experiments_dir: Path, run_id: str | None = None, dat
     cfg = _config(log, float(rows[0]["temp"]), max(r["sample_index"] for r in rows) + 1, dataset)
     staging = layout.experiments_dir / f".importing-{run_id}-{os.getpid()}"  # the same disk: a rename
     try:
-        _write(RunLayout(staging, run_id), trial, log, _items(log, dataset, type_, ids), rows, record, cfg)
+        _write(RunLayout(staging, run_id), layout, trial, log, _items(log, dataset, type_, ids), rows, record, cfg)
         replace_with_retry(RunLayout(staging, run_id).run_dir, layout.run_dir)  # the whole folder at once
     finally:
         shutil.rmtree(staging, ignore_errors=True)
