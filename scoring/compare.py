@@ -36,6 +36,7 @@ from config.contract import (
 from config.schema import EvalConfig
 from producer.host.console import UserError
 from producer.runs.layout import TrialFolder
+from producer.runs.manifests import read_trial_manifest
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,52 @@ def _merged_transcripts(plan: dict[str, Any], a: Side, b: Side) -> list[dict[str
     return out
 
 
+def imported_record(side: Side) -> dict[str, Any] | None:
+    """The ``imported`` record of the side's trial manifest (``producer import``), None for a run of ours."""
+    from pydantic import ValidationError
+
+    try:
+        record = read_trial_manifest(side.trial.manifest).extra("imported")
+    except (OSError, ValueError, ValidationError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _scorers(a: Side, b: Side) -> dict[str, str]:
+    """Whose scorer gave each side's scores: ours, or an imported tool's own per-sample score."""
+    out = {}
+    for role, side in (("control", a), ("treatment", b)):
+        record = imported_record(side)
+        out[role] = (record.get("scorer_name") or "its tool's own score") if record and record.get(
+            "scorer") == "foreign" else "this project's rules (scoring/rules.py)"
+    return out
+
+
+def _foreign_rescore(a: Side, b: Side) -> Any:
+    """per_item_scores.csv with each foreign-scored side's rows replaced by its tool's own (None: no such side)."""
+    foreign = [(role, side) for role, side in (("control", a), ("treatment", b))
+               if (imported_record(side) or {}).get("scorer") == "foreign"]
+    if not foreign:
+        return None
+
+    def rescore(path: Path) -> None:
+        import pandas as pd
+
+        from scoring.aggregate import (  # lazy: pandas, only with an import
+            read_per_item_csv,
+            write_per_item_csv,
+        )
+
+        frame = read_per_item_csv(path)
+        for role, side in foreign:
+            theirs = read_per_item_csv(side.results_dir / PER_ITEM_SCORES_CSV)
+            theirs = theirs[theirs["condition"] == side.condition].assign(condition=role)
+            frame = pd.concat([frame[frame["condition"] != role], theirs], ignore_index=True)
+        write_per_item_csv(frame.sort_values(["item_key", "type", "condition", "temp"]), path)
+
+    return rescore
+
+
 def write_comparison(a: Side, b: Side, out: TrialFolder, cfg: EvalConfig, prepared_dir: Path,
                      allow_different_inputs: bool = False, report: bool = True) -> dict[str, Any]:
     """Write the comparison's results (and report) into ``out``; returns comparison.json's object."""
@@ -188,10 +235,11 @@ def write_comparison(a: Side, b: Side, out: TrialFolder, cfg: EvalConfig, prepar
     summary = {"a": {"selector": a.label, "results_dir": str(a.results_dir), "condition": a.condition},
                "b": {"selector": b.label, "results_dir": str(b.results_dir), "condition": b.condition},
                "roles": "A is reported as control, B as treatment", "paired": plan["common"],
-               "only_a": plan["only_a"], "only_b": plan["only_b"], "different_inputs": plan["different_inputs"]}
+               "only_a": plan["only_a"], "only_b": plan["only_b"], "different_inputs": plan["different_inputs"],
+               "scorers": _scorers(a, b)}
     manifest = {"schema_version": 2, "comparison": summary}
     write_json_atomic(results / TRIAL_MANIFEST_JSON, manifest)
-    analyse_trial(results, prepared_dir, cfg, out.reports_dir if report else None)
+    analyse_trial(results, prepared_dir, cfg, out.reports_dir if report else None, rescore=_foreign_rescore(a, b))
     write_json_atomic(results / "comparison.json", summary)
     summary["per_item_scores"] = str(results / PER_ITEM_SCORES_CSV)
     return summary

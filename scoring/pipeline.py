@@ -45,9 +45,12 @@ def _stage(manifest: Path, stage: str, work: Callable[[], list[Path]], **extra: 
     return artifacts
 
 
-def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, reports_dir: Path | None = None) -> dict[str, Any]:
+def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, reports_dir: Path | None = None,
+                  rescore: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """Write per_item_scores.csv, significance.json, costs.json (and the report when ``reports_dir``)
-    into ``results_dir`` from its predictions.csv; returns {stage: artifact path (str) or None}."""
+    into ``results_dir`` from its predictions.csv; returns {stage: artifact path (str) or None}.
+    ``rescore`` (a comparison with an imported side scored by its own tool) rewrites per_item_scores.csv
+    after our scoring, before the statistics."""
     results_dir = Path(results_dir)
     manifest = results_dir / TRIAL_MANIFEST_JSON
     pred = results_dir / PREDICTIONS_CSV
@@ -56,7 +59,13 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
     per_item = results_dir / PER_ITEM_SCORES_CSV
     sig = results_dir / SIGNIFICANCE_JSON
     costs = results_dir / COSTS_JSON
-    _stage(manifest, "scored", lambda: [score_predictions(pred, Path(prepared_dir), results_dir, cfg)])
+    def score() -> list[Path]:
+        path = score_predictions(pred, Path(prepared_dir), results_dir, cfg)
+        if rescore is not None:
+            rescore(path)
+        return [path]
+
+    _stage(manifest, "scored", score)
     _stage(manifest, "stats", lambda: [run_stats(per_item, cfg.stats, sig, Path(prepared_dir))])
     _stage(manifest, "costs", lambda: [write_costs(pred, costs, cfg, manifest)])
     out: dict[str, Any] = {"scored": str(per_item), "stats": str(sig), "costs": str(costs), "report": None,

@@ -281,6 +281,10 @@ def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[B
     if is_dry_run(data.manifest, data.local_costs):
         doc.append(dry_run_banner("This trial ran the dry-run engine: no model answered, every response is a "
                                   "canned string. The numbers test the pipeline, not the prompts."))
+    scorers = ((data.manifest or {}).get("comparison") or {}).get("scorers") or {}
+    doc += [Para(f"The {role} answers were scored by {who}: the comparison assumes both sides' scorers "
+                 "measure the same thing (docs/statistics.md, Comparing two runs).", "warning")
+            for role, who in scorers.items() if "scoring/rules.py" not in who]
     sentences = headline(rows, data.significance, data.means, data.pairing, data.manifest)
     doc += [Para(s, "headline" if i == 0 else "subhead") for i, s in enumerate(sentences)]
     doc.append(Para("Delta = treatment - control on the same items (paired), in percentage points. "

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "cache": "producer.cli.cmd_cache:cache",
     "compare": "producer.cli.cmd_compare:compare",
     "export": "producer.cli.cmd_export:export",
+    "import": "producer.cli.cmd_import:import_log",
 }
 
 

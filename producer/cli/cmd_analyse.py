@@ -37,6 +37,10 @@ def analyse(results_dir: Path, config_path: Path | None, prepared_dir: Path | No
     make_console_safe()
     if not results_dir.is_dir():
         raise UserError(f"results folder not found: {results_dir}")
+    from producer.imports.record import refuse_imported_folder
+
+    refuse_imported_folder(TrialFolder.of_results(results_dir.resolve()).run_folder, "analysed again (its scores "
+                           "are the import's)")
     if config_path is None:
         config_path = TrialFolder.of_results(results_dir.resolve()).run_folder.effective_config
         if not config_path.is_file():

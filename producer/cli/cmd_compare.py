@@ -87,6 +87,10 @@ def compare(side_a: str, side_b: str, partial: bool, allow_different_inputs: boo
     (run_a, trial_a, cond_a), (run_b, trial_b, cond_b) = parse_selector(side_a), parse_selector(side_b)
     folder_a, folder_b = _run_folder(run_a), _run_folder(run_b)
     tri_a, tri_b = _trial(side_a, folder_a, trial_a, partial), _trial(side_b, folder_b, trial_b, partial)
+    from producer.imports.record import IMPORTED_CONDITION, imported_record
+
+    cond_a = cond_a or (IMPORTED_CONDITION if imported_record(folder_a) else None)  # an import has one answer set
+    cond_b = cond_b or (IMPORTED_CONDITION if imported_record(folder_b) else None)
     cond_a, cond_b = cond_a or cond_b, cond_b or cond_a
     pairs = [(cond_a, cond_b)] if cond_a else [(c, c) for c in CONDITIONS]
     if not folder_a.effective_config.is_file():
@@ -103,6 +107,9 @@ def compare(side_a: str, side_b: str, partial: bool, allow_different_inputs: boo
         summary = write_comparison(a, b, pair, cfg, prepared, allow_different_inputs, report=not no_report)
         click.echo(f"{a.label} (as control) vs {b.label} (as treatment): {summary['paired']} paired answers, "
                    f"{len(summary['only_a'])} only in A, {len(summary['only_b'])} only in B")
+        for role, scorer in summary["scorers"].items():
+            if "scoring/rules.py" not in scorer:
+                click.echo(f"  {role} scored by {scorer}: the two sides' scores come from different scorers")
         click.echo(f"  significance: {pair.results_dir / 'significance.json'}")
         if not no_report:
             click.echo(f"  report: {pair.report_html}")

@@ -158,8 +158,10 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
     logging.basicConfig(level=level, format="%(asctime)s %(message)s")
     redact_logging()  # no key in a log line, whoever echoed it
     if resume:  # the run's own settings (absolute paths), and its engine must answer before anything is re-sent
+        from producer.imports.record import refuse_if_imported
         from producer.planning.enqueue import recorded_config
 
+        refuse_if_imported(resume, "resumed")  # an imported run sends nothing
         cfg, engine = recorded_config(resume)
         preflight(cfg, no_preflight or is_dry_run_engine(engine), check_data=False)
     else:

@@ -30,7 +30,12 @@ def _run_and_trial(run_id: str | None, trial: str | None) -> tuple[str, str, dic
     from producer.runs.layout import validate_run_id
 
     if run_id is not None:
+        from producer.imports.record import imported_run_row
+
         validate_run_id(run_id)
+        row = imported_run_row(run_id)  # an imported run has a folder in ./experiments, no ledger rows
+        if row is not None:
+            return run_id, _pick_trial(run_id, trial, row.pop("trials")), row
         if find_run_queue(run_id) is None:
             raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
     conn = _open_readonly()
@@ -40,14 +45,17 @@ def _run_and_trial(run_id: str | None, trial: str | None) -> tuple[str, str, dic
     run = get_run(conn, run_id)
     if run is None:
         raise UserError(f"unknown run id {run_id!r} (see: python -m producer status)")
-    names = trial_names(conn, run_id)
+    return run_id, _pick_trial(run_id, trial, trial_names(conn, run_id)), dict(run)
+
+
+def _pick_trial(run_id: str, trial: str | None, names: list[str]) -> str:
     if trial is None:
         if len(names) != 1:
             raise UserError(f"run {run_id} has {len(names)} trials ({', '.join(names)}): pick one with --trial SLUG")
-        trial = names[0]
-    elif trial not in names:
+        return names[0]
+    if trial not in names:
         raise UserError(f"run {run_id} has no trial {trial!r} (its trials: {', '.join(names)})")
-    return run_id, trial, dict(run)
+    return trial
 
 
 def _results_dir(run: dict[str, Any], trial: str) -> Path:
@@ -94,8 +102,10 @@ def _side_text(cond: str, side: dict[str, Any] | None, width: int) -> list[str]:
             " " * len(label) + f"[{_scores(side)}] " + ", ".join(f for f in facts if f)]
 
 
-def format_item(lines: list[dict[str, Any]], context: str | None, where: str, width: int) -> str:
-    """The terminal view of one item: question, gold, the passage trimmed, every temp/sample's two answers."""
+def format_item(lines: list[dict[str, Any]], context: str | None, where: str, width: int,
+                conditions: tuple[str, ...] | None = None) -> str:
+    """The terminal view of one item: question, gold, the passage trimmed, every temp/sample's two answers
+    (``conditions``: the ones to show; an imported run has one)."""
     from config.contract import CONDITIONS
 
     first = lines[0]
@@ -112,7 +122,7 @@ def format_item(lines: list[dict[str, Any]], context: str | None, where: str, wi
     for line in lines:
         out.append("")
         out.append(f"temp {line['temp']}, sample {line['sample_index']}")
-        for cond in CONDITIONS:
+        for cond in conditions or CONDITIONS:
             out.extend(_side_text(cond, line.get(cond), width))
     return "\n".join(out)
 
@@ -135,7 +145,7 @@ def _show_item(item_id: str, run_id: str, trial: str, run: dict[str, Any], as_js
                                "context": context, "lines": lines}, ensure_ascii=False, indent=2))
         return
     width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120) - 1)
-    click.echo(format_item(lines, context, where, width))
+    click.echo(format_item(lines, context, where, width, run.get("conditions")))
 
 
 def _cell(text: Any, chars: int = CELL_CHARS) -> str:

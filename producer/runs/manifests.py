@@ -454,3 +454,10 @@ def mark_usage_estimated(path: Path | str, estimated: bool = True) -> TrialManif
         data.usage_estimated = bool(estimated)
 
     return update_trial_manifest(path, change)
+
+
+def write_imported_records(layout: RunLayout, trial_slug: str, state: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """An imported run's ``run_state.json`` and trial manifest (``producer import``, docs/contract.md section 9
+    "Imported runs"): written once into a folder no other process knows yet, never updated."""
+    write_record(layout.trial_manifest(trial_slug), TrialManifest.model_validate(manifest))
+    write_record(layout.run_state, RunState.model_validate(state))
