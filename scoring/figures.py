@@ -15,6 +15,7 @@ import pandas as pd
 
 from config.atomic import atomic_target
 from scoring.report_sig import EffectRow
+from scoring.report_text import METRIC_LABELS
 
 matplotlib.use("Agg")
 with warnings.catch_warnings():
@@ -25,8 +26,6 @@ with warnings.catch_warnings():
 
     font_manager.fontManager  # noqa: B018 - builds the cache inside this guard
 
-METRIC_LABELS = {"em": "EM", "f1": "F1", "abstain_rate": "abstain", "false_answer_rate": "false answer",
-                 "unsupported_rate": "unsupported"}
 SIG_COLOUR, NS_COLOUR = "#c0392b", "#555555"
 
 

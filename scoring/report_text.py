@@ -21,9 +21,10 @@ from scoring.verdicts import METRIC_GOOD
 
 NA = "not available"
 METRIC_LABELS = {"em": "EM", "f1": "F1", "abstain_rate": "abstain", "false_answer_rate": "false answer",
-                 "unsupported_rate": "unsupported"}
+                 "unsupported_rate": "unsupported", "contains_answer": "contains answer"}
 METRIC_PHRASES = {"em": "exact-match rate", "f1": "F1 score", "abstain_rate": "abstention rate",
-                  "false_answer_rate": "false-answer rate", "unsupported_rate": "unsupported-answer rate"}
+                  "false_answer_rate": "false-answer rate", "unsupported_rate": "unsupported-answer rate",
+                  "contains_answer": "contains-answer rate"}
 TYPE_WORDS = {"open": "open-book questions", "closed": "closed-book questions"}
 DISPLAY_NAMES = {"squad_v2": "SQuAD v2", "triviaqa": "TriviaQA", "nq_open": "NQ-Open"}  # others: as configured
 
