@@ -15,6 +15,7 @@ import pandas as pd
 from config.atomic import write_csv_atomic
 from config.contract import CONDITIONS, PER_ITEM_COLUMNS, TYPES, item_key
 from config.schema import Unsupported
+from config.wording import plural
 from producer.runs.results_io import ResultsFormatError, check_unique_custom_ids
 from scoring.rules import item_parts, score_parts
 
@@ -71,7 +72,7 @@ def score_rows(preds: pd.DataFrame, items: dict[str, dict[str, Any]], unsupporte
     unknown = sorted({k for k in keys if k not in items})
     if unknown:
         raise ScoringInputError(
-            f"{len(unknown)} predicted item(s) not in the prepared items (first: {unknown[0]!r}); "
+            f"{plural(len(unknown), 'predicted item')} not in the prepared items (first: {unknown[0]!r}); "
             "was the run prepared with other settings?")
     frame = pd.DataFrame({"item_key": keys, "type": preds["type"].to_numpy(object),
                           "condition": preds["condition"].to_numpy(object), "temp": preds["temp"].to_numpy(object),

@@ -39,6 +39,17 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+MIN_HALF_WIDTH_PTS = 5.0  # an axis of +-0.04 "percentage points" reads as fractions (issue 29)
+
+
+def x_limits(deltas: list[float], lows: list[float | None], highs: list[float | None]) -> tuple[float, float]:
+    """Symmetric x limits in percentage points around 0: every point and interval, 10% headroom, and at
+    least +-MIN_HALF_WIDTH_PTS, so deltas of 0 do not get an axis of +-0.04 points."""
+    values = [abs(v) for v in [*deltas, *lows, *highs] if v is not None]
+    half = max([MIN_HALF_WIDTH_PTS, *(1.1 * v for v in values)])
+    return -half, half
+
+
 def forest(labels: list[str], deltas: list[float], lows: list[float | None], highs: list[float | None],
            significant: list[bool], title: str, path: Path) -> Path | None:
     """Generic forest plot: points with 95% intervals (percentage points), red where significant."""
@@ -51,6 +62,7 @@ def forest(labels: list[str], deltas: list[float], lows: list[float | None], hig
         colour = SIG_COLOUR if sig else NS_COLOUR
         ax.errorbar(d, y, xerr=err, fmt="o", color=colour, capsize=3, markersize=5)
     ax.axvline(0, color="#999999", linewidth=1, linestyle="--")
+    ax.set_xlim(*x_limits(deltas, lows, highs))
     ax.set_yticks(ys)
     ax.set_yticklabels(labels, fontsize=9)
     ax.set_xlabel("treatment - control (percentage points, 95% CI)")

@@ -58,10 +58,13 @@ def _usage_flag(data: ReportData) -> Para | None:
 
 
 def _stages(data: ReportData) -> Para | None:
+    """The manifest's stage statuses. The report stage reads "running" while this very file is written (the
+    pipeline marks it done afterwards; a failed write leaves no file), so a report shown says it is done."""
     stages = (data.manifest or {}).get("stage_status")
     if not isinstance(stages, dict) or not stages:
         return None
-    parts = [f"{name}: {entry.get('status', NA)}" for name, entry in stages.items() if isinstance(entry, dict)]
+    parts = [f"{name}: {'done' if name == 'report' else entry.get('status', NA)}" for name, entry in stages.items()
+             if isinstance(entry, dict)]
     return Para("Stages (trial manifest): " + ", ".join(parts) + ".", "note") if parts else None
 
 

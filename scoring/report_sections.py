@@ -32,6 +32,7 @@ from scoring.report_text import (
     mcnemar_sentence,
     results_table,
     subgroup_table,
+    unanswerable_answered,
 )
 
 SECRET_KEY = re.compile(r"api_?key|secret|password|authori[sz]ation|bearer", re.IGNORECASE)
@@ -277,7 +278,8 @@ def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[B
     if is_dry_run(data.manifest, data.local_costs):
         doc.append(dry_run_banner("This trial ran the dry-run engine: no model answered, every response is a "
                                   "canned string. The numbers test the pipeline, not the prompts."))
-    sentences = headline(rows, data.significance, data.means, data.pairing, data.manifest)
+    sentences = headline(rows, data.significance, data.means, data.pairing, data.manifest,
+                         unanswerable=unanswerable_answered(data.paired_items))
     doc += [Para(s, "headline" if i == 0 else "subhead") for i, s in enumerate(sentences)]
     doc.append(Para("Delta = treatment - control on the same items (paired), in percentage points. "
                     "q = Benjamini-Hochberg adjusted p across every test of this trial; significant means q < 0.05.",

@@ -36,6 +36,7 @@ from scoring.report_text import (
     fmt_pct,
     fmt_pts,
     row_means,
+    sig_datasets,
     type_phrase,
 )
 from scoring.verdicts import ALPHA
@@ -49,6 +50,7 @@ class TrialResult:
     means: Any  # DataFrame of paired means per condition, or None
     tests: list[tuple[tuple[str, str, str | None, str], float | None]]  # the trial's whole BH family
     dry_run: bool = False  # answers from a dry-run engine, not a model
+    datasets: dict[str, list[str]] | None = None  # {type: the datasets that ran} (report_text.sig_datasets)
 
 
 def find_trials(run_dir: Path) -> list[Path]:
@@ -79,7 +81,8 @@ def load_trials(run_dir: Path) -> tuple[list[TrialResult], list[str]]:
         manifest = read_result_json(results / TRIAL_MANIFEST_JSON, problems)
         dry = is_dry_run(manifest, read_result_json(results / LOCAL_COSTS_JSON, problems))
         trials.append(TrialResult(results.parent.name, _trial_settings(manifest),
-                                  effect_rows(sig, with_subgroups=False), means, all_tests(sig), dry))
+                                  effect_rows(sig, with_subgroups=False), means, all_tests(sig), dry,
+                                  sig_datasets(sig)))
     return trials, problems
 
 
@@ -120,7 +123,8 @@ def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
             higher = sum(1 for t, i, r in hits if r.delta is not None and r.delta > 0 and (q_run[(t.slug, i)] or 1) < ALPHA)
             what = (f"treatment lowered it significantly in {lower} and raised it in {higher}" if lower or higher
                     else "treatment made no significant change in any")
-            covered = [key[2] for t in trials for key, _ in t.tests if key[1] == type_ and key[2]]
+            # every dataset that ran, a type's lone dataset included (its subgroup is no separate test)
+            covered = [d for t in trials for d in (t.datasets or {}).get(type_, [])]
             doc.append(Para(f"{METRIC_PHRASES[metric].capitalize()} on {type_phrase(type_, covered)}: {what} of {len(hits)} "
                             f"trial x temperature comparisons (q across trials < {ALPHA}).", "headline" if len(doc) == first else "subhead"))
     doc.append(Para(f"{len(trials)} trials. Each delta is treatment - control within one trial (paired items); "
