@@ -58,7 +58,7 @@ def changed_section(pairs: list[PairedItem] | None, problem: str | None = None) 
                     "abstains is also listed as fixed. Each list is sorted by dataset and item id; with several "
                     "samples per item the answer shown is the first sample that agrees with the condition's "
                     f"verdict. Every paired item, with filters and sorting: {ITEMS_HTML}.", "note"))
-    out.append(Link(f"All paired items ({fmt_num(len(pairs))} rows): {ITEMS_HTML}", ITEMS_HTML))
+    out.append(Link(f"All paired items ({plural(len(pairs), 'row')}): {ITEMS_HTML}", ITEMS_HTML))
     if pairs and all(p.question is None for p in pairs):
         out.append(Para(f"Questions and gold answers: {NA} (the run's prepared items were not found).", "note"))
     blocks: dict[tuple[str, str], list[PairedItem]] = {}

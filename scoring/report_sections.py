@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from config.wording import plural
 from scoring import figures
 from scoring.report_changed import changed_section
 from scoring.report_data import ReportData, is_dry_run
@@ -188,7 +189,7 @@ def results_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
         return out + [Para(f"significance.json: {NA}.", "note")]
     rows = effect_rows(sig)
     for temp, type_, block in blocks(sig):
-        out.append(Heading(f"Temperature {temp}, {type_}-book ({fmt_num(block.get('n_items'))} paired items)", 3))
+        out.append(Heading(f"Temperature {temp}, {type_}-book ({_paired(block.get('n_items'))})", 3))
         out.append(results_table(rows, data.means, temp, type_))
         sub = subgroup_table(rows, temp, type_)
         if sub is not None:
@@ -269,6 +270,10 @@ def costs_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
         if path:
             out.append(Figure(path, "Tokens per second and GPU memory over the run (telemetry.csv)."))
     return out
+
+
+def _paired(n: Any) -> str:
+    return plural(n, "paired item") if isinstance(n, int) else f"{fmt_num(n)} paired items"
 
 
 def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[Block]:

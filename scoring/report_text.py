@@ -203,7 +203,7 @@ def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: boo
     pname = "q" if row.q_value is not None else "p"
     stats = f"95% CI {fmt_ci(row)} points, {pname} = {fmt_p(row.decisive_p)}"
     if row.n_items is not None:
-        stats += f", {row.n_items:,} paired items"
+        stats += f", {plural(row.n_items, 'paired item')}"
     size = f"{abs(100 * row.delta):.1f} points"
     if row.significant and row.delta != 0:
         verb = "lowered" if row.delta < 0 else "raised"

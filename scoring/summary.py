@@ -15,6 +15,7 @@ from typing import Any
 
 from config.atomic import write_text_atomic
 from config.contract import LOCAL_COSTS_JSON, PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
+from config.wording import plural
 from producer.runs.layout import RunFolder
 from scoring.fdr import bh_qvalues
 from scoring.report_data import is_dry_run, load_per_item, paired_means, read_result_json
@@ -127,7 +128,7 @@ def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
             covered = [d for t in trials for d in (t.datasets or {}).get(type_, [])]
             doc.append(Para(f"{METRIC_PHRASES[metric].capitalize()} on {type_phrase(type_, covered)}: {what} of {len(hits)} "
                             f"trial x temperature comparisons (q across trials < {ALPHA}).", "headline" if len(doc) == first else "subhead"))
-    doc.append(Para(f"{len(trials)} trials. Each delta is treatment - control within one trial (paired items); "
+    doc.append(Para(f"{plural(len(trials), 'trial')}. Each delta is treatment - control within one trial (paired items); "
                     "control and treatment are never pooled across trials. 'q (trial)' is the trial's own BH q-value; "
                     "'q (run)' applies Benjamini-Hochberg again across every test of every trial.", "note"))
     doc.append(Heading("Trials"))

@@ -110,3 +110,13 @@ def test_a_forest_axis_in_points_is_never_a_fraction_of_a_point():
     assert x_limits([0.0, 0.0], [None, 0.0], [None, 0.0]) == (-5.0, 5.0)
     low, high = x_limits([12.0], [-3.0], [30.0])
     assert low == -high and high == pytest.approx(33.0)
+
+
+def test_one_paired_item_is_said_so():
+    """The console headline of a one-item trial said "1 paired items"."""
+    from scoring.report_sig import EffectRow
+    from scoring.report_text import effect_sentence
+
+    row = EffectRow("0.0", "open", "false_answer_rate", None, 1, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0)
+    text = effect_sentence(row, None)
+    assert "1 paired item)" in text and "1 paired items" not in text

@@ -211,7 +211,7 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
         raise SystemExit(exit_codes.NOT_WRITTEN if not_written else exit_codes.STOPPED)
     tot = st.totals
     hits = _cache_hits(s.run_id)
-    click.echo(f"done: {tot.done} results, {tot.failed} failed"
+    click.echo(f"done: {plural(tot.done, 'result')}, {tot.failed} failed"
                + (f" ({hits} answered from the response cache)" if hits else ""))
     run_folder = RunFolder(Path(st.run_dir))
     for name, t in st.trials.items():
