@@ -177,14 +177,14 @@ def unanswerable_answered(pairs: Iterable[Any] | None) -> Unanswered:
 
 
 def _unanswerable_clause(counts: tuple[int, float, float] | None) -> str:
-    """" of open-book items (7 of 7 unanswerable questions answered in control, 7 of 7 in treatment)":
+    """" of open-book items; 7 of 7 unanswerable questions answered in control, 7 of 7 in treatment":
     the contract's rate is over every open-book item, so a reader also needs the rate over the questions
     that can carry a false answer (issue 29)."""
     if not counts or not counts[0]:
         return ""
     n, control, treatment = counts
-    return (f" of open-book items ({count(control)} of {plural(n, 'unanswerable question')} answered in control, "
-            f"{count(treatment)} of {n:,} in treatment)")
+    return (f" of open-book items; {count(control)} of {plural(n, 'unanswerable question')} answered in control, "
+            f"{count(treatment)} of {n:,} in treatment")
 
 
 def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: bool = True,

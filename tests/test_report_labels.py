@@ -37,10 +37,10 @@ def test_false_answers_are_also_counted_over_the_unanswerable_questions(tmp_path
     """1 of 2 open-book items is unanswerable: at T = 0 control answered it ("In 1300"), treatment abstained."""
     _, out, _ = _trial_with_report(tmp_path)
     first = out["headline"][0]
-    assert "from 50.0% to 0.0% of open-book items (1 of 1 unanswerable question answered in control, " \
-           "0 of 1 in treatment)" in first, first
+    assert "from 50.0% to 0.0% of open-book items; 1 of 1 unanswerable question answered in control, " \
+           "0 of 1 in treatment (95% CI" in first, first
     at_07 = next(s for s in out["headline"] if s.startswith("At temperature 0.7") and "false-answer" in s)
-    assert "(0.7 of 1 unanswerable question answered in control, 0 of 1 in treatment)" in at_07  # 2 of 3 samples
+    assert "; 0.7 of 1 unanswerable question answered in control, 0 of 1 in treatment (" in at_07  # 2 of 3 samples
 
 
 def test_the_finished_report_says_its_stage_is_done_and_token_counts_are_from_the_engine(tmp_path):
