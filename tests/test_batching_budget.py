@@ -192,6 +192,7 @@ def test_plan_prints_the_recommendation_and_the_warning(tmp_path: Path) -> None:
     work = make_workdir(tmp_path)
     cfg = (work / "config" / "eval_config.demo.yaml").read_text(encoding="utf-8")
     cfg = cfg.replace("n_ctx: 4096", "n_ctx: 2560\nn_parallel: 8")
+    cfg = cfg.replace("default_prompt_set: cautious", "default_prompt_set: default")  # the long prompt
     (work / "tight.yaml").write_text(cfg, encoding="utf-8")
     proc = run_cli(["plan", "--config", "tight.yaml"], cwd=work)
     assert proc.returncode == 0, proc.stderr

@@ -74,13 +74,13 @@ def test_trial_manifest_contents_and_stage_updates(env) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["schema_version"] == 2 and data["run_id"] == layout.run_id
     assert data["trial"]["slug"] == trial.slug and data["temps"] == ["0.0"]
-    assert data["counts"]["0.0"]["control"]["requests"] == 24
-    assert data["counts"]["0.0"]["treatment"] == {"items": 24, "open": 12, "closed": 12, "requests": 24}
+    assert data["counts"]["0.0"]["control"]["requests"] == 84
+    assert data["counts"]["0.0"]["treatment"] == {"items": 84, "open": 34, "closed": 50, "requests": 84}
     prompts = data["prompts"]  # the demo runs SmolLM2 on llama.cpp: its own tokenizer counts exactly
     assert prompts["token_counts"] == "tokenizer SmolLM2-135M-Instruct.Q4_1.gguf"
     assert prompts["control"]["tokens_estimated"] is False
     assert prompts["control"]["sha256"] != prompts["treatment"]["sha256"]
-    assert prompts["treatment"]["tokens"] == 1815  # what llama.cpp reads for the treatment prompt
+    assert prompts["treatment"]["tokens"] == 184  # what llama.cpp reads for the treatment prompt
     assert data["engine"]["engine"] == "llama_cpp" and data["engine"]["n_ctx"] == 4096
     assert set(data["stage_status"]) == {"generated", "parsed", "scored", "stats", "costs", "report"}
 
@@ -99,7 +99,7 @@ def test_prompt_token_counts_use_the_tokenizer_field_or_say_estimated(env) -> No
     assert estimated.token_counts == "estimated" and estimated.treatment.tokens_estimated is True
     assert estimated.treatment.tokens == round(estimated.treatment.chars / 4)
     counted = m.build_trial_manifest(dry.model_copy(update={"tokenizer": "smollm2"}), trial, "r", []).prompts
-    assert counted.treatment.tokens == 1815 and counted.treatment.tokens_estimated is False
+    assert counted.treatment.tokens == 184 and counted.treatment.tokens_estimated is False
     bad = m.build_trial_manifest(dry.model_copy(update={"tokenizer": "missing/tok.gguf"}), trial, "r", []).prompts
     assert bad.token_counts.startswith("estimated (tokenizer missing/tok.gguf unusable: model file not found")
     assert bad.treatment.tokens_estimated is True

@@ -37,10 +37,10 @@ def test_plan_runs_offline_and_writes_nothing(ref: str, tmp_path: Path) -> None:
 def test_plan_counts_for_demo(tmp_path: Path) -> None:
     proc = run_cli(["plan", "--config", "demo"], cwd=make_workdir(tmp_path))
     out = proc.stdout
-    assert "squad_v2  open   12 of 34 items (sample)" in out
-    assert "triviaqa  closed 6 of 25 items (sample)" in out
-    assert "control 24 requests" in out and "treatment 24 requests" in out
-    assert "total requests: 48" in out
+    assert "squad_v2  open   34 of 34 items (sample)" in out
+    assert "triviaqa  closed 25 of 25 items (sample)" in out
+    assert "control 84 requests" in out and "treatment 84 requests" in out
+    assert "total requests: 168" in out
     assert "engine llama_cpp, model smollm2" in out
 
 
@@ -82,10 +82,10 @@ def test_plan_json_has_the_same_counts(tmp_path: Path) -> None:
     assert snapshot(work) == before
     data = json.loads(proc.stdout)
     assert data["backend"] == "local" and data["engine"] == "llama_cpp" and data["written"] is False
-    assert data["total_requests"] == 48
-    assert {d["name"]: d["selected"] for d in data["datasets"]}["squad_v2"] == 12
+    assert data["total_requests"] == 168
+    assert {d["name"]: d["selected"] for d in data["datasets"]}["squad_v2"] == 34
     counts = data["trials"][0]["counts"]["0.0"]
-    assert counts["control"]["requests"] == counts["treatment"]["requests"] == 24
+    assert counts["control"]["requests"] == counts["treatment"]["requests"] == 84
     assert counts["treatment"]["prompt_tokens"] > counts["control"]["prompt_tokens"]
     assert data["estimated_cost"] is None  # a local run is not billed
     text = run_cli(["plan", "--config", "demo"], cwd=work).stdout
@@ -163,4 +163,4 @@ def test_prompt_set_and_model_are_picked_on_the_command_line(tmp_path: Path) -> 
     assert "trial smollm2-operational_only: model smollm2, prompt set operational_only" in out.stdout
     bad = run_cli(["plan", "--config", demo, "--prompt-set", "nope"], cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.strip() == ("error: no prompt set 'nope' in the config (it has: "
-                                                          "default, operational_only)")
+                                                          "cautious, default, operational_only)")
