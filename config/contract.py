@@ -46,6 +46,8 @@ PER_ITEM_COLUMNS = (
     "abstain_rate",
     "abstain_rate_std",
     "condition",
+    "contains_answer",  # added (issue 29)
+    "contains_answer_std",
     "em",
     "em_std",
     "f1",

@@ -15,6 +15,7 @@ import pandas as pd
 from config.atomic import write_csv_atomic
 from config.contract import CONDITIONS, PER_ITEM_COLUMNS, TYPES, item_key
 from config.schema import Unsupported
+from config.wording import plural
 from producer.runs.results_io import ResultsFormatError, check_unique_custom_ids
 from scoring.rules import item_parts, score_parts
 
@@ -24,8 +25,11 @@ METRIC_SOURCES = {  # per_item_scores column -> score_response key
     "abstain_rate": "abstained",
     "false_answer_rate": "false_answer",
     "unsupported_rate": "unsupported",
+    "contains_answer": "contains_answer",  # added (issue 29): both types
 }
 OPEN_ONLY = ("f1", "false_answer_rate", "unsupported_rate")
+# Columns added after files were first written (issue 29): a file scored before lacks them; read as empty.
+ADDED_METRICS = ("contains_answer",)
 GROUP_KEYS = ["item_key", "type", "condition", "temp"]
 
 
@@ -59,7 +63,7 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 
 def score_rows(preds: pd.DataFrame, items: dict[str, dict[str, Any]], unsupported: Unsupported) -> pd.DataFrame:
-    """One row per prediction with item_key, type, condition, temp and the five raw scores."""
+    """One row per prediction with item_key, type, condition, temp and the raw scores (METRIC_SOURCES)."""
     for column, allowed in (("type", TYPES), ("condition", CONDITIONS)):
         bad = sorted(set(preds[column].tolist()) - set(allowed))
         if bad:
@@ -68,7 +72,7 @@ def score_rows(preds: pd.DataFrame, items: dict[str, dict[str, Any]], unsupporte
     unknown = sorted({k for k in keys if k not in items})
     if unknown:
         raise ScoringInputError(
-            f"{len(unknown)} predicted item(s) not in the prepared items (first: {unknown[0]!r}); "
+            f"{plural(len(unknown), 'predicted item')} not in the prepared items (first: {unknown[0]!r}); "
             "was the run prepared with other settings?")
     frame = pd.DataFrame({"item_key": keys, "type": preds["type"].to_numpy(object),
                           "condition": preds["condition"].to_numpy(object), "temp": preds["temp"].to_numpy(object),
@@ -117,6 +121,10 @@ def read_per_item_csv(path: Path) -> pd.DataFrame:
                          keep_default_na=False, na_values=[""], encoding="utf-8")
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ScoringInputError(f"cannot read per-item scores {path}: {exc.__class__.__name__}") from None
+    for metric in ADDED_METRICS:
+        for col in (metric, f"{metric}_std"):
+            if col not in df.columns:
+                df[col] = np.nan
     missing = set(PER_ITEM_COLUMNS) - set(df.columns)
     if missing:
         raise ScoringInputError(f"{path}: missing columns {sorted(missing)}")

@@ -61,6 +61,8 @@ class _Pair:
     treatment_sample: int | None
     control_samples: int  # K: prediction rows of the condition
     treatment_samples: int
+    control_contains: float | None = None  # mean contains-answer rate (issue 29); None in older score files
+    treatment_contains: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (``show --json``, items.html)."""
@@ -185,11 +187,19 @@ def _block_rows(frame: pd.DataFrame, temp: str, type_: str, items: dict[str, dic
             control_right=bool(ctl_right[i]), treatment_right=bool(trt_right[i]),
             control_abstain=float(frame["abstain_rate_control"].iloc[i]),
             treatment_abstain=float(frame["abstain_rate_treatment"].iloc[i]),
+            control_contains=_mean_or_none(frame, "contains_answer_control", i),
+            treatment_contains=_mean_or_none(frame, "contains_answer_treatment", i),
             control_sample=c_index, treatment_sample=t_index, control_samples=len(ctl), treatment_samples=len(trt),
             changes=_changes(bool(ctl_right[i]), bool(trt_right[i]), bool(unanswerable), bool(ctl_abst[i]),
                              bool(trt_abst[i]))))
     rows.sort(key=lambda r: (r.dataset, r.item_id))
     return rows
+
+
+def _mean_or_none(frame: pd.DataFrame, column: str, i: int) -> float | None:
+    if column not in frame.columns or pd.isna(frame[column].iloc[i]):
+        return None
+    return float(frame[column].iloc[i])
 
 
 def changes_of(pairs: list[PairedItem]) -> list[ChangedItem]:

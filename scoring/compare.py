@@ -34,6 +34,7 @@ from config.contract import (
     build_custom_id,
 )
 from config.schema import EvalConfig
+from config.wording import plural
 from producer.host.console import UserError
 from producer.runs.layout import TrialFolder
 from producer.runs.manifests import read_trial_manifest
@@ -103,7 +104,7 @@ def plan_pairs(a: Side, b: Side, allow_different_inputs: bool) -> dict[str, Any]
                        and lines_a.get(k) and lines_b.get(k))
     if different and not allow_different_inputs:
         first = "|".join(different[0][:2])
-        raise UserError(f"{a.label} and {b.label} asked different questions of {len(different)} paired item(s) "
+        raise UserError(f"{a.label} and {b.label} asked different questions of {plural(len(different), 'paired item')} "
                         f"(first: {first}, temp {different[0][2]}): compare with --allow-different-inputs if "
                         "that is the point")
     return {"rows_a": rows_a, "rows_b": rows_b, "lines_a": lines_a, "lines_b": lines_b, "common": len(common),

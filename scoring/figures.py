@@ -15,6 +15,7 @@ import pandas as pd
 
 from config.atomic import atomic_target
 from scoring.report_sig import EffectRow
+from scoring.report_text import METRIC_LABELS
 
 matplotlib.use("Agg")
 with warnings.catch_warnings():
@@ -25,8 +26,6 @@ with warnings.catch_warnings():
 
     font_manager.fontManager  # noqa: B018 - builds the cache inside this guard
 
-METRIC_LABELS = {"em": "EM", "f1": "F1", "abstain_rate": "abstain", "false_answer_rate": "false answer",
-                 "unsupported_rate": "unsupported"}
 SIG_COLOUR, NS_COLOUR = "#c0392b", "#555555"
 
 
@@ -38,6 +37,17 @@ def _save(fig: Any, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+MIN_HALF_WIDTH_PTS = 5.0  # an axis of +-0.04 "percentage points" reads as fractions (issue 29)
+
+
+def x_limits(deltas: list[float], lows: list[float | None], highs: list[float | None]) -> tuple[float, float]:
+    """Symmetric x limits in percentage points around 0: every point and interval, 10% headroom, and at
+    least +-MIN_HALF_WIDTH_PTS, so deltas of 0 do not get an axis of +-0.04 points."""
+    values = [abs(v) for v in [*deltas, *lows, *highs] if v is not None]
+    half = max([MIN_HALF_WIDTH_PTS, *(1.1 * v for v in values)])
+    return -half, half
 
 
 def forest(labels: list[str], deltas: list[float], lows: list[float | None], highs: list[float | None],
@@ -52,6 +62,7 @@ def forest(labels: list[str], deltas: list[float], lows: list[float | None], hig
         colour = SIG_COLOUR if sig else NS_COLOUR
         ax.errorbar(d, y, xerr=err, fmt="o", color=colour, capsize=3, markersize=5)
     ax.axvline(0, color="#999999", linewidth=1, linestyle="--")
+    ax.set_xlim(*x_limits(deltas, lows, highs))
     ax.set_yticks(ys)
     ax.set_yticklabels(labels, fontsize=9)
     ax.set_xlabel("treatment - control (percentage points, 95% CI)")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from config.atomic import write_text_atomic
 from scoring.changed_items import PairedItem
+from scoring.stats import is_right
 
 ITEMS_HTML = "items.html"
 CHANGE_TEXT = {"fixed": "fixed", "broke": "broke", "now_abstains": "now abstains", "now_answers": "now answers"}
@@ -36,7 +37,7 @@ th button{all:unset;cursor:pointer;font-weight:600}th[aria-sort=ascending] butto
 th[aria-sort=descending] button::after{content:" \\25BC"}
 td.resp{font-family:Consolas,"DejaVu Sans Mono",monospace;font-size:.88em;white-space:pre-wrap}
 .v{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;font-size:.85em;font-weight:600;display:block;white-space:normal}
-.right{color:#1a7f37}.wrong{color:#b30000}.muted{color:#888;font-style:italic}
+.right{color:#1a7f37}.wrong{color:#b30000}.contains{color:#9a6700}.muted{color:#888;font-style:italic}
 .chg{font-weight:600}.chg.fixed,.chg.now_abstains{color:#1a7f37}.chg.broke,.chg.now_answers{color:#b30000}
 details summary{cursor:pointer}
 """
@@ -113,16 +114,29 @@ def _gold(pair: PairedItem) -> str:
     return f"<details><summary>{shown}; +{len(rest)} more</summary>{'; '.join(_esc(a) for a in rest)}</details>"
 
 
-def verdict(right: bool, em: float, k: int) -> str:
-    """'right' / 'wrong', with the share of right samples when there were several."""
-    word = "right" if right else "wrong"
+def state(pair: PairedItem, cond: str) -> str:
+    """'right', 'contains' (not an exact match, but a gold answer is in the reply: issue 29) or 'wrong'.
+    Contains uses the same majority rule as right (mean over the samples at least 0.5)."""
+    if getattr(pair, f"{cond}_right"):
+        return "right"
+    contains = getattr(pair, f"{cond}_contains")
+    return "contains" if contains is not None and is_right(contains) else "wrong"
+
+
+STATE_TEXT = {"right": "right", "contains": "contains answer", "wrong": "wrong"}
+
+
+def verdict(right: bool | str, em: float, k: int) -> str:
+    """'right' / 'contains answer' / 'wrong', with the share of right samples when there were several."""
+    key = right if isinstance(right, str) else ("right" if right else "wrong")
+    word = STATE_TEXT[key]
     return f"{word} (EM {round(em * k)}/{k})" if k > 1 else word
 
 
 def _answer(pair: PairedItem, cond: str) -> str:
-    right, em = getattr(pair, f"{cond}_right"), getattr(pair, f"{cond}_em")
+    em, kind = getattr(pair, f"{cond}_em"), state(pair, cond)
     text, k, sample = (getattr(pair, f"{cond}_{n}") for n in ("response", "samples", "sample"))
-    head = f'<span class="v {"right" if right else "wrong"}">{_esc(verdict(right, em, k))}'
+    head = f'<span class="v {kind}">{_esc(verdict(kind, em, k))}'
     head += f", sample {sample}</span>" if k > 1 and sample is not None else "</span>"
     body = '<span class="muted">no response</span>' if text is None else _esc(text)
     return f'<td class="resp" data-sort="{em:.6g}">{head}{body}</td>'
@@ -133,8 +147,8 @@ def _row(pair: PairedItem) -> str:
     label = ", ".join(CHANGE_TEXT[c] for c in pair.changes) or "unchanged"
     question = '<span class="muted">not available</span>' if pair.question is None else _esc(pair.question)
     return (f'<tr data-temp="{_esc(pair.temp)}" data-type="{_esc(pair.type)}" data-dataset="{_esc(pair.dataset)}" '
-            f'data-change="{_esc(changes)}" data-control="{"right" if pair.control_right else "wrong"}" '
-            f'data-treatment="{"right" if pair.treatment_right else "wrong"}">'
+            f'data-change="{_esc(changes)}" data-control="{state(pair, "control")}" '
+            f'data-treatment="{state(pair, "treatment")}">'
             f'<td data-sort="{_esc(pair.temp)}">{_esc(pair.temp)}</td><td>{_esc(pair.type)}</td>'
             f"<td>{_esc(pair.dataset)}</td><td>{_esc(pair.item_id)}</td><td>{question}</td><td>{_gold(pair)}</td>"
             f"{_answer(pair, 'control')}{_answer(pair, 'treatment')}"
@@ -151,7 +165,7 @@ def items_page(pairs: list[PairedItem], title: str) -> str:
     types = [t for t in ("open", "closed") if any(p.type == t for p in pairs)]
     datasets = sorted({p.dataset for p in pairs})
     changes = {"any": "any change", "none": "unchanged", **CHANGE_TEXT}
-    right = {"right": "right", "wrong": "wrong"}
+    right = STATE_TEXT
     bar = (f'<label>Search <input type="search" id="q" placeholder="question, answer, item id"></label>'
            f'<label>Temperature <select id="temp">{_options(temps, "all")}</select></label>'
            f'<label>Type <select id="type">{_options(types, "all")}</select></label>'
@@ -168,7 +182,9 @@ def items_page(pairs: list[PairedItem], title: str) -> str:
     note = ("One row per paired item, temperature and type (both conditions scored). An item is right when its "
             "mean EM over the samples is at least 0.5, as in the McNemar test of report.html; \"fixed\" = control "
             "wrong, treatment right; \"broke\" = the reverse; on unanswerable questions abstaining is right, and "
-            "\"now abstains\" / \"now answers\" say which condition declined to answer. With several samples per "
+            "\"now abstains\" / \"now answers\" say which condition declined to answer. \"contains answer\" (amber): "
+            "not an exact match, but a gold answer stands in the reply (\"The capital is Canberra.\"), the lenient "
+            "contains-answer metric of report.html. With several samples per "
             "item the answer shown is the first sample that agrees with the condition's verdict. Click a column "
             "heading to sort.")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -51,6 +51,20 @@ def exact_match(prediction: str, golds: Iterable[str]) -> float:
     return float(any(pred == normalize_answer(g) for g in scorable_golds(golds)))
 
 
+def contains_gold(prediction: str, golds: Iterable[str]) -> float:
+    """1.0 when some scorable gold's normalised tokens occur as a contiguous run of the normalised
+    prediction's tokens (answer recall, issue 29), else 0.0.
+
+    Why tokens, not substrings: "Canberra" is in "the capital is canberra" but "art" is not in "start".
+    """
+    pred = _tokens(normalize_answer(prediction))
+    for gold in scorable_golds(golds):
+        want = _tokens(normalize_answer(gold))
+        if want and any(pred[i:i + len(want)] == want for i in range(len(pred) - len(want) + 1)):
+            return 1.0
+    return 0.0
+
+
 def _f1_tokens(pred: tuple[str, ...], gold: tuple[str, ...]) -> float:
     if not pred or not gold:
         return float(pred == gold)

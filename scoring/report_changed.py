@@ -9,6 +9,7 @@ one-line count per block and the link (long model text belongs in the HTML pages
 
 from __future__ import annotations
 
+from config.wording import plural
 from scoring.changed_items import CHANGE_LABELS, CHANGES, PairedItem
 from scoring.items_html import ITEMS_HTML
 from scoring.report_text import NA, Block, Heading, Link, Para, Table, fmt_num
@@ -44,7 +45,7 @@ def _count_line(pairs: list[PairedItem], temp: str, type_: str) -> str:
     if type_ == "open" and any(p.unanswerable for p in pairs):
         parts += [f"now abstains {fmt_num(counts['now_abstains'])}", f"now answers {fmt_num(counts['now_answers'])}"]
     return (f"Items that changed at temperature {temp}, {type_}-book: treatment " + ", ".join(parts)
-            + f" (of {fmt_num(len(pairs))} paired items).")
+            + f" (of {plural(len(pairs), 'paired item')}).")
 
 
 def changed_section(pairs: list[PairedItem] | None, problem: str | None = None) -> list[Block]:
@@ -57,7 +58,7 @@ def changed_section(pairs: list[PairedItem] | None, problem: str | None = None) 
                     "abstains is also listed as fixed. Each list is sorted by dataset and item id; with several "
                     "samples per item the answer shown is the first sample that agrees with the condition's "
                     f"verdict. Every paired item, with filters and sorting: {ITEMS_HTML}.", "note"))
-    out.append(Link(f"All paired items ({fmt_num(len(pairs))} rows): {ITEMS_HTML}", ITEMS_HTML))
+    out.append(Link(f"All paired items ({plural(len(pairs), 'row')}): {ITEMS_HTML}", ITEMS_HTML))
     if pairs and all(p.question is None for p in pairs):
         out.append(Para(f"Questions and gold answers: {NA} (the run's prepared items were not found).", "note"))
     blocks: dict[tuple[str, str], list[PairedItem]] = {}
@@ -70,7 +71,7 @@ def changed_section(pairs: list[PairedItem] | None, problem: str | None = None) 
             if change.startswith("now_") and not any(p.unanswerable for p in group):
                 continue
             listed = [p for p in group if change in p.changes]
-            title = f"{CHANGE_LABELS[change].capitalize()} ({fmt_num(len(listed))} items)"
+            title = f"{CHANGE_LABELS[change].capitalize()} ({plural(len(listed), 'item')})"
             out.append(Para(title, "listhead", html_only=True))
             if not listed:
                 out.append(Para("None.", "note", html_only=True))

@@ -27,7 +27,7 @@ from config.contract import (
 from config.engines import is_dry_run_engine
 from producer.runs.results_io import ResultsFormatError, check_unique_custom_ids
 
-METRICS_OPEN = ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate")
+METRICS_OPEN = ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate", "contains_answer")
 TELEMETRY_NAMES = (TELEMETRY_CSV,)
 ERROR_LOG_NAMES = (ERRORS_JSONL,)
 

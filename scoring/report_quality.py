@@ -58,27 +58,54 @@ def _usage_flag(data: ReportData) -> Para | None:
 
 
 def _stages(data: ReportData) -> Para | None:
+    """The manifest's stage statuses. The report stage reads "running" while this very file is written (the
+    pipeline marks it done afterwards; a failed write leaves no file), so a report shown says it is done."""
     stages = (data.manifest or {}).get("stage_status")
     if not isinstance(stages, dict) or not stages:
         return None
-    parts = [f"{name}: {entry.get('status', NA)}" for name, entry in stages.items() if isinstance(entry, dict)]
+    parts = [f"{name}: {'done' if name == 'report' else entry.get('status', NA)}" for name, entry in stages.items()
+             if isinstance(entry, dict)]
     return Para("Stages (trial manifest): " + ", ".join(parts) + ".", "note") if parts else None
 
 
+def _both(block: Any, metric: str) -> list[float] | None:
+    """The metric's control and treatment means of one (temp, type) block; None unless both are known."""
+    if metric not in block.columns:
+        return None
+    values = block[metric].dropna()
+    return [float(v) for v in values] if len(values) == 2 else None
+
+
+def _lenient(block: Any) -> str | None:
+    """'F1 is 31.0% and contains-answer is 80.0%' (the larger arm of each) when either is above 0, else None."""
+    parts = []
+    for metric, name in (("f1", "F1"), ("contains_answer", "contains-answer")):
+        vals = _both(block, metric)
+        if vals is not None and max(vals) > 0:
+            parts.append(f"{name} is {fmt_pct(max(vals))}")
+    return " and ".join(parts) or None
+
+
 def floor_warnings(data: ReportData) -> list[Para]:
-    """EM at 0 % in both conditions while F1 is not (issue 29): the answers hold the gold but in a sentence,
-    so exact match cannot move whatever the prompt; say so instead of reporting "no change"."""
+    """Floor and ceiling warnings (issue 29). EM at 0 % in both conditions while F1 or contains-answer is
+    not: the answers hold the gold but in a sentence, so exact match cannot move whatever the prompt; say so
+    instead of reporting "no change". EM or contains-answer at 100 % in both: it cannot show an improvement."""
     means = data.means
-    if means is None or means.empty or not {"em", "f1"} <= set(means.columns):
+    if means is None or means.empty or "em" not in means.columns:
         return []
     out = []
     for (temp, type_), block in means.groupby(["temp", "type"], sort=True):
-        em, f1 = block["em"].dropna(), block["f1"].dropna()
-        if len(em) == 2 and (em == 0).all() and len(f1) and (f1 > 0).any():
-            out.append(Para(f"At temperature {temp}, {type_}-book: EM is 0% in both conditions while F1 is "
-                            f"{fmt_pct(float(f1.max()))}: the answers are right but wordy (a sentence around the "
-                            "gold answer), so exact match cannot show an effect; read F1, and ask for short "
-                            "answers in the prompts.", "warning"))
+        where = f"At temperature {temp}, {type_}-book"
+        em, lenient = _both(block, "em"), _lenient(block)
+        if em is not None and max(em) == 0 and lenient:
+            out.append(Para(f"{where}: EM is 0% in both conditions while {lenient}: answers are right but wordy "
+                            "(a sentence around the gold answer): see contains-answer. Exact match cannot show an "
+                            "effect here; ask for short answers in the prompts.", "warning"))
+        for metric, name in (("em", "EM"), ("contains_answer", "contains-answer")):
+            vals = _both(block, metric)
+            if vals is not None and min(vals) == 1:
+                out.append(Para(f"{where}: {name} is 100% in both conditions (a ceiling): it cannot show an "
+                                "improvement, only a worsening.", "warning"))
     return out
 
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from config.wording import plural
 from scoring import figures
 from scoring.report_changed import changed_section
 from scoring.report_clustered import clustered_sentence
@@ -33,6 +34,7 @@ from scoring.report_text import (
     mcnemar_sentence,
     results_table,
     subgroup_table,
+    unanswerable_answered,
 )
 
 SECRET_KEY = re.compile(r"api_?key|secret|password|authori[sz]ation|bearer", re.IGNORECASE)
@@ -188,7 +190,7 @@ def results_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
         return out + [Para(f"significance.json: {NA}.", "note")]
     rows = effect_rows(sig)
     for temp, type_, block in blocks(sig):
-        out.append(Heading(f"Temperature {temp}, {type_}-book ({fmt_num(block.get('n_items'))} paired items)", 3))
+        out.append(Heading(f"Temperature {temp}, {type_}-book ({_paired(block.get('n_items'))})", 3))
         out.append(results_table(rows, data.means, temp, type_))
         sub = subgroup_table(rows, temp, type_)
         if sub is not None:
@@ -274,6 +276,10 @@ def costs_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
     return out
 
 
+def _paired(n: Any) -> str:
+    return plural(n, "paired item") if isinstance(n, int) else f"{fmt_num(n)} paired items"
+
+
 def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[Block]:
     """All blocks in reading order; the first screen holds the answer. ``fig_dir`` None: no figures."""
     rows = effect_rows(data.significance) if data.significance else []
@@ -285,7 +291,8 @@ def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[B
     doc += [Para(f"The {role} answers were scored by {who}: the comparison assumes both sides' scorers "
                  "measure the same thing (docs/statistics.md, Comparing two runs).", "warning")
             for role, who in scorers.items() if "scoring/rules.py" not in who]
-    sentences = headline(rows, data.significance, data.means, data.pairing, data.manifest)
+    sentences = headline(rows, data.significance, data.means, data.pairing, data.manifest,
+                         unanswerable=unanswerable_answered(data.paired_items))
     doc += [Para(s, "headline" if i == 0 else "subhead") for i, s in enumerate(sentences)]
     doc.append(Para("Delta = treatment - control on the same items (paired), in percentage points. "
                     "q = Benjamini-Hochberg adjusted p across every test of this trial; significant means q < 0.05.",

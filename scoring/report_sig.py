@@ -14,7 +14,7 @@ from typing import Any
 from config.contract import CONDITIONS
 from scoring.verdicts import ALPHA
 
-METRIC_ORDER = ("false_answer_rate", "em", "f1", "abstain_rate", "unsupported_rate")
+METRIC_ORDER = ("false_answer_rate", "em", "f1", "contains_answer", "abstain_rate", "unsupported_rate")
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,17 @@ from typing import Any
 import pandas as pd
 
 from config.contract import CONDITIONS, DATASET_TYPE
+from config.wording import count, plural
 from scoring.report_clustered import prefer_clustered
 from scoring.report_sig import EffectRow, blocks, find_effect, subgroup_blocks, temps
 from scoring.verdicts import METRIC_GOOD
 
 NA = "not available"
 METRIC_LABELS = {"em": "EM", "f1": "F1", "abstain_rate": "abstain", "false_answer_rate": "false answer",
-                 "unsupported_rate": "unsupported"}
+                 "unsupported_rate": "unsupported", "contains_answer": "contains answer"}
 METRIC_PHRASES = {"em": "exact-match rate", "f1": "F1 score", "abstain_rate": "abstention rate",
-                  "false_answer_rate": "false-answer rate", "unsupported_rate": "unsupported-answer rate"}
+                  "false_answer_rate": "false-answer rate", "unsupported_rate": "unsupported-answer rate",
+                  "contains_answer": "contains-answer rate"}
 TYPE_WORDS = {"open": "open-book questions", "closed": "closed-book questions"}
 DISPLAY_NAMES = {"squad_v2": "SQuAD v2", "triviaqa": "TriviaQA", "nq_open": "NQ-Open"}  # others: as configured
 
@@ -159,9 +161,37 @@ def condition_means(means: pd.DataFrame | None, temp: str, type_: str, metric: s
     return out[0], out[1]
 
 
+Unanswered = dict[str, tuple[int, float, float]]  # temp -> (unanswerable items, answered: control, treatment)
+
+
+def unanswerable_answered(pairs: Iterable[Any] | None) -> Unanswered:
+    """Per temperature, the paired unanswerable open-book items and how many each condition answered
+    (the sum of 1 - abstain rate: a count of items with K = 1, items' shares with K > 1)."""
+    out: dict[str, list[float]] = {}
+    for p in pairs or ():
+        if p.type == "open" and p.unanswerable:
+            acc = out.setdefault(p.temp, [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += 1 - p.control_abstain
+            acc[2] += 1 - p.treatment_abstain
+    return {t: (int(n), round(c, 6), round(tr, 6)) for t, (n, c, tr) in out.items()}
+
+
+def _unanswerable_clause(counts: tuple[int, float, float] | None) -> str:
+    """" of open-book items; 7 of 7 unanswerable questions answered in control, 7 of 7 in treatment":
+    the contract's rate is over every open-book item, so a reader also needs the rate over the questions
+    that can carry a false answer (issue 29)."""
+    if not counts or not counts[0]:
+        return ""
+    n, control, treatment = counts
+    return (f" of open-book items; {count(control)} of {plural(n, 'unanswerable question')} answered in control, "
+            f"{count(treatment)} of {n:,} in treatment")
+
+
 def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: bool = True,
-                    datasets: Iterable[str] = ()) -> str:
-    """One plain-English sentence: direction, size in points, interval, q (or p), paired items."""
+                    datasets: Iterable[str] = (), unanswerable: tuple[int, float, float] | None = None) -> str:
+    """One plain-English sentence: direction, size in points, interval, q (or p), paired items; for the
+    false-answer rate also the answered unanswerable questions (``unanswerable``, see unanswerable_answered)."""
     phrase = METRIC_PHRASES.get(row.metric, row.metric)
     where = type_phrase(row.type, datasets)
     lead = f"At temperature {row.temp}, treatment" if prefix_temp else "Treatment"
@@ -169,12 +199,14 @@ def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: boo
         return f"{lead} has no estimate for the {phrase} on {where}: no paired items."
     control, treatment = row_means(row, means)
     moved = f", from {fmt_pct(control)} to {fmt_pct(treatment)}" if control is not None and treatment is not None else ""
+    if moved and row.metric == "false_answer_rate":
+        moved += _unanswerable_clause(unanswerable)
     pname = "q" if row.q_value is not None else "p"
     stats = f"95% CI {fmt_ci(row)} points, {pname} = {fmt_p(row.decisive_p)}"
     if row.clustered:
         stats = f"95% CI {fmt_ci(row)} points, {pname} = {fmt_p(row.decisive_p)}, clustered by {row.clustered}"
     if row.n_items is not None:
-        stats += f", {row.n_items:,} paired items"
+        stats += f", {plural(row.n_items, 'paired item')}"
     size = f"{abs(100 * row.delta):.1f} points"
     if row.significant and row.delta != 0:
         verb = "lowered" if row.delta < 0 else "raised"
@@ -233,7 +265,7 @@ def missing_sentence(temp: str, type_: str, metric: str, sig: dict[str, Any],
 
     def side(cond: str) -> str:
         want = (expected or {}).get(cond)
-        return f"{cond}: {have[cond]:,} items with a result" + (f", {want:,} requests planned" if want is not None else "")
+        return f"{cond}: {plural(have[cond], 'item')} with a result" + (f", {want:,} requests planned" if want is not None else "")
 
     empty = [c for c in CONDITIONS if have[c] == 0]
     if len(empty) == 2:
@@ -248,7 +280,8 @@ def missing_sentence(temp: str, type_: str, metric: str, sig: dict[str, Any],
 
 
 def headline(rows: list[EffectRow], sig: dict[str, Any] | None, means: pd.DataFrame | None,
-             pairing: list[dict[str, Any]] | None = None, manifest: dict[str, Any] | None = None) -> list[str]:
+             pairing: list[dict[str, Any]] | None = None, manifest: dict[str, Any] | None = None,
+             unanswerable: Unanswered | None = None) -> list[str]:
     """The first-screen sentences: false answers on open-book questions, then EM on closed-book ones, at
     each temperature; a result that is missing says why instead of silently giving way to the next."""
     if not sig:
@@ -264,7 +297,8 @@ def headline(rows: list[EffectRow], sig: dict[str, Any] | None, means: pd.DataFr
             row = find_effect(rows, temp, type_, metric)
             if row is not None:
                 row = prefer_clustered(row, sig)  # items sharing paragraphs: the clustered interval and p
-                out.append(effect_sentence(row, means, prefix_temp=True, datasets=sig_datasets(sig).get(type_, ())))
+                out.append(effect_sentence(row, means, prefix_temp=True, datasets=sig_datasets(sig).get(type_, ()),
+                                           unanswerable=(unanswerable or {}).get(temp) if row.dataset is None else None))
                 continue
             reason = missing_sentence(temp, type_, metric, sig, pairing or [], manifest)
             if reason is not None:
@@ -339,16 +373,12 @@ def describe(obj: Any, depth: int = 0) -> str:
     return fmt_num(obj, 3)
 
 
-def _items(n: Any) -> str:
-    return "item" if n == 1 else "items"
-
-
 def mcnemar_sentence(block: dict[str, Any]) -> str | None:
     m = block.get("mcnemar")
     if not isinstance(m, dict):
         return None
     b, c = m.get("b"), m.get("c")
-    text = (f"McNemar on EM (item right when mean EM >= 0.5): treatment fixed {fmt_num(b)} {_items(b)} that control "
+    text = (f"McNemar on EM (item right when mean EM >= 0.5): treatment fixed {plural(b, 'item')} that control "
             f"got wrong and broke {fmt_num(c)} that control got right; exact p = {fmt_p(m.get('p_exact'))}")
     if m.get("q_value") is not None:
         text += f", q = {fmt_p(m.get('q_value'))}"

@@ -1,7 +1,11 @@
 """Score one response (CONTRACT section 6). Pure: the queue's CPU scoring tasks and the stage CLI share it.
 
-Result keys: em, f1, abstained, false_answer, unsupported. Closed-book sets f1, false_answer and
-unsupported to None (not applicable). Open-book:
+Result keys: em, f1, abstained, false_answer, unsupported, contains_answer. Closed-book sets f1,
+false_answer and unsupported to None (not applicable). contains_answer (issue 29, the lenient
+"answer recall" used for chatty models on NQ-Open and TriviaQA) is 1 when a gold answer's normalised
+tokens occur, in order and on token boundaries, in the normalised response: "The capital city of
+Australia is Canberra." contains "Canberra". An abstention contains nothing; on an unanswerable
+open-book item it is scored as em is (abstaining is the right answer). Open-book:
 - unanswerable + abstain -> em = f1 = 1, abstained = 1, false_answer = 0, unsupported = 0;
 - unanswerable + any answer -> em = f1 = 0, false_answer = 1, unsupported by the passage check;
 - answerable -> em, f1 against the golds; false_answer = 0 (a wrong answer to an answerable question
@@ -17,7 +21,7 @@ from typing import Any
 
 from config.schema import Unsupported
 from scoring.abstention import is_abstention
-from scoring.normalize import exact_match, f1_score, normalize_answer
+from scoring.normalize import contains_gold, exact_match, f1_score, normalize_answer
 from scoring.unsupported import unsupported_flag
 
 
@@ -56,16 +60,19 @@ def score_parts(golds: tuple[str, ...], unanswerable: bool, context: str, text: 
     abstained = abstains(text)
     if type_ == "closed":
         return {"em": exact_match(text, golds) if golds else 0.0, "f1": None, "abstained": int(abstained),
-                "false_answer": None, "unsupported": None}
+                "false_answer": None, "unsupported": None,
+                "contains_answer": 0.0 if abstained or not golds else contains_gold(text, golds)}
     if type_ != "open":
         raise ValueError(f"type must be 'open' or 'closed', got {type_!r}")
     cfg = unsupported or Unsupported()
     flag = 0 if abstained else unsupported_flag(text, context, cfg)
     if unanswerable:
-        em = f1 = 1.0 if abstained else 0.0
+        em = f1 = contains = 1.0 if abstained else 0.0
         false_answer = 0 if abstained else 1
     else:
         em = exact_match(text, golds)
         f1 = f1_score(text, golds)
+        contains = 0.0 if abstained else contains_gold(text, golds)
         false_answer = 0
-    return {"em": em, "f1": f1, "abstained": int(abstained), "false_answer": false_answer, "unsupported": flag}
+    return {"em": em, "f1": f1, "abstained": int(abstained), "false_answer": false_answer, "unsupported": flag,
+            "contains_answer": contains}

@@ -23,7 +23,7 @@ from config.atomic import write_json_atomic
 from config.contract import CONDITIONS, parse_item_key
 from config.schema import StatsConfig
 from producer.inputs.prepare import load_prepared_items
-from scoring.aggregate import ScoringInputError, read_per_item_csv
+from scoring.aggregate import ADDED_METRICS, ScoringInputError, read_per_item_csv
 from scoring.clustered import apply_clustered_fdr, cluster_of_items, clustered_block
 from scoring.fdr import apply_fdr
 from scoring.stats_meta import meta_analysis, selective_risk_curve, tost
@@ -31,11 +31,16 @@ from scoring.stats_paired import HALDANE, mcnemar, metric_block
 from scoring.verdicts import ALPHA, add_verdicts
 
 SCHEMA_VERSION = 2
-METRICS = {"open": ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate"),
-           "closed": ("em", "abstain_rate")}
+METRICS = {"open": ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate", "contains_answer"),
+           "closed": ("em", "abstain_rate", "contains_answer")}
 TOST_METRICS = ("em", "f1")
 RIGHT_THRESHOLD = 0.5
 WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def metrics_of(frame: pd.DataFrame, type_: str) -> list[str]:
+    """METRICS[type_] that ``frame`` (a paired frame) holds: an added metric is absent from older files."""
+    return [m for m in METRICS[type_] if f"{m}_control" in frame.columns]
 
 
 def is_right(em: Any) -> np.ndarray:
@@ -68,7 +73,8 @@ def split_pairs(per_item: pd.DataFrame, temp: str, type_: str) -> tuple[pd.DataF
         first = sub[dup].iloc[0]
         raise ScoringInputError(f"per-item scores repeat ({first['item_key']}, {first['condition']}, temp {temp}, "
                                 f"{type_}): one row per (item_key, type, condition, temp) expected")
-    metrics = list(METRICS[type_])
+    # a metric added later (ADDED_METRICS) is left out of a file scored before it existed
+    metrics = [m for m in METRICS[type_] if m not in ADDED_METRICS or (m in sub and sub[m].notna().any())]
     wide = sub.pivot(index="item_key", columns="condition", values=metrics)
     needed = [(m, c) for m in metrics for c in CONDITIONS]
     for col in needed:
@@ -98,11 +104,11 @@ def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[
         return metric_block(frame[f"{metric}_control"].to_numpy(float), frame[f"{metric}_treatment"].to_numpy(float),
                             cfg.bootstrap_samples, cfg.permutation_samples, _seed(cfg, *label, metric))
 
-    deltas = {m: frame[f"{m}_treatment"].to_numpy(float) - frame[f"{m}_control"].to_numpy(float)
-              for m in METRICS[type_]}
+    names = metrics_of(frame, type_)
+    deltas = {m: frame[f"{m}_treatment"].to_numpy(float) - frame[f"{m}_control"].to_numpy(float) for m in names}
     # numpy releases the GIL in the heavy parts; each metric has its own seed, so order does not matter
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        metrics = dict(zip(METRICS[type_], pool.map(one, METRICS[type_]), strict=True))
+        metrics = dict(zip(names, pool.map(one, names), strict=True))
         clustered = clustered_block(list(map(str, frame.index)), clusters, deltas, ctl_right, trt_right, metrics,
                                     cfg.bootstrap_samples, cfg.permutation_samples, _seed(cfg, *label, "clustered"),
                                     pool.map)
@@ -120,7 +126,7 @@ def block_stats(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[
 
 def _meta(subgroups: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame], type_: str) -> dict[str, Any]:
     out = {}
-    for metric in METRICS[type_]:
+    for metric in metrics_of(next(iter(frames.values())), type_) if frames else ():
         effects = {}
         for name, frame in frames.items():
             d = (frame[f"{metric}_treatment"] - frame[f"{metric}_control"]).to_numpy(float)

@@ -15,6 +15,7 @@ from typing import Any
 
 from config.atomic import write_text_atomic
 from config.contract import LOCAL_COSTS_JSON, PER_ITEM_SCORES_CSV, SIGNIFICANCE_JSON, TRIAL_MANIFEST_JSON
+from config.wording import plural
 from producer.runs.layout import RunFolder
 from scoring.fdr import bh_qvalues
 from scoring.report_data import is_dry_run, load_per_item, paired_means, read_result_json
@@ -36,6 +37,7 @@ from scoring.report_text import (
     fmt_pct,
     fmt_pts,
     row_means,
+    sig_datasets,
     type_phrase,
 )
 from scoring.verdicts import ALPHA
@@ -49,6 +51,7 @@ class TrialResult:
     means: Any  # DataFrame of paired means per condition, or None
     tests: list[tuple[tuple[str, str, str | None, str], float | None]]  # the trial's whole BH family
     dry_run: bool = False  # answers from a dry-run engine, not a model
+    datasets: dict[str, list[str]] | None = None  # {type: the datasets that ran} (report_text.sig_datasets)
 
 
 def find_trials(run_dir: Path) -> list[Path]:
@@ -79,7 +82,8 @@ def load_trials(run_dir: Path) -> tuple[list[TrialResult], list[str]]:
         manifest = read_result_json(results / TRIAL_MANIFEST_JSON, problems)
         dry = is_dry_run(manifest, read_result_json(results / LOCAL_COSTS_JSON, problems))
         trials.append(TrialResult(results.parent.name, _trial_settings(manifest),
-                                  effect_rows(sig, with_subgroups=False), means, all_tests(sig), dry))
+                                  effect_rows(sig, with_subgroups=False), means, all_tests(sig), dry,
+                                  sig_datasets(sig)))
     return trials, problems
 
 
@@ -120,10 +124,11 @@ def build_summary(run_dir: Path, fig_dir: Path) -> list[Block]:
             higher = sum(1 for t, i, r in hits if r.delta is not None and r.delta > 0 and (q_run[(t.slug, i)] or 1) < ALPHA)
             what = (f"treatment lowered it significantly in {lower} and raised it in {higher}" if lower or higher
                     else "treatment made no significant change in any")
-            covered = [key[2] for t in trials for key, _ in t.tests if key[1] == type_ and key[2]]
+            # every dataset that ran, a type's lone dataset included (its subgroup is no separate test)
+            covered = [d for t in trials for d in (t.datasets or {}).get(type_, [])]
             doc.append(Para(f"{METRIC_PHRASES[metric].capitalize()} on {type_phrase(type_, covered)}: {what} of {len(hits)} "
                             f"trial x temperature comparisons (q across trials < {ALPHA}).", "headline" if len(doc) == first else "subhead"))
-    doc.append(Para(f"{len(trials)} trials. Each delta is treatment - control within one trial (paired items); "
+    doc.append(Para(f"{plural(len(trials), 'trial')}. Each delta is treatment - control within one trial (paired items); "
                     "control and treatment are never pooled across trials. 'q (trial)' is the trial's own BH q-value; "
                     "'q (run)' applies Benjamini-Hochberg again across every test of every trial.", "note"))
     doc.append(Heading("Trials"))

@@ -21,7 +21,7 @@ from config.contract import CONDITIONS, parse_custom_id
 from config.schema import Unsupported
 from scoring.rules import item_parts, score_parts
 
-SCORE_KEYS = ("em", "f1", "abstained", "false_answer", "unsupported")  # scoring.rules.score_parts keys
+SCORE_KEYS = ("em", "f1", "abstained", "false_answer", "unsupported", "contains_answer")  # scoring.rules.score_parts keys
 SIDE_KEYS = ("custom_id", "response", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s",
              "request_id", *SCORE_KEYS)
 

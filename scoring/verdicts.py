@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 # +1: higher is better, -1: lower is better, 0: no preferred direction.
-METRIC_GOOD = {"em": 1, "f1": 1, "false_answer_rate": -1, "unsupported_rate": -1, "abstain_rate": 0}
+METRIC_GOOD = {"em": 1, "f1": 1, "false_answer_rate": -1, "unsupported_rate": -1, "abstain_rate": 0,
+               "contains_answer": 1}
 ALPHA = 0.05  # the significance level of every decision (after FDR)
 VERDICTS = ("better", "worse", "higher", "lower", "equivalent", "inconclusive")
 

@@ -15,6 +15,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from config.wording import plural
+
 MIB = 1024 * 1024
 NVML_TEMPERATURE_GPU = 0  # pynvml.NVML_TEMPERATURE_GPU
 
@@ -85,7 +87,7 @@ class GpuReader:
             if count <= 0:
                 raise LookupError("no NVIDIA device found")
             if self.device_index >= count:
-                raise LookupError(f"device index {self.device_index} but only {count} device(s)")
+                raise LookupError(f"device index {self.device_index} but only {plural(count, 'device')}")
             self._handle = self._lib.nvmlDeviceGetHandleByIndex(self.device_index)
             name = self._lib.nvmlDeviceGetName(self._handle)
             self.device_name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)

@@ -52,7 +52,7 @@ def test_engine_down(tmp_path):
     proc = doctor(tmp_path, **ollama_settings(url))
     assert proc.returncode == 1
     assert lines_of(proc, "engine") == [f"[FAIL] engine: cannot reach Ollama at {url}: start it with `ollama serve`"]
-    assert proc.stdout.rstrip().endswith("NOT ready: 1 check(s) failed")
+    assert proc.stdout.rstrip().endswith("NOT ready: 1 check failed")
     assert "Traceback" not in proc.stderr
 
 
@@ -133,4 +133,4 @@ def test_run_preflight_api_and_ensure_ready(tmp_path, monkeypatch):
     assert str(info.value).startswith(f"preflight failed: engine: cannot reach Ollama at {url}")
     assert "\n" not in str(info.value)
     text = format_checks([Check("a", OK, "fine"), Check("b", FAIL, "broken")])
-    assert text.splitlines() == ["[ OK ] a: fine", "[FAIL] b: broken", "NOT ready: 1 check(s) failed"]
+    assert text.splitlines() == ["[ OK ] a: fine", "[FAIL] b: broken", "NOT ready: 1 check failed"]

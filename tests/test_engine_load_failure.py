@@ -55,7 +55,7 @@ def test_doctor_and_preflight_fail_on_a_library_that_cannot_load(tmp_path: Path)
                       "needs a recent NVIDIA driver and the CUDA runtime DLLs (cudart, cublas) of its CUDA version on "
                       "PATH; install them, or go back to the CPU build with tools/bootstrap.ps1 -LlamaCpp -Recreate "
                       "(see docs/troubleshooting.md)"]
-    assert doc.stdout.rstrip().endswith("check(s) failed")
+    assert doc.stdout.rstrip().endswith("failed") and "NOT ready:" in doc.stdout
     run = producer(["run", "--config", str(cfg), "--workers", "1"], queue, timeout=120, **env)
     assert run.returncode == 1
     assert run.stderr.strip().startswith("error: preflight failed: engine: llama-cpp-python's native library cannot load")

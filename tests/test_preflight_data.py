@@ -87,7 +87,7 @@ def test_unreachable_download_names_the_source_and_the_fix(tmp_path: Path) -> No
     assert nq == [f"[FAIL] data: nq_open: not downloaded yet ({dest} is missing) and the download cannot connect "
                   f"({url}): connect to the internet and run `python -m producer prepare`, or use the bundled "
                   "sample (data.nq_open: sample) or a local file (--data nq_open=PATH)"]
-    assert proc.stdout.rstrip().endswith("NOT ready: 1 check(s) failed")
+    assert proc.stdout.rstrip().endswith("NOT ready: 1 check failed")
     assert "Traceback" not in proc.stderr
 
 

@@ -34,7 +34,7 @@ def test_run_dry_run_completes_and_enqueue_is_idempotent(tmp_path):
     assert f"run {run_id} registered: 8 requests" in first.stdout
     again = producer(["enqueue", "--config", str(cfg), "--dry-run"], queue)
     assert again.returncode == 0, again.stderr
-    assert f"run {run_id} resumed" in again.stdout and "0 chunk message(s) queued" in again.stdout
+    assert f"run {run_id} resumed" in again.stdout and "0 chunk messages queued" in again.stdout
 
     done = producer(["run", "--config", str(cfg), "--dry-run", "--workers", "2"], queue)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -80,7 +80,7 @@ def test_analyse_trial_end_to_end(tmp_path: Path) -> None:
     assert open_block["n_items"] == 2
     assert open_block["metrics"]["false_answer_rate"]["delta_mean"] == pytest.approx((0 - 2 / 3) / 2)
     closed = sig["results"]["0.0"]["closed"]
-    assert set(closed["metrics"]) == {"em", "abstain_rate"}
+    assert set(closed["metrics"]) == {"em", "abstain_rate", "contains_answer"}
     assert set(closed["subgroups"]["dataset"]) == {"triviaqa", "nq_open"}
     assert closed["subgroups"]["dataset"]["nq_open"]["n_items"] == 1  # n = 1 subgroup still reported
     assert (results / "costs.json").is_file() and (results / "per_item_scores.csv").is_file()

@@ -69,7 +69,7 @@ def test_phrase_list_is_documented_and_normalised() -> None:
 def test_unanswerable_abstain_is_correct() -> None:
     for text in ("I don't know.", "I don’t know!", ""):
         assert score_response(UNANS, text, "open") == {
-            "em": 1.0, "f1": 1.0, "abstained": 1, "false_answer": 0, "unsupported": 0}
+            "em": 1.0, "f1": 1.0, "abstained": 1, "false_answer": 0, "unsupported": 0, "contains_answer": 1.0}
 
 
 def test_unanswerable_answer_is_false_answer() -> None:
@@ -81,7 +81,8 @@ def test_unanswerable_answer_is_false_answer() -> None:
 
 def test_answerable_wrong_is_not_false_answer() -> None:
     res = score_response(ANS, "The queen", "open")
-    assert res == {"em": 0.0, "f1": 0.0, "abstained": 0, "false_answer": 0, "unsupported": 1}
+    assert res == {"em": 0.0, "f1": 0.0, "abstained": 0, "false_answer": 0, "unsupported": 1,
+                   "contains_answer": 0.0}
     right = score_response(ANS, "king harold.", "open")
     assert right["em"] == 1.0 and right["f1"] == 1.0 and right["unsupported"] == 0
     idk = score_response(ANS, "I don't know", "open")
@@ -90,7 +91,8 @@ def test_answerable_wrong_is_not_false_answer() -> None:
 
 def test_closed_book_has_only_em_and_abstained() -> None:
     assert score_response(CLOSED, "paree!", "closed") == {
-        "em": 1.0, "f1": None, "abstained": 0, "false_answer": None, "unsupported": None}
+        "em": 1.0, "f1": None, "abstained": 0, "false_answer": None, "unsupported": None,
+        "contains_answer": 1.0}
     assert score_response(CLOSED, "Unknown.", "closed")["abstained"] == 1
     with pytest.raises(ValueError):
         score_response(CLOSED, "x", "book")

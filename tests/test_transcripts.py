@@ -32,7 +32,7 @@ from tests.support.queue_runs import (
 
 TEMPS = {"temps": [0.0, 0.7], "samples_per_item": {"0.0": 1, "0.7": 2}}  # 3 samples per item and condition
 PER_ITEM_SCORE = {"em": "em", "f1": "f1", "abstained": "abstain_rate", "false_answer": "false_answer_rate",
-                  "unsupported": "unsupported_rate"}
+                  "unsupported": "unsupported_rate", "contains_answer": "contains_answer"}
 
 
 def _prepared(tmp: Path, run_id: str) -> dict[str, dict]:

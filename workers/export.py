@@ -75,10 +75,14 @@ def write_trial_files(run_id: str, trial: str) -> dict[str, Any]:
     n_lines = _write_transcripts(conn, run_id, trial, results_dir)
     _write_local_costs(run_id, trial, results_dir, raw, [r["created_at"] for r in rows])
     estimated = any(r["engine"].get("usage_estimated") for r in raw)
-    cache_hits = sum(1 for r in raw if r["engine"].get("cache_hit"))  # answered from the response cache
+    # the trial's own requests answered from the response cache: one lookup each, as `cache stats` counts
+    # them; a sweep's shared control answer (shared_control_from) is the owner trial's lookup, counted apart
+    hit_rows = [r for r in raw if r["engine"].get("cache_hit")]
+    shared_hits = sum(1 for r in hit_rows if r["engine"].get("shared_control_from"))
+    cache_hits = len(hit_rows) - shared_hits
     return {"results_dir": results_dir, "reports_dir": layout.reports_dir(trial), "results": n_pred,
             "manifest": layout.trial_manifest(trial), "failed": len(errors), "usage_estimated": estimated, "layout": layout, "cache_hits": cache_hits,
-            "transcripts": n_lines}
+            "shared_cache_hits": shared_hits, "transcripts": n_lines}
 
 
 def _write_transcripts(conn: Any, run_id: str, trial: str, results_dir: Path) -> int:
@@ -125,11 +129,12 @@ def _update_manifest(info: dict[str, Any]) -> None:
     manifest = info["manifest"]
     rd = info["results_dir"]
     update_stage(manifest, "generated", "done", [rd / RAW_RESULTS_JSONL, rd / ERRORS_JSONL],
-                 results=info["results"], failed=info["failed"], cache_hits=info["cache_hits"])
+                 results=info["results"], failed=info["failed"], cache_hits=info["cache_hits"],
+                 **({"shared_cache_hits": info["shared_cache_hits"]} if info.get("shared_cache_hits") else {}))
     update_stage(manifest, "parsed", "done", [rd / PREDICTIONS_CSV, rd / TRANSCRIPTS_JSONL, rd / CONTEXTS_JSONL],
                  transcripts=info["transcripts"])
-    if info["usage_estimated"]:
-        mark_usage_estimated(manifest, True)
+    # recorded either way: a report must say "reported by the engine", not "not available" (issue 29)
+    mark_usage_estimated(manifest, bool(info["usage_estimated"]))
 
 
 def _analyse(run_id: str, info: dict[str, Any]) -> tuple[str, str | None]:

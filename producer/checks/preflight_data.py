@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.schema import EvalConfig
+from config.wording import plural
 from producer.checks.verdicts import FAIL, OK, Check
 from producer.inputs.datasets.data_errors import DataError
 from producer.inputs.datasets.sources import load_items, resolve_source
@@ -89,7 +90,7 @@ def _local_check(source: DatasetSource, what: str) -> Check:
         return Check("data", FAIL, str(exc))
     except OSError as exc:
         return Check("data", FAIL, f"{dataset}: cannot read {path}: {exc.strerror or exc}")
-    return Check("data", OK, f"{dataset}: {what} {path} ({len(items)} items)")
+    return Check("data", OK, f"{dataset}: {what} {path} ({plural(len(items), 'item')})")
 
 
 def _download_check(dataset: str, url: str, dest: Path) -> Check:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from config.checks import FAIL, INFO, OK, URL_CREDENTIALS, WARN, Check  # noqa: F401 - the shared verdicts, re-exported
 from config.secrets import redact_secrets
+from config.wording import plural
 
 
 def can_start(checks: list[Check]) -> bool:
@@ -21,7 +22,7 @@ def format_checks(checks: list[Check]) -> str:
     """doctor's text (every known key redacted, whatever a server said in a check)."""
     lines = [redact_secrets(c.line()) for c in checks]
     failures = sum(1 for c in checks if c.failed)
-    lines.append("ready: the run can start" if not failures else f"NOT ready: {failures} check(s) failed")
+    lines.append("ready: the run can start" if not failures else f"NOT ready: {plural(failures, 'check')} failed")
     return "\n".join(lines)
 
 

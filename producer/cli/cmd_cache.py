@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from config.wording import plural
 from producer.cli.command import command
 from producer.host.console import UserError, make_console_safe, one_line_errors
 
@@ -43,10 +44,12 @@ def _stats(path: Path, as_json: bool) -> None:
     if not out["exists"]:
         click.echo(f"no response cache at {path} (set cache: true in the config to use one)")
         return
-    click.echo(f"response cache {path}: {out['entries']} answers, reused {out['hits']} times, "
-               f"{_mib(out['size_bytes'])} on disk")
+    # a reuse is one request answered from the cache: the sum of the runs' stage_status.generated.cache_hits
+    # (a sweep's shared control answer is looked up once, whatever number of trials it is copied to)
+    click.echo(f"response cache {path}: {plural(out['entries'], 'answer')}, reused {plural(out['hits'], 'time')} (requests answered "
+               f"from it), {_mib(out['size_bytes'])} on disk")
     for g in groups:
-        click.echo(f"  {g['engine']:<10} {g['model']} ({g['model_id'][:19]}): {g['entries']} answers, "
+        click.echo(f"  {g['engine']:<10} {g['model']} ({g['model_id'][:19]}): {plural(g['entries'], 'answer')}, "
                    f"{g['hits']} reuses, {_mib(g['bytes'])}, last used {_when(g['last_at'])} UTC")
 
 

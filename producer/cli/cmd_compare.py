@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from config.contract import CONDITIONS, PREDICTIONS_CSV
+from config.wording import plural
 from producer.cli.command import command
 from producer.host.console import UserError, make_console_safe, one_line_errors
 from producer.runs.layout import ComparisonFolder, RunFolder, RunLayout, TrialFolder, validate_run_id
@@ -105,7 +106,7 @@ def compare(side_a: str, side_b: str, partial: bool, allow_different_inputs: boo
     for a, b in sides:
         pair = out.pair(a.condition if a.condition == b.condition else f"{a.condition}_vs_{b.condition}")
         summary = write_comparison(a, b, pair, cfg, prepared, allow_different_inputs, report=not no_report)
-        click.echo(f"{a.label} (as control) vs {b.label} (as treatment): {summary['paired']} paired answers, "
+        click.echo(f"{a.label} (as control) vs {b.label} (as treatment): {plural(summary['paired'], 'paired answer')}, "
                    f"{len(summary['only_a'])} only in A, {len(summary['only_b'])} only in B")
         for role, scorer in summary["scorers"].items():
             if "scoring/rules.py" not in scorer:

@@ -8,6 +8,7 @@ import click
 
 from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
+from config.wording import plural
 from producer.cli.command import command
 from producer.cli.common import (
     config_option,
@@ -52,8 +53,8 @@ def enqueue(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], 
         s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed,
                         force=force, yes=yes, reconcile=reconcile_run)
     verb = "registered" if s.created else "resumed"
-    click.echo(f"run {s.run_id} {verb}: {s.total} requests in {len(s.trials)} trial(s), engine {s.engine}; "
-               f"{s.enqueued} chunk message(s) queued")
+    click.echo(f"run {s.run_id} {verb}: {plural(s.total, 'request')} in {plural(len(s.trials), 'trial')}, engine {s.engine}; "
+               f"{plural(s.enqueued, 'chunk message')} queued")
     click.echo(f"results: {s.run_dir}")
     click.echo("start workers: python -m workers -w 2   (Linux/macOS also: huey_consumer producer.huey -w 2 -k process)")
     click.echo(f"watch: python -m producer status --run-id {s.run_id} --watch")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from config.wording import plural
 from producer.cli.command import command
 from producer.host.console import UserError, make_console_safe, one_line_errors
 
@@ -30,4 +31,4 @@ def parse(results_jsonl: Path, out_csv: Path) -> None:
         raise UserError(str(exc)) from None
     except UnicodeDecodeError:
         raise UserError(f"{results_jsonl}: not UTF-8 text") from None
-    click.echo(f"wrote {n} rows to {out_csv}")
+    click.echo(f"wrote {plural(n, 'row')} to {out_csv}")

@@ -13,6 +13,7 @@ from config.engines import is_dry_run_engine
 from config.lookup import apply_data_overrides
 from config.schema import EvalConfig
 from config.secrets import redact_logging
+from config.wording import plural
 from producer.cli.command import command
 from producer.cli.common import (
     config_option,
@@ -184,8 +185,8 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
                 else:
                     s = enqueue_run(cfg, config_path, run_id, limit_items, dry_run, data_overrides, retry_failed,
                                     force=force, yes=yes, reconcile=reconcile_run)
-            click.echo(f"run {s.run_id}: {s.total} requests, {len(s.trials)} trial(s), engine {s.engine}, "
-                       f"{workers} worker(s)")
+            click.echo(f"run {s.run_id}: {plural(s.total, 'request')}, {plural(len(s.trials), 'trial')}, engine {s.engine}, "
+                       f"{plural(workers, 'worker')}")
             st = wait_for_run(s.run_id, pool)
         except KeyboardInterrupt:
             click.echo("")
@@ -212,7 +213,7 @@ def run(cfg: EvalConfig | None, config_path: Path | None, data_overrides: dict[s
         raise SystemExit(exit_codes.NOT_WRITTEN if not_written else exit_codes.STOPPED)
     tot = st.totals
     hits = _cache_hits(s.run_id)
-    click.echo(f"done: {tot.done} results, {tot.failed} failed"
+    click.echo(f"done: {plural(tot.done, 'result')}, {tot.failed} failed"
                + (f" ({hits} answered from the response cache)" if hits else ""))
     run_folder = RunFolder(Path(st.run_dir))
     for name, t in st.trials.items():

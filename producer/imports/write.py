@@ -130,13 +130,14 @@ def _prediction_rows(log: ForeignLog, dataset: str, type_: str, ids: list[str], 
 
 def _foreign_per_item(rows: list[dict[str, Any]], scores: dict[str, float], out: Path) -> Path:
     """per_item_scores.csv from the tool's scores: em (and f1 on open-book) is its score; abstention is
-    ours (it reads the response only); the open-book rates that need our gold stay empty."""
+    ours (it reads the response only); the rates that need our gold (false answers, unsupported, contains
+    answer) stay empty."""
     frame = pd.DataFrame([{"item_key": item_key(r["dataset"], r["item_id"]), "type": r["type"],
                            "condition": r["condition"], "temp": r["temp"], "em": scores[r["custom_id"]],
                            "f1": scores[r["custom_id"]] if r["type"] == "open" else None,
                            "abstained": float(abstains(r["response_text"])), "false_answer": None,
-                           "unsupported": None} for r in rows])
-    for column in ("em", "f1", "abstained", "false_answer", "unsupported"):
+                           "unsupported": None, "contains_answer": None} for r in rows])
+    for column in ("em", "f1", "abstained", "false_answer", "unsupported", "contains_answer"):
         frame[column] = frame[column].astype(float)
     return write_per_item_csv(aggregate(frame), out / PER_ITEM_SCORES_CSV)
 

@@ -141,8 +141,11 @@ def live_worker_pids(conn: sqlite3.Connection) -> set[int]:
 
 
 def cache_hits(conn: sqlite3.Connection, run_id: str) -> int:
-    """Results of the run answered from the response cache (their engine facts say ``cache_hit``)."""
-    return int(conn.execute("select count(*) from results where run_id = ? and json_extract(engine, '$.cache_hit')",
+    """Requests of the run answered from the response cache (their engine facts say ``cache_hit``): one
+    lookup each, as ``cache stats`` counts reuses; a sweep's copies of a shared answer (engine fact
+    ``shared_control_from``) are the same lookup and are not counted again (issue 29)."""
+    return int(conn.execute("select count(*) from results where run_id = ? and json_extract(engine, '$.cache_hit')"
+                            " and json_extract(engine, '$.shared_control_from') is null",
                             (run_id,)).fetchone()[0])
 
 

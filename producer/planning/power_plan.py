@@ -26,7 +26,7 @@ from scoring.power import items_needed, min_detectable_effect
 
 POWER = 0.8
 ALPHA = 0.05
-TESTS_PER_BLOCK = {"open": 6, "closed": 3}  # McNemar + one Wilcoxon per metric (scoring/stats.py METRICS)
+TESTS_PER_BLOCK = {"open": 7, "closed": 4}  # McNemar + one Wilcoxon per metric (scoring/stats.py METRICS)
 
 
 def family_size(plan: Plan) -> int:

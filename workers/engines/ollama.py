@@ -20,6 +20,7 @@ from config.engines import OLLAMA_DEFAULT_ENDPOINT
 from config.sampler import NEUTRAL_SAMPLER
 from config.schema import EvalConfig
 from config.token_count import Counter, Messages, chars_estimate, plain_transcript, text_estimate
+from config.wording import plural
 from workers.engines.base import EngineError, EngineResult, GenerationParams
 from workers.engines.http_common import PREFLIGHT_TIMEOUT_S, HttpEngine, pull_hint
 from workers.engines.tokens import complete_usage
@@ -173,7 +174,7 @@ class OllamaEngine(HttpEngine):
                 tags = engine.tags(timeout_s=PREFLIGHT_TIMEOUT_S)
             except EngineError as exc:
                 return [Check("engine", FAIL, str(exc))], facts
-            checks = [Check("engine", OK, f"Ollama at {engine.base_url} answers ({len(tags)} model(s) pulled)")]
+            checks = [Check("engine", OK, f"Ollama at {engine.base_url} answers ({plural(len(tags), 'model')} pulled)")]
             names = {str(t.get("name")) for t in tags} | {str(t.get("model")) for t in tags}
             if model not in names and f"{model}:latest" not in names:
                 checks.append(Check("model", FAIL, pull_hint("Ollama", model)))
