@@ -22,13 +22,25 @@ def _clustered_of(sig: dict[str, Any] | None, temp: str, type_: str) -> dict[str
     return cl if isinstance(cl, dict) and cl.get("unit") == PARAGRAPH else None
 
 
+# Fewer paragraphs than this: a percentile cluster bootstrap covers well under 95 % itself (74-84 % with 6,
+# about 90 % with 20: tools/coverage_sim.py --paragraphs N), so the headline keeps the item-level figures
+# and says the items share too few paragraphs to correct for (docs/statistics.md, Clustered inference).
+MIN_HEADLINE_PARAGRAPHS = 20
+
+
 def prefer_clustered(row: EffectRow, sig: dict[str, Any] | None) -> EffectRow:
     """``row`` with the clustered interval, permutation p and its q (the clustered BH family) when its
-    block's items share paragraphs; unchanged otherwise (closed-book, older files, one item a paragraph)."""
+    block's items share at least MIN_HEADLINE_PARAGRAPHS paragraphs; with fewer, the item-level row and a
+    note; unchanged otherwise (closed-book, older files, one item a paragraph)."""
     cl = _clustered_of(sig, row.temp, row.type)
     metric = (cl.get("metrics") or {}).get(row.metric) if cl else None
     if row.dataset is not None or not isinstance(metric, dict):
         return row
+    n_clusters = int(cl.get("n_clusters") or 0)
+    if n_clusters < MIN_HEADLINE_PARAGRAPHS:
+        return dataclasses.replace(row, clustered_note=(
+            f"the {row.n_items} items share only {n_clusters} paragraphs, too few to correct the interval for "
+            "clustering (read it as too narrow)"))
     low, high = _interval(metric.get("ci_95"))
     return dataclasses.replace(row, ci_low=low, ci_high=high, p_value=num(metric.get("perm_p_value")),
                                q_value=num(metric.get("q_value")), clustered=PARAGRAPH)

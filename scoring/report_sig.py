@@ -37,6 +37,7 @@ class EffectRow:
     verdict: str | None = None  # better / worse / higher / lower / equivalent / inconclusive (verdicts.py)
     verdict_reason: str | None = None
     clustered: str | None = None  # "paragraph": interval and p from significance.json's clustered entry
+    clustered_note: str | None = None  # why the headline kept item-level figures where paragraphs exist
 
     @property
     def decisive_p(self) -> float | None:

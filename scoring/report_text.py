@@ -205,6 +205,8 @@ def effect_sentence(row: EffectRow, means: pd.DataFrame | None, prefix_temp: boo
     stats = f"95% CI {fmt_ci(row)} points, {pname} = {fmt_p(row.decisive_p)}"
     if row.clustered:
         stats = f"95% CI {fmt_ci(row)} points, {pname} = {fmt_p(row.decisive_p)}, clustered by {row.clustered}"
+    elif row.clustered_note:
+        stats += f"; {row.clustered_note}"
     if row.n_items is not None:
         stats += f", {plural(row.n_items, 'paired item')}"
     size = f"{abs(100 * row.delta):.1f} points"
