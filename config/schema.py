@@ -103,6 +103,7 @@ class EvalConfig(_Strict):
     sweep: Sweep | None = None
     trials: list[TrialSpec] = Field(default_factory=list)
     cache: bool = False  # answer repeated deterministic requests from the local response cache
+    aa: bool = False  # also run control against itself: the noise floor (docs/statistics.md, "Noise floor (A/A)")
     enable_local_telemetry: bool = True
     prevent_sleep: bool = True
     tokenizer: str | None = None

@@ -15,6 +15,7 @@ from config.schema import EvalConfig
 from config.secrets import redact_logging
 from producer.cli.command import command
 from producer.cli.common import (
+    aa_option,
     config_option,
     data_option,
     dry_run_option,
@@ -124,6 +125,7 @@ def _echo_trial(trial: TrialFolder, t: TrialStatus) -> None:
 @command()
 @config_option(unless="resume")  # a resume reads the settings recorded with the run, not a config file
 @pick_options
+@aa_option
 @data_option
 @limit_items_option
 @click.option("--workers", "-w", "workers", type=click.IntRange(min=1, max=64), default=2, show_default=True)
