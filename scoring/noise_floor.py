@@ -19,6 +19,8 @@ from typing import Any
 
 from config.atomic import write_json_atomic
 from config.contract import NOISE_FLOOR_JSON, PER_ITEM_SCORES_CSV, PREDICTIONS_CSV
+from producer.runs.layout import TrialFolder
+from producer.runs.trials import aa_pairs
 
 CONFIDENCE = 0.95
 SCHEMA_VERSION = 1
@@ -156,9 +158,6 @@ def write_noise_floor(measured: Path, aa: Path, confidence: float = CONFIDENCE) 
 
 def partner_folders(results_dir: Path, cfg: Any) -> tuple[Path, Path] | None:
     """(measured trial's results, its A/A trial's results) when ``results_dir`` belongs to such a pair."""
-    from producer.runs.layout import TrialFolder
-    from producer.runs.trials import aa_pairs
-
     if cfg is None or not getattr(cfg, "aa", False):
         return None
     trial = TrialFolder.of_results(results_dir)
