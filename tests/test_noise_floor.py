@@ -66,6 +66,20 @@ def test_aa_adds_one_twin_trial_per_trial_with_the_control_prompt_in_both_arms(t
     assert twin["treatment"].trial != main["treatment"].trial  # ... but its own trial: its own ledger rows
 
 
+def test_the_aa_trial_manifest_names_the_prompt_it_sent(tmp_path):
+    """The twin's "treatment" arm sent the control prompt: its manifest (and transcripts) say that file."""
+    from producer.runs.manifests import build_trial_manifest
+
+    cfg = _cfg(tmp_path, aa=True)
+    main, twin = expand_trials(cfg)
+    pset = cfg.prompt_sets["default"]
+    assert main.prompt_file(cfg, "treatment") == pset.treatment and twin.prompt_file(cfg, "treatment") == pset.control
+    data = build_trial_manifest(cfg, twin, "r1", [], dry_run=True).model_dump(mode="json")
+    assert data["prompts"]["treatment"] == data["prompts"]["control"]
+    assert data["trial"]["aa_of"] == main.slug
+    assert "aa_of" not in build_trial_manifest(cfg, main, "r1", [], dry_run=True).model_dump(mode="json")["trial"]
+
+
 def test_plan_counts_the_extra_requests(tmp_path):
     sizes = {"squad_v2": 4, "triviaqa": 3, "nq_open": 0}
     off = make_plan(_cfg(tmp_path, sizes=sizes), tmp_path / "c.yaml")

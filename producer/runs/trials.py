@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from config.schema import EvalConfig, MaxNewTokens
 from producer.runs.layout import safe_slug
@@ -30,6 +31,12 @@ class Trial:
 
     def max_tokens_for(self, type_: str) -> int:
         return self.max_new_tokens.open_book if type_ == "open" else self.max_new_tokens.closed_book
+
+    def prompt_file(self, cfg: EvalConfig, condition: str) -> Path:
+        """The system prompt file this trial sends under ``condition``: an A/A trial's two arms both send
+        the control's."""
+        pset = cfg.prompt_sets[self.prompt_set]
+        return pset.control if condition == "control" or self.aa_of else pset.treatment
 
 
 def model_short(model: str) -> str:
