@@ -57,7 +57,7 @@ def noise_floor_section(data: ReportData) -> list[Block]:
             if m.get("within_noise") and e.get("delta") not in (None, 0):
                 warnings.append(f"{where}: the {METRIC_LABELS.get(metric, metric)} effect ({fmt_pts(e.get('delta'))} "
                                 f"points) is within the A/A noise (up to {fmt_pts(m.get('noise_band'), False)} points).")
-    out += [Para(f"Warning: {w}", "warning") for w in warnings[:12]]
+    out += [Para(w, "warning") for w in warnings[:12]]
     if len(warnings) > 12:
         out.append(Para(f"... and {len(warnings) - 12} more effects within the noise (table below).", "warning"))
     out.append(Table(["where", "A/A flip rate", "95% CI", "treatment flip rate", "95% CI", "verdict"], flips,
