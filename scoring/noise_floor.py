@@ -13,6 +13,7 @@ A/A pair and of the real pair, each with its Wilson interval, and per metric the
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from config.atomic import write_json_atomic
 from config.contract import NOISE_FLOOR_JSON, PER_ITEM_SCORES_CSV, PREDICTIONS_CSV
 from producer.runs.layout import TrialFolder
 from producer.runs.trials import aa_pairs
+
+log = logging.getLogger("scoring")
 
 CONFIDENCE = 0.95
 SCHEMA_VERSION = 1
@@ -182,5 +185,9 @@ def refresh(results_dir: Path, cfg: Any) -> Path | None:
     needed = [folder / name for folder in pair for name in (PREDICTIONS_CSV, PER_ITEM_SCORES_CSV)]
     if not all(p.is_file() for p in needed):
         return None  # the other trial is not analysed yet: its own analysis writes the file
-    write_noise_floor(measured, aa)
+    try:
+        write_noise_floor(measured, aa)
+    except (ValueError, KeyError) as exc:  # unreadable inputs: the trial's own analysis and report go on
+        log.warning("noise floor of %s not computed: %s", measured.parent.name, " ".join(str(exc).split()))
+        return None
     return aa if Path(results_dir) == measured else measured

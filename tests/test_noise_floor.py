@@ -262,3 +262,6 @@ def test_refresh_waits_for_both_trials_then_writes(tmp_path):
     assert nf.refresh(aa, cfg) == measured  # the measured trial's report is the one to render again
     assert (measured / NOISE_FLOOR_JSON).is_file() and (aa / NOISE_FLOOR_JSON).is_file()
     assert nf.refresh(measured, _cfg(tmp_path)) is None  # aa off: nothing to do
+    (aa / PREDICTIONS_CSV).write_text("custom_id,condition\n", encoding="utf-8")  # damaged: no pairs can be read
+    (measured / NOISE_FLOOR_JSON).unlink()
+    assert nf.refresh(aa, cfg) is None and not (measured / NOISE_FLOOR_JSON).exists()  # no crash, no half file
