@@ -41,6 +41,7 @@ TELEMETRY_CSV = "telemetry.csv"
 TRIAL_MANIFEST_JSON = "trial_manifest.json"
 TRANSCRIPTS_JSONL = "transcripts.jsonl"  # one line per item x temp x sample (CONTRACT section 10)
 CONTEXTS_JSONL = "contexts.jsonl"  # each open-book context once, by context_id (CONTRACT section 10)
+NOISE_FLOOR_JSON = "noise_floor.json"  # config aa: the A/A noise floor beside the effect (CONTRACT section 9)
 
 PER_ITEM_COLUMNS = (
     "abstain_rate",

@@ -21,8 +21,10 @@ from config.contract import (
 )
 from config.schema import EvalConfig
 from producer.host.console import UserError
+from producer.runs.layout import TrialFolder
 from producer.runs.manifests import update_stage
 from scoring.costs import write_costs
+from scoring.noise_floor import refresh as refresh_noise_floor
 from scoring.report import write_report
 from scoring.score_predictions import score_predictions
 from scoring.stats import run_stats
@@ -68,6 +70,7 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
     _stage(manifest, "scored", score)
     _stage(manifest, "stats", lambda: [run_stats(per_item, cfg.stats, sig, Path(prepared_dir))])
     _stage(manifest, "costs", lambda: [write_costs(pred, costs, cfg, manifest)])
+    partner = refresh_noise_floor(results_dir, cfg)  # aa: true; the partner trial's report shows it too
     out: dict[str, Any] = {"scored": str(per_item), "stats": str(sig), "costs": str(costs), "report": None,
                            "headline": []}
     if reports_dir is None:
@@ -87,4 +90,6 @@ def analyse_trial(results_dir: Path, prepared_dir: Path, cfg: EvalConfig, report
     written = _stage(manifest, "report", report, headline=headline)
     out["report"] = str(next(p for p in written if p.name == "report.html"))
     out["headline"] = headline
+    if partner is not None and TrialFolder.of_results(partner).report_html.is_file():
+        write_report(partner, None, cfg, prepared_dir=Path(prepared_dir))
     return out

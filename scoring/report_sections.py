@@ -15,6 +15,7 @@ from scoring import figures
 from scoring.report_changed import changed_section
 from scoring.report_clustered import clustered_sentence
 from scoring.report_data import ReportData, is_dry_run
+from scoring.report_noise import noise_floor_section
 from scoring.report_quality import quality_section
 from scoring.report_sig import blocks, effect_rows, num, selective_curves, temps
 from scoring.report_text import (
@@ -299,6 +300,7 @@ def build_document(data: ReportData, fig_dir: Path | None, title: str) -> list[B
                     "note"))
     doc += settings_section(data)
     doc += results_section(data, fig_dir)
+    doc += noise_floor_section(data)  # aa: true only (scoring/report_noise.py)
     doc += changed_section(data.paired_items, data.paired_problem)
     doc += quality_section(data)
     doc += costs_section(data, fig_dir)

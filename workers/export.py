@@ -97,8 +97,8 @@ def _write_transcripts(conn: Any, run_id: str, trial: str, results_dir: Path) ->
         log.warning("transcripts of %s without questions or scores: %s", trial, exc)
         items = []
     write_jsonl_atomic(results_dir / CONTEXTS_JSONL, context_rows(items))
-    pset = next((cfg.prompt_sets[t.prompt_set] for t in expand_trials(cfg) if t.slug == trial), None)
-    files = {c: Path(getattr(pset, c)).as_posix() if pset is not None else None for c in CONDITIONS}
+    spec = next((t for t in expand_trials(cfg) if t.slug == trial), None)
+    files = {c: spec.prompt_file(cfg, c).as_posix() if spec is not None else None for c in CONDITIONS}
     count = 0
 
     def lines() -> Any:

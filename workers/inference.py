@@ -39,7 +39,7 @@ from workers.engines.base import (
 from workers.engines.health import FailureWindow, answers_at_all, wait_until_answering
 from workers.engines.http_common import EngineTimeoutError, EngineUnreachableError
 from workers.parent_watch import parent_gone
-from workers.response_cache import cache_for
+from workers.response_cache import cache_for, regenerated
 from workers.worker_state import STOP, engine_for, set_in_flight
 
 log = logging.getLogger("workers")
@@ -162,7 +162,7 @@ def _note_telemetry(cfg: EvalConfig, req: sqlite3.Row, result: EngineResult) -> 
 def _remember(cfg: EvalConfig, engine: Engine, req: sqlite3.Row, result: EngineResult) -> None:
     """``cache: true``: keep a deterministic answer for later runs (workers.response_cache)."""
     cache = cache_for(cfg, engine.name, req["model"])
-    if cache is not None:
+    if cache is not None and not regenerated(cfg, req["trial"], req["condition"]):
         cache.remember(*_messages(req), result)
 
 
@@ -175,7 +175,7 @@ def _answer_from_cache(rows: list[sqlite3.Row], cfg: EvalConfig, engine_name: st
         return rows
     todo = []
     for req in rows:
-        result = cache.lookup(*_messages(req))
+        result = None if regenerated(cfg, req["trial"], req["condition"]) else cache.lookup(*_messages(req))
         if result is None:
             todo.append(req)
         else:

@@ -41,6 +41,7 @@ from producer.ledger.response_cache import (
     put_response,
     remember_file_hash,
 )
+from producer.runs.trials import aa_pairs
 from workers.engines.base import EngineResult, GenerationParams, Usage
 from workers.engines.registry import cache_identity_hook
 
@@ -149,6 +150,12 @@ class ResponseCache:
                          json.dumps(payload, ensure_ascii=False, default=str))
         except (sqlite3.Error, UserError) as exc:
             _give_up(exc)
+
+
+def regenerated(cfg: EvalConfig, trial: str, condition: str) -> bool:
+    """An A/A arm (config ``aa``: the control asked again, under the "treatment" label of its A/A trial)
+    must be generated anew: a cached answer would be the first arm's, and the noise floor would read 0."""
+    return bool(cfg.aa) and condition == "treatment" and trial in aa_pairs(cfg)
 
 
 def cache_for(cfg: EvalConfig, engine: str, model: str) -> ResponseCache | None:

@@ -8,13 +8,21 @@ import click
 
 from config.schema import EvalConfig
 from producer.cli.command import command
-from producer.cli.common import config_option, data_option, limit_items_option, pick_options, yes_option
+from producer.cli.common import (
+    aa_option,
+    config_option,
+    data_option,
+    limit_items_option,
+    pick_options,
+    yes_option,
+)
 from producer.host.console import one_line_errors
 
 
 @command()
 @config_option
 @pick_options
+@aa_option
 @data_option
 @limit_items_option
 @yes_option

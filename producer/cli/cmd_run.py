@@ -16,6 +16,7 @@ from config.secrets import redact_logging
 from config.wording import plural
 from producer.cli.command import command
 from producer.cli.common import (
+    aa_option,
     config_option,
     data_option,
     dry_run_option,
@@ -127,6 +128,7 @@ def _echo_trial(trial: TrialFolder, t: TrialStatus) -> None:
 @command()
 @config_option(unless="resume")  # a resume reads the settings recorded with the run, not a config file
 @pick_options
+@aa_option
 @data_option
 @limit_items_option
 @click.option("--workers", "-w", "workers", type=click.IntRange(min=1, max=64), default=2, show_default=True)

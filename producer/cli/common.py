@@ -113,6 +113,24 @@ def pick_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def aa_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds ``--aa`` (below ``config_option``): the config's ``aa: true`` for this command, i.e. control also
+    against itself, to measure the noise floor (docs/statistics.md, "Noise floor (A/A)")."""
+
+    @click.option("--aa", "aa", is_flag=True, default=False,
+                  help="Also run control against itself (an A/A trial per trial): the noise floor.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, aa: bool = False, **kwargs: Any) -> Any:
+        cfg = kwargs.get("cfg")
+        if aa and cfg is None:
+            fail("error: --aa applies to a new run (a resumed run keeps the settings it was created with)", 2)
+        if aa and not cfg.aa:
+            kwargs["cfg"] = cfg.model_copy(update={"aa": True})
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
 def with_picks(cfg: EvalConfig, prompt_set: str | None, model: str | None) -> EvalConfig:
     """``cfg`` with ``--prompt-set`` / ``--model`` applied, validated like the config file; one line if not."""
     if cfg.trials or cfg.sweep:

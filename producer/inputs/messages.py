@@ -6,6 +6,7 @@ conditions and only the system prompt differs. Every backend sends what this mod
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ class PromptTexts:
 
     def instruction(self, type_: str) -> str:
         return self.open_book if type_ == "open" else self.closed_book
+
+    def control_twice(self) -> PromptTexts:
+        """An A/A trial's prompts: the control prompt in both arms (docs/statistics.md, "Noise floor (A/A)")."""
+        return dataclasses.replace(self, treatment=self.control)
 
 
 def _read(path: Path) -> str:

@@ -86,8 +86,10 @@ def iter_trial_requests(
     conditions: Iterable[str] = CONDITIONS,
 ) -> Iterator[Request]:
     """Requests of one trial: temperature → condition → type → paragraph → item → sample (prefix-aware
-    order, ``prefix_order``)."""
+    order, ``prefix_order``). An A/A trial (``trial.aa_of``) sends the control prompt in both arms."""
     items = prefix_order(cfg, items)
+    if trial.aa_of:
+        texts = texts.control_twice()
     for temp in trial.temps:
         label = temp_label(temp)
         k = cfg.samples_for(temp)

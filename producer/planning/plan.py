@@ -98,6 +98,7 @@ def trial_counts(plan: Plan, trial: Trial) -> dict[str, dict[str, dict[str, int]
     prompt tokens are estimates (~4 characters per token), completion tokens the max_new_tokens bound."""
     cfg = plan.cfg
     texts = load_prompt_texts(cfg, trial.prompt_set)
+    texts = texts.control_twice() if trial.aa_of else texts
     per_condition: dict[str, int] = {}  # prompt tokens of one pass over the items
     for condition in CONDITIONS:
         total = 0
@@ -212,6 +213,11 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
         unknown = (f", of which {generated:,} are generated ({total - generated:,} reuse another trial's answer)"
                    + unknown)
     out.append(f"total requests: {total:,}{unknown} (prompt tokens are estimates, ~4 characters per token)")
+    aa = aa_requests(cfg, plan.trials, len(plan.items))
+    if cfg.aa:
+        out.append(f"A/A (noise floor): {aa:,}{plan.unknown_note(aa_requests(cfg, plan.trials, 1))} of these ask the "
+                   "control again, generated anew (response cache bypassed); as many A/A control requests reuse "
+                   "their trial's control answers")
     usd = usd_estimate(plan, counts)
     if usd is not None and not plan.items:
         out.append("estimated cost: unknown until the datasets are downloaded (python -m producer prepare)")
@@ -251,6 +257,7 @@ def plan_json(plan: Plan, extra_lines: list[str] | None = None) -> dict[str, Any
                    for t, c in zip(plan.trials, counts, strict=True)],
         "total_requests": len(plan.items) * per_item,
         "generated_requests": generated_count(cfg, plan.trials, plan.items),
+        "aa_requests": aa_requests(cfg, plan.trials, len(plan.items)),
         "complete": plan.complete,
         "estimated_cost": usd_estimate(plan, counts),
         "notes": list(extra_lines or []),
@@ -261,6 +268,12 @@ def plan_json(plan: Plan, extra_lines: list[str] | None = None) -> dict[str, Any
 def requests_per_item(cfg: EvalConfig, trials: list[Trial]) -> int:
     """Requests one item adds over every trial, temperature, condition and sample."""
     return sum(cfg.samples_for(t) * len(CONDITIONS) for trial in trials for t in trial.temps)
+
+
+def aa_requests(cfg: EvalConfig, trials: list[Trial], n_items: int) -> int:
+    """Requests generated again for the A/A trials (their "treatment" arm, the control prompt): the extra
+    work ``aa: true`` costs; their control arm is shared with the trial they measure (sweep_share)."""
+    return sum(n_items * cfg.samples_for(t) for trial in trials if trial.aa_of for t in trial.temps)
 
 
 def run_size(plan: Plan) -> tuple[int, float]:

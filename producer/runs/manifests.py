@@ -359,7 +359,6 @@ def build_trial_manifest(
 ) -> TrialManifest:
     from config.token_count import prompt_text_counter  # lazy: keeps the task modules light to import
 
-    pset = cfg.prompt_sets[trial.prompt_set]
     stages = FIREWORKS_STAGES if is_batch(cfg.backend) else LOCAL_STAGES
     on_llama_cpp = in_process(cfg)  # the GGUF's own tokenizer counts the prompt tokens
     counter, how_counted = prompt_text_counter(cfg.tokenizer, trial.model if on_llama_cpp else None)
@@ -381,12 +380,13 @@ def build_trial_manifest(
             "max_new_tokens": trial.max_new_tokens.model_dump(mode="json"),
             "stop": list(cfg.stop),
             "seed": cfg.seed,
+            **({"aa_of": trial.aa_of} if trial.aa_of else {}),
         },
         "prompts": {
             "prompt_set": trial.prompt_set,
             "token_counts": how_counted,
-            "control": _prompt_entry(pset.control, counter),
-            "treatment": _prompt_entry(pset.treatment, counter),
+            "control": _prompt_entry(trial.prompt_file(cfg, "control"), counter),
+            "treatment": _prompt_entry(trial.prompt_file(cfg, "treatment"), counter),
             "open_book_instruction": _prompt_entry(cfg.task_instructions.open_book, counter),
             "closed_book_instruction": _prompt_entry(cfg.task_instructions.closed_book, counter),
         },

@@ -6,8 +6,10 @@ every setting that reaches its requests, and its slug (CONTRACT section 9) is un
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from config.schema import EvalConfig, MaxNewTokens
 from producer.runs.layout import safe_slug
@@ -23,9 +25,18 @@ class Trial:
     top_k: int | None
     max_new_tokens: MaxNewTokens
     overrides: dict = field(default_factory=dict, compare=False, hash=False)
+    # A/A (config ``aa``): the trial whose control this one asks again; its "treatment" arm sends the
+    # control prompt (docs/statistics.md, "Noise floor (A/A)")
+    aa_of: str | None = None
 
     def max_tokens_for(self, type_: str) -> int:
         return self.max_new_tokens.open_book if type_ == "open" else self.max_new_tokens.closed_book
+
+    def prompt_file(self, cfg: EvalConfig, condition: str) -> Path:
+        """The system prompt file this trial sends under ``condition``: an A/A trial's two arms both send
+        the control's."""
+        pset = cfg.prompt_sets[self.prompt_set]
+        return pset.control if condition == "control" or self.aa_of else pset.treatment
 
 
 def model_short(model: str) -> str:
@@ -107,4 +118,26 @@ def expand_trials(cfg: EvalConfig) -> list[Trial]:
                 overrides={k: v for k, v in spec.items() if v is not None},
             )
         )
+    if cfg.aa:
+        trials += [aa_trial(t, seen) for t in list(trials)]
     return trials
+
+
+AA_SUFFIX = "-aa"
+
+
+def aa_trial(trial: Trial, taken: set[str]) -> Trial:
+    """The A/A twin of ``trial``: same model and settings, control against itself, its own slug (so its
+    custom_ids live in their own trial and its answers are generated, not shared or read from a cache)."""
+    slug = base = safe_slug(f"{trial.slug}{AA_SUFFIX}", "trial")
+    n = 2
+    while slug.lower() in taken:
+        slug = f"{base}-{n}"
+        n += 1
+    taken.add(slug.lower())
+    return dataclasses.replace(trial, slug=slug, aa_of=trial.slug)
+
+
+def aa_pairs(cfg: EvalConfig) -> dict[str, str]:
+    """{A/A trial slug: the trial it measures} of this config (empty unless ``aa: true``)."""
+    return {t.slug: t.aa_of for t in expand_trials(cfg) if t.aa_of}
