@@ -145,6 +145,19 @@ class StatsConfig(_Strict):
     risk_thresholds: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     tost_margins: dict[str, float] = Field(default_factory=lambda: {"em": 0.02, "f1": 0.02})
     tost_alpha: float = Field(0.05, gt=0, lt=1)
+    # per-group comparisons by an item label of a custom dataset (``"meta": {"category": ...}`` on its rows)
+    subgroups: list[str] = Field(default_factory=list)
+
+    @field_validator("subgroups")
+    @classmethod
+    def _subgroups_valid(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"meta\.[A-Za-z][A-Za-z0-9_-]{0,47}", name):
+                raise ValueError(f"{name!r}: a subgroup is meta.<field>, a key of the items' meta object "
+                                 "(e.g. meta.category)")
+        if len(set(value)) != len(value):
+            raise ValueError("a subgroup is named twice")
+        return value
 
 
 class TrialSpec(_Strict):

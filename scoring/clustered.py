@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats as sps
 
 from config.contract import item_key
-from scoring.fdr import bh_qvalues
+from scoring.fdr import all_subgroups, bh_qvalues
 from scoring.stats_paired import CHUNK_CELLS, FEW_DISTINCT
 
 PARAGRAPH = "paragraph"
@@ -210,7 +210,7 @@ def _clustered_tests(block: dict[str, Any]) -> Iterator[tuple[dict[str, Any], st
         yield cl["mcnemar"], "p_value"
         for metric in cl["metrics"].values():
             yield metric, "perm_p_value"
-    for sub in ((block.get("subgroups") or {}).get("dataset") or {}).values():
+    for sub in all_subgroups(block):
         yield from _clustered_tests(sub)
 
 

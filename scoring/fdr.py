@@ -26,13 +26,19 @@ def bh_qvalues(p_values: np.ndarray | list[float]) -> np.ndarray:
     return q
 
 
+def all_subgroups(block: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every subgroup BLOCK of a BLOCK: its datasets, then each ``stats.subgroups`` field's groups."""
+    for kind in (block.get("subgroups") or {}).values():
+        yield from (kind or {}).values()
+
+
 def iter_tests(block: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Every dict holding a test in a BLOCK: mcnemar, each metric's wilcoxon, then each subgroup's."""
     if isinstance(block.get("mcnemar"), dict):
         yield block["mcnemar"]
     for metric in (block.get("metrics") or {}).values():
         yield metric["wilcoxon"]
-    for sub in ((block.get("subgroups") or {}).get("dataset") or {}).values():
+    for sub in all_subgroups(block):
         yield from iter_tests(sub)
 
 

@@ -33,6 +33,7 @@ from scoring.report_text import (
     fmt_pts,
     headline,
     mcnemar_sentence,
+    meta_subgroup_table,
     results_table,
     subgroup_table,
     unanswerable_answered,
@@ -193,9 +194,9 @@ def results_section(data: ReportData, fig_dir: Path | None) -> list[Block]:
     for temp, type_, block in blocks(sig):
         out.append(Heading(f"Temperature {temp}, {type_}-book ({_paired(block.get('n_items'))})", 3))
         out.append(results_table(rows, data.means, temp, type_))
-        sub = subgroup_table(rows, temp, type_)
-        if sub is not None:
-            out.append(sub)
+        for sub in (subgroup_table(rows, temp, type_), meta_subgroup_table(block, temp, type_)):
+            if sub is not None:
+                out.append(sub)
         text = mcnemar_sentence(block)
         if text:
             out.append(Para(text))

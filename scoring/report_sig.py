@@ -115,6 +115,13 @@ def subgroup_blocks(block: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {str(k): v for k, v in datasets.items() if isinstance(v, dict)} if isinstance(datasets, dict) else {}
 
 
+def meta_subgroup_rows(block: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(field, label, BLOCK) for each ``stats.subgroups`` group of a BLOCK (every kind but ``dataset``)."""
+    subs = block.get("subgroups") if isinstance(block.get("subgroups"), dict) else {}
+    return [(str(field), str(label), sub) for field, groups in subs.items() if field != "dataset"
+            and isinstance(groups, dict) for label, sub in groups.items() if isinstance(sub, dict)]
+
+
 def effect_rows(sig: dict[str, Any], with_subgroups: bool = True) -> list[EffectRow]:
     """Every metric effect in the file; dataset subgroups only when a type has more than one dataset."""
     rows: list[EffectRow] = []

@@ -18,7 +18,16 @@ import pandas as pd
 from config.contract import CONDITIONS, DATASET_TYPE
 from config.wording import count, plural
 from scoring.report_clustered import prefer_clustered
-from scoring.report_sig import EffectRow, blocks, find_effect, subgroup_blocks, temps
+from scoring.report_sig import (
+    EffectRow,
+    blocks,
+    effect_from_metric,
+    find_effect,
+    meta_subgroup_rows,
+    metric_names,
+    subgroup_blocks,
+    temps,
+)
 from scoring.verdicts import METRIC_GOOD
 
 NA = "not available"
@@ -358,6 +367,22 @@ def subgroup_table(rows: list[EffectRow], temp: str, type_: str) -> Table | None
         return None
     return Table(["dataset", "metric", "delta (pts)", "95% CI (pts)", "p (Wilcoxon)", "q (BH)", "paired items"], body,
                  caption="The same comparison within each dataset.")
+
+
+def meta_subgroup_table(block: dict[str, Any], temp: str, type_: str) -> Table | None:
+    """The same comparison within each group of ``stats.subgroups`` (meta.<field> labels), or None."""
+    body = []
+    for group, label, sub in meta_subgroup_rows(block):
+        metrics = sub.get("metrics") if isinstance(sub.get("metrics"), dict) else {}
+        for metric in metric_names(metrics):
+            r = effect_from_metric(temp, type_, metric, label, metrics[metric])
+            body.append([group, label, METRIC_LABELS.get(metric, metric), fmt_pts(r.delta) + (" *" if r.significant else ""),
+                         fmt_ci(r), fmt_p(r.p_value), fmt_p(r.q_value), fmt_num(r.n_items)])
+    if not body:
+        return None
+    return Table(["group", "label", "metric", "delta (pts)", "95% CI (pts)", "p (Wilcoxon)", "q (BH)", "paired items"],
+                 body, caption="The same comparison within each group of stats.subgroups (the items' meta labels); "
+                               "its tests are in the trial's one FDR family.")
 
 
 def describe(obj: Any, depth: int = 0) -> str:

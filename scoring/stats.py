@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from config.atomic import write_json_atomic
-from config.contract import CONDITIONS, parse_item_key
+from config.contract import CONDITIONS, item_key, parse_item_key
 from config.schema import StatsConfig
 from producer.inputs.prepare import load_prepared_items
 from scoring.aggregate import ADDED_METRICS, ScoringInputError, read_per_item_csv
@@ -137,9 +137,30 @@ def _meta(subgroups: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame],
     return out
 
 
-def build_significance(per_item: pd.DataFrame, cfg: StatsConfig, clusters: Mapping[str, str] | None = None) -> dict[str, Any]:
+def groups_of_items(items: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """item_key -> {"meta.<key>": label} from prepared items that carry a ``meta`` object."""
+    return {item_key(str(it["dataset"]), str(it["id"])): {f"meta.{k}": str(v) for k, v in it["meta"].items()}
+            for it in items if isinstance(it.get("meta"), dict)}
+
+
+def _label_groups(frame: pd.DataFrame, type_: str, cfg: StatsConfig, label: tuple[str, ...],
+                  groups: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, Any]]:
+    """{"meta.<field>": {label: BLOCK}} for each ``cfg.subgroups`` field whose paired items carry at least
+    two labels (one label would repeat the block); items without the label are in no group."""
+    out: dict[str, dict[str, Any]] = {}
+    for field in cfg.subgroups:
+        labels = pd.Series([(groups or {}).get(str(k), {}).get(field) for k in frame.index], index=frame.index)
+        values = sorted({v for v in labels if v is not None})
+        if len(values) >= 2:
+            out[field] = {v: block_stats(frame[labels == v], type_, cfg, (*label, field, v)) for v in values}
+    return out
+
+
+def build_significance(per_item: pd.DataFrame, cfg: StatsConfig, clusters: Mapping[str, str] | None = None,
+                       groups: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """significance.json as a dict (strict-JSON-safe after config.atomic.to_strict_json); ``clusters``:
-    item_key -> cluster id (scoring.clustered.cluster_of_items), None: every item its own cluster."""
+    item_key -> cluster id (scoring.clustered.cluster_of_items), None: every item its own cluster;
+    ``groups``: item_key -> {"meta.<field>": label} for ``cfg.subgroups`` (``groups_of_items``)."""
     temps = sorted(per_item["temp"].astype(str).unique(), key=float)
     results: dict[str, dict[str, Any]] = {}
     no_pairs: dict[str, dict[str, Any]] = {}  # (temp, type) with scores but not one paired item
@@ -162,7 +183,7 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig, clusters: Mappi
                     continue
                 subgroups[name] = block_stats(sub, type_, cfg, (temp, type_, name), clusters)
                 subgroups[name]["unpaired"] = _unpaired_in(unpaired, name)
-            block["subgroups"] = {"dataset": subgroups}
+            block["subgroups"] = {"dataset": subgroups, **_label_groups(frame, type_, cfg, (temp, type_), groups)}
             block["meta"] = _meta(subgroups, frames, type_)
             results[temp][type_] = block
     n_tests = apply_fdr(results, cfg.enable_fdr)
@@ -180,7 +201,7 @@ def build_significance(per_item: pd.DataFrame, cfg: StatsConfig, clusters: Mappi
         "odds_ratio": f"b / c, Wald CI on log OR; Haldane +{HALDANE} to b and c when either is 0",
         "wilcoxon": "scipy.stats.wilcoxon, zero_method='wilcox', two-sided; all-zero deltas: W 0, p 1.0",
         "fdr": {"method": "fdr_bh", "enabled": cfg.enable_fdr, "n_tests": n_tests,
-                "family": "every McNemar p_exact and Wilcoxon p_value in this file, dataset subgroups "
+                "family": "every McNemar p_exact and Wilcoxon p_value in this file, dataset and meta subgroups "
                           "included (a subgroup identical to its type is not counted twice)"},
         "clustered": {"clusters": "open-book: paragraph (sha256 of the context text); closed-book: the item"
                                   if clusters else "none given: every item its own cluster",
@@ -200,10 +221,12 @@ def run_stats(per_item_csv: Path, cfg: StatsConfig, out_path: Path, prepared_dir
     """significance.json from per_item_scores.csv; with ``prepared_dir`` (the items' contexts) the
     ``clustered`` figures cluster open-book items by paragraph."""
     per_item = read_per_item_csv(Path(per_item_csv))
-    clusters = None
+    clusters = groups = None
     if prepared_dir is not None:
-        clusters = cluster_of_items(load_prepared_items(Path(prepared_dir)))
-    return write_json_atomic(Path(out_path), build_significance(per_item, cfg, clusters))
+        items = load_prepared_items(Path(prepared_dir))
+        clusters = cluster_of_items(items)
+        groups = groups_of_items(items) if cfg.subgroups else None
+    return write_json_atomic(Path(out_path), build_significance(per_item, cfg, clusters, groups))
 
 
 if __name__ == "__main__":  # alias: the command lives in producer/cli/cmd_stats.py

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from scoring.fdr import all_subgroups
+
 # +1: higher is better, -1: lower is better, 0: no preferred direction.
 METRIC_GOOD = {"em": 1, "f1": 1, "false_answer_rate": -1, "unsupported_rate": -1, "abstain_rate": 0,
                "contains_answer": 1}
@@ -55,7 +57,7 @@ def add_verdicts(results: dict[str, dict[str, dict[str, Any]]], alpha: float) ->
         tosts = block.get("tost") or {}
         for metric, stats in (block.get("metrics") or {}).items():
             stats["verdict"] = metric_verdict(metric, stats, tosts.get(metric), alpha)
-        for sub in ((block.get("subgroups") or {}).get("dataset") or {}).values():
+        for sub in all_subgroups(block):
             one(sub)
 
     for per_type in results.values():

@@ -1,6 +1,7 @@
 """The generic question-answer JSONL of a user's own dataset (``custom_datasets`` in the config).
 
-One object per line: ``{"id", "question", "answers": [...], "context"?: str, "unanswerable"?: bool}``.
+One object per line: ``{"id", "question", "answers": [...], "context"?: str, "unanswerable"?: bool,
+"meta"?: {key: label}}`` (``meta``: free-form labels for ``stats.subgroups``).
 Why strict: a typo in a field name would otherwise change what is scored without a word; every bad row
 is one line naming the dataset, the file and the line, and nothing is prepared until the file is clean.
 Items come out in the shape of the built-in ones (CONTRACT section 1), so scoring cannot tell them apart.
@@ -8,6 +9,7 @@ Items come out in the shape of the built-in ones (CONTRACT section 1), so scorin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ from producer.inputs.datasets.data_errors import DataError
 from producer.inputs.datasets.items import check_item_id, closed_item, collapse, open_item, unique_answers
 from producer.inputs.datasets.readers import iter_jsonl
 
-FIELDS = ("id", "question", "answers", "context", "unanswerable")
+FIELDS = ("id", "question", "answers", "context", "unanswerable", "meta")
+META_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,47}")  # ``stats.subgroups`` names it as meta.<key>
 
 
 MAX_REPORTED = 20  # bad rows named in the one error (the count says how many more)
@@ -73,7 +76,34 @@ def _answers(row: dict[str, Any], where: str) -> list[str]:
     return unique_answers(answers)
 
 
+def _meta(row: dict[str, Any], where: str) -> dict[str, str] | None:
+    """The row's ``meta`` labels as text (``{"year": 2020}`` -> ``"2020"``), None when absent."""
+    meta = row.get("meta")
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise DataError(f"{where}: field 'meta' must be an object of labels, e.g. {{\"category\": \"geo\"}}")
+    out = {}
+    for key, value in meta.items():
+        if not META_KEY.fullmatch(key):
+            raise DataError(f"{where}: meta key {key!r} must start with a letter and hold only letters, digits, "
+                            "_ and - (at most 48)")
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            out[key] = str(value)
+        else:
+            raise DataError(f"{where}: meta.{key} must be a string, number or true/false, got {type(value).__name__}")
+    return out
+
+
 def _item(name: str, row: dict[str, Any], book: str, where: str) -> dict[str, Any]:
+    item = _plain_item(name, row, book, where)
+    meta = _meta(row, where)
+    return item if meta is None else {**item, "meta": meta}
+
+
+def _plain_item(name: str, row: dict[str, Any], book: str, where: str) -> dict[str, Any]:
     unknown = sorted(set(row) - set(FIELDS))
     if unknown:
         raise DataError(f"{where}: unknown field {unknown[0]!r} (the fields are {', '.join(FIELDS)})")
