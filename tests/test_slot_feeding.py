@@ -73,3 +73,48 @@ def test_two_workers_racing_for_the_next_chunk_never_share_a_request(tmp_path):
         assert sorted(got[1] + got[2]) == sorted(set(got[1] + got[2])) and len(got[1] + got[2]) == 39
     finally:
         close_all()
+
+
+def _feed(first: list[int], batches: list[list[int]], states: dict[int, str] | None = None):
+    """Run ``feed_slots`` on 4 threads; each item holds its thread until the test lets it go."""
+    from workers.inference import feed_slots
+
+    running: set[int] = set()
+    started: list[tuple[int, frozenset[int]]] = []  # (item, the items running when it started)
+    lock = threading.Lock()
+    gates = {i: threading.Event() for i in first + [i for b in batches for i in b]}
+    recorded: list[tuple[int, str]] = []
+    asked = []
+
+    def run(item: int) -> str:
+        with lock:
+            started.append((item, frozenset(running)))
+            running.add(item)
+        gates[item].wait(10)
+        with lock:
+            running.discard(item)
+        return (states or {}).get(item, "done")
+
+    def more():
+        asked.append(len(running))
+        return batches.pop(0) if batches else None
+
+    releaser = threading.Thread(target=lambda: [gates[i].set() or threading.Event().wait(0.01) for i in gates])
+    releaser.start()
+    feed_slots(4, first, more, run, lambda item, state: recorded.append((item, state)))
+    releaser.join()
+    return started, recorded, asked
+
+
+def test_the_next_batch_starts_while_the_first_still_runs():
+    started, recorded, _ = _feed([1, 2, 3, 4, 5, 6], [[7, 8, 9], [10]])
+    assert sorted(i for i, _ in recorded) == list(range(1, 11)) and {s for _, s in recorded} == {"done"}
+    when = dict(started)
+    assert when[7] & {4, 5, 6}  # a freed thread took the next chunk's first request before this one drained
+    assert [i for i, _ in started] == list(range(1, 11))  # chunk order, then seq order, kept
+
+
+def test_a_released_request_ends_the_feeding():
+    """Stopping: what was handed out still runs (and goes back as released); nothing more is claimed."""
+    _, recorded, asked = _feed([1, 2, 3, 4, 5], [[6, 7, 8, 9, 10], [11]], states={6: "released"})
+    assert sorted(i for i, _ in recorded) == list(range(1, 11)) and len(asked) == 1
