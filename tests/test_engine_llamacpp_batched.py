@@ -211,3 +211,32 @@ def test_one_call_keeps_the_slots_fed_across_chunks_with_one_result_per_request(
                                    " group by q.id", (run_id,)).fetchall()
         states = {r[0] for r in conn.execute("select state from requests where run_id = ?", (run_id,))}
     assert [n for (n,) in per_request] == [1] * 14 and states == {"done"}
+
+
+def test_ctrl_c_gives_back_what_the_prefetched_chunk_had_not_run(tmp_path, isolated_queue):
+    """Ctrl+C (the process's STOP) once the first chunk has finished: the next chunk, claimed while the
+    first drained, keeps the answers it already has and gives the rest back, queued, its message re-sent."""
+    from workers.inference import process_chunk
+    from workers.worker_state import STOP, close_engines
+
+    cfg = write_config(tmp_path, short_prompts=True, n_parallel=4, max_new_tokens={"closed_book": 4, "open_book": 4},
+                       sizes={"squad_v2": 3, "triviaqa": 2, "nq_open": 2})
+    assert producer(["enqueue", "--config", str(cfg)], isolated_queue).returncode == 0
+    run_id = run_id_of(isolated_queue)
+    with ledger(isolated_queue) as conn:
+        first, second = [r[0] for r in conn.execute("select distinct chunk from requests where run_id = ? order by chunk",
+                                                     (run_id,))]
+    requeued = []
+    try:
+        out = process_chunk(run_id, first, requeue=lambda *a: requeued.append(a), finished=lambda *a: STOP.set())
+    finally:
+        STOP.clear()
+        close_engines()
+    with ledger(isolated_queue) as conn:
+        states = dict(conn.execute("select state, count(*) from requests where run_id = ? and chunk = ? group by state",
+                                   (run_id, second)).fetchall())
+        results = conn.execute("select count(*) from results where run_id = ?", (run_id,)).fetchone()[0]
+        worker = conn.execute("select count(*) from requests where worker is not null and state != 'done'").fetchone()[0]
+    assert out["chunks"] == [first, second] and requeued == [(run_id, second)]
+    assert states.get("queued", 0) >= 1 and set(states) <= {"done", "queued"} and worker == 0
+    assert results == 7 + states.get("done", 0) == out["done"]
