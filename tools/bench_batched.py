@@ -11,8 +11,9 @@ Workloads, built by the real builder (``producer.planning.enqueue.chunked_reques
 with the real treatment prompt (config/prompts/treatment_system.txt, ~1,800 tokens), T = 0:
 ``mixed`` (SQuAD open-book + TriviaQA/NQ closed-book, 32 new tokens), ``decode`` (closed-book only,
 64 new tokens) and ``prefill`` (SQuAD only, 16 new tokens: long fresh paragraphs, short answers).
-Each engine runs the requests as ``workers.inference.process_chunk`` does: chunk by chunk (16), with
-P threads into ``generate`` for the batched engine. Every configuration runs ``--rounds`` times in
+Each engine runs the requests as ``workers.inference.process_chunk`` does: in chunks of 16, with P
+threads into ``generate`` for the batched engine, fed across chunks (``workers.inference.feed_slots``:
+the next chunk is taken while one drains, so no slot idles at a chunk's tail). Every configuration runs ``--rounds`` times in
 alternating order (seq, P2, P4, P8, then reversed) so that drift on a shared machine cancels. Model
 loads are not timed, and neither is the first read of the system prompt (one untimed warm-up request,
 the same for both engines): a run reads it once per block of hundreds of requests, and with a few
@@ -30,12 +31,12 @@ sequential engine's many one-token steps and inflates the batched ratios.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,21 +103,28 @@ def run_engine(p: int, chunks: list[list[Any]], threads: int, cold: bool = False
     from workers.engines.base import GenerationParams
     from workers.engines.llama_cpp_batched import BatchedLlamaCppEngine
     from workers.engines.llama_cpp_engine import LlamaCppEngine, unload_all
+    from workers.inference import feed_slots
 
     unload_all()  # each run loads afresh (not timed) and starts with an empty cache
     engine = LlamaCppEngine(engine_cfg(1, threads)) if p == 0 else BatchedLlamaCppEngine(engine_cfg(p, threads))
     if not cold:
         warm_up(engine, chunks[0][0])
     before = engine.stats() if p else {}
-    results: list[Any] = []
     t0 = time.perf_counter()
-    for chunk in chunks:
-        calls = [(r.body["messages"], GenerationParams.from_body(r.body)) for r in chunk]
-        if p == 0:
-            results += [engine.generate(*c) for c in calls]
-        else:
-            with ThreadPoolExecutor(p) as pool:
-                results += list(pool.map(lambda c: engine.generate(*c), calls))
+    calls = [[(r.body["messages"], GenerationParams.from_body(r.body)) for r in chunk] for chunk in chunks]
+    if p == 0:
+        results = [engine.generate(*c) for chunk in calls for c in chunk]
+    else:  # as the inference worker: P threads, the next chunk taken while one drains (feed_slots)
+        numbered = iter([list(enumerate(chunk, start)) for chunk, start in
+                         zip(calls, itertools.accumulate([0] + [len(c) for c in calls]), strict=False)])
+        answers: dict[int, Any] = {}
+
+        def run(item: tuple[int, Any]) -> str:
+            answers[item[0]] = engine.generate(*item[1])
+            return "done"
+
+        feed_slots(p, next(numbered), lambda: next(numbered, None), run, lambda *_: None)
+        results = [answers[i] for i in range(len(answers))]
     seconds = time.perf_counter() - t0
     stats = {k: v - before.get(k, 0) for k, v in engine.stats().items()} if p else {}
     unload_all()

@@ -14,8 +14,8 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 from config.schema import EvalConfig
 from producer.ledger import connect
@@ -23,6 +23,7 @@ from producer.ledger.queries import is_stopped
 from producer.ledger.run_record import run_settings, set_run_stop
 from producer.ledger.writes import (
     claim_chunk,
+    claim_next_chunk,
     mark_in_flight,
     record_failure,
     record_result,
@@ -43,6 +44,7 @@ from workers.response_cache import cache_for, regenerated
 from workers.worker_state import STOP, engine_for, set_in_flight
 
 log = logging.getLogger("workers")
+T = TypeVar("T")
 
 _health: dict[str, FailureWindow] = {}
 _health_lock = threading.Lock()
@@ -224,10 +226,40 @@ def _run_one(engine: Engine, req: sqlite3.Row, cfg: EvalConfig, pid: int) -> str
         set_in_flight(rid, False)
 
 
-def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None]) -> dict[str, Any]:
-    """Claim and run one chunk. Unfinished requests (stop, Ctrl+C) go back: queued, with ``requeue``
-    sending a new message for the chunk, when this process stops; pending when the run was stopped
-    (resume re-sends them).
+def feed_slots(workers: int, first: list[T], more: Callable[[], list[T] | None],
+               run: Callable[[T], str], record: Callable[[T, str], None]) -> None:
+    """Run ``first`` on ``workers`` threads and keep every thread busy: as soon as no item waits for a
+    thread, ``more()`` adds the next ones (None: nothing more), so a slot that frees near the end of
+    one chunk starts the next chunk's first request at once. ``record`` sees each outcome in this
+    thread; a ``released`` outcome (stopping) ends the feeding.
+
+    Why here and not per chunk: a chunk of 16 on P slots leaves slots idle for its whole tail; the
+    batched engine decodes P sequences for about the price of one, so idle slots are lost speed."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer") as pool:
+        waiting = {pool.submit(run, item): item for item in first}
+        fed = True
+        while waiting or fed:
+            if fed and len(waiting) <= workers:  # no item queued behind the running ones: fetch more
+                nxt = more()
+                if nxt is None:
+                    fed = False
+                else:
+                    waiting.update({pool.submit(run, item): item for item in nxt})
+                continue
+            done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in done:
+                state = future.result()
+                record(waiting.pop(future), state)
+                fed = fed and state != "released"
+
+
+def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None],
+                  finished: Callable[[str, int, str], None] | None = None) -> dict[str, Any]:
+    """Claim and run one chunk, and with an engine that runs several requests at once (the batched
+    llama.cpp engine, HTTP engines) the run's next queued chunks while it drains (``feed_slots``):
+    ``finished(run_id, chunk, trial)`` is called once per chunk run, as soon as each is. Unfinished
+    requests (stop, Ctrl+C) go back: queued, with ``requeue`` sending a new message for each chunk,
+    when this process stops; pending when the run was stopped (resume re-sends them).
 
     Why a callback: sending messages is the task layer's job (workers.tasks); this module only runs
     requests, so it imports no task and the two modules form no import cycle.
@@ -241,16 +273,52 @@ def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None]) 
         return {"claimed": 0}
     cfg, engine_name = run_settings(run_id)
     outcome: dict[int, str] = {}
+    chunks: dict[int, list[sqlite3.Row]] = {chunk: rows}  # every chunk claimed, in order
+    open_in: dict[int, int] = {chunk: len(rows)}  # requests of each chunk without a final outcome yet
+    chunk_of: dict[int, int] = {r["id"]: chunk for r in rows}
+
+    def report(number: int) -> None:
+        if finished is not None and open_in.pop(number, None) is not None:
+            finished(run_id, number, chunks[number][0]["trial"])
+
+    def record(req: sqlite3.Row, state: str) -> None:
+        outcome[req["id"]] = state
+        number = chunk_of[req["id"]]
+        if state in ("done", "failed") and number in open_in:
+            open_in[number] -= 1
+            if not open_in[number]:
+                report(number)
+
+    def from_cache(claimed: list[sqlite3.Row]) -> list[sqlite3.Row]:
+        cached: dict[int, str] = {}
+        todo = _answer_from_cache(claimed, cfg, engine_name, pid, cached)
+        for r in claimed:
+            if r["id"] in cached:
+                record(r, cached[r["id"]])
+        return todo
+
+    def more() -> list[sqlite3.Row] | None:
+        """The next queued chunk of this run, claimed now; its cached answers recorded at once."""
+        while not (_stopping(run_id) or parent_gone()):
+            nxt = claim_next_chunk(conn, run_id, max(chunks), pid, rows[0]["model"])
+            if nxt is None:
+                return None
+            number, claimed = nxt
+            chunks[number], open_in[number] = claimed, len(claimed)
+            chunk_of.update((r["id"], number) for r in claimed)
+            if todo := from_cache(claimed):
+                return todo
+        return None
+
     try:
-        todo = _answer_from_cache(rows, cfg, engine_name, pid, outcome)
+        todo = from_cache(rows)
         engine = engine_for(engine_name, rows[0]["model"], cfg) if todo else None
         # the batched llama.cpp engine says how many requests it decodes together (n_parallel)
-        workers = (getattr(engine, "concurrency", None) or cfg.max_concurrent_requests
-                   if engine is not None and engine.thread_safe else 1)
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer") as pool:
-                for req, state in zip(todo, pool.map(lambda r: _run_one(engine, r, cfg, pid), todo), strict=True):
-                    outcome[req["id"]] = state
+        slots = getattr(engine, "concurrency", None) or 0
+        workers = slots or cfg.max_concurrent_requests if engine is not None and engine.thread_safe else 1
+        if workers > 1:  # only slots that decode together are fed across chunks (HTTP: one chunk)
+            feed_slots(workers, todo, more if slots > 1 else lambda: None, lambda r: _run_one(engine, r, cfg, pid),
+                       record)
         else:
             for req in todo:
                 outcome[req["id"]] = _run_one(engine, req, cfg, pid)
@@ -259,11 +327,14 @@ def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None]) 
     except PermanentEngineError as exc:  # the engine cannot start (model missing): nothing else can run
         stop_run(conn, run_id, f"engine cannot start: {exc}")
     finally:
-        left = [r["id"] for r in rows if outcome.get(r["id"]) in (None, "released")]
+        left = [r["id"] for part in chunks.values() for r in part if outcome.get(r["id"]) in (None, "released")]
         if left:
             stopped_run = is_stopped(conn, run_id)
             release_requests(conn, left, "pending" if stopped_run else "queued")
             if not stopped_run and not parent_gone():  # an orphan's message would only come back to it
-                requeue(run_id, chunk)  # the message was consumed: send a new one
-    return {"claimed": len(rows), "done": sum(1 for s in outcome.values() if s == "done"),
-            "trial": rows[0]["trial"]}
+                for number in sorted({chunk_of[i] for i in left}):
+                    requeue(run_id, number)  # the message was consumed (or its chunk taken): send a new one
+    for number in list(open_in):
+        report(number)
+    return {"claimed": sum(len(part) for part in chunks.values()), "done": sum(1 for s in outcome.values() if s == "done"),
+            "trial": rows[0]["trial"], "chunks": sorted(chunks)}

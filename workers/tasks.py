@@ -64,14 +64,13 @@ def infer_chunk(run_id: str, chunk: int) -> None:
 
 
 def run_chunk(run_id: str, chunk: int) -> dict:
-    """Run one chunk (workers.inference), then send its messages: the chunk again for requests that
-    went back to the queue, and its scoring and export."""
+    """Run one chunk (workers.inference; with the batched engine also the run's next queued chunks),
+    then send their messages: a chunk again for requests that went back to the queue, and the scoring
+    and export of each chunk run."""
     from workers.inference import process_chunk  # lazy: keeps the task modules light to import
 
-    out = process_chunk(run_id, chunk, requeue=infer_chunk)
-    if out["claimed"]:
-        after_chunk(run_id, chunk, out["trial"])
-    return out
+    # after_chunk for each chunk it ran: the batched engine also runs the next queued chunks
+    return process_chunk(run_id, chunk, requeue=infer_chunk, finished=after_chunk)
 
 
 def drain(budget_s: float | None = DRAIN_BUDGET_S) -> int:

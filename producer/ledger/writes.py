@@ -130,6 +130,29 @@ def claim_chunk(conn: sqlite3.Connection, run_id: str, chunk: int, pid: int) -> 
         ).fetchall()
 
 
+def claim_next_chunk(conn: sqlite3.Connection, run_id: str, after: int, pid: int,
+                     model: str) -> tuple[int, list[sqlite3.Row]] | None:
+    """Claim the run's next queued chunk after ``after`` (chunk order, so each condition's requests keep
+    the order the prefix cache relies on) for this worker, as ``claim_chunk`` does: (chunk, rows), or
+    None when the next queued chunk is of another model, the run is stopped or nothing is queued.
+
+    Why: the batched engine takes the next chunk while the current one drains, so a freed slot is
+    refilled at once; the chunk's own message later finds nothing to claim."""
+    while True:
+        row = conn.execute(
+            "select r.chunk, r.model from requests r join runs u on u.run_id = r.run_id"
+            " where r.run_id = ? and r.chunk > ? and r.state = 'queued' and u.stop_requested = 0"
+            " order by r.chunk, r.seq limit 1",
+            (run_id, after),
+        ).fetchone()
+        if row is None or row[1] != model:
+            return None
+        rows = claim_chunk(conn, run_id, row[0], pid)
+        if rows:
+            return row[0], rows
+        after = row[0]  # taken meanwhile, or only reused (shared) requests: look further
+
+
 def next_queued_chunk(conn: sqlite3.Connection) -> tuple[str, int] | None:
     """The oldest queued chunk of a run that is not stopped (the inference worker drains these)."""
     row = conn.execute(

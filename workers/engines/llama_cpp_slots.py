@@ -29,6 +29,11 @@ from config.llama_cpp_import import import_llama_cpp
 from workers.engines.base import PermanentEngineError, TransientEngineError
 
 MIN_WAIT_GAIN = 16  # a request waits for a prefill in progress when that saves more prompt tokens than this
+# A slot that frees mid-run is refilled in the next step only if its request arrives first: the thread
+# whose answer just finished brings the next one within a millisecond or so, so the scheduler waits for
+# it that long (at most this share of a step, and this long), instead of stepping with one slot empty.
+REFILL_WAIT_MAX_S = 0.005
+REFILL_WAIT_STEP_SHARE = 0.25
 MULTIBYTE_SLACK = 3  # create_completion may run up to 3 tokens past max_tokens to finish a UTF-8 character
 
 
@@ -88,6 +93,7 @@ class SlotScheduler:
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._waiting: list[Job] = []
         self._closed = False
+        self._freed, self._step_s = False, 0.0  # a slot freed in the last step; how long that step took
         self._gate = threading.Lock()  # held by ``held``: keeps the scheduler from stepping
         self._count_lock = threading.Lock()
         self.submitted = 0  # requests handed to ``submit`` so far
@@ -141,6 +147,9 @@ class SlotScheduler:
     def _run(self) -> None:
         while not self._closed:
             self._pull(block=not self._live() and not self._waiting)
+            if self._freed and self._live() and not self._waiting:
+                self._pull(block=True, timeout=min(REFILL_WAIT_MAX_S, REFILL_WAIT_STEP_SHARE * self._step_s))
+            self._freed = False
             if self._closed:
                 break
             try:
@@ -152,9 +161,9 @@ class SlotScheduler:
             except Exception as exc:  # noqa: BLE001 - an engine bug fails the live requests, not the thread
                 self._reset(exc)
 
-    def _pull(self, block: bool) -> None:
+    def _pull(self, block: bool, timeout: float = 0.5) -> None:
         try:
-            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+            item = self._inbox.get(timeout=timeout) if block else self._inbox.get_nowait()
             while True:
                 if item is None:
                     self._closed = True
@@ -294,7 +303,9 @@ class SlotScheduler:
                     outputs.append((s, i))
                 i += 1
         b.n_tokens = i
+        started = time.perf_counter()
         rc = self._lc.llama_decode(self._ctx.ctx, b)
+        self._step_s = time.perf_counter() - started
         if rc == 1:  # no room in the cache after all: evict idle slots, else give up the newest request
             self._cache_full()
             return
@@ -351,6 +362,7 @@ class SlotScheduler:
     def _finish(self, slot: _Slot) -> None:
         job = slot.job
         slot.job, slot.tokens, slot.last_used = None, slot.tokens[: slot.n_past], time.monotonic()
+        self._freed = True
         self._free_sampler(slot)
         if job is not None:
             job.done.set()

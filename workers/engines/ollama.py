@@ -180,6 +180,7 @@ class OllamaEngine(HttpEngine):
                 checks.append(Check("model", FAIL, pull_hint("Ollama", model)))
                 return checks, facts
             checks.append(Check("model", OK, f"{model} is pulled"))
+            checks += num_parallel_checks(cfg.max_concurrent_requests)
             try:
                 info = engine.show(timeout_s=PREFLIGHT_TIMEOUT_S * 3).get("model_info") or {}
             except EngineError as exc:
@@ -224,6 +225,25 @@ class OllamaEngine(HttpEngine):
         except Exception as exc:  # noqa: BLE001 - not running is a fact, not an error of the report
             out["error"] = f"no answer from {redact(base)}/api/version ({type(exc).__name__})"
         return out
+
+
+def num_parallel_checks(in_flight: int) -> list[Check]:
+    """``max_concurrent_requests`` against OLLAMA_NUM_PARALLEL as this process sees it (environment,
+    else the Windows user setting the tray app reads). Why this way: Ollama's API does not report its
+    parallel slots, so the setting the server most likely started with is the best that can be known."""
+    if in_flight <= 1:
+        return []
+    from producer.host.env import user_env_value  # lazy: only preflight reads the user's settings
+
+    raw = os.environ.get("OLLAMA_NUM_PARALLEL") or user_env_value("OLLAMA_NUM_PARALLEL")
+    known = int(raw.strip()) if raw and raw.strip().isdigit() else None
+    if known is not None and known >= in_flight:
+        return [Check("parallel", OK, f"OLLAMA_NUM_PARALLEL {known} >= max_concurrent_requests {in_flight}")]
+    said = f"OLLAMA_NUM_PARALLEL is {known}" if known is not None else "OLLAMA_NUM_PARALLEL is not set here (default 1)"
+    return [Check("parallel", WARN, f"max_concurrent_requests {in_flight} but {said}: the extra requests only wait "
+                                    f"inside Ollama (latency doubles, throughput stays flat); start it with "
+                                    f"OLLAMA_NUM_PARALLEL={in_flight} (Ollama's API does not report the value "
+                                    "it runs with)")]
 
 
 def context_from_info(info: dict[str, Any]) -> int | None:

@@ -115,16 +115,36 @@ class OpenAICompatEngine(HttpEngine):
                                                    "usually ignore the name; LM Studio and vLLM do not)"))
             else:
                 checks.append(Check("model", OK, f"{model} is served"))
+            try:  # llama-server: GET /props -> total_slots, default_generation_settings.n_ctx (per slot)
+                props = engine._call("GET", "/props", timeout_s=PREFLIGHT_TIMEOUT_S)
+            except EngineError:  # llama-cpp-python's server, vLLM, LM Studio have no /props
+                props = {}
+            checks += slot_checks(cfg.max_concurrent_requests, props.get("total_slots"))
             limit = next((int(m["max_model_len"]) for m in data if m.get("id") == model and m.get("max_model_len")), None)
             if limit is None:
-                try:  # llama-server: GET /props -> default_generation_settings.n_ctx (per slot)
-                    props = engine._call("GET", "/props", timeout_s=PREFLIGHT_TIMEOUT_S)
-                    limit = (props.get("default_generation_settings") or {}).get("n_ctx") or props.get("n_ctx")
-                except EngineError:
-                    limit = None
+                limit = (props.get("default_generation_settings") or {}).get("n_ctx") or props.get("n_ctx")
             if limit:
                 facts.context_limit = int(limit)
                 facts.context_source = "the server's context per slot"
             return checks, facts
         finally:
             engine.close()
+
+
+def slot_checks(in_flight: int, slots: Any) -> list[Check]:
+    """``max_concurrent_requests`` against llama-server's parallel slots (``/props`` ``total_slots``).
+
+    Why: requests beyond the slots only wait inside the server (latency doubles, throughput stays
+    flat); fewer requests than slots leave slots idle. Nothing when the server does not say."""
+    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+        return []
+    if in_flight > slots:
+        return [Check("parallel", WARN, f"max_concurrent_requests {in_flight} exceeds the server's {slots} slot(s) "
+                                        f"(GET /props total_slots): the extra requests only wait inside it; set "
+                                        f"max_concurrent_requests: {slots}, or start llama-server with --parallel "
+                                        f"{in_flight}")]
+    if in_flight < slots:
+        return [Check("parallel", WARN, f"the server has {slots} slots (GET /props total_slots) but "
+                                        f"max_concurrent_requests is {in_flight}: set max_concurrent_requests: "
+                                        f"{slots} to use them all")]
+    return [Check("parallel", OK, f"max_concurrent_requests {in_flight} matches the server's {slots} slots")]
