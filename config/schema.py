@@ -222,14 +222,25 @@ class EvalConfig(_Strict):
         return (*DATASETS, *self.custom_datasets)
 
     def dataset_type(self, name: str) -> str:
-        """``open`` or ``closed`` for a dataset: the one lookup (built-in table plus custom_datasets)."""
+        """``open``, ``closed`` or (a custom dataset whose rows say their own) ``mixed`` for a dataset: the
+        one lookup (built-in table plus custom_datasets). Per item, ask ``item_type``."""
         custom = self.custom_datasets.get(name)
         if custom is not None:
-            return "open" if custom.type == "open_book" else "closed"
+            return {"open_book": "open", "closed_book": "closed"}.get(custom.type, "mixed")
         if name in DATASET_TYPE:
             return DATASET_TYPE[name]
         raise ConfigError(f"config error: dataset {name!r} is neither built in ({', '.join(DATASETS)}) nor "
                           "declared under custom_datasets: use the config these items were prepared with")
+
+    def dataset_types(self, name: str) -> tuple[str, ...]:
+        """The types a dataset's items can have: both for a ``mixed`` one."""
+        kind = self.dataset_type(name)
+        return ("open", "closed") if kind == "mixed" else (kind,)
+
+    def item_type(self, item: dict[str, Any]) -> str:
+        """``open`` or ``closed`` for one prepared item: its own ``type`` (a mixed dataset's rows), else its
+        dataset's."""
+        return item.get("type") or self.dataset_type(item["dataset"])
 
     def dataset_size(self, name: str) -> int | None:
         """Items kept after the seeded shuffle (None = all): ``sizes`` or the custom dataset's ``size``."""

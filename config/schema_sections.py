@@ -71,7 +71,7 @@ class CustomDataset(_Strict):
     """A user's own question-answer JSONL file (docs/configuration.md, *Your own dataset*)."""
 
     path: Path
-    type: Literal["open_book", "closed_book"]
+    type: Literal["open_book", "closed_book", "mixed"]  # mixed: each row says its own (a "type" field)
     size: int | None = Field(None, ge=0, le=MAX_ITEMS_PER_DATASET)  # after the seeded shuffle; null = all
 
 

@@ -142,10 +142,10 @@ def longest_request(cfg: EvalConfig, counter: Callable[[list[dict[str, str]]], i
     best: tuple[int, str] | None = None
     for trial in expand_trials(cfg):
         texts = load_prompt_texts(cfg, trial.prompt_set)
-        for type_ in sorted({cfg.dataset_type(i["dataset"]) for i in items}):
+        for type_ in sorted({cfg.item_type(i) for i in items}):
             new_tokens = trial.max_new_tokens.open_book if type_ == "open" else trial.max_new_tokens.closed_book
             for condition in CONDITIONS:
-                longest = max((render_messages(texts, i, condition, type_) for i in items if cfg.dataset_type(i["dataset"]) == type_),
+                longest = max((render_messages(texts, i, condition, type_) for i in items if cfg.item_type(i) == type_),
                               key=lambda msgs: sum(len(m["content"]) for m in msgs))
                 need = count_prompt(longest, counter) + new_tokens
                 if best is None or need > best[0]:

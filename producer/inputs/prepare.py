@@ -146,7 +146,7 @@ def ensure_prepared(
 
     selected = {ds: select_items(loaded.get(ds, []), ds, cfg.data_seed, sizes[ds]) for ds in cfg.dataset_names()}
     books: dict[str, list[dict[str, Any]]] = {
-        book: [item for ds, chosen in selected.items() if cfg.dataset_type(ds) == type_ for item in chosen]
+        book: [item for chosen in selected.values() for item in chosen if cfg.item_type(item) == type_]
         for book, type_ in BOOKS.items()
     }
     datasets_entry = {}

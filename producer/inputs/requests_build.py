@@ -68,7 +68,7 @@ def prefix_order(cfg: EvalConfig, items: Iterable[dict[str, Any]]) -> list[dict[
     group_rank: dict[tuple[str, Any], int] = {}
     keys: list[tuple[int, int]] = []
     for index, item in enumerate(items):
-        type_ = cfg.dataset_type(item["dataset"])
+        type_ = cfg.item_type(item)
         type_rank.setdefault(type_, len(type_rank))
         paragraph = item.get("context") if type_ == "open" else None
         group = (type_, paragraph if paragraph is not None else ("item", index))
@@ -95,7 +95,7 @@ def iter_trial_requests(
         k = cfg.samples_for(temp)
         for condition in conditions:
             for item in items:
-                type_ = cfg.dataset_type(item["dataset"])
+                type_ = cfg.item_type(item)
                 messages = render_messages(texts, item, condition, type_)
                 body = request_body(cfg, trial, messages, temp, type_)
                 for s in range(k):

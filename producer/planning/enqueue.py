@@ -196,7 +196,7 @@ def _plan_local(cfg: EvalConfig, items: list[dict[str, Any]], chunk_size: int, e
     """Chunks of consecutive requests; a new run of absurd size is refused unless ``yes``."""
     trial_list = expand_trials(cfg)
     per_trial = {t.slug: len(items) * requests_per_item(cfg, [t]) for t in trial_list}
-    new_tokens = sum(t.max_tokens_for(cfg.dataset_type(i["dataset"])) * requests_per_item(cfg, [t])
+    new_tokens = sum(t.max_tokens_for(cfg.item_type(i)) * requests_per_item(cfg, [t])
                      for t in trial_list for i in items)
     why = None if yes else size_refusal(cfg, sum(per_trial.values()), new_tokens, engine)
     if why:  # the exact count, now that every dataset is known; nothing of the run is written yet

@@ -103,10 +103,10 @@ def trial_counts(plan: Plan, trial: Trial) -> dict[str, dict[str, dict[str, int]
     for condition in CONDITIONS:
         total = 0
         for item in plan.items:
-            msgs = render_messages(texts, item, condition, cfg.dataset_type(item["dataset"]))
+            msgs = render_messages(texts, item, condition, cfg.item_type(item))
             total += sum(estimate_tokens(m["content"]) for m in msgs)
         per_condition[condition] = total
-    completion = sum(trial.max_tokens_for(cfg.dataset_type(item["dataset"])) for item in plan.items)
+    completion = sum(trial.max_tokens_for(cfg.item_type(item)) for item in plan.items)
     out: dict[str, dict[str, dict[str, int]]] = {}
     for temp in trial.temps:
         k = cfg.samples_for(temp)
@@ -282,8 +282,12 @@ def run_size(plan: Plan) -> tuple[int, float]:
     cfg = plan.cfg
     by_type = {"open": 0, "closed": 0}
     for d in plan.datasets:
+        if d.items:  # each item its own type (a mixed dataset holds both)
+            for item in d.items:
+                by_type[cfg.item_type(item)] += 1
+            continue
         n = d.selected if d.selected is not None else (d.cap or 0)
-        by_type[cfg.dataset_type(d.name)] += n
+        by_type[cfg.dataset_types(d.name)[0]] += n
     requests, tokens = 0, 0.0
     for trial in plan.trials:
         for temp in trial.temps:

@@ -36,7 +36,8 @@ def family_size(plan: Plan) -> int:
     per_type: dict[str, set[str]] = {}
     for d in plan.datasets:
         if d.selected:
-            per_type.setdefault(cfg.dataset_type(d.name), set()).add(d.name)
+            for type_ in cfg.dataset_types(d.name):
+                per_type.setdefault(type_, set()).add(d.name)
     blocks = sum(TESTS_PER_BLOCK[t] * (1 + (len(names) if len(names) > 1 else 0)) for t, names in per_type.items())
     return max(1, blocks * len(cfg.temps))
 
@@ -98,8 +99,8 @@ def power_lines(plan: Plan, discordance: float = 0.10, effect_points: float | No
     """The lines; none when no dataset size is known yet. With ``pilot``, each type's discordance and
     design effect come from it (a type the pilot did not have keeps ``discordance``, design effect 1)."""
     cfg = plan.cfg
-    open_items = [i for i in plan.items if cfg.dataset_type(str(i.get("dataset"))) == "open"]
-    closed = [i for i in plan.items if cfg.dataset_type(str(i.get("dataset"))) == "closed"]
+    open_items = [i for i in plan.items if cfg.item_type(i) == "open"]
+    closed = [i for i in plan.items if cfg.item_type(i) == "closed"]
     if not open_items and not closed:
         return []
     m = family_size(plan)

@@ -262,7 +262,7 @@ def request_counts(cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]
     """Requests per (temp, condition), split by type: what the trial is expected to produce."""
     by_type = {"open": 0, "closed": 0}
     for item in items:
-        by_type[cfg.dataset_type(item["dataset"])] += 1
+        by_type[cfg.item_type(item)] += 1
     counts: dict[str, dict[str, Any]] = {}
     for temp in trial.temps:
         k = cfg.samples_for(temp)

@@ -17,7 +17,7 @@ from producer.inputs.datasets.data_errors import DataError
 from producer.inputs.datasets.items import check_item_id, closed_item, collapse, open_item, unique_answers
 from producer.inputs.datasets.readers import iter_jsonl
 
-FIELDS = ("id", "question", "answers", "context", "unanswerable", "meta")
+FIELDS = ("id", "question", "answers", "context", "unanswerable", "meta", "type")
 META_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,47}")  # ``stats.subgroups`` names it as meta.<key>
 
 
@@ -97,8 +97,24 @@ def _meta(row: dict[str, Any], where: str) -> dict[str, str] | None:
     return out
 
 
+def _row_book(row: dict[str, Any], book: str, where: str) -> str:
+    """The row's book: a ``mixed`` dataset's row says it (``"type": "open_book"``); others may not."""
+    if book != "mixed":
+        if "type" in row:
+            raise DataError(f"{where}: 'type' on a row is for a dataset declared type: mixed (this one is {book})")
+        return book
+    kind = row.get("type")
+    if kind not in ("open_book", "closed_book"):
+        got = "missing" if kind is None else repr(kind)
+        raise DataError(f"{where}: field 'type' must be open_book or closed_book in a mixed dataset, got {got}")
+    return kind
+
+
 def _item(name: str, row: dict[str, Any], book: str, where: str) -> dict[str, Any]:
-    item = _plain_item(name, row, book, where)
+    row_book = _row_book(row, book, where)
+    item = _plain_item(name, row, row_book, where)
+    if book == "mixed":  # the prepared item says its type (CONTRACT section 1)
+        item["type"] = "open" if row_book == "open_book" else "closed"
     meta = _meta(row, where)
     return item if meta is None else {**item, "meta": meta}
 
