@@ -229,7 +229,7 @@ def test_dataset_names_that_collide_or_break_custom_ids_are_refused(tmp_path: Pa
 
 def test_config_errors_of_custom_datasets_are_one_line(tmp_path: Path) -> None:
     cases = [
-        ({"faq": {"path": str(EXAMPLE), "type": "open"}}, "custom_datasets.faq.type: Input should be 'open_book' or"),
+        ({"faq": {"path": str(EXAMPLE), "type": "open"}}, "custom_datasets.faq.type: Input should be 'open_book', 'closed_book' or 'mixed'"),
         ({"faq": {"path": str(EXAMPLE), "type": "open_book", "sise": 2}}, "custom_datasets.faq.sise: unknown key "
                                                                              "(did you mean 'size'?)"),
         ({"faq": {"type": "open_book"}}, "custom_datasets.faq.path: Field required"),
