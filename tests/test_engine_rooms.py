@@ -22,6 +22,7 @@ NAMES = frozenset(ENGINE_NAMES) | frozenset(BATCH_BACKENDS) | frozenset(f"{b}_dr
 NOT_ENGINES = {
     ("config/llama_cpp_import.py", "llama_cpp", "comparison"): "ImportError.name: the Python module, not the engine",
     ("producer/runs/manifests.py", "dry_run", "dict keyed by engine name"): "trial_manifest.json's dry_run field",
+    ("producer/imports/write.py", "dry_run", "dict keyed by engine name"): "an imported run's manifest and run state dry_run field",
 }
 
 
