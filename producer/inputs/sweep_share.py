@@ -55,12 +55,23 @@ def generated_count(cfg: Any, trials: list[Trial], items: list[dict[str, Any]]) 
     """How many of the trials' requests are really generated: identical ones (``share_key``) count once.
 
     Why: ``plan`` must say what will run; the enqueue path (``producer.planning.enqueue``) shares by the
-    same key."""
-    if len(trials) < 2:
-        return sum(1 for trial in trials
-                   for _ in iter_trial_requests(cfg, trial, items, load_prompt_texts(cfg, trial.prompt_set)))
-    return len({share_key(req.model, req.custom_id, req.body) for trial in trials
-                for req in iter_trial_requests(cfg, trial, items, load_prompt_texts(cfg, trial.prompt_set))})
+    same key. A request's body differs between items only by the item's messages, so one item of each
+    type stands for all of its type: the count costs a few requests per trial, not millions."""
+    per_type: dict[str, int] = {}
+    firsts: dict[str, dict[str, Any]] = {}
+    for item in items:
+        kind = cfg.item_type(item)
+        per_type[kind] = per_type.get(kind, 0) + 1
+        firsts.setdefault(kind, item)
+    seen: set[str] = set()
+    total = 0
+    for trial in trials:
+        for req in iter_trial_requests(cfg, trial, list(firsts.values()), load_prompt_texts(cfg, trial.prompt_set)):
+            key = share_key(req.model, req.custom_id, req.body)
+            if key not in seen:
+                seen.add(key)
+                total += per_type[req.type]
+    return total
 
 
 def write_manifest_notes(conn: Any, layout: Any, run_id: str) -> None:
