@@ -48,11 +48,13 @@ def synthetic_per_item(n_items: int, seed: int = 3, continuous_f1: bool = False)
             partial = (rng.uniform(0, 1, n_items) if continuous_f1
                        else rng.choice(TOKEN_F1, size=(n_items, k)).mean(axis=1))
             f1 = np.clip(em + partial * (1 - em), 0, 1)
+            contains = np.maximum(em, rng.binomial(k, np.clip(p + 0.2, 0, 1)) / k)  # a wordy right answer counts
             for i, ds in enumerate(datasets):
                 open_ = ds == "squad_v2"
                 rows.append({"item_key": item_key(ds, f"i{i}"), "type": "open" if open_ else "closed",
                              "condition": cond, "temp": temp, "em": em[i], "em_std": 0.0,
                              "abstain_rate": abst[i], "abstain_rate_std": 0.0,
+                             "contains_answer": contains[i], "contains_answer_std": 0.0,
                              "f1": f1[i] if open_ else np.nan, "f1_std": 0.0 if open_ else np.nan,
                              "false_answer_rate": fa[i] if open_ else np.nan,
                              "false_answer_rate_std": 0.0 if open_ else np.nan,
