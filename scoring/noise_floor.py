@@ -22,12 +22,13 @@ from config.atomic import write_json_atomic
 from config.contract import NOISE_FLOOR_JSON, PER_ITEM_SCORES_CSV, PREDICTIONS_CSV
 from producer.runs.layout import TrialFolder
 from producer.runs.trials import aa_pairs
+from scoring.report_sig import METRIC_ORDER
 
 log = logging.getLogger("scoring")
 
 CONFIDENCE = 0.95
 SCHEMA_VERSION = 1
-METRICS = ("em", "f1", "abstain_rate", "false_answer_rate", "unsupported_rate")  # per_item_scores.csv columns
+METRICS = METRIC_ORDER  # every per_item_scores.csv metric, in the report's order (contains_answer included)
 PAIR_COLUMNS = ["dataset", "item_id", "temp", "sample_index", "type"]  # a custom_id without its condition
 
 
