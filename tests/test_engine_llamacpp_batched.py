@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -31,6 +32,7 @@ from tests.support.queue_runs import (
 from workers.engines.base import GenerationParams, PermanentEngineError
 from workers.engines.llama_cpp_batched import BATCHING, BatchedLlamaCppEngine
 from workers.engines.llama_cpp_engine import LlamaCppEngine
+from workers.engines.llama_cpp_slots import IDLE_S
 from workers.engines.registry import create_engine
 
 pytestmark = pytest.mark.realmodel
@@ -110,7 +112,7 @@ def test_one_slot_equals_sequential_at_t0_and_with_seeded_sampling(sequential, s
 def test_four_slots_answer_a_chunk_with_right_usage_and_copied_prefixes(sequential, short_requests):
     cold, _, _ = sequential
     engine = create_engine(_cfg(n_parallel=4))
-    assert isinstance(engine, BatchedLlamaCppEngine) and engine.thread_safe and engine.concurrency == 4
+    assert isinstance(engine, BatchedLlamaCppEngine) and engine.thread_safe and engine.concurrency == 8
     before = engine.stats()
     got = _run(engine, short_requests, threads=4)
     stats = {k: v - before[k] for k, v in engine.stats().items()}
@@ -240,3 +242,34 @@ def test_ctrl_c_gives_back_what_the_prefetched_chunk_had_not_run(tmp_path, isola
     assert out["chunks"] == [first, second] and requeued == [(run_id, second)]
     assert states.get("queued", 0) >= 1 and set(states) <= {"done", "queued"} and worker == 0
     assert results == 7 + states.get("done", 0) == out["done"]
+
+
+def test_a_freed_slot_is_refilled_before_the_next_step_though_recording_takes_time(short_requests):
+    """Between two requests a worker thread records the answer (a ledger write and commit: milliseconds,
+    more on a busy disk). With only P threads feeding P slots, every slot that frees waits out that
+    write with no sequence in it while the others decode; the engine's ``concurrency`` (P threads plus
+    requests waiting ready in the scheduler) refills it before the next step. ``late_refills`` counts
+    the freed slots a step left empty although another request was still to come."""
+    from workers.inference import feed_slots
+
+    engine = create_engine(_cfg(n_parallel=2))
+    assert engine.concurrency > 2  # more threads than slots: the extra requests wait, already tokenized
+    # 2-token answers beside longer ones (6-12 tokens here): one slot still decodes when the other frees
+    closed = [m for m, _ in short_requests if len(m[-1]["content"]) < 400]  # no paragraph to prefill
+    requests = [(m, GenerationParams(2 if i % 2 else 24, 0.0)) for i, m in enumerate(closed * 3)]
+
+    def late(threads: int) -> int:
+        time.sleep(IDLE_S + 0.1)  # the last run's tail is forgotten: its empty slots had nothing to take
+        before = engine.stats()
+        items = iter([requests[:6], requests[6:]])
+
+        def run(request) -> str:
+            engine.generate(*request)
+            time.sleep(0.02)  # the ledger write between two requests, as workers.inference._run_one does
+            return "done"
+
+        feed_slots(threads, next(items), lambda: next(items, None), run, lambda *_: None)
+        return engine.stats()["late_refills"] - before["late_refills"]
+
+    assert late(2) > 0  # P feeders: the slot stays empty while its thread records
+    assert late(engine.concurrency) == 0

@@ -3,16 +3,19 @@
 Targets (issue 17): >= 1.5 x requests/s on the mixed and the decode-heavy workload at the best P, and
 never below 0.95 x at the P that ``plan`` recommends for a workload (sequential where batching loses).
 
-    python tools/bench_batched.py [--requests 48] [--parallel 2,4,8] [--rounds 2] [--workloads mixed,decode,prefill] [--cold]
+    python tools/bench_batched.py [--requests 96] [--parallel 2,4,8] [--rounds 2] [--workloads mixed,decode,prefill] [--cold]
     python tools/bench_batched.py --step-costs          # the cost model: decode step of 1 and of P sequences, prefill per token
     python tools/bench_batched.py --demo-agreement      # P = 4 vs P = 1 answers on the demo config, T = 0
 
 Workloads, built by the real builder (``producer.planning.enqueue.chunked_requests``) from the bundled samples
 with the real treatment prompt (config/prompts/treatment_system.txt, ~1,800 tokens), T = 0:
-``mixed`` (SQuAD open-book + TriviaQA/NQ closed-book, 32 new tokens), ``decode`` (closed-book only,
-64 new tokens) and ``prefill`` (SQuAD only, 16 new tokens: long fresh paragraphs, short answers).
-Each engine runs the requests as ``workers.inference.process_chunk`` does: in chunks of 16, with P
-threads into ``generate`` for the batched engine, fed across chunks (``workers.inference.feed_slots``:
+``mixed`` (SQuAD open-book + TriviaQA/NQ closed-book, 32 new tokens; 84 requests), ``decode``
+(closed-book only, 64 new tokens, each question at T = 0 and at T = 0.7 with its seed; 96 requests) and
+``prefill`` (SQuAD only, 16 new tokens: long fresh paragraphs, short answers; 34 requests). With a few
+dozen requests the drain of the last P answers (one of them often 30-60 tokens long, nearly alone) is
+a quarter of the decode steps; a run of thousands has one such drain per model load.
+Each engine runs the requests as ``workers.inference.process_chunk`` does: in chunks of 16, with the
+batched engine's ``concurrency`` threads into ``generate`` (P decoding, P more waiting ready), fed across chunks (``workers.inference.feed_slots``:
 the next chunk is taken while one drains, so no slot idles at a chunk's tail). Every configuration runs ``--rounds`` times in
 alternating order (seq, P2, P4, P8, then reversed) so that drift on a shared machine cancels. Model
 loads are not timed, and neither is the first read of the system prompt (one untimed warm-up request,
@@ -44,25 +47,27 @@ import yaml
 from bench_overhead import sample_run_files  # tools/ is on sys.path when a tool runs
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = {  # name -> (sizes, new tokens)
-    "mixed": ({"squad_v2": 1, "triviaqa": 1, "nq_open": 1}, 32),
-    "decode": ({"squad_v2": 0, "triviaqa": 1, "nq_open": 1}, 64),
-    "prefill": ({"squad_v2": 1, "triviaqa": 0, "nq_open": 0}, 16),
+WORKLOADS = {  # name -> (dataset shares, new tokens, samples per temperature)
+    "mixed": ({"squad_v2": 1, "triviaqa": 1, "nq_open": 1}, 32, {"0.0": 1}),
+    # the bundled closed-book samples hold 50 questions: each also once at T = 0.7 (the default config
+    # samples T = 0.7 five times), so that the last answers' drain is a small part of the workload
+    "decode": ({"squad_v2": 0, "triviaqa": 1, "nq_open": 1}, 64, {"0.0": 1, "0.7": 1}),
+    "prefill": ({"squad_v2": 1, "triviaqa": 0, "nq_open": 0}, 16, {"0.0": 1}),
 }
 
 
 def workload_requests(tmp: Path, name: str, n: int) -> list[list[Any]]:
-    """The workload's treatment requests at T = 0, in the queue's chunks."""
+    """The workload's treatment requests, in the queue's chunks."""
     from config.schema import load_config
     from producer.inputs.prepare import ensure_prepared
     from producer.planning.enqueue import chunked_requests
 
-    shares, new_tokens = WORKLOADS[name]
-    total = sum(shares.values())
+    shares, new_tokens, samples = WORKLOADS[name]
+    total = sum(shares.values()) * sum(samples.values())
     sizes = {k: (n * v + total - 1) // total if v else 0 for k, v in shares.items()}
     cfg = {
         "backend": "local", "local_engine": "llama_cpp", "local_model": "smollm2",
-        "temps": [0.0], "samples_per_item": {"0.0": 1}, "seed": 42,
+        "temps": [float(t) for t in samples], "samples_per_item": samples, "seed": 42,
         "max_new_tokens": {"closed_book": new_tokens, "open_book": new_tokens},
         "sizes": sizes,
         **sample_run_files(tmp),
@@ -114,7 +119,7 @@ def run_engine(p: int, chunks: list[list[Any]], threads: int, cold: bool = False
     calls = [[(r.body["messages"], GenerationParams.from_body(r.body)) for r in chunk] for chunk in chunks]
     if p == 0:
         results = [engine.generate(*c) for chunk in calls for c in chunk]
-    else:  # as the inference worker: P threads, the next chunk taken while one drains (feed_slots)
+    else:  # as the inference worker: the engine's threads, the next chunk taken while one drains (feed_slots)
         numbered = iter([list(enumerate(chunk, start)) for chunk, start in
                          zip(calls, itertools.accumulate([0] + [len(c) for c in calls]), strict=False)])
         answers: dict[int, Any] = {}
@@ -123,7 +128,7 @@ def run_engine(p: int, chunks: list[list[Any]], threads: int, cold: bool = False
             answers[item[0]] = engine.generate(*item[1])
             return "done"
 
-        feed_slots(p, next(numbered), lambda: next(numbered, None), run, lambda *_: None)
+        feed_slots(engine.concurrency, next(numbered), lambda: next(numbered, None), run, lambda *_: None)
         results = [answers[i] for i in range(len(answers))]
     seconds = time.perf_counter() - t0
     stats = {k: v - before.get(k, 0) for k, v in engine.stats().items()} if p else {}
@@ -249,7 +254,7 @@ def ceiling(alone: dict[str, float], cost: dict[str, float], prefilled: float, c
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=48, help="requests per workload")
+    ap.add_argument("--requests", type=int, default=96, help="requests per workload (at most what the samples hold)")
     ap.add_argument("--parallel", default="2,4,8", help="values of P to measure")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of every configuration, alternating order")
     ap.add_argument("--workloads", default="mixed,decode,prefill")
@@ -296,6 +301,7 @@ def main() -> None:
                     row.update(prefilled_tokens_mean=round(st["prefill_tokens"] / n, 1),
                                prefix_reused=f"{st['prefix_tokens_reused']}/{st['prompt_tokens']}",
                                sequences_per_step=round(st["sequences_decoded"] / max(st["decode_steps"], 1), 2),
+                               late_refills=st["late_refills"],
                                ceiling=ceiling(costs[1], costs[p], st["prefill_tokens"] / n,
                                                row["completion_tokens_mean"]))
                 print(json.dumps(row), flush=True)

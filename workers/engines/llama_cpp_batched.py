@@ -8,8 +8,9 @@ runs on a stand-in whose ``create_completion`` hands the prompt tokens to the sc
 the batched context with the low-level API (``llama_cpp_slots.SlotScheduler``). The ``Llama`` itself
 gets a minimal context: the cache that matters is the batched one.
 
-``thread_safe`` with ``concurrency`` P: the inference loop runs P threads, each calling ``generate``;
-a finished request frees its slot for the next thread's request at once (continuous batching).
+``thread_safe`` with ``concurrency`` 2P: the inference loop runs 2P threads, each calling ``generate``;
+P requests decode and up to P wait ready in the scheduler, so a finished request's slot takes the
+next one before the next step (continuous batching) while its thread records the answer.
 """
 
 from __future__ import annotations
@@ -148,7 +149,10 @@ class BatchedLlamaCppEngine:
     def __init__(self, cfg: EvalConfig, model: str | None = None) -> None:
         self.model_ref, self.model_path = engine_model(cfg, model)
         self.settings = {**model_settings(cfg), "n_parallel": cfg.n_parallel}
-        self.concurrency = cfg.n_parallel  # the inference loop runs this many threads into ``generate``
+        # the inference loop runs this many threads into ``generate``: P decode, and up to P more wait in
+        # the scheduler with their prompts tokenized, so a slot that frees is refilled before the next
+        # step while its own thread records the answer (a ledger write) and fetches its next request
+        self.concurrency = 2 * cfg.n_parallel
         key = ("batched", str(self.model_path), *sorted(self.settings.items()))
         self.runtime, loaded = cached(key, lambda: BatchedRuntime(self.model_path, self.settings))
         self.llm = self.runtime.llm

@@ -34,6 +34,7 @@ MIN_WAIT_GAIN = 16  # a request waits for a prefill in progress when that saves 
 # it that long (at most this share of a step, and this long), instead of stepping with one slot empty.
 REFILL_WAIT_MAX_S = 0.005
 REFILL_WAIT_STEP_SHARE = 0.25
+IDLE_S = 0.5  # nothing to run for this long: the scheduler checks for close, and what comes next is a new ramp
 MULTIBYTE_SLACK = 3  # create_completion may run up to 3 tokens past max_tokens to finish a UTF-8 character
 
 
@@ -99,7 +100,10 @@ class SlotScheduler:
         self.submitted = 0  # requests handed to ``submit`` so far
         self.stats = {"requests": 0, "prompt_tokens": 0, "prefix_tokens_reused": 0, "prefix_copies": 0,
                       "prefill_tokens": 0, "decode_steps": 0, "sequences_decoded": 0, "cache_evictions": 0,
-                      "cache_waits": 0}
+                      "cache_waits": 0, "late_refills": 0}
+        # one flag per slot freed and not yet refilled, oldest first: set when a step ran while it was
+        # empty and no request waited; its refill is then late (the next request was still on its way)
+        self._vacancies: list[bool] = []
         self._thread = threading.Thread(target=self._run, name="llama-slots", daemon=True)
         self._thread.start()
 
@@ -146,7 +150,10 @@ class SlotScheduler:
     # ---- scheduler thread --------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._closed:
-            self._pull(block=not self._live() and not self._waiting)
+            idle = not self._live() and not self._waiting
+            self._pull(block=idle)
+            if idle and not self._waiting:  # idle for IDLE_S: what comes next is a new ramp, not a refill
+                self._vacancies.clear()
             if self._freed and self._live() and not self._waiting:
                 self._pull(block=True, timeout=min(REFILL_WAIT_MAX_S, REFILL_WAIT_STEP_SHARE * self._step_s))
             self._freed = False
@@ -161,7 +168,7 @@ class SlotScheduler:
             except Exception as exc:  # noqa: BLE001 - an engine bug fails the live requests, not the thread
                 self._reset(exc)
 
-    def _pull(self, block: bool, timeout: float = 0.5) -> None:
+    def _pull(self, block: bool, timeout: float = IDLE_S) -> None:
         try:
             item = self._inbox.get(timeout=timeout) if block else self._inbox.get_nowait()
             while True:
@@ -216,6 +223,8 @@ class SlotScheduler:
         dst.tokens, dst.n_past = list(job.prompt), k
         dst.job, dst.sampler = job, self._sampler(job.sampling)
         job.reused, job.admitted = k, time.monotonic()
+        if self._vacancies and self._vacancies.pop(0):
+            self.stats["late_refills"] += 1
         self.stats["requests"] += 1
         self.stats["prompt_tokens"] += len(job.prompt)
         self.stats["prefix_tokens_reused"] += k
@@ -303,6 +312,8 @@ class SlotScheduler:
                     outputs.append((s, i))
                 i += 1
         b.n_tokens = i
+        if not self._waiting:  # these empty slots had no request to take: starved, not deferred
+            self._vacancies = [True] * len(self._vacancies)
         started = time.perf_counter()
         rc = self._lc.llama_decode(self._ctx.ctx, b)
         self._step_s = time.perf_counter() - started
@@ -363,6 +374,7 @@ class SlotScheduler:
         job = slot.job
         slot.job, slot.tokens, slot.last_used = None, slot.tokens[: slot.n_past], time.monotonic()
         self._freed = True
+        self._vacancies.append(False)
         self._free_sampler(slot)
         if job is not None:
             job.done.set()
@@ -402,4 +414,5 @@ class SlotScheduler:
             if job is not None:
                 self._fail(job, err)
         self._ref.clear()
+        self._vacancies.clear()
         self._lc.llama_memory_clear(self._mem, True)
