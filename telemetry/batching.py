@@ -9,9 +9,11 @@ context that runs out mid-run costs the run). A run
 whose longest request fits n_ctx alone can still run out of cells at P = 4, so ``plan`` and
 ``doctor`` check shared prefix + P x (longest suffix + max_new_tokens) <= n_ctx before the run.
 
-Which P: batching pays on decode (P sequences per step cost little more than one) and loses where a
-request is mostly fresh prompt to read (prefill already uses every core; batching only adds
-bookkeeping). ``recommend_parallel`` is the one rule, from the measured table in docs/performance.md.
+Which P: batching pays on decode (P sequences per step cost little more than one, on a GPU) and
+loses where a request is mostly fresh prompt to read (prefill already uses every core; batching only
+adds bookkeeping). With this machine's step costs measured (``plan --measure``, telemetry.step_costs)
+``recommend_from_costs`` predicts each P's speed for the run's token shape and picks the best; without
+them ``recommend_parallel`` is the fixed rule from the measured table in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from config.schema import EvalConfig
 from config.token_count import count_prompt
 from producer.inputs.messages import load_prompt_texts, render_messages, render_user_message
 from producer.runs.trials import expand_trials
+from telemetry.step_costs import StepCosts, read_costs
 
 Counter = Callable[[list[dict[str, str]]], int]
 
@@ -33,6 +36,15 @@ Counter = Callable[[list[dict[str, str]]], int]
 # BATCH_RATIO_MAX -> batch with RECOMMENDED_P sequences; above it prefill dominates -> sequential (P = 1).
 BATCH_RATIO_MAX = 2.5
 RECOMMENDED_P = 4
+# With measured step costs (docs/performance.md, "Batched decode"): a long run keeps FILL of the P slots
+# decoding (7.5 of 8 on 96 requests: the first step and the last answers' drain run fewer); batching is
+# recommended only when it is predicted MIN_GAIN x faster (the prediction's own error is ~10%); and a run
+# whose max_new_tokens is larger is assumed to get answers of ANSWER_TOKENS (the bundled closed-book
+# answers: 11-13 tokens with max_new_tokens 32 or 64), since plan cannot know the lengths before the run.
+FILL = 0.9
+MIN_GAIN = 1.1
+ANSWER_TOKENS = 12
+NEAR_BEST = 0.97  # the smallest P within 3% of the best prediction: less memory for the same speed
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,29 @@ def recommend_parallel(fresh_tokens: float, new_tokens: float) -> int:
     if new_tokens <= 0:
         return 1
     return RECOMMENDED_P if fresh_tokens / new_tokens <= BATCH_RATIO_MAX else 1
+
+
+def predicted_ratio(costs: StepCosts, p: int, fresh_tokens: float, completion_tokens: float) -> float:
+    """Requests/s at P over the sequential engine's, from the step costs: both prefill the fresh tokens
+    at the same cost per token; the sequential engine decodes one token per step of 1, the batched one
+    P x FILL tokens per step of P."""
+    steps = costs.decode_step_ms
+    prefill = fresh_tokens * costs.prefill_ms_per_token
+    return (prefill + completion_tokens * steps[1]) / (prefill + completion_tokens * steps[p] / (p * FILL))
+
+
+def recommend_from_costs(costs: StepCosts, fresh_tokens: float, new_tokens: float,
+                         max_p: int) -> tuple[int, float]:
+    """(P, its predicted ratio): the measured P (at most ``max_p``, what n_ctx holds) with the best
+    prediction, the smallest one within NEAR_BEST of it; (1, 1.0) when none is MIN_GAIN x faster."""
+    completion = min(new_tokens, ANSWER_TOKENS)
+    ratios = {p: predicted_ratio(costs, p, fresh_tokens, completion)
+              for p in costs.decode_step_ms if 1 < p <= max_p}
+    if not ratios or max(ratios.values()) < MIN_GAIN:
+        return 1, 1.0
+    best = max(ratios.values())
+    p = min(q for q, r in ratios.items() if r >= NEAR_BEST * best)
+    return p, ratios[p]
 
 
 def _order_key(cfg: EvalConfig, item: dict[str, Any]) -> tuple[str, str, str]:
@@ -120,19 +155,38 @@ def measure_workload(cfg: EvalConfig, items: Iterable[dict[str, Any]], counter: 
     return Workload(n, prefix, tail, fresh_sum / n, new_sum / n, where)
 
 
-def batching_lines(cfg: EvalConfig, items: Iterable[dict[str, Any]], counter: Counter | None = None) -> list[str]:
-    """``plan``'s lines on batching: the recommended P for this workload and whether n_ctx holds the
-    shared prefix + P x (longest suffix + max_new_tokens). In-process llama.cpp only."""
+def recommendation_lines(cfg: EvalConfig, work: Workload, costs: StepCosts | None) -> list[str]:
+    """The recommended P and what it rests on: this machine's measured step costs, or the fixed rule."""
+    p, fit = cfg.n_parallel, max(1, work.max_parallel(cfg.n_ctx))
+    shape = f"~{work.fresh_tokens:.0f} fresh prompt tokens and up to {work.new_tokens:.0f} new tokens per request"
+    if costs is None:
+        rec = min(recommend_parallel(work.fresh_tokens, work.new_tokens), fit)
+        why = "mostly decode: batching helps" if rec > 1 else "mostly fresh prompt: batching loses, sequential is faster"
+        return [f"batching: n_parallel {p}; recommended {rec} for this workload ({shape}, {why}; the fixed rule of "
+                "docs/performance.md: run `python -m producer plan --measure` to measure this machine's step costs)"]
+    rec, ratio = recommend_from_costs(costs, work.fresh_tokens, work.new_tokens, fit)
+    completion = min(work.new_tokens, ANSWER_TOKENS)
+    said = (f"predicted {ratio:.2f}x the sequential engine" if rec > 1 else
+            f"no P predicted {MIN_GAIN:.1f}x faster than sequential")
+    return [f"batching: n_parallel {p}; recommended {rec} for this workload ({shape}, answers of ~{completion:.0f} "
+            f"assumed: {said})",
+            f"  from {costs.describe()} (decode step of 1 sequence {costs.decode_step_ms[1]:g} ms, of "
+            + ", ".join(f"{q} {ms:g} ms" for q, ms in sorted(costs.decode_step_ms.items()) if q > 1)
+            + f"; prefill {costs.prefill_ms_per_token:g} ms per token)"]
+
+
+def batching_lines(cfg: EvalConfig, items: Iterable[dict[str, Any]], counter: Counter | None = None,
+                   costs: StepCosts | None = None) -> list[str]:
+    """``plan``'s lines on batching: the recommended P for this workload (from ``costs``, else this
+    machine's stored measurement, else the fixed rule) and whether n_ctx holds the shared prefix + P x
+    (longest suffix + max_new_tokens). In-process llama.cpp only."""
     if not in_process(cfg):
         return []
     work = measure_workload(cfg, items, counter)
     p = cfg.n_parallel
     if work is None:
         return [f"batching: n_parallel {p}; no items known yet, context need and recommendation not computed"]
-    rec = min(recommend_parallel(work.fresh_tokens, work.new_tokens), max(1, work.max_parallel(cfg.n_ctx)))
-    why = "mostly decode: batching helps" if rec > 1 else "mostly fresh prompt: batching loses, sequential is faster"
-    lines = [f"batching: n_parallel {p}; recommended {rec} for this workload (~{work.fresh_tokens:.0f} fresh prompt "
-             f"tokens per {work.new_tokens:.0f} new tokens, {why}; see docs/performance.md)"]
+    lines = recommendation_lines(cfg, work, costs if costs is not None else read_costs(cfg))
     need = work.context_need(p)
     detail = (f"shared prefix ~{work.prefix_tokens} + {p} x (longest suffix + max_new_tokens ~{work.longest_tail})"
               f" = ~{need} tokens of n_ctx {cfg.n_ctx}")

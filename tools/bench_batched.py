@@ -3,20 +3,23 @@
 Targets (issue 17): >= 1.5 x requests/s on the mixed and the decode-heavy workload at the best P, and
 never below 0.95 x at the P that ``plan`` recommends for a workload (sequential where batching loses).
 
-    python tools/bench_batched.py [--requests 96] [--parallel 2,4,8] [--rounds 2] [--workloads mixed,decode,prefill] [--cold]
+    python tools/bench_batched.py [--requests 200] [--parallel 2,4,8] [--rounds 2] [--workloads mixed,decode,prefill] [--cold]
     python tools/bench_batched.py --step-costs          # the cost model: decode step of 1 and of P sequences, prefill per token
     python tools/bench_batched.py --demo-agreement      # P = 4 vs P = 1 answers on the demo config, T = 0
+    python tools/bench_batched.py --gpu-layers -1 --parallel 2,4,8,16   # on a CUDA machine (CUDA build of llama-cpp-python)
 
 Workloads, built by the real builder (``producer.planning.enqueue.chunked_requests``) from the bundled samples
 with the real treatment prompt (config/prompts/treatment_system.txt, ~1,800 tokens), T = 0:
 ``mixed`` (SQuAD open-book + TriviaQA/NQ closed-book, 32 new tokens; 84 requests), ``decode``
-(closed-book only, 64 new tokens, each question at T = 0 and at T = 0.7 with its seed; 96 requests) and
-``prefill`` (SQuAD only, 16 new tokens: long fresh paragraphs, short answers; 34 requests). With a few
-dozen requests the drain of the last P answers (one of them often 30-60 tokens long, nearly alone) is
-a quarter of the decode steps; a run of thousands has one such drain per model load.
-Each engine runs the requests as ``workers.inference.process_chunk`` does: in chunks of 16, with the
-batched engine's ``concurrency`` threads into ``generate`` (P decoding, P more waiting ready), fed across chunks (``workers.inference.feed_slots``:
-the next chunk is taken while one drains, so no slot idles at a chunk's tail). Every configuration runs ``--rounds`` times in
+(closed-book only, 64 new tokens, each question once at T = 0 and three times at T = 0.7, seeded;
+200 requests) and ``prefill`` (SQuAD only, 16 new tokens: long fresh paragraphs, short answers; 34
+requests). With a few dozen requests the drain of the last P answers (one of them often 30-60 tokens
+long, nearly alone) is a quarter of the decode steps; a run of thousands has one such drain per model
+load. Each engine runs the requests as ``workers.inference.process_chunk`` does: in chunks of 16, with
+the batched engine's ``concurrency`` threads into ``generate`` (P decoding, P more waiting ready), fed
+across chunks (``workers.inference.feed_slots``: the next chunk is taken while one drains, so no slot
+idles at a chunk's tail). The P that ``plan`` recommends from the step costs and the workload's token
+shape (``telemetry.batching.recommend_from_costs``) is printed and measured too. Every configuration runs ``--rounds`` times in
 alternating order (seq, P2, P4, P8, then reversed) so that drift on a shared machine cancels. Model
 loads are not timed, and neither is the first read of the system prompt (one untimed warm-up request,
 the same for both engines): a run reads it once per block of hundreds of requests, and with a few
@@ -49,15 +52,15 @@ from bench_overhead import sample_run_files  # tools/ is on sys.path when a tool
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {  # name -> (dataset shares, new tokens, samples per temperature)
     "mixed": ({"squad_v2": 1, "triviaqa": 1, "nq_open": 1}, 32, {"0.0": 1}),
-    # the bundled closed-book samples hold 50 questions: each also once at T = 0.7 (the default config
-    # samples T = 0.7 five times), so that the last answers' drain is a small part of the workload
-    "decode": ({"squad_v2": 0, "triviaqa": 1, "nq_open": 1}, 64, {"0.0": 1, "0.7": 1}),
+    # the bundled closed-book samples hold 50 questions: each also three times at T = 0.7 (the default
+    # config samples T = 0.7 five times), so that the last answers' drain is a small part of the workload
+    "decode": ({"squad_v2": 0, "triviaqa": 1, "nq_open": 1}, 64, {"0.0": 1, "0.7": 3}),
     "prefill": ({"squad_v2": 1, "triviaqa": 0, "nq_open": 0}, 16, {"0.0": 1}),
 }
 
 
-def workload_requests(tmp: Path, name: str, n: int) -> list[list[Any]]:
-    """The workload's treatment requests, in the queue's chunks."""
+def workload_requests(tmp: Path, name: str, n: int) -> tuple[list[list[Any]], Any, list[dict[str, Any]]]:
+    """(the workload's treatment requests in the queue's chunks, its config, its items)."""
     from config.schema import load_config
     from producer.inputs.prepare import ensure_prepared
     from producer.planning.enqueue import chunked_requests
@@ -76,18 +79,22 @@ def workload_requests(tmp: Path, name: str, n: int) -> list[list[Any]]:
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     loaded = load_config(path)
-    reqs = [r for r in chunked_requests(loaded, ensure_prepared(loaded).items) if r.condition == "treatment"][:n]
+    items = ensure_prepared(loaded).items
+    reqs = [r for r in chunked_requests(loaded, items) if r.condition == "treatment"][:n]
     chunks: dict[int, list[Any]] = {}
     for r in reqs:
         chunks.setdefault(r.chunk, []).append(r)
-    return list(chunks.values())
+    return list(chunks.values()), loaded, items
+
+
+GPU_LAYERS = [0]  # --gpu-layers: layers offloaded (-1: all), for every engine of the run
 
 
 def engine_cfg(p: int, threads: int):
     from config.schema import validate_config_dict
 
     return validate_config_dict({"local_engine": "llama_cpp", "local_model": "smollm2", "n_ctx": 4096,
-                                 "n_gpu_layers": 0, "n_threads": threads, "n_parallel": p, "seed": 42},
+                                 "n_gpu_layers": GPU_LAYERS[0], "n_threads": threads, "n_parallel": p, "seed": 42},
                                 "bench", check_files=False)
 
 
@@ -173,92 +180,48 @@ def demo_agreement(threads: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def step_costs(p: int, threads: int, rounds: int = 10) -> dict[str, float]:
-    """The cost model behind every ratio: one decode step of 1 sequence and of P sequences, and a
-    16-token prefill, each at the end of the cached treatment prompt (as in a run), median of
-    ``rounds``; built like the batched engine's context (unified cache, prefix shared by
-    ``llama_memory_seq_cp``)."""
-    import statistics
+def all_step_costs(parallel: list[int], threads: int) -> dict[str, Any]:
+    """The cost model behind every ratio, measured as ``plan --measure`` does
+    (``workers.engines.llama_cpp_step_costs``) but behind the cached treatment prompt: one decode step of
+    1 and of each P sequences (each P measured and every P plan chooses from), and the prefill cost per token."""
+    from telemetry.step_costs import MEASURE_PARALLEL
+    from workers.engines.llama_cpp_step_costs import measure
 
-    from config.llama_cpp_import import import_llama_cpp
-    from workers.engines.llama_cpp_batched import TOKENIZER_N_CTX, batched_context
-    from workers.engines.llama_cpp_engine import engine_model, llama_kwargs, model_settings, new_llama
-
-    lc = import_llama_cpp()
-    cfg = engine_cfg(p, threads)
-    _, path = engine_model(cfg, None)
-    llm = new_llama(path, {**llama_kwargs(lc, path, model_settings(cfg)), "n_ctx": TOKENIZER_N_CTX})
-    ctx, n_batch = batched_context(llm, cfg.n_ctx, p)
-    batch = lc.llama_batch_init(n_batch, 0, 1)
-    try:
-        system = (ROOT / "config/prompts/treatment_system.txt").read_text(encoding="utf-8")
-        prefix = llm.tokenize(system.encode("utf-8"), add_bos=True)
-        pos = dict.fromkeys(range(p), len(prefix))
-
-        def decode(items: list[tuple[int, int, int]]) -> float:
-            for i, (seq, at, token) in enumerate(items):
-                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, at, 1, True
-                batch.seq_id[i][0] = seq
-            batch.n_tokens = len(items)
-            t0 = time.perf_counter()
-            if lc.llama_decode(ctx.ctx, batch) != 0:
-                raise RuntimeError("llama_decode failed")
-            return time.perf_counter() - t0
-
-        def step(seqs: list[int], tokens: int = 1) -> float:
-            items = []
-            for seq in seqs:
-                items += [(seq, pos[seq] + k, 42) for k in range(tokens)]
-                pos[seq] += tokens
-            return decode(items)
-
-        for i in range(0, len(prefix), n_batch):
-            decode([(0, k, prefix[k]) for k in range(i, min(i + n_batch, len(prefix)))])
-        for seq in range(1, p):
-            lc.llama_memory_seq_cp(lc.llama_get_memory(ctx.ctx), 0, seq, 0, len(prefix))
-
-        def ms(f: Any) -> float:
-            return round(1000 * statistics.median(f() for _ in range(rounds)), 1)
-
-        for _ in range(3):  # untimed: a fresh context's first steps also allocate
-            step(list(range(p)))
-        one, many = ms(lambda: step([0])), ms(lambda: step(list(range(p))))
-        prefill = ms(lambda: step([0], 16)) / 16
-    finally:
-        lc.llama_batch_free(batch)
-        ctx.close()
-        llm.close()
-    return {"P": p, "position": len(prefix), "decode_step_1_ms": one, f"decode_step_{p}_ms": many,
-            "prefill_ms_per_token": round(prefill, 1), "decode_ms_per_token_batched": round(many / p, 1)}
-
-
-def all_step_costs(parallel: list[int], threads: int) -> dict[int, dict[str, float]]:
-    """Step costs for P = 1 (the sequential engine's one-sequence context) and each P, with the best
-    ratio on pure decode (``pure_decode_ceiling``: P single steps of P = 1 against one step of P)."""
-    costs = {p: step_costs(p, threads) for p in [1, *parallel]}
-    for p, c in costs.items():
-        c["pure_decode_ceiling"] = round(p * costs[1]["decode_step_1_ms"] / c[f"decode_step_{p}_ms"], 2)
-        print(json.dumps(c), flush=True)
+    system = (ROOT / "config/prompts/treatment_system.txt").read_text(encoding="utf-8")
+    every = sorted({*MEASURE_PARALLEL, *parallel})  # plan's candidates too: the bench checks its recommendation
+    costs = measure(engine_cfg(max(every), threads), parallel=every, prefix=system)
+    steps = costs["decode_step_ms"]
+    print(json.dumps({**costs, "pure_decode_ceiling": {p: round(p * steps[1] / steps[p], 2) for p in every}}),
+          flush=True)
     return costs
 
 
-def ceiling(alone: dict[str, float], cost: dict[str, float], prefilled: float, completion: float) -> float:
+def ceiling(costs: dict[str, Any], p: int, prefilled: float, completion: float) -> float:
     """The best ratio the step costs allow for requests that prefill ``prefilled`` and generate
-    ``completion`` tokens on average: ``alone`` is a one-sequence context (the sequential engine's
-    costs), ``cost`` the P-sequence one, where a decode step serves P requests at once."""
-    p = cost["P"]
-    one = prefilled * alone["prefill_ms_per_token"] + completion * alone["decode_step_1_ms"]
-    batched = prefilled * cost["prefill_ms_per_token"] + completion * cost[f"decode_step_{p}_ms"] / p
-    return round(one / batched, 2)
+    ``completion`` tokens on average, every step decoding P sequences."""
+    steps, prefill = costs["decode_step_ms"], prefilled * costs["prefill_ms_per_token"]
+    return round((prefill + completion * steps[1]) / (prefill + completion * steps[p] / p), 2)
+
+
+def recommended(costs: dict[str, Any], cfg: Any, items: list[dict[str, Any]]) -> tuple[int, float]:
+    """(P, predicted ratio) that ``plan`` recommends for this workload from these step costs."""
+    from telemetry.batching import measure_workload, recommend_from_costs
+    from telemetry.step_costs import StepCosts
+
+    work = measure_workload(cfg, items)
+    record = StepCosts(key="bench", model_file="smollm2", machine="this run", settings={}, measured_at="",
+                       seconds=0, **costs)
+    return recommend_from_costs(record, work.fresh_tokens, work.new_tokens, max(1, work.max_parallel(cfg.n_ctx)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=96, help="requests per workload (at most what the samples hold)")
+    ap.add_argument("--requests", type=int, default=200, help="requests per workload (at most what the samples hold)")
     ap.add_argument("--parallel", default="2,4,8", help="values of P to measure")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of every configuration, alternating order")
     ap.add_argument("--workloads", default="mixed,decode,prefill")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all; needs a GPU build)")
     ap.add_argument("--cold", action="store_true",
                     help="time the first read of the system prompt too (it is read once per block in a run)")
     ap.add_argument("--demo-agreement", action="store_true", help="only measure P = 4 vs P = 1 on the demo")
@@ -266,6 +229,7 @@ def main() -> None:
                     help="only measure one decode step of 1 and of P sequences and the prefill cost per token")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    GPU_LAYERS[0] = args.gpu_layers
     if args.demo_agreement:
         demo_agreement(args.threads)
         return
@@ -273,11 +237,14 @@ def main() -> None:
     costs = all_step_costs(parallel, args.threads)
     if args.step_costs:
         return
-    configs = [0, *parallel]
     tmp = Path(tempfile.mkdtemp(prefix="bench_batched_"))
     try:
         for name in args.workloads.split(","):
-            chunks = workload_requests(tmp / name, name, args.requests)
+            chunks, cfg, items = workload_requests(tmp / name, name, args.requests)
+            rec, predicted = recommended(costs, cfg, items)
+            print(json.dumps({"workload": name, "recommended_P": rec, "predicted_ratio": round(predicted, 2)}),
+                  flush=True)
+            configs = [0, *parallel] + ([rec] if rec > 1 and rec not in parallel else [])
             n = sum(len(c) for c in chunks)
             secs = dict.fromkeys(configs, 0.0)
             results: dict[int, list[Any]] = {}
@@ -293,7 +260,7 @@ def main() -> None:
             for p in configs:
                 rate = n * args.rounds / secs[p]
                 agree = sum(a.text == b.text for a, b in zip(results[p], results[0], strict=True))
-                row = {"workload": name, "engine": "sequential" if p == 0 else f"P={p}", "requests": n,
+                row = {"workload": name, "engine": "sequential" if p == 0 else f"P={p}", "recommended": max(p, 1) == rec, "requests": n,
                        "req_per_s": round(rate, 3), "ratio": round(rate / base, 2), "same_answers": f"{agree}/{n}",
                        "completion_tokens_mean": round(sum(r.usage.completion_tokens or 0 for r in results[p]) / n, 1)}
                 if p:
@@ -302,8 +269,7 @@ def main() -> None:
                                prefix_reused=f"{st['prefix_tokens_reused']}/{st['prompt_tokens']}",
                                sequences_per_step=round(st["sequences_decoded"] / max(st["decode_steps"], 1), 2),
                                late_refills=st["late_refills"],
-                               ceiling=ceiling(costs[1], costs[p], st["prefill_tokens"] / n,
-                                               row["completion_tokens_mean"]))
+                               ceiling=ceiling(costs, p, st["prefill_tokens"] / n, row["completion_tokens_mean"]))
                 print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -45,9 +45,10 @@ from producer.inputs.messages import load_prompt_texts, render_messages
 from producer.ledger.db import check_writable
 from producer.planning.plan import make_plan
 from producer.runs.trials import expand_trials
-from telemetry.batching import measure_workload
+from telemetry.batching import measure_workload, recommend_from_costs
 from telemetry.budget import vram_check
 from telemetry.nvml import GpuReader
+from telemetry.step_costs import read_costs
 from workers.engines.registry import preflight_hook
 
 MIN_FREE_DISK_MB = 200
@@ -173,8 +174,13 @@ def context_check(cfg: EvalConfig, facts: EngineFacts) -> Check:
 
 
 def batching_check(cfg: EvalConfig, counter: Callable[[list[dict[str, str]]], int] | None) -> Check:
-    """In-process n_parallel P > 1: the P sequences share n_ctx (telemetry.batching), so the shared prefix
-    + P x (longest suffix + max_new_tokens) must fit it."""
+    """In-process llama.cpp: the P sequences share n_ctx (telemetry.batching), so the shared prefix + P x
+    (longest suffix + max_new_tokens) must fit it; and the P this machine's measured step costs recommend
+    (``plan --measure``), or how to measure them."""
+    costs = read_costs(cfg)
+    unmeasured = "step costs not measured on this machine: `python -m producer plan --measure` recommends n_parallel"
+    if costs is None and cfg.n_parallel == 1:  # nothing to check or recommend: skip rendering every prompt
+        return Check("batching", OK, f"n_parallel 1; {unmeasured}")
     try:
         work = measure_workload(cfg, make_plan(cfg, Path("."), None, None).items, counter)
     except Exception as exc:  # noqa: BLE001 - a dataset problem is `prepare`'s to report
@@ -189,7 +195,13 @@ def batching_check(cfg: EvalConfig, counter: Callable[[list[dict[str, str]]], in
         fit = work.max_parallel(cfg.n_ctx)
         fix = f"raise n_ctx to {need}" + (f" or set n_parallel {fit}" if fit >= 1 else "")
         return Check("batching", WARN, f"context too small for {p} sequences: {detail} ({work.where}): {fix}")
-    return Check("batching", OK, detail)
+    if costs is None:
+        advice = unmeasured
+    else:
+        rec, ratio = recommend_from_costs(costs, work.fresh_tokens, work.new_tokens, max(1, work.max_parallel(cfg.n_ctx)))
+        advice = (f"recommended n_parallel {rec}" + (f" (predicted {ratio:.2f}x sequential)" if rec > 1 else "")
+                  + f" from the {costs.describe()}")
+    return Check("batching", OK, f"{detail}; {advice}" if p > 1 else f"n_parallel 1; {advice}")
 
 
 def vram_budget_check(cfg: EvalConfig) -> Check:
@@ -218,7 +230,7 @@ def run_preflight(cfg: EvalConfig, check_data: bool = True) -> list[Check]:
                 break
         if facts is not None:
             checks.append(context_check(cfg, facts))
-            if in_process(cfg) and cfg.n_parallel > 1:
+            if in_process(cfg):
                 checks.append(batching_check(cfg, facts.counter))
     elif not is_batch(cfg.backend):
         checks.append(Check("engine", OK, f"{cfg.local_engine}: no server or model needed"))

@@ -1,4 +1,5 @@
-"""``python -m producer plan``: what a run would do, printed, with nothing written."""
+"""``python -m producer plan``: what a run would do, printed, with nothing written (``--measure`` keeps
+this machine's step costs in the queue folder, for later plans and ``doctor``)."""
 
 from __future__ import annotations
 
@@ -34,11 +35,15 @@ from producer.host.console import one_line_errors
 @click.option("--pilot", "pilot_run", default=None, metavar="RUN_ID",
               help="Take the discordance and design effect (clustering by paragraph) from this finished run's "
                    "significance.json (in the config's experiments folder) instead of --discordance.")
+@click.option("--measure", is_flag=True,
+              help="Measure what a decode step of 1 to 16 sequences costs on this machine with this model "
+                   "(seconds; kept per model file and machine) and recommend n_parallel from it.")
 @one_line_errors
 def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], limit_items: int | None,
-         yes: bool, as_json: bool, discordance: float, effect_points: float | None, pilot_run: str | None) -> None:
+         yes: bool, as_json: bool, discordance: float, effect_points: float | None, pilot_run: str | None,
+         measure: bool) -> None:
     """Print trials, datasets, requests, estimated prompt tokens per condition and, for Fireworks, the
-    estimated cost; writes nothing."""
+    estimated cost; writes nothing (``--measure``: this machine's step costs, in the queue folder)."""
     import json
 
     from producer.host.console import UserError
@@ -57,8 +62,9 @@ def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], lim
         raise UserError(why)
     from producer.planning.power_plan import power_lines  # scipy: the items each metric needs
 
-    extra = list(vram_lines(cfg)) + batching_lines(cfg, the_plan.items) + power_lines(the_plan, discordance,
-                                                                                      effect_points, pilot)
+    costs = measure_step_costs(cfg) if measure else None
+    extra = list(vram_lines(cfg)) + batching_lines(cfg, the_plan.items, costs=costs) + power_lines(
+        the_plan, discordance, effect_points, pilot)
     problems = plan_problems(cfg, the_plan)
     extra += [f"check failed: {p}" for p in problems]
     if as_json:
@@ -85,3 +91,26 @@ def plan_problems(cfg: EvalConfig, the_plan) -> list[str]:
         except ModelFileError as exc:
             problems.append(str(exc))
     return problems
+
+
+def measure_step_costs(cfg: EvalConfig):
+    """``--measure``: the engine's own measurement (a registry hook), stored for later plans and doctor."""
+    from config.engines import in_process
+    from producer.host.console import UserError
+    from telemetry.step_costs import store_costs
+    from workers.engines.base import EngineError
+    from workers.engines.registry import engine_hooks
+
+    hook = getattr(engine_hooks(cfg.local_engine), "measure_step_costs", None) if in_process(cfg) else None
+    if hook is None:
+        raise UserError(f"plan --measure: step costs are measured for the in-process engine; with "
+                        f"{cfg.local_engine if cfg.backend == 'local' else cfg.backend} the server or service "
+                        "batches (docs/engines.md, 'Requests in flight')")
+    click.echo(f"measuring step costs of {cfg.local_model} on this machine ...", err=True)
+    try:
+        costs = hook(cfg, cfg.local_model, lambda what: click.echo(f"  {what}", err=True))
+    except (EngineError, RuntimeError, ValueError) as exc:  # no model file, a context llama.cpp refuses
+        raise UserError(f"plan --measure: {' '.join(str(exc).split())}") from None
+    path = store_costs(costs)
+    click.echo(f"  done in {costs.seconds:g} s; kept in {path}", err=True)
+    return costs

@@ -21,6 +21,7 @@ HUEY_DB = "huey.sqlite3"
 LEDGER_DB = "ledger.sqlite3"
 MODEL_LOCK = "model.lock"
 RESPONSE_CACHE_DB = "response_cache.sqlite3"  # opt-in (config ``cache: true``): answers of repeated requests
+STEP_COSTS_FILE = "step_costs.json"  # ``plan --measure``: the batched engine's step costs per model file and machine
 SQLITE_HEADER = b"SQLite format 3\x00"
 # The project's own queue folder: where a printed `run --resume` finds its run when typed elsewhere.
 PROJECT_QUEUE_DIR = Path(__file__).resolve().parents[2] / "queue"

@@ -108,6 +108,13 @@ class LlamaCppHooks:
         return f"sha256:{file_sha256(path)}", settings
 
     @staticmethod
+    def measure_step_costs(cfg: EvalConfig, model: str | None, say: Any = None) -> Any:
+        """``plan --measure``: this machine's step costs for the batched engine (telemetry.step_costs.StepCosts)."""
+        from workers.engines.llama_cpp_step_costs import measure_step_costs  # lazy: loads the model
+
+        return measure_step_costs(cfg, model, say or (lambda _: None))
+
+    @staticmethod
     def doctor_section(cfg: EvalConfig, redact: Any = None) -> dict[str, Any]:
         """The doctor report's ``llama_cpp`` object (docs/doctor-report.schema.json)."""
         from workers.engines.llama_cpp_engine import gpu_offload_supported  # lazy: the native library
