@@ -170,9 +170,9 @@ def recommendation_lines(cfg: EvalConfig, work: Workload, costs: StepCosts | Non
             f"no P predicted {MIN_GAIN:.1f}x faster than sequential")
     return [f"batching: n_parallel {p}; recommended {rec} for this workload ({shape}, answers of ~{completion:.0f} "
             f"assumed: {said})",
-            f"  from {costs.describe()} (decode step of 1 sequence {costs.decode_step_ms[1]:g} ms, of "
-            + ", ".join(f"{q} {ms:g} ms" for q, ms in sorted(costs.decode_step_ms.items()) if q > 1)
-            + f"; prefill {costs.prefill_ms_per_token:g} ms per token)"]
+            f"  from {costs.describe()} (decode step of 1 sequence {costs.decode_step_ms[1]:.3g} ms, of "
+            + ", ".join(f"{q} {ms:.3g} ms" for q, ms in sorted(costs.decode_step_ms.items()) if q > 1)
+            + f"; prefill {costs.prefill_ms_per_token:.3g} ms per token)"]
 
 
 def batching_lines(cfg: EvalConfig, items: Iterable[dict[str, Any]], counter: Counter | None = None,

@@ -217,5 +217,9 @@ def test_doctor_warns_when_p_sequences_do_not_fit(tmp_path: Path) -> None:
     assert "raise n_ctx to" in warn and re.search(r"or set n_parallel [1-3]$", warn)
     assert any("n_ctx 2560 shared by 8 sequences" in line for line in tight)  # the RAM budget follows P
     fits = doctor(n_ctx=4096, n_parallel=4)
-    assert any(line.startswith("[ OK ] batching: n_parallel 4: shared prefix") for line in fits)
-    assert not any("] batching:" in line for line in doctor(n_ctx=4096, n_parallel=1))  # sequential: nothing to add
+    assert any(line.startswith("[ OK ] batching: n_parallel 4: shared prefix") and
+               line.endswith("; step costs not measured on this machine: `python -m producer plan --measure` "
+                             "recommends n_parallel") for line in fits)
+    sequential = [line for line in doctor(n_ctx=4096, n_parallel=1) if "] batching:" in line]
+    assert sequential == ["[ OK ] batching: n_parallel 1; step costs not measured on this machine: "
+                          "`python -m producer plan --measure` recommends n_parallel"]

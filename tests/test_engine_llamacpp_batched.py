@@ -221,8 +221,10 @@ def test_ctrl_c_gives_back_what_the_prefetched_chunk_had_not_run(tmp_path, isola
     from workers.inference import process_chunk
     from workers.worker_state import STOP, close_engines
 
+    # chunks of 12 on 4 slots: the engine's 8 threads (4 decoding, 4 waiting) cannot have started all of
+    # the second chunk when the first finishes
     cfg = write_config(tmp_path, short_prompts=True, n_parallel=4, max_new_tokens={"closed_book": 4, "open_book": 4},
-                       sizes={"squad_v2": 3, "triviaqa": 2, "nq_open": 2})
+                       sizes={"squad_v2": 6, "triviaqa": 3, "nq_open": 3})
     assert producer(["enqueue", "--config", str(cfg)], isolated_queue).returncode == 0
     run_id = run_id_of(isolated_queue)
     with ledger(isolated_queue) as conn:
@@ -241,7 +243,7 @@ def test_ctrl_c_gives_back_what_the_prefetched_chunk_had_not_run(tmp_path, isola
         worker = conn.execute("select count(*) from requests where worker is not null and state != 'done'").fetchone()[0]
     assert out["chunks"] == [first, second] and requeued == [(run_id, second)]
     assert states.get("queued", 0) >= 1 and set(states) <= {"done", "queued"} and worker == 0
-    assert results == 7 + states.get("done", 0) == out["done"]
+    assert results == 12 + states.get("done", 0) == out["done"]
 
 
 def test_a_freed_slot_is_refilled_before_the_next_step_though_recording_takes_time(short_requests):

@@ -21,7 +21,6 @@ from telemetry.batching import (
 )
 from telemetry.step_costs import StepCosts, key_for, new_costs, read_costs, store_costs
 
-
 # Measured here (2-core EPYC, SmolLM2-135M, 2 threads, behind a 1,816-token prompt): a token costs about
 # the same wherever it sits in a batch. The GPU row has the shape of llama.cpp's batched-bench on a GPU.
 CPU = {1: 15.0, 2: 25.0, 4: 40.0, 8: 68.0, 16: 130.0}
@@ -142,7 +141,8 @@ def test_plan_measure_on_the_real_model_keeps_the_measurement_and_plan_uses_it(t
     assert "recommended" in line and "from step costs measured" in measured.output
     again = CliRunner().invoke(producer_main, ["plan", "--config", str(config)])
     assert again.exit_code == 0 and "from step costs measured" in again.output and "measuring" not in again.output
-    assert f"decode step of 1 sequence {record['decode_step_ms']['1']:g} ms" in again.output
+    assert f"decode step of 1 sequence {record['decode_step_ms']['1']:.3g} ms" in again.output
+    assert "nothing was written but this machine's step costs" in measured.output
 
 
 @pytest.mark.unit

@@ -70,7 +70,7 @@ def plan(cfg: EvalConfig, config_path: Path, data_overrides: dict[str, str], lim
     if as_json:
         click.echo(json.dumps(plan_json(the_plan, extra), indent=2, ensure_ascii=False))
     else:
-        click.echo(render_plan(the_plan, extra_lines=extra))
+        click.echo(render_plan(the_plan, extra_lines=extra, wrote="this machine's step costs" if measure else None))
     if problems:  # the plan is shown, and a script sees that the run would not start
         raise SystemExit(1)
 

@@ -155,8 +155,9 @@ def usd_estimate(plan: Plan, counts: list[dict[str, dict[str, dict[str, int]]]])
             "output_per_mtok": pricing.output_per_mtok, "complete": plan.complete}
 
 
-def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
-    """The plan as text; ``extra_lines`` (e.g. the VRAM budget) go before the closing line."""
+def render_plan(plan: Plan, extra_lines: list[str] | None = None, wrote: str | None = None) -> str:
+    """The plan as text; ``extra_lines`` (e.g. the VRAM budget) go before the closing line, which says
+    that nothing was written, or only ``wrote`` (``plan --measure``: the step costs file)."""
     cfg = plan.cfg
     out = [f"config: {plan.config_path}"]
     if is_batch(cfg.backend):
@@ -231,7 +232,7 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None) -> str:
     phase_names = [f"{p} ({notes[p]})" if p in notes else p for p in PHASES]
     out.append("phases: " + " -> ".join(phase_names))
     out.extend(extra_lines or [])
-    out.append("plan only: nothing was written")
+    out.append(f"plan only: nothing was written but {wrote}" if wrote else "plan only: nothing was written")
     return "\n".join(out)
 
 
