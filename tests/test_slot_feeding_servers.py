@@ -100,3 +100,36 @@ def test_ollama_num_parallel_against_requests_in_flight(monkeypatch):
         monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "4")
         assert _parallel(OllamaEngine.preflight(_cfg("ollama", server.url, 4), "smollm2")[0])[0][0] == "ok"
         assert _parallel(OllamaEngine.preflight(_cfg("ollama", server.url, 1), "smollm2")[0]) == []
+
+
+def test_ctrl_c_gives_back_what_an_http_engines_prefetched_chunk_had_not_run(tmp_path, isolated_queue):
+    """Ctrl+C once the first chunk has finished, with an HTTP engine feeding llama-server's 4 slots: the
+    next chunk, claimed while the first drained, keeps the answers it has, gives the rest back queued
+    (no worker left on them) and its message is re-sent."""
+    from workers.inference import process_chunk
+    from workers.worker_state import STOP, close_engines
+
+    state = FaultState(props={"total_slots": 4})
+    state.plan.latency_s = 0.05
+    with FaultyOpenAIServer(state) as server:
+        cfg = write_config(tmp_path, short_prompts=True, local_engine="openai_compat",
+                           local_endpoint=f"{server.url}/v1", sizes={"squad_v2": 3, "triviaqa": 2, "nq_open": 2})
+        assert producer(["enqueue", "--config", str(cfg)], isolated_queue).returncode == 0
+        run_id = run_id_of(isolated_queue)
+        with ledger(isolated_queue) as conn:
+            first, second = [r[0] for r in conn.execute(
+                "select distinct chunk from requests where run_id = ? order by chunk", (run_id,))]
+        requeued = []
+        try:
+            out = process_chunk(run_id, first, requeue=lambda *a: requeued.append(a), finished=lambda *a: STOP.set())
+        finally:
+            STOP.clear()
+            close_engines()
+    with ledger(isolated_queue) as conn:
+        states = dict(conn.execute("select state, count(*) from requests where run_id = ? and chunk = ? group by state",
+                                   (run_id, second)).fetchall())
+        results = conn.execute("select count(*) from results where run_id = ?", (run_id,)).fetchone()[0]
+        worker = conn.execute("select count(*) from requests where worker is not null and state != 'done'").fetchone()[0]
+    assert out["chunks"] == [first, second] and requeued == [(run_id, second)]
+    assert states.get("queued", 0) >= 1 and set(states) <= {"done", "queued"} and worker == 0
+    assert results == 7 + states.get("done", 0) == out["done"]
