@@ -49,7 +49,7 @@ ENGINES: dict[str, EngineSpec] = {
         "workers.engines.ollama:OllamaEngine", http=True, honours_seed=True, vram_shape="ollama_api",
         default_endpoint=OLLAMA_DEFAULT_ENDPOINT, server_slots_env="OLLAMA_NUM_PARALLEL",
         server_slots_unset="not set (Ollama chooses)",
-        parallel_note="  note: Ollama needs OLLAMA_NUM_PARALLEL >= max_concurrent_requests (default 1)"),
+        parallel_note="  note: Ollama needs OLLAMA_NUM_PARALLEL >= max_concurrent_requests (default auto = 1: Ollama's API does not report its slots)"),
     "openai_compat": EngineSpec(
         "workers.engines.openai_compat:OpenAICompatEngine", http=True, vram_shape="gguf_file",
         key_env="OPENAI_COMPAT_API_KEY",

@@ -54,6 +54,9 @@ from config.schema_sections import (  # noqa: F401 - re-exported: ``from config.
 )
 from config.textfile import TextFileError, read_user_text
 
+MAX_IN_FLIGHT = 64  # max_concurrent_requests' ceiling (and auto's cap)
+
+
 
 class EvalConfig(_Strict):
     backend: Backend = "local"
@@ -65,7 +68,8 @@ class EvalConfig(_Strict):
     n_gpu_layers: int = Field(-1, ge=-1, le=100_000)
     n_threads: int | None = Field(None, ge=1, le=4096)
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
-    max_concurrent_requests: int = Field(1, ge=1, le=64)
+    # HTTP engines' requests in flight; None = auto: llama-server's /props total_slots, else 1
+    max_concurrent_requests: int | None = Field(None, ge=1, le=MAX_IN_FLIGHT)
     n_parallel: int = Field(1, ge=1, le=64)  # in-process llama.cpp: sequences decoded together (batched)
     keep_alive: str = "30m"
     request_timeout_s: float = Field(600.0, gt=0, le=DAY_S)
@@ -246,6 +250,17 @@ class EvalConfig(_Strict):
         """Items kept after the seeded shuffle (None = all): ``sizes`` or the custom dataset's ``size``."""
         custom = self.custom_datasets.get(name)
         return custom.size if custom is not None else getattr(self.sizes, name)
+
+    def static_in_flight(self) -> int:
+        """Requests in flight known without asking the server: the explicit value, else 1 (auto's floor)."""
+        return self.max_concurrent_requests or 1
+
+    def in_flight_for(self, server_slots: int | None) -> int:
+        """Requests in flight given the server's reported slots (llama-server ``/props`` ``total_slots``):
+        an explicit value is always obeyed; auto takes the slots (capped at MAX_IN_FLIGHT), else 1."""
+        if self.max_concurrent_requests is not None:
+            return self.max_concurrent_requests
+        return min(server_slots, MAX_IN_FLIGHT) if server_slots and server_slots > 0 else 1
 
     def samples_for(self, temp: float) -> int:
         """K samples per item at this temperature (keys are repr(float(T)))."""

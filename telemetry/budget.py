@@ -73,7 +73,7 @@ def ollama_shape(endpoint: str, model: str, timeout_s: float = 10.0):
 def parallel_slots(cfg: EvalConfig) -> int:
     """In-process llama.cpp decodes ``n_parallel`` sequences in one context (1: the sequential engine);
     HTTP servers hold max_concurrent_requests slots."""
-    return cfg.n_parallel if in_process(cfg) else cfg.max_concurrent_requests
+    return cfg.n_parallel if in_process(cfg) else cfg.static_in_flight()
 
 
 def budget_settings(cfg: EvalConfig, n_gpu_layers: int | None = None) -> Settings:

@@ -139,7 +139,7 @@ def test_a_new_engine_needs_one_module_and_one_registry_row(echo_cfg: EvalConfig
     assert engine_settings(echo_cfg, "echo-1")["engine"] == "echo_test"
     batching = engine_batching(echo_cfg)
     assert batching["engine"] == "echo_test" and batching["mode"] == "server"
-    assert parallel_slots(echo_cfg) == echo_cfg.max_concurrent_requests  # not in process: no n_parallel
+    assert parallel_slots(echo_cfg) == echo_cfg.static_in_flight() == 1  # not in process, unset: auto, 1 statically
     assert config_budget(echo_cfg).lines == ["VRAM budget: not applicable (no local GPU model)"]
     assert size_refusal(echo_cfg, 10**7, 1e12) is not None  # a real model: generation time counts
     checks = run_preflight(echo_cfg, check_data=False)

@@ -122,7 +122,7 @@ def generate_with_retries(
         except TransientEngineError as exc:
             if isinstance(exc, EngineTimeoutError):
                 window = health_of(run_id)
-                in_flight_max = cfg.max_concurrent_requests if getattr(engine, "thread_safe", False) else 1
+                in_flight_max = (getattr(engine, "concurrency", None) or cfg.static_in_flight()) if getattr(engine, "thread_safe", False) else 1
                 hung = window.timeout(str(exc), in_flight_max)
                 if hung or not answers_at_all(getattr(engine, "base_url", None)):
                     return None, attempts, Failure.of(str(exc), True, window.hung_message(probe_failed=not hung))
@@ -313,10 +313,12 @@ def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None],
     try:
         todo = from_cache(rows)
         engine = engine_for(engine_name, rows[0]["model"], cfg) if todo else None
-        # the batched llama.cpp engine says how many requests it decodes together (n_parallel)
+        # the engine says how many requests it keeps in flight: the batched llama.cpp engine its
+        # n_parallel, an HTTP engine max_concurrent_requests (auto: llama-server's slots). Both batch
+        # continuously, so a draining slot takes the run's next chunk (feed_slots' crash rules hold)
         slots = getattr(engine, "concurrency", None) or 0
-        workers = slots or cfg.max_concurrent_requests if engine is not None and engine.thread_safe else 1
-        if workers > 1:  # only slots that decode together are fed across chunks (HTTP: one chunk)
+        workers = slots or cfg.static_in_flight() if engine is not None and engine.thread_safe else 1
+        if workers > 1:
             feed_slots(workers, todo, more if slots > 1 else lambda: None, lambda r: _run_one(engine, r, cfg, pid),
                        record)
         else:

@@ -206,7 +206,7 @@ def build_report(cfg: EvalConfig, config_path: Path, checks: list[Check], ready:
         "config": {"path": str(config_path), "backend": cfg.backend, "local_engine": cfg.local_engine,
                    "model": cfg.model_name(), "local_endpoint": safe_url(cfg.local_endpoint),
                    "n_gpu_layers": cfg.n_gpu_layers, "n_ctx": cfg.n_ctx,
-                   "max_concurrent_requests": cfg.max_concurrent_requests},
+                   "max_concurrent_requests": cfg.static_in_flight()},
         "os": {"system": platform.system(), "release": platform.release(), "version": platform.version(),
                "machine": platform.machine(), "platform": platform.platform()},
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),

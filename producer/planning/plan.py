@@ -169,7 +169,7 @@ def render_plan(plan: Plan, extra_lines: list[str] | None = None, wrote: str | N
             engine += f" at {cfg.local_endpoint}"
         engine += (
             f" (n_ctx {cfg.n_ctx}, n_gpu_layers {cfg.n_gpu_layers}, n_threads {cfg.n_threads or 'auto'}, "
-            f"max_concurrent_requests {cfg.max_concurrent_requests})"
+            f"max_concurrent_requests {cfg.max_concurrent_requests or 'auto'})"
         )
         out.append(engine)
         notes = PHASE_NOTES_LOCAL
@@ -304,7 +304,7 @@ def size_refusal(cfg: EvalConfig, requests: int, tokens: float, engine: str | No
     engine = engine or run_engine(cfg)
     days = 0.0
     if not is_batch(cfg.backend) and not is_dry_run_engine(engine):  # a batch service or a dry run: no local generation
-        days = tokens / (ASSUMED_TOKENS_PER_S * cfg.max_concurrent_requests) / 86_400
+        days = tokens / (ASSUMED_TOKENS_PER_S * cfg.static_in_flight()) / 86_400
     if requests <= MAX_REQUESTS and days <= MAX_GENERATION_DAYS:
         return None
     when = f", up to ~{days:,.0f} days of generation at {ASSUMED_TOKENS_PER_S:.0f} tokens/s" if days >= 1 else ""

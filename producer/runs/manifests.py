@@ -272,8 +272,9 @@ def request_counts(cfg: EvalConfig, trial: Trial, items: Iterable[dict[str, Any]
     return counts
 
 
-def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False) -> dict[str, Any]:
-    """Backend and engine settings a reader needs to judge the run (no secrets)."""
+def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False, in_flight: int | None = None) -> dict[str, Any]:
+    """Backend and engine settings a reader needs to judge the run (no secrets). ``in_flight``: the
+    requests in flight the run uses (``batching.max_concurrent_requests``), else the static figure."""
     if is_batch(cfg.backend):  # the provider's settings sit under the config field named like the backend
         out = {"backend": cfg.backend, "model": model, cfg.backend: getattr(cfg, cfg.backend).model_dump(mode="json")}
         spec = BATCH_BACKENDS[cfg.backend]
@@ -289,7 +290,7 @@ def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False) -> dict[
         "n_gpu_layers": cfg.n_gpu_layers,
         "n_threads": cfg.n_threads,
         "kv_cache_type": cfg.kv_cache_type,
-        "max_concurrent_requests": cfg.max_concurrent_requests,
+        "max_concurrent_requests": in_flight or cfg.static_in_flight(),
         "keep_alive": cfg.keep_alive,
         "sampler": effective_sampler(cfg),
     }
@@ -324,6 +325,7 @@ def engine_batching(cfg: EvalConfig, dry_run: bool = False) -> dict[str, Any]:
     batch = is_batch(cfg.backend)
     engine = cfg.backend if batch else run_engine(cfg, dry_run)
     out: dict[str, Any] = {"engine": engine, "n_parallel": None, "max_concurrent_requests": None,
+                           "max_concurrent_requests_source": None,
                            "server_parallel": None, "server_parallel_source": None,
                            "same_for_both_conditions": True}
     if batch:
@@ -336,7 +338,6 @@ def engine_batching(cfg: EvalConfig, dry_run: bool = False) -> dict[str, Any]:
         text = (f"in-process llama.cpp, {p} sequences decoded together (one context, unified KV cache, "
                 "continuous batching)" if p > 1 else "in-process llama.cpp, one sequence at a time")
         return out | {"n_parallel": p, "mode": "batched" if p > 1 else "sequential", "description": text}
-    out["max_concurrent_requests"] = cfg.max_concurrent_requests
     if spec.server_slots_env:
         var = spec.server_slots_env
         env, user = os.environ.get(var), user_env_value(var)
@@ -350,7 +351,14 @@ def engine_batching(cfg: EvalConfig, dry_run: bool = False) -> dict[str, Any]:
         out["server_parallel_source"] = "GET /props total_slots" if out["server_parallel"] else None
         server = (f"server slots {out['server_parallel']}" if out["server_parallel"]
                   else "server slots not reported by the server")
-    return out | {"mode": "server", "description": f"{engine} server: up to {cfg.max_concurrent_requests} "
+    # the same rule the engine applies when it starts (config.schema.EvalConfig.in_flight_for): auto
+    # matches llama-server's /props slots; Ollama's API does not report its slots, so auto is 1 there
+    reported = None if spec.server_slots_env else out["server_parallel"]
+    in_flight = out["max_concurrent_requests"] = cfg.in_flight_for(reported)
+    out["max_concurrent_requests_source"] = (
+        "config" if cfg.max_concurrent_requests is not None
+        else "auto: GET /props total_slots" if reported else "auto: 1 (the server does not report its slots)")
+    return out | {"mode": "server", "description": f"{engine} server: up to {in_flight} "
                   f"concurrent requests, {server}; the server batches them"}
 
 
@@ -362,6 +370,7 @@ def build_trial_manifest(
     stages = FIREWORKS_STAGES if is_batch(cfg.backend) else LOCAL_STAGES
     on_llama_cpp = in_process(cfg)  # the GGUF's own tokenizer counts the prompt tokens
     counter, how_counted = prompt_text_counter(cfg.tokenizer, trial.model if on_llama_cpp else None)
+    batching = engine_batching(cfg, dry_run)
     stamp = now_iso()
     return TrialManifest.model_validate({
         "schema_version": 2,
@@ -392,8 +401,8 @@ def build_trial_manifest(
         },
         "temps": [temp_label(t) for t in trial.temps],
         "samples_per_item": {temp_label(t): cfg.samples_for(t) for t in trial.temps},
-        "engine": engine_settings(cfg, trial.model, dry_run),
-        "batching": engine_batching(cfg, dry_run),
+        "engine": engine_settings(cfg, trial.model, dry_run, batching["max_concurrent_requests"]),
+        "batching": batching,
         "counts": request_counts(cfg, trial, items),
         "stage_status": {s: {"status": "pending", "updated_at": None, "artifacts": []} for s in stages},
     })

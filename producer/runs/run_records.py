@@ -141,6 +141,7 @@ class Batching(Record):
     engine: str
     n_parallel: int | None = None
     max_concurrent_requests: int | None = None
+    max_concurrent_requests_source: str | None = None
     server_parallel: int | None = None
     server_parallel_source: str | None = None
     same_for_both_conditions: bool = True

@@ -83,7 +83,8 @@ class EngineResult:
 @runtime_checkable
 class Engine(Protocol):
     """An inference engine. One instance per worker process; not shared across threads unless
-    ``thread_safe`` is True (HTTP engines), in which case up to max_concurrent_requests calls overlap."""
+    ``thread_safe`` is True (HTTP engines), in which case up to ``concurrency`` calls overlap
+    (max_concurrent_requests, or what auto resolved it to)."""
 
     name: str
     thread_safe: bool

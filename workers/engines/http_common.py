@@ -219,8 +219,18 @@ class HttpEngine:
         self.model = model or cfg.local_model or ""
         self.base_url = normalise_endpoint(cfg.local_endpoint)
         self.timeout_s = cfg.request_timeout_s
-        self.session = make_session(cfg.max_concurrent_requests)
         self._headers = self.headers()
+        self.session = make_session(1)
+        # requests in flight: the explicit setting, or what auto resolves to for this server
+        self.concurrency = self.resolve_concurrency()
+        if self.concurrency > 1:
+            self.session.close()
+            self.session = make_session(self.concurrency)
+
+    def resolve_concurrency(self) -> int:
+        """Requests in flight this engine keeps: ``max_concurrent_requests``, or 1 when auto (the
+        server does not report its slots; Ollama's API does not)."""
+        return int(self.cfg.max_concurrent_requests or 1)
 
     def headers(self) -> dict[str, str]:
         """Extra headers sent with every request (an API key); none by default."""

@@ -5,6 +5,7 @@ Why native and not Ollama's ``/v1``: only the native API honours ``num_ctx``, an
 experiment, so every option is sent explicitly (docs/architecture.md fact 6). One pooled ``requests.Session``
 per engine; thread-safe, so the worker may overlap up to ``max_concurrent_requests`` calls (the
 server must be started with ``OLLAMA_NUM_PARALLEL`` >= that number to really run them in parallel).
+Unset (auto) it is 1: Ollama's API does not report the slots it runs with.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ class OllamaEngine(HttpEngine):
                 checks.append(Check("model", FAIL, pull_hint("Ollama", model)))
                 return checks, facts
             checks.append(Check("model", OK, f"{model} is pulled"))
-            checks += num_parallel_checks(cfg.max_concurrent_requests)
+            checks += num_parallel_checks(cfg.static_in_flight())
             try:
                 info = engine.show(timeout_s=PREFLIGHT_TIMEOUT_S * 3).get("model_info") or {}
             except EngineError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 from config.checks import FAIL, OK, WARN, Check, EngineFacts
 from config.engines import engine_spec
-from config.schema import EvalConfig
+from config.schema import MAX_IN_FLIGHT, EvalConfig
 from workers.engines.base import EngineError, EngineResult, GenerationParams, PermanentEngineError
 from workers.engines.http_common import PREFLIGHT_TIMEOUT_S, HttpEngine
 from workers.engines.tokens import complete_usage
@@ -67,6 +67,20 @@ class OpenAICompatEngine(HttpEngine):
     def facts(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "endpoint": self.base_url, "min_p": 0.0}
 
+    def props(self, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> dict[str, Any]:
+        """llama-server's ``GET /props`` (``total_slots``, ``default_generation_settings.n_ctx`` per
+        slot); {} where the server has none (llama-cpp-python's server, vLLM, LM Studio) or it fails."""
+        try:
+            return self._call("GET", "/props", timeout_s=timeout_s)
+        except EngineError:
+            return {}
+
+    def resolve_concurrency(self) -> int:
+        """Auto (``max_concurrent_requests`` unset) matches llama-server's slots, read once here."""
+        if self.cfg.max_concurrent_requests is not None:
+            return self.cfg.max_concurrent_requests
+        return self.cfg.in_flight_for(reported_slots(self.props()))
+
     def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult:
         start = time.perf_counter()
         body = self._call("POST", "/v1/chat/completions", chat_payload(self.model, messages, params))
@@ -115,10 +129,7 @@ class OpenAICompatEngine(HttpEngine):
                                                    "usually ignore the name; LM Studio and vLLM do not)"))
             else:
                 checks.append(Check("model", OK, f"{model} is served"))
-            try:  # llama-server: GET /props -> total_slots, default_generation_settings.n_ctx (per slot)
-                props = engine._call("GET", "/props", timeout_s=PREFLIGHT_TIMEOUT_S)
-            except EngineError:  # llama-cpp-python's server, vLLM, LM Studio have no /props
-                props = {}
+            props = engine.props()
             checks += slot_checks(cfg.max_concurrent_requests, props.get("total_slots"))
             limit = next((int(m["max_model_len"]) for m in data if m.get("id") == model and m.get("max_model_len")), None)
             if limit is None:
@@ -131,13 +142,26 @@ class OpenAICompatEngine(HttpEngine):
             engine.close()
 
 
-def slot_checks(in_flight: int, slots: Any) -> list[Check]:
+def reported_slots(props: dict[str, Any]) -> int | None:
+    """``total_slots`` from a ``/props`` answer when it is a positive integer, else None."""
+    slots = props.get("total_slots") if isinstance(props, dict) else None
+    return slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else None
+
+
+def slot_checks(in_flight: int | None, slots: Any) -> list[Check]:
     """``max_concurrent_requests`` against llama-server's parallel slots (``/props`` ``total_slots``).
 
     Why: requests beyond the slots only wait inside the server (latency doubles, throughput stays
-    flat); fewer requests than slots leave slots idle. Nothing when the server does not say."""
+    flat); fewer requests than slots leave slots idle. Nothing when the server does not say. Unset
+    (auto): the engine takes the slots itself."""
     if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+        if in_flight is None:
+            return [Check("parallel", OK, "max_concurrent_requests auto: the server does not report its slots "
+                                          "(no GET /props total_slots), so 1 request in flight")]
         return []
+    if in_flight is None:
+        return [Check("parallel", OK, f"max_concurrent_requests auto: {min(slots, MAX_IN_FLIGHT)} in flight, "
+                                      f"the server's {slots} slot(s) (GET /props total_slots)")]
     if in_flight > slots:
         return [Check("parallel", WARN, f"max_concurrent_requests {in_flight} exceeds the server's {slots} slot(s) "
                                         f"(GET /props total_slots): the extra requests only wait inside it; set "

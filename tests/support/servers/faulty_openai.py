@@ -66,6 +66,8 @@ class FaultState:
     answered: Counter = field(default_factory=Counter)  # complete 200 answers delivered, per message key
     faults: Counter = field(default_factory=Counter)
     gets: int = 0
+    in_flight: int = 0  # generation requests being handled now
+    max_in_flight: int = 0  # the most handled at once (what a client's concurrency looked like)
     props: dict[str, Any] | None = None  # set: GET /props answers it, as llama-server does (total_slots...)
     api_key: str | None = None  # set: generation needs this Bearer key; a wrong one is echoed in the 401
     connections: set = field(default_factory=set)  # open client sockets (an outage drops them too)
@@ -156,6 +158,16 @@ class Handler(BaseHTTPRequestHandler):
                                          "type": "authentication_error"}})
             self._send_bytes(401, said.encode("utf-8"))
             return
+        with self.state.lock:
+            self.state.in_flight += 1
+            self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
+        try:
+            self._generate(body)
+        finally:
+            with self.state.lock:
+                self.state.in_flight -= 1
+
+    def _generate(self, body: dict[str, Any]) -> None:
         messages = body.get("messages") or []
         key = message_key(messages + [{"temperature": body.get("temperature")}])  # one key per request
         fault = self.state.choose(key)
