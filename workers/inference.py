@@ -313,8 +313,9 @@ def process_chunk(run_id: str, chunk: int, requeue: Callable[[str, int], None],
     try:
         todo = from_cache(rows)
         engine = engine_for(engine_name, rows[0]["model"], cfg) if todo else None
-        # the engine says how many requests it keeps in flight: the batched llama.cpp engine its
-        # n_parallel, an HTTP engine max_concurrent_requests (auto: llama-server's slots). Both batch
+        # the engine says how many requests it keeps in flight: the batched llama.cpp engine 2 x
+        # n_parallel (P decoding, P waiting tokenized), an HTTP engine max_concurrent_requests (auto:
+        # llama-server's slots). Both batch
         # continuously, so a draining slot takes the run's next chunk (feed_slots' crash rules hold)
         slots = getattr(engine, "concurrency", None) or 0
         workers = slots or cfg.static_in_flight() if engine is not None and engine.thread_safe else 1
