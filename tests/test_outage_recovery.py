@@ -10,6 +10,7 @@ and a real server on 127.0.0.1 (tests/support/servers/faulty_openai.py):
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -66,6 +67,14 @@ def test_failures_of_an_outage_go_back_to_pending_and_resume_finishes_them(tmp_p
     assert keys == expected_ids(queue, run_id)
 
 
+def _answered(queue) -> int:
+    """Requests done so far (0 before the run is registered)."""
+    try:
+        return count_state(queue, run_id_of(queue), "done")
+    except (TypeError, sqlite3.Error):  # no ledger or no run yet
+        return 0
+
+
 def _server_process(port: int) -> subprocess.Popen:
     """The server as its own process: killing it closes its listening socket and every open connection,
     as an engine that crashes or restarts does (a thread server would keep serving kept-alive ones)."""
@@ -80,7 +89,7 @@ def _server_process(port: int) -> subprocess.Popen:
 
 
 def test_a_short_outage_waits_for_the_engine_and_fails_nothing(tmp_path):
-    """The engine dies 4 s into the run and is back 8 s later: the run waits (outage_wait_s) and finishes
+    """The engine dies mid-run (3 answers in) and is back 3 s later: the run waits (outage_wait_s) and finishes
     with every request answered, no stop and no failure; before, the requests sent meanwhile spent their
     attempts on refused connections and failed for good (exit 3; only --retry-failed recovered them)."""
     port = free_port()
@@ -89,11 +98,14 @@ def test_a_short_outage_waits_for_the_engine_and_fails_nothing(tmp_path):
     server = _server_process(port)
     run = popen(["-m", "producer", "run", "--config", str(cfg), "--workers", "1", "--no-preflight"], queue)
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 60
+        while _answered(queue) < 3:
+            assert time.monotonic() < deadline and run.poll() is None, "the run ended or stalled before the outage"
+            time.sleep(0.1)
         assert run.poll() is None, "the run ended before the outage"
         server.kill()  # the engine goes away mid-run
         server.wait(10)
-        time.sleep(8)
+        time.sleep(3)
         server = _server_process(port)  # and is back
         out, _ = run.communicate(timeout=180)
     finally:
