@@ -37,7 +37,7 @@ from workers.engines.base import (
     PermanentEngineError,
     TransientEngineError,
 )
-from workers.engines.health import FailureWindow, answers_at_all, wait_until_answering
+from workers.engines.health import PROBE_TIMEOUT_S, FailureWindow, answers_at_all, wait_until_answering
 from workers.engines.http_common import EngineTimeoutError, EngineUnreachableError
 from workers.parent_watch import parent_gone
 from workers.response_cache import cache_for, regenerated
@@ -124,7 +124,9 @@ def generate_with_retries(
                 window = health_of(run_id)
                 in_flight_max = (getattr(engine, "concurrency", None) or cfg.static_in_flight()) if getattr(engine, "thread_safe", False) else 1
                 hung = window.timeout(str(exc), in_flight_max)
-                if hung or not answers_at_all(getattr(engine, "base_url", None)):
+                # a GET / that takes longer than a whole request may take is no answer either
+                probe_s = min(PROBE_TIMEOUT_S, cfg.request_timeout_s)
+                if hung or not answers_at_all(getattr(engine, "base_url", None), probe_s):
                     return None, attempts, Failure.of(str(exc), True, window.hung_message(probe_failed=not hung))
             if attempts > cfg.max_retries:
                 return None, attempts, Failure.of(f"gave up after {attempts} attempts: {exc}", transient=True)

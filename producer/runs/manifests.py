@@ -299,9 +299,9 @@ def engine_settings(cfg: EvalConfig, model: str, dry_run: bool = False, in_fligh
 SLOTS_PROBE_TIMEOUT_S = 3.0
 
 
-def _server_slots(endpoint: str | None) -> int | None:
+def _server_slots(endpoint: str | None, timeout_s: float = SLOTS_PROBE_TIMEOUT_S) -> int | None:
     """llama-server's parallel slots: ``GET /props`` -> ``total_slots`` (its documented API); None when
-    the server is down or does not say (llama-cpp-python's server, vLLM, LM Studio)."""
+    the server is down, hung or does not say (llama-cpp-python's server, vLLM, LM Studio)."""
     if not endpoint:
         return None
     import requests
@@ -309,7 +309,7 @@ def _server_slots(endpoint: str | None) -> int | None:
     base = endpoint.rstrip("/")
     base = base[:-3] if base.endswith("/v1") else base
     try:
-        resp = requests.get(f"{base}/props", timeout=SLOTS_PROBE_TIMEOUT_S)
+        resp = requests.get(f"{base}/props", timeout=timeout_s)
         slots = resp.json().get("total_slots") if resp.status_code == 200 else None
         return int(slots) if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else None
     except (requests.RequestException, ValueError, AttributeError):
@@ -347,7 +347,7 @@ def engine_batching(cfg: EvalConfig, dry_run: bool = False) -> dict[str, Any]:
             out["server_parallel_source"] = f"{var} " + ("(environment)" if env else "(user setting)")
         server = f"{var} {out['server_parallel'] if raw else spec.server_slots_unset}"
     else:
-        out["server_parallel"] = _server_slots(cfg.local_endpoint)
+        out["server_parallel"] = _server_slots(cfg.local_endpoint, min(SLOTS_PROBE_TIMEOUT_S, cfg.request_timeout_s))
         out["server_parallel_source"] = "GET /props total_slots" if out["server_parallel"] else None
         server = (f"server slots {out['server_parallel']}" if out["server_parallel"]
                   else "server slots not reported by the server")

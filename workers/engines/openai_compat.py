@@ -79,7 +79,8 @@ class OpenAICompatEngine(HttpEngine):
         """Auto (``max_concurrent_requests`` unset) matches llama-server's slots, read once here."""
         if self.cfg.max_concurrent_requests is not None:
             return self.cfg.max_concurrent_requests
-        return self.cfg.in_flight_for(reported_slots(self.props()))
+        # a server that cannot answer this small GET within a request's timeout is hung: 1, no longer wait
+        return self.cfg.in_flight_for(reported_slots(self.props(min(PREFLIGHT_TIMEOUT_S, self.cfg.request_timeout_s))))
 
     def generate(self, messages: list[dict[str, str]], params: GenerationParams) -> EngineResult:
         start = time.perf_counter()
