@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from config.contract import PREDICTIONS_COLUMNS
+from tests.support.paths import ROOT
 from tests.support.queue_runs import (
     count_state,
     expected_ids,
@@ -44,8 +45,11 @@ def baseline(tmp_path_factory):
 
 
 def test_demo_prompts_real_run_writes_contract_predictions_with_one_model_load(tmp_path):
-    """The demo's settings and real prompts through ``producer run -w 3``: one model load, real text."""
-    cfg = write_config(tmp_path, sizes={"squad_v2": 1, "triviaqa": 1, "nq_open": 0})
+    """The demo's settings and its real prompts (the ``cautious`` pair, the demo's default) through
+    ``producer run -w 3``: one model load, real text."""
+    demo = {"control": str(ROOT / "config/prompts/control_system.txt"),
+            "treatment": str(ROOT / "config/prompts/demo_cautious_treatment.txt")}
+    cfg = write_config(tmp_path, sizes={"squad_v2": 1, "triviaqa": 1, "nq_open": 0}, prompt_sets={"default": demo})
     queue = tmp_path / "queue"
     out = producer(["run", "--config", str(cfg), "--workers", "3"], queue, timeout=400)
     assert out.returncode == 0, out.stdout + out.stderr
