@@ -15,6 +15,12 @@ import pytest
 from config.schema import load_config, validate_config_dict
 from producer.inputs.prepare import ensure_prepared
 from producer.planning.enqueue import chunked_requests
+from tests.support.chunk_feeding import (
+    both_chunks_in_one_call,
+    ctrl_c_after_first_chunk,
+    enqueued_chunks,
+    results_per_request,
+)
 from tests.support.queue_runs import (
     count_state,
     expected_ids,
@@ -194,63 +200,30 @@ def test_one_call_keeps_the_slots_fed_across_chunks_with_one_result_per_request(
     """Issue 28: the inference worker, with n_parallel 4, claims the run's next queued chunk while the
     first drains: one ``process_chunk`` call runs both chunks of a real run, reports each chunk as it
     finishes, records one result per request, and the second chunk's own message then finds nothing."""
-    from workers.inference import process_chunk
-    from workers.worker_state import close_engines
-
     cfg = write_config(tmp_path, short_prompts=True, n_parallel=4, max_new_tokens={"closed_book": 4, "open_book": 4},
                        sizes={"squad_v2": 3, "triviaqa": 2, "nq_open": 2})
-    assert producer(["enqueue", "--config", str(cfg)], isolated_queue).returncode == 0
-    run_id = run_id_of(isolated_queue)
-    with ledger(isolated_queue) as conn:
-        chunks = [r[0] for r in conn.execute("select distinct chunk from requests where run_id = ? order by chunk",
-                                             (run_id,))]
+    run_id, chunks = enqueued_chunks(cfg, isolated_queue)
     assert len(chunks) == 2
-    finished, requeued = [], []
-    try:
-        out = process_chunk(run_id, chunks[0], requeue=lambda *a: requeued.append(a),
-                            finished=lambda *a: finished.append(a[1]))
-        again = process_chunk(run_id, chunks[1], requeue=lambda *a: requeued.append(a))
-    finally:
-        close_engines()
+    out, again, finished, requeued = both_chunks_in_one_call(run_id, chunks)
     assert out["chunks"] == chunks and out["claimed"] == out["done"] == 14 and sorted(finished) == chunks
     assert again == {"claimed": 0} and requeued == []
+    assert results_per_request(isolated_queue, run_id) == [1] * 14
     with ledger(isolated_queue) as conn:
-        per_request = conn.execute("select count(r.custom_id) from requests q left join results r on r.run_id = q.run_id"
-                                   " and r.custom_id = q.custom_id and r.trial = q.trial where q.run_id = ?"
-                                   " group by q.id", (run_id,)).fetchall()
-        states = {r[0] for r in conn.execute("select state from requests where run_id = ?", (run_id,))}
-    assert [n for (n,) in per_request] == [1] * 14 and states == {"done"}
+        assert {r[0] for r in conn.execute("select state from requests where run_id = ?", (run_id,))} == {"done"}
 
 
 def test_ctrl_c_gives_back_what_the_prefetched_chunk_had_not_run(tmp_path, isolated_queue):
     """Ctrl+C (the process's STOP) once the first chunk has finished: the next chunk, claimed while the
     first drained, keeps the answers it already has and gives the rest back, queued, its message re-sent."""
-    from workers.inference import process_chunk
-    from workers.worker_state import STOP, close_engines
-
     # chunks of 12 on 4 slots: the engine's 8 threads (4 decoding, 4 waiting) cannot have started all of
     # the second chunk when the first finishes
     cfg = write_config(tmp_path, short_prompts=True, n_parallel=4, max_new_tokens={"closed_book": 4, "open_book": 4},
                        sizes={"squad_v2": 6, "triviaqa": 3, "nq_open": 3})
-    assert producer(["enqueue", "--config", str(cfg)], isolated_queue).returncode == 0
-    run_id = run_id_of(isolated_queue)
-    with ledger(isolated_queue) as conn:
-        first, second = [r[0] for r in conn.execute("select distinct chunk from requests where run_id = ? order by chunk",
-                                                     (run_id,))]
-    requeued = []
-    try:
-        out = process_chunk(run_id, first, requeue=lambda *a: requeued.append(a), finished=lambda *a: STOP.set())
-    finally:
-        STOP.clear()
-        close_engines()
-    with ledger(isolated_queue) as conn:
-        states = dict(conn.execute("select state, count(*) from requests where run_id = ? and chunk = ? group by state",
-                                   (run_id, second)).fetchall())
-        results = conn.execute("select count(*) from results where run_id = ?", (run_id,)).fetchone()[0]
-        worker = conn.execute("select count(*) from requests where worker is not null and state != 'done'").fetchone()[0]
-    assert out["chunks"] == [first, second] and requeued == [(run_id, second)]
-    assert states.get("queued", 0) >= 1 and set(states) <= {"done", "queued"} and worker == 0
-    assert results == 12 + states.get("done", 0) == out["done"]
+    run_id, (first, second) = enqueued_chunks(cfg, isolated_queue)
+    got = ctrl_c_after_first_chunk(isolated_queue, run_id, first, second)
+    assert got["out"]["chunks"] == [first, second] and got["requeued"] == [(run_id, second)]
+    assert got["states"].get("queued", 0) >= 1 and set(got["states"]) <= {"done", "queued"} and got["held"] == 0
+    assert got["results"] == 12 + got["states"].get("done", 0) == got["out"]["done"]
 
 
 def test_a_freed_slot_is_refilled_before_the_next_step_though_recording_takes_time(short_requests):

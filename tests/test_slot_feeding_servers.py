@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from config.schema import validate_config_dict
 from producer.runs.manifests import engine_batching
-from tests.support.queue_runs import ledger, producer, run_id_of, write_config
+from tests.support.chunk_feeding import (
+    both_chunks_in_one_call,
+    ctrl_c_after_first_chunk,
+    enqueued_chunks,
+    results_per_request,
+)
+from tests.support.queue_runs import write_config
 from tests.support.servers.fake_ollama import FakeModel, FakeOllama, FakeOllamaServer
 from tests.support.servers.faulty_openai import FaultState, FaultyOpenAIServer
 from workers.engines.ollama import OllamaEngine
@@ -47,35 +53,18 @@ def test_the_worker_keeps_a_servers_slots_full_across_chunks(tmp_path, isolated_
     """A real run against a llama-server with 4 slots and no max_concurrent_requests: one process_chunk
     call holds 4 requests in flight, takes the run's next chunk while the first drains, records one
     result per request; the second chunk's own message then finds nothing."""
-    from workers.inference import process_chunk
-    from workers.worker_state import close_engines
-
     state = FaultState(props={"total_slots": 4})
     state.plan.latency_s = 0.05
     with FaultyOpenAIServer(state) as server:
         cfg = write_config(tmp_path, short_prompts=True, local_engine="openai_compat",
                            local_endpoint=f"{server.url}/v1", sizes={"squad_v2": 3, "triviaqa": 2, "nq_open": 2})
-        assert producer(["enqueue", "--config", str(cfg)], isolated_queue).returncode == 0
-        run_id = run_id_of(isolated_queue)
-        with ledger(isolated_queue) as conn:
-            chunks = [r[0] for r in conn.execute("select distinct chunk from requests where run_id = ? order by chunk",
-                                                 (run_id,))]
+        run_id, chunks = enqueued_chunks(cfg, isolated_queue)
         assert len(chunks) == 2
-        finished, requeued = [], []
-        try:
-            out = process_chunk(run_id, chunks[0], requeue=lambda *a: requeued.append(a),
-                                finished=lambda *a: finished.append(a[1]))
-            again = process_chunk(run_id, chunks[1], requeue=lambda *a: requeued.append(a))
-        finally:
-            close_engines()
+        out, again, finished, requeued = both_chunks_in_one_call(run_id, chunks)
     assert state.max_in_flight == 4
     assert out["chunks"] == chunks and out["claimed"] == out["done"] == 14 and sorted(finished) == chunks
     assert again == {"claimed": 0} and requeued == []
-    with ledger(isolated_queue) as conn:
-        per_request = conn.execute("select count(r.custom_id) from requests q left join results r on r.run_id = q.run_id"
-                                   " and r.custom_id = q.custom_id and r.trial = q.trial where q.run_id = ?"
-                                   " group by q.id", (run_id,)).fetchall()
-    assert [n for (n,) in per_request] == [1] * 14
+    assert results_per_request(isolated_queue, run_id) == [1] * 14
 
 
 def test_llama_server_slots_against_requests_in_flight():
@@ -106,30 +95,13 @@ def test_ctrl_c_gives_back_what_an_http_engines_prefetched_chunk_had_not_run(tmp
     """Ctrl+C once the first chunk has finished, with an HTTP engine feeding llama-server's 4 slots: the
     next chunk, claimed while the first drained, keeps the answers it has, gives the rest back queued
     (no worker left on them) and its message is re-sent."""
-    from workers.inference import process_chunk
-    from workers.worker_state import STOP, close_engines
-
     state = FaultState(props={"total_slots": 4})
     state.plan.latency_s = 0.05
     with FaultyOpenAIServer(state) as server:
         cfg = write_config(tmp_path, short_prompts=True, local_engine="openai_compat",
                            local_endpoint=f"{server.url}/v1", sizes={"squad_v2": 3, "triviaqa": 2, "nq_open": 2})
-        assert producer(["enqueue", "--config", str(cfg)], isolated_queue).returncode == 0
-        run_id = run_id_of(isolated_queue)
-        with ledger(isolated_queue) as conn:
-            first, second = [r[0] for r in conn.execute(
-                "select distinct chunk from requests where run_id = ? order by chunk", (run_id,))]
-        requeued = []
-        try:
-            out = process_chunk(run_id, first, requeue=lambda *a: requeued.append(a), finished=lambda *a: STOP.set())
-        finally:
-            STOP.clear()
-            close_engines()
-    with ledger(isolated_queue) as conn:
-        states = dict(conn.execute("select state, count(*) from requests where run_id = ? and chunk = ? group by state",
-                                   (run_id, second)).fetchall())
-        results = conn.execute("select count(*) from results where run_id = ?", (run_id,)).fetchone()[0]
-        worker = conn.execute("select count(*) from requests where worker is not null and state != 'done'").fetchone()[0]
-    assert out["chunks"] == [first, second] and requeued == [(run_id, second)]
-    assert states.get("queued", 0) >= 1 and set(states) <= {"done", "queued"} and worker == 0
-    assert results == 7 + states.get("done", 0) == out["done"]
+        run_id, (first, second) = enqueued_chunks(cfg, isolated_queue)
+        got = ctrl_c_after_first_chunk(isolated_queue, run_id, first, second)
+    assert got["out"]["chunks"] == [first, second] and got["requeued"] == [(run_id, second)]
+    assert got["states"].get("queued", 0) >= 1 and set(got["states"]) <= {"done", "queued"} and got["held"] == 0
+    assert got["results"] == 7 + got["states"].get("done", 0) == got["out"]["done"]
