@@ -88,6 +88,7 @@ def _count(text: str) -> int:
 
 
 class Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # TCP_NODELAY: a body written after its headers waited ~40 ms (delayed ACK)
     server_version = "FakeOllama/0.1"
     state: FakeOllama  # set on the subclass per server
 
